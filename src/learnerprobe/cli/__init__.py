@@ -1,0 +1,37 @@
+"""The `learnerprobe` command. Each area registers its commands from its own module."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from learnerprobe.errors import LearnerprobeError
+
+app = typer.Typer(
+    name="learnerprobe",
+    help="Proficiency probing and native-language identification on learner texts.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+err_console = Console(stderr=True)
+
+
+def _register() -> None:
+    # Imported for their side effect of adding commands/sub-apps to `app`.
+    from learnerprobe.cli import bench, corpus, models, predict, study  # noqa: F401
+
+    app.add_typer(bench.bench_app, name="bench", help="Benchmarks that print and save figures.")
+
+
+_register()
+
+
+def main() -> None:
+    """Console-script entry: turn known errors into a one-line message and exit code 2."""
+    try:
+        app()
+    except LearnerprobeError as e:
+        err_console.print(f"[bold red]error:[/] {e}")
+        sys.exit(2)

@@ -1,0 +1,21 @@
+"""Exceptions that the CLI turns into clear one-line messages instead of tracebacks."""
+
+
+class LearnerprobeError(Exception):
+    """Base class: a user-facing error whose message says what to do."""
+
+
+class CorpusNotFoundError(LearnerprobeError):
+    """A corpus folder or file is missing from the data root."""
+
+
+class DataFormatError(LearnerprobeError):
+    """A corpus file exists but is malformed; the message names file and row."""
+
+
+class ConfigError(LearnerprobeError):
+    """A config file is invalid (unknown corpus, model, probe, empty class...)."""
+
+
+class BundleError(LearnerprobeError):
+    """A model bundle is missing, incompatible or tampered with."""
