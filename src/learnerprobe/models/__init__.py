@@ -1,0 +1,1 @@
+"""Model registry, offline providers and loading."""
