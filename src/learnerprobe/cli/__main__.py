@@ -1,0 +1,3 @@
+from learnerprobe.cli import main
+
+main()
