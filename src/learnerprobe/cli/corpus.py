@@ -1,3 +1,171 @@
-"""CLI commands of the corpus area (registered on learnerprobe.cli.app)."""
+"""CLI commands of the corpus area: ``learnerprobe corpus list|stats|export``."""
 
-from learnerprobe.cli import app  # noqa: F401
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from learnerprobe.cli import app
+from learnerprobe.errors import ConfigError
+
+corpus_app = typer.Typer(no_args_is_help=True, help="Learner corpora: list, count, export.")
+app.add_typer(corpus_app, name="corpus")
+console = Console()
+
+ROOT_HELP = "Data root (default: $LEARNERPROBE_DATA or ~/.cache/learnerprobe/data)."
+OPT_HELP = ("Loader option KEY=VALUE, repeatable (e.g. -o languages=cs,de; for 'table': "
+            "-o path=my.csv -o language=en -o columns.text=essay).")
+CONFIG_HELP = "TOML or JSON file with loader options (e.g. the column mapping for 'table')."
+
+
+def _value(v: str) -> Any:
+    try:
+        return json.loads(v)
+    except json.JSONDecodeError:
+        return [x.strip() for x in v.split(",") if x.strip()] if "," in v else v
+
+
+def parse_options(pairs: list[str] | None, config: Path | None) -> dict[str, Any]:
+    """Loader options from a config file and ``KEY=VALUE`` pairs (dotted keys nest)."""
+    opts: dict[str, Any] = {}
+    if config is not None:
+        if not config.is_file():
+            raise ConfigError(f"--config {config}: file not found")
+        try:
+            if config.suffix.lower() == ".toml":
+                import tomllib
+
+                opts = tomllib.loads(config.read_text(encoding="utf-8"))
+            else:
+                opts = json.loads(config.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as e:
+            raise ConfigError(f"--config {config}: cannot parse ({e})") from None
+        if not isinstance(opts, dict):
+            raise ConfigError(f"--config {config}: expected a table/object of options")
+    for pair in pairs or []:
+        key, sep, val = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"-o {pair!r}: expected KEY=VALUE")
+        *parents, leaf = key.strip().split(".")
+        d = opts
+        for p in parents:
+            d = d.setdefault(p, {})
+            if not isinstance(d, dict):
+                raise ConfigError(f"-o {pair!r}: {p!r} is not a mapping")
+        d[leaf] = _value(val)
+    return opts
+
+
+def _load(name: str, root: Path | None, option: list[str] | None, config: Path | None):
+    from learnerprobe.corpora import load_corpus
+
+    return load_corpus(name, root=root, **parse_options(option, config))
+
+
+@corpus_app.command("list")
+def list_corpora() -> None:
+    """Show the corpus registry: languages, labels, licence and where to get each corpus."""
+    from learnerprobe.corpora import CORPORA
+
+    t = Table(title="learnerprobe corpora", show_lines=False)
+    t.add_column("name", no_wrap=True, style="bold")
+    for col in ("languages", "labels", "licence", "url", "description"):
+        t.add_column(col, overflow="fold")
+    for e in CORPORA.values():
+        t.add_row(e.name, ", ".join(e.languages) or "any", ", ".join(e.label_types), e.licence,
+                  e.url, e.description)
+    # Piped output (files, grep) gets full lines instead of an 80-column fold.
+    (console if console.is_terminal else Console(width=220)).print(t)
+
+
+@corpus_app.command("stats")
+def stats(
+    name: str = typer.Argument(..., help="Corpus name (see `learnerprobe corpus list`)."),
+    root: Path | None = typer.Option(None, "--root", help=ROOT_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    option: list[str] | None = typer.Option(None, "--option", "-o", help=OPT_HELP),
+    config: Path | None = typer.Option(None, "--config", help=CONFIG_HELP),
+) -> None:
+    """Count texts by language, CEFR level, L1 and split."""
+    from learnerprobe.corpora.io import corpus_stats
+
+    s = corpus_stats(_load(name, root, option, config))
+    if as_json:
+        typer.echo(json.dumps({"corpus": name, **s}, ensure_ascii=False))
+        return
+    console.print(f"[bold]{name}[/]: {s['n_texts']} texts, {s['n_authors']} authors, "
+                  f"{s['n_with_correction']} with a correction, mean {s['mean_chars']} chars")
+    for key in ("by_language", "by_cefr", "by_l1", "by_split", "by_level"):
+        if key not in s:
+            continue
+        t = Table(title=key.replace("by_", "by "), title_justify="left")
+        t.add_column("label")
+        t.add_column("texts", justify="right")
+        for lab, n in s[key].items():
+            t.add_row(lab, str(n))
+        console.print(t)
+
+
+@corpus_app.command("export")
+def export(
+    name: str = typer.Argument(..., help="Corpus name (see `learnerprobe corpus list`)."),
+    out: Path = typer.Option(..., "--out", help="Output file: .parquet or .jsonl."),
+    root: Path | None = typer.Option(None, "--root", help=ROOT_HELP),
+    mask: bool = typer.Option(False, "--mask", help="Mask countries, nationalities, languages "
+                              "and cities (learnerprobe.prep.mask)."),
+    show_masked: bool = typer.Option(False, "--show-masked", help="With --mask: print every "
+                                     "replacement (text id, category, original -> placeholder)."),
+    dedupe: bool = typer.Option(False, "--dedupe", help="Clean and de-duplicate first "
+                                "(learnerprobe.prep.clean), printing what was dropped."),
+    option: list[str] | None = typer.Option(None, "--option", "-o", help=OPT_HELP),
+    config: Path | None = typer.Option(None, "--config", help=CONFIG_HELP),
+) -> None:
+    """Write a corpus as LearnerText rows to Parquet or JSONL (by the suffix of --out)."""
+    from learnerprobe.corpora.io import write_records
+    from learnerprobe.errors import LearnerprobeError
+
+    if out.suffix.lower() not in (".parquet", ".jsonl"):
+        raise LearnerprobeError(f"--out {out}: use a .parquet or .jsonl file name")
+    if show_masked and not mask:
+        raise LearnerprobeError("--show-masked needs --mask")
+    records = _load(name, root, option, config)
+    n0 = len(records)
+    if dedupe:
+        from learnerprobe.prep.clean import clean
+
+        records, report = clean(records)
+        console.print(f"clean: kept {len(records)} of {n0} texts")
+        console.print(_show(report), markup=False)
+    if mask:
+        from learnerprobe.prep.mask import mask_records
+
+        if show_masked:
+            from learnerprobe.prep.mask import format_replacements, mask_text
+
+            for r in records:
+                res = mask_text(r.text, r.language)
+                if res.spans:
+                    typer.echo(f"# {r.id}\n{format_replacements(res, context=20)}")
+        records, counts = mask_records(records)
+        console.print(f"mask: replacements per category: {_show(counts)}", markup=False)
+    write_records(records, out)
+    console.print(f"wrote {len(records)} texts of {name!r} to {out}")
+
+
+def _show(obj: Any) -> str:
+    """Readable one-liner for a report object (dataclass, pydantic model or mapping)."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        obj = dataclasses.asdict(obj)
+    elif hasattr(obj, "model_dump"):
+        obj = obj.model_dump()
+    try:
+        return json.dumps(obj, ensure_ascii=False, default=str)
+    except TypeError:
+        return str(obj)

@@ -1,0 +1,157 @@
+"""COWS-L2H: essays by university learners of Spanish (L2 and heritage), ``csv/<prompt>.<quarter>.csv``.
+
+Mapping
+- ``id`` = ``<prompt>.<quarter>.<student id>`` (the same student writes in several quarters and
+  prompts, so the student id alone is not unique); ``author_id`` = the student id.
+- ``text`` = essay; ``text_corrected`` = corrected1 (instructor correction, None when absent;
+  corrected2 is in ``meta``); ``task`` = prompt; ``language`` = "es"; ``cefr`` = None (COWS-L2H
+  has no CEFR rating).
+- Course -> ordinal proficiency proxy in ``meta`` (raw course kept as ``course``):
+
+  ======================  ==============  =========================  ===============
+  course                  meta["level"]   meta["level_ordinal"]      meta["track"]
+  ======================  ==============  =========================  ===============
+  SPA 1, 2, 3 (1Y, 3V..)  beginner        0                          L2
+  SPA 21, 22, 23, 24      intermediate    1                          L2
+  SPA 100+ / "Other       advanced        2                          L2 (upper div.)
+  upper division courses"
+  SPA 31, 32, 33          heritage        None (separate scale)      heritage
+  empty / unknown         None            None                       None
+  ======================  ==============  =========================  ===============
+
+  ``meta["course_number"]`` is the course number with suffix letters dropped ("SPA 22V" -> 22),
+  a finer ordinal within each track.
+- L1: the questionnaire changed in W21 and S21 (see the corpus README): in those files the
+  "l1 language" column holds answers to a different question (a count such as "3" or
+  "4 or more") and the mother tongue(s) sit in "other l1 language(s)". We read the L1 from the
+  right column per quarter; ``l1_raw`` keeps the raw answer. Several L1s ("English,Spanish")
+  normalise to a joined label ("English/Spanish"), see :mod:`learnerprobe.corpora.languages`.
+  For the other quarters, the remaining self-rating answers are kept under their CSV names in
+  ``meta["questionnaire"]``; for W21/S21 the CSV headers do not describe the answers, so they
+  are kept with ``meta["questionnaire_version"] = 2``.
+- Age/gender: in some files (W18, S18) the two columns are swapped; we detect a gender answer
+  in the age column and swap back. ``age`` is the first integer in the answer or None.
+- Rows are kept as released: none is empty in v2 of the CSVs (5,382 rows), 13 are very short
+  (fragments such as "Hola."). Dropping those is a preparation decision (``prep.clean``).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from learnerprobe.corpora._common import check_unique_ids, locate, read_csv
+from learnerprobe.errors import CorpusNotFoundError, DataFormatError
+from learnerprobe.records import LearnerText
+
+URL = "https://github.com/ucdaviscl/cowsl2h"
+REQUIRED = ("id", "prompt", "quarter", "course", "essay")
+V2_QUARTERS = frozenset({"W21", "S21"})
+_QUESTIONNAIRE = (
+    "other l1 language(s)", "language(s) used at home", "language(s) studied",
+    "listening comprehension", "reading comprehension", "speaking ability", "writing ability",
+    "study abroad",
+)
+_COURSE = re.compile(r"^\s*SPA\s*(\d+)\s*([A-Z]*)\s*$", re.I)
+_INT = re.compile(r"\b(\d{1,2})\b")
+
+
+def course_level(course: str | None) -> dict[str, Any]:
+    """Ordinal proficiency proxy for a course name (see the table in the module docstring)."""
+    out: dict[str, Any] = {"level": None, "level_ordinal": None, "track": None,
+                           "course_number": None}
+    if not course:
+        return out
+    m = _COURSE.match(course)
+    if m:
+        n = int(m.group(1))
+        out["course_number"] = n
+        if n in (1, 2, 3):
+            out.update(level="beginner", level_ordinal=0, track="L2")
+        elif 21 <= n <= 24:
+            out.update(level="intermediate", level_ordinal=1, track="L2")
+        elif 31 <= n <= 33:
+            out.update(level="heritage", track="heritage")
+        elif n >= 100:
+            out.update(level="advanced", level_ordinal=2, track="L2")
+    elif "upper division" in course.lower():
+        out.update(level="advanced", level_ordinal=2, track="L2")
+    return out
+
+
+def _looks_gender(s: str) -> bool:
+    t = s.lower()
+    return any(w in t for w in ("female", "male", "identify", "prefer not"))
+
+
+def _age(s: str | None) -> int | None:
+    if not s:
+        return None
+    m = _INT.search(s)
+    return int(m.group(1)) if m else None
+
+
+def find_root(root: Path, path: str | Path | None = None) -> Path:
+    return locate(root, ["cowsl2h/csv", "cowsl2h", "cowsl2h-master/csv", "csv"],
+                  corpus="cowsl2h", url=URL, path=path)
+
+
+def parse_file(path: Path) -> list[LearnerText]:
+    """All essays of one ``<prompt>.<quarter>.csv`` file."""
+    from learnerprobe.corpora.languages import normalise_l1
+
+    out: list[LearnerText] = []
+    for i, row in read_csv(path, required=REQUIRED):
+        sid = row["id"].strip()
+        prompt, quarter = row["prompt"].strip(), row["quarter"].strip()
+        if not sid or not prompt or not quarter:
+            raise DataFormatError(f"{path}: row {i}: empty id, prompt or quarter")
+        v2 = quarter in V2_QUARTERS
+        l1_col = "other l1 language(s)" if v2 else "l1 language"
+        l1_raw = (row.get(l1_col) or "").replace("\xa0", " ").strip() or None
+        age_raw, gender_raw = (row.get("age") or "").strip(), (row.get("gender") or "").strip()
+        if _looks_gender(age_raw) and not _looks_gender(gender_raw):
+            age_raw, gender_raw = gender_raw, age_raw
+        course = (row.get("course") or "").strip() or None
+        c1 = (row.get("corrected1") or "").strip() or None
+        c2 = (row.get("corrected2") or "").strip() or None
+        meta: dict[str, Any] = {
+            "quarter": quarter,
+            "course": course,
+            **course_level(course),
+            "age": _age(age_raw),
+            "age_raw": age_raw or None,
+            "gender": gender_raw.lower() or None,
+            "corrected2": c2,
+            "questionnaire_version": 2 if v2 else 1,
+            "questionnaire": {k: row[k] for k in _QUESTIONNAIRE if k in row and k != l1_col}
+            | ({"l1 language": row.get("l1 language", "")} if v2 else {}),
+            "source": f"{path.name}:{i}",
+        }
+        out.append(LearnerText(
+            id=f"{prompt}.{quarter}.{sid}",
+            corpus="cowsl2h",
+            language="es",
+            text=row["essay"].strip(),
+            text_corrected=c1,
+            l1=normalise_l1(l1_raw),
+            l1_raw=l1_raw,
+            author_id=sid,
+            task=prompt,
+            meta=meta,
+        ))
+    return out
+
+
+def load(root: Path, *, path: str | Path | None = None) -> list[LearnerText]:
+    """All COWS-L2H essays from the CSV release, in file order."""
+    base = find_root(root, path)
+    files = [base] if base.is_file() else sorted(base.glob("*.csv"))
+    if not files:
+        raise CorpusNotFoundError(f"corpus 'cowsl2h': no .csv files in {base}. Get it from {URL}")
+    out: list[LearnerText] = []
+    for f in files:
+        out.extend(parse_file(f))
+    check_unique_ids(out, str(base))
+    return out

@@ -1,0 +1,84 @@
+"""EFCAMDAT, cleaned subcorpus (Shatz 2020): ``Final database (main prompts).xlsx`` and
+``Final database (alternative prompts).xlsx`` (or the same tables saved as CSV).
+
+Users bring the files (registration with the EF Research Lab) and put them in
+``$LEARNERPROBE_DATA/efcamdat/``. Columns used: writing_id, learner_id, nationality, l1, cefr,
+level (EF course level 1-16), unit, topic (and topic_id), text, text_corrected; any other column
+(date, grade, wordcount, mtld, cefr_numeric ...) is kept in ``meta``.
+
+Mapping: ``id`` = writing_id, ``author_id`` = learner_id, ``task`` = topic, ``cefr`` from cefr
+(falls back to cefr_numeric), ``meta["prompts"]`` = "main" or "alternative" from the file name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from learnerprobe.corpora._common import check_unique_ids, clean_str, files_in, locate, read_table
+from learnerprobe.errors import CorpusNotFoundError, DataFormatError
+from learnerprobe.records import LearnerText
+
+URL = "https://ef-lab.mmll.cam.ac.uk/EFCAMDAT.html"
+REQUIRED = ("writing_id", "learner_id", "text")
+_USED = {"writing_id", "learner_id", "l1", "cefr", "topic", "text", "text_corrected"}
+
+
+def load(root: Path, *, path: str | Path | None = None) -> list[LearnerText]:
+    """All rows of every EFCAMDAT table found (xlsx preferred over a CSV of the same name)."""
+    from learnerprobe.cefr import parse_cefr
+    from learnerprobe.corpora.languages import normalise_l1
+
+    base = locate(root, ["efcamdat", "EFCAMDAT"], corpus="efcamdat", url=URL, path=path)
+    files = files_in(base, (".xlsx", ".csv"))
+    stems = {f.stem for f in files if f.suffix == ".xlsx"}
+    files = [f for f in files if f.suffix == ".xlsx" or f.stem not in stems]
+    if not files:
+        raise CorpusNotFoundError(
+            f"corpus 'efcamdat': no .xlsx/.csv tables in {base}. Get it from {URL}"
+        )
+    out: list[LearnerText] = []
+    for f in files:
+        prompts = "alternative" if "alternative" in f.stem.lower() else "main"
+        for i, row in read_table(f, required=REQUIRED):
+            wid, lid, text = (clean_str(row.get(k)) for k in REQUIRED)
+            if wid is None or lid is None:
+                raise DataFormatError(f"{f}: row {i}: empty writing_id or learner_id")
+            if text is None:
+                raise DataFormatError(f"{f}: row {i}: empty text (writing_id {wid})")
+            cefr_raw = clean_str(row.get("cefr")) or clean_str(row.get("cefr_numeric"))
+            try:
+                cefr = parse_cefr(cefr_raw, strict=True)
+            except ValueError:
+                raise DataFormatError(
+                    f"{f}: row {i}: unrecognised CEFR label {cefr_raw!r} (writing_id {wid})"
+                ) from None
+            l1_raw = clean_str(row.get("l1"))
+            meta: dict[str, Any] = {k: _plain(v) for k, v in row.items() if k not in _USED}
+            meta |= {"prompts": prompts, "source": f"{f.name}:{i}"}
+            out.append(LearnerText(
+                id=_intlike(wid), corpus="efcamdat", language="en", text=text,
+                text_corrected=clean_str(row.get("text_corrected")),
+                cefr=cefr, cefr_raw=cefr_raw, l1=normalise_l1(l1_raw), l1_raw=l1_raw,
+                author_id=_intlike(lid), task=clean_str(row.get("topic")), meta=meta,
+            ))
+    check_unique_ids(out, str(base))
+    return out
+
+
+def _intlike(s: str) -> str:
+    """Excel gives 123.0 for integer ids; ids are strings without the spurious '.0'."""
+    return s[:-2] if s.endswith(".0") and s[:-2].isdigit() else s
+
+
+def _plain(v: Any) -> Any:
+    """JSON-friendly scalar (Excel dates/NaN/numpy types -> str/None/float)."""
+    if v is None:
+        return None
+    if isinstance(v, (str, bool, int)):
+        return v
+    if isinstance(v, float):
+        return None if v != v else v
+    if hasattr(v, "item"):
+        return _plain(v.item())
+    return str(v)

@@ -1,0 +1,209 @@
+"""MERLIN v1.2 text release (Czech, German, Italian learner texts rated on the CEFR).
+
+Reads ``meta_ltext_THs/`` (or ``meta_ltext/``, which lacks target hypotheses) with one folder per
+language (``czech``, ``german``, ``italian``; the ``*_metafn`` copies are ignored). Each file is a
+metadata header, a dashed rule, the learner text, and target hypotheses 1 and 2::
+
+    METADATA
+    General:
+    Author ID: 1023_0001416
+    Test language: German
+    CEFR level of test: B2
+    Task : ask for information at Au pair Agency - ID: 1023_080401
+    Mother tongue: Russian
+    Age: 45
+    Gender: female
+    Rating:
+    Overall CEFR rating: B2
+    Grammatical accuracy: C1   (and five more sub-ratings)
+    ----------------
+    Learner text: ...
+    ----------------
+    Target hypothesis 1: ...   (or "No target hypothesis 1 available.")
+
+Mapping: ``id`` and ``author_id`` = Author ID (MERLIN has one text per learner id);
+``cefr`` = "Overall CEFR rating" (9 texts are "unrated"/"EMPTY" -> None, raw kept);
+``text_corrected`` = target hypothesis 1 (tokenised, as released); ``task`` = the task text,
+``meta``: test_level, task_id, age (int or None), age_raw ("2029" means an age band
+20-29, given as age_range), gender, ratings (the six sub-ratings, raw: "0"/"-1" mean not rated),
+target_hypothesis_2, source. ``l1`` normalised by :mod:`learnerprobe.corpora.languages`.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from learnerprobe.corpora._common import check_unique_ids, locate
+from learnerprobe.errors import CorpusNotFoundError, DataFormatError
+from learnerprobe.records import LearnerText
+
+URL = "https://merlin-platform.eu/ (CLARIN: http://hdl.handle.net/20.500.12124/6)"
+FOLDERS = {"cs": "czech", "de": "german", "it": "italian"}
+LANG_NAMES = {"Czech": "cs", "German": "de", "Italian": "it"}
+SUB_RATINGS = (
+    "Grammatical accuracy", "Orthography", "Vocabulary range", "Vocabulary control",
+    "Coherence/Cohesion", "Sociolinguistic appropriateness",
+)
+_RULE = re.compile(r"^-{16,}[ \t]*$", re.M)
+_FIELD = re.compile(r"^([^:\n]+?)\s*:[ \t]?(.*)$")
+_TASK_ID = re.compile(r"^(.*?)\s+-\s+ID:\s*(\S+)\s*$")
+_NA = {"", "not reported", "empty", "unrated", "n/a"}
+
+
+def _na(v: str | None) -> str | None:
+    return None if v is None or v.strip().lower() in _NA else v.strip()
+
+
+def find_root(root: Path, path: str | Path | None = None) -> Path:
+    """The folder holding czech/german/italian (THs version preferred)."""
+    cands = [
+        f"{base}/{sub}"
+        for base in ("merlin-text-v1.2", "merlin-text", "merlin", ".")
+        for sub in ("meta_ltext_THs", "meta_ltext")
+    ]
+    return locate(root, cands, corpus="merlin", url=URL, path=path)
+
+
+def parse_file(path: Path, text: str | None = None) -> LearnerText:
+    """Parse one MERLIN file; any structural problem names the file and the line."""
+    if text is None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise DataFormatError(f"{path}: not UTF-8 text (byte offset {e.start})") from None
+    text = text.replace("\r\n", "\n")
+    if not text.lstrip().startswith("METADATA"):
+        raise DataFormatError(f"{path}: line 1: expected 'METADATA' header")
+    rules = list(_RULE.finditer(text))
+    if not rules:
+        raise DataFormatError(f"{path}: no '----------------' rule after the metadata header")
+    header = text[: rules[0].start()]
+    fields: dict[str, str] = {}
+    for line in header.split("\n"):
+        m = _FIELD.match(line)
+        if m and m.group(1) not in ("General", "Rating"):
+            fields[m.group(1).strip()] = m.group(2).strip()
+
+    def need(key: str) -> str:
+        if key not in fields:
+            line = header.count("\n") + 1
+            raise DataFormatError(f"{path}: metadata (lines 1-{line}): missing field {key!r}")
+        return fields[key]
+
+    author = need("Author ID")
+    if not author:
+        raise DataFormatError(f"{path}: line {_line_of(text, 'Author ID')}: empty Author ID")
+    lang_name = need("Test language")
+    if lang_name not in LANG_NAMES:
+        raise DataFormatError(
+            f"{path}: line {_line_of(text, 'Test language')}: unknown test language "
+            f"{lang_name!r} (expected Czech, German or Italian)"
+        )
+    # Sections after the metadata: learner text, then target hypotheses. Text between the
+    # "Learner text:" section and the first hypothesis section is joined back, so a dashed
+    # line written by a learner does not truncate the text.
+    sections = _sections(text, rules)
+    learner: list[str] | None = None
+    hyps: dict[int, str | None] = {}
+    for sec in sections:
+        s = sec.lstrip("\n")
+        m = re.match(r"(Target hypothesis (\d):[ \t]*\n)|(No target hypothesis (\d) available\.)", s)
+        if m:
+            if m.group(1):
+                hyps[int(m.group(2))] = s[m.end():].strip() or None
+            else:
+                hyps[int(m.group(4))] = None
+            continue
+        if s.startswith("Learner text:"):
+            learner = [s[len("Learner text:"):]]
+        elif learner is not None and not hyps:
+            learner.append(sec)
+    if learner is None:
+        raise DataFormatError(
+            f"{path}: line {header.count(chr(10)) + 2}: missing 'Learner text:' section"
+        )
+    # Drop the blank lead-in and trailing whitespace; keep the learner's own inner layout.
+    body = "\n----------------".join(learner).strip()
+    task_raw = fields.get("Task", "")
+    tm = _TASK_ID.match(task_raw)
+    task, task_id = (tm.group(1), tm.group(2)) if tm else (task_raw or None, None)
+    age_raw = _na(fields.get("Age"))
+    age, age_range = None, None
+    if age_raw and age_raw.isdigit():
+        if len(age_raw) <= 2:
+            age = int(age_raw)
+        elif len(age_raw) == 4:
+            age_range = f"{age_raw[:2]}-{age_raw[2:]}"
+    cefr_raw = fields.get("Overall CEFR rating")
+    from learnerprobe.cefr import parse_cefr
+    from learnerprobe.corpora.languages import normalise_l1
+
+    l1_raw = fields.get("Mother tongue")
+    return LearnerText(
+        id=author,
+        corpus="merlin",
+        language=LANG_NAMES[lang_name],
+        text=body,
+        text_corrected=hyps.get(1),
+        cefr=parse_cefr(cefr_raw),
+        cefr_raw=cefr_raw,
+        l1=normalise_l1(l1_raw),
+        l1_raw=l1_raw,
+        author_id=author,
+        task=task,
+        meta={
+            "test_level": _na(fields.get("CEFR level of test")),
+            "task_id": task_id,
+            "age": age,
+            "age_range": age_range,
+            "age_raw": fields.get("Age"),
+            "gender": _na(fields.get("Gender")),
+            "ratings": {k: fields.get(k) for k in SUB_RATINGS},
+            "target_hypothesis_2": hyps.get(2),
+            "source": f"{path.parent.name}/{path.name}",
+        },
+    )
+
+
+def _sections(text: str, rules: list[re.Match[str]]) -> list[str]:
+    ends = [r.start() for r in rules[1:]] + [len(text)]
+    return [text[r.end(): e] for r, e in zip(rules, ends, strict=True)]
+
+
+def _line_of(text: str, key: str) -> int:
+    i = text.find(key)
+    return text.count("\n", 0, max(i, 0)) + 1
+
+
+def load(
+    root: Path, *, languages: list[str] | tuple[str, ...] | None = None,
+    path: str | Path | None = None,
+) -> list[LearnerText]:
+    """All MERLIN texts (or only ``languages``, ISO codes), sorted by language then id."""
+    base = find_root(root, path)
+    langs = list(languages) if languages else list(FOLDERS)
+    unknown = [x for x in langs if x not in FOLDERS]
+    if unknown:
+        raise DataFormatError(f"merlin: unknown language(s) {unknown}; known: {list(FOLDERS)}")
+    out: list[LearnerText] = []
+    for code in langs:
+        folder = base / FOLDERS[code]
+        if not folder.is_dir():
+            raise CorpusNotFoundError(
+                f"corpus 'merlin-{code}' not found: no folder {folder}. Get the official "
+                f"release from {URL}"
+            )
+        files = sorted(folder.glob("*.txt"))
+        if not files:
+            raise CorpusNotFoundError(f"corpus 'merlin-{code}': no .txt files in {folder}")
+        for f in files:
+            rec = parse_file(f)
+            if rec.language != code:
+                raise DataFormatError(
+                    f"{f}: line {_line_of(f.read_text(encoding='utf-8'), 'Test language')}: "
+                    f"test language {rec.language!r} in the {FOLDERS[code]} folder"
+                )
+            out.append(rec)
+    check_unique_ids(out, str(base))
+    return out

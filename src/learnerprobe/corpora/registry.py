@@ -1,0 +1,111 @@
+"""The corpus registry: one entry per corpus with what it is, its licence, where to get it, and
+how to load it. Loader modules are imported only when a corpus is loaded (fast CLI start-up)."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from learnerprobe.errors import LearnerprobeError
+from learnerprobe.paths import data_root
+from learnerprobe.records import LearnerText
+
+Loader = Callable[..., list[LearnerText]]
+
+
+def _lazy(module: str, **fixed: Any) -> Loader:
+    """A loader that imports ``learnerprobe.corpora.<module>`` on first call."""
+
+    def load(root: Path, **options: Any) -> list[LearnerText]:
+        mod = importlib.import_module(f"learnerprobe.corpora.{module}")
+        return mod.load(root, **{**fixed, **options})
+
+    load.__name__ = f"load_{module}"
+    load.__qualname__ = load.__name__
+    return load
+
+
+@dataclass(frozen=True)
+class CorpusEntry:
+    """What a user needs to know to find, cite and load a corpus."""
+
+    name: str
+    languages: tuple[str, ...]
+    label_types: tuple[str, ...]
+    licence: str
+    url: str
+    loader: Loader = field(repr=False, compare=False)
+    description: str = ""
+
+    def load(self, root: str | Path | None = None, **options: Any) -> list[LearnerText]:
+        return self.loader(data_root(root), **options)
+
+
+_MERLIN_LIC = "CC BY-SA 4.0"
+_MERLIN_URL = "https://merlin-platform.eu/ (CLARIN: http://hdl.handle.net/20.500.12124/6)"
+_MERLIN_DESC = ("MERLIN v1.2 text release: learner texts from CEFR-linked exams with overall and "
+                "six sub-ratings, L1, age, task and target hypotheses")
+
+CORPORA: dict[str, CorpusEntry] = {
+    e.name: e
+    for e in [
+        CorpusEntry("merlin", ("cs", "de", "it"), ("cefr", "l1"), _MERLIN_LIC, _MERLIN_URL,
+                    _lazy("merlin"), _MERLIN_DESC + " (all three languages)"),
+        CorpusEntry("merlin-cs", ("cs",), ("cefr", "l1"), _MERLIN_LIC, _MERLIN_URL,
+                    _lazy("merlin", languages=["cs"]), _MERLIN_DESC + " (Czech)"),
+        CorpusEntry("merlin-de", ("de",), ("cefr", "l1"), _MERLIN_LIC, _MERLIN_URL,
+                    _lazy("merlin", languages=["de"]), _MERLIN_DESC + " (German)"),
+        CorpusEntry("merlin-it", ("it",), ("cefr", "l1"), _MERLIN_LIC, _MERLIN_URL,
+                    _lazy("merlin", languages=["it"]), _MERLIN_DESC + " (Italian)"),
+        CorpusEntry("cowsl2h", ("es",), ("course-level", "l1"), "Apache-2.0",
+                    "https://github.com/ucdaviscl/cowsl2h", _lazy("cowsl2h"),
+                    "COWS-L2H: essays by L2 and heritage learners of Spanish (UC Davis), course "
+                    "as ordinal proficiency proxy, L1, corrections"),
+        CorpusEntry("efcamdat", ("en",), ("cefr", "ef-level", "l1"),
+                    "EF research licence (registration with the EF Research Lab)",
+                    "https://ef-lab.mmll.cam.ac.uk/EFCAMDAT.html", _lazy("efcamdat"),
+                    "EFCAMDAT cleaned subcorpus (Shatz 2020), xlsx or csv; users bring the files"),
+        CorpusEntry("bea19", ("en",), ("cefr", "score", "l1"),
+                    "W&I+LOCNESS and FCE: non-commercial research licences of the releases",
+                    "https://www.cl.cam.ac.uk/research/nl/bea2019st/", _lazy("bea19"),
+                    "BEA-2019 W&I+LOCNESS (CEFR, e.g. A2.ii) and CLC FCE (L1, scores) JSON lines"),
+        CorpusEntry("icle500", ("en",), ("cefr", "l1"),
+                    "ICLE licence (UCLouvain CECL); users bring the files",
+                    "https://uclouvain.be/en/research-institutes/ilc/cecl/icle.html",
+                    _lazy("icle500"),
+                    "ICLE500: ICLE essays with CEFR ratings (metadata table + Texts/ folder)"),
+        CorpusEntry("universalcefr", ("en", "de", "it", "cs", "es", "fr", "pt", "nl", "ar", "hi",
+                                      "ru", "et", "cy"), ("cefr",),
+                    "per source (see each record's license field)",
+                    "https://huggingface.co/UniversalCEFR", _lazy("universalcefr"),
+                    "UniversalCEFR-style records (JSON/JSONL/Parquet: text, lang, cefr_level, "
+                    "source_name)"),
+        CorpusEntry("cefr-sp", ("en",), ("cefr",), "CC BY-NC-SA 4.0 (see the release)",
+                    "https://github.com/yukiar/CEFR-SP", _lazy("cefrsp"),
+                    "CEFR-SP: sentences with two annotator levels 1-6"),
+        CorpusEntry("table", (), ("any",), "yours", "(your own file)", _lazy("table"),
+                    "any CSV/TSV/JSONL/Parquet/XLSX with a column mapping (path=, columns=)"),
+    ]
+}
+
+
+def get_corpus(name: str) -> CorpusEntry:
+    """The registry entry for ``name``; an unknown name lists the known ones."""
+    try:
+        return CORPORA[name]
+    except KeyError:
+        raise LearnerprobeError(
+            f"unknown corpus {name!r}; known: {', '.join(CORPORA)}"
+        ) from None
+
+
+def load_corpus(name: str, root: str | Path | None = None, **options: Any) -> list[LearnerText]:
+    """Load corpus ``name`` from ``root`` (default: ``paths.data_root()``) as LearnerText records.
+
+    A missing corpus raises CorpusNotFoundError (where we looked, the env var, the official URL);
+    a malformed file raises DataFormatError naming the file and the row.
+    """
+    return get_corpus(name).load(root, **options)

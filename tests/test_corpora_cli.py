@@ -1,0 +1,129 @@
+"""`learnerprobe corpus list|stats|export` on the fixtures (real-data CLI checks are in
+test_corpora_real.py)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from learnerprobe.cli import app
+from learnerprobe.cli.corpus import parse_options
+from learnerprobe.corpora import load_corpus
+from learnerprobe.corpora.io import corpus_stats, read_records, write_records
+from learnerprobe.errors import ConfigError, LearnerprobeError
+
+GOOD = Path(__file__).parent / "fixtures" / "corpora" / "good"
+runner = CliRunner()
+
+
+def invoke(*args):
+    res = runner.invoke(app, list(args))
+    if res.exception and not isinstance(res.exception, SystemExit):
+        raise res.exception
+    assert res.exit_code == 0, res.output
+    return res.output
+
+
+def test_list_shows_every_corpus():
+    out = invoke("corpus", "list")
+    for name in ("merlin-cs", "cowsl2h", "efcamdat", "bea19", "icle500", "universalcefr",
+                 "cefr-sp", "table"):
+        assert name in out
+    assert "CC BY-SA" in out and "ucdaviscl" in out
+
+
+def test_stats_json_is_one_object():
+    s = json.loads(invoke("corpus", "stats", "bea19", "--root", str(GOOD), "--json"))
+    assert s["n_texts"] == 7
+    assert s["by_language"] == {"en": 7}
+    assert s["by_cefr"] == {"(none)": 4, "A2": 1, "A2+": 1, "B1": 1}
+    assert s["by_l1"] == {"(none)": 3, "Catalan": 2, "English": 1, "Spanish": 1}
+    assert s["by_split"] == {"train": 6, "dev": 1}
+
+
+def test_stats_table_output_and_options():
+    out = invoke("corpus", "stats", "merlin", "--root", str(GOOD), "-o", "languages=cs,it")
+    assert "merlin: 4 texts" in out and "Hungarian" in out and "Russian" not in out
+
+
+def test_stats_with_config_file():
+    cfg = GOOD / "table" / "my_essays.toml"
+    s = json.loads(invoke("corpus", "stats", "table", "--root", str(GOOD), "--config", str(cfg),
+                          "--json"))
+    assert s["by_language"] == {"de": 2, "cs": 1, "en": 1, "it": 1}
+    assert s["by_corpus"] == {"my-essays": 5}
+
+
+def test_parse_options():
+    o = parse_options(["path=x.csv", "columns.text=essay", "columns.cefr=level",
+                       "languages=cs,de", "keep_other=false", "n=3"], None)
+    assert o == {"path": "x.csv", "columns": {"text": "essay", "cefr": "level"},
+                 "languages": ["cs", "de"], "keep_other": False, "n": 3}
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        parse_options(["novalue"], None)
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".jsonl"])
+def test_export_round_trip(tmp_path, suffix):
+    out = tmp_path / f"merlin{suffix}"
+    invoke("corpus", "export", "merlin", "--root", str(GOOD), "--out", str(out))
+    back = read_records(out)
+    orig = load_corpus("merlin", root=GOOD)
+    assert [r.to_dict() for r in back] == [r.to_dict() for r in orig]
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        t = pq.read_table(out)
+        assert {"id", "text", "cefr", "l1", "hash", "meta"} <= set(t.column_names)
+        assert t.column("hash").to_pylist()[0] == orig[0].hash
+
+
+def test_export_rejects_other_suffix(tmp_path):
+    with pytest.raises(LearnerprobeError, match=r"\.parquet or \.jsonl"):
+        invoke("corpus", "export", "merlin", "--root", str(GOOD), "--out", str(tmp_path / "x.csv"))
+    with pytest.raises(LearnerprobeError):
+        write_records([], tmp_path / "x.txt")
+
+
+def test_stats_counts_none():
+    s = corpus_stats(load_corpus("merlin", root=GOOD))
+    assert s["by_cefr"]["(none)"] == 1 and s["n_texts"] == 7 and s["n_with_correction"] == 5
+
+
+def test_cli_error_is_one_line_exit_2(tmp_path):
+    res = subprocess.run(
+        [sys.executable, "-c", "from learnerprobe.cli import main; main()", "corpus", "stats",
+         "cowsl2h", "--root", str(tmp_path)], capture_output=True, text=True, timeout=120,
+    )
+    assert res.returncode == 2
+    assert "Traceback" not in res.stderr
+    assert "github.com/ucdaviscl/cowsl2h" in res.stderr and str(tmp_path) in res.stderr
+
+
+def _geo_table(tmp_path):
+    p = tmp_path / "geo.csv"
+    p.write_text("id,text,lang\n"
+                 "a,Ich habe zwei Jahre in Deutschland gewohnt und spreche Deutsch.,de\n"
+                 "b,Ich habe zwei Jahre in Deutschland gewohnt und spreche Deutsch.,de\n"
+                 "c,Sono nato a Roma ma vivo in Germania.,it\n", encoding="utf-8")
+    return ["-o", f"path={p}", "-o", "language=de", "-o", "columns.language=lang"]
+
+
+def test_export_mask(tmp_path):
+    pytest.importorskip("learnerprobe.prep.mask")
+    out = tmp_path / "geo.jsonl"
+    log = invoke("corpus", "export", "table", "--out", str(out), "--mask", "--show-masked",
+                 *_geo_table(tmp_path))
+    recs = read_records(out)
+    assert "Deutschland" not in recs[0].text and "Germania" not in recs[2].text
+    assert "Deutschland" in log and "mask:" in log
+
+
+def test_export_dedupe(tmp_path):
+    pytest.importorskip("learnerprobe.prep.clean")
+    out = tmp_path / "geo.parquet"
+    invoke("corpus", "export", "table", "--out", str(out), "--dedupe", *_geo_table(tmp_path))
+    assert [r.id for r in read_records(out)] == ["a", "c"]
