@@ -1,0 +1,1 @@
+"""Preparation of learner texts: cleaning, masking of give-aways, leakage-free splits, balancing."""
