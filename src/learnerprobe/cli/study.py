@@ -1,3 +1,50 @@
-"""CLI commands of the study area (registered on learnerprobe.cli.app)."""
+"""`learnerprobe run CONFIG`: the study runner's command (registered on learnerprobe.cli.app)."""
 
-from learnerprobe.cli import app  # noqa: F401
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from learnerprobe.cli import app
+
+
+@app.command("run")
+def run_cmd(
+    config: Path = typer.Argument(..., help="Study config (TOML), e.g. configs/merlin-e5.toml."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Output folder (default: the "
+                                    "config's `output`, else runs/<name>)."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout "
+                                 "(progress and stage times go to stderr)."),
+    no_report: bool = typer.Option(False, "--no-report", help="Skip report.html."),
+) -> None:
+    """Run a study: extract -> probe -> evaluate -> report (resumes from cached cells)."""
+    from rich.console import Console
+
+    from learnerprobe.study.runner import run
+
+    console = Console(stderr=as_json)
+    res = run(config, out, log=lambda s: console.print(s, markup=False, highlight=False),
+              report=not no_report)
+    d = res.results
+    sel = d[(d.metric == "qwk") & d.layer.isin(["selected", "none"]) & (d.test_corpus == "all")
+            & (d.levels == "all")]
+    if as_json:
+        print(json.dumps({
+            "out": str(res.out), "timings": res.timings,
+            "qwk": sel[["model", "mode", "protocol", "probe", "selected_layer", "value",
+                        "ci_low", "ci_high", "n"]].to_dict(orient="records"),
+        }, default=str))
+        return
+    from rich.table import Table
+
+    t = Table(title="QWK, validation-chosen layer, pooled test texts (95% CI)")
+    for c in ("model", "mode", "protocol", "probe", "layer", "QWK"):
+        t.add_column(c)
+    for _, r in sel.iterrows():
+        layer = "" if r.layer == "none" else f"{r.selected_layer} ({r.selected_layers})"
+        t.add_row(r.model, r["mode"], r.protocol, r.probe, layer,
+                  f"{r.value:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]")
+    console.print(t)
+    console.print(f"results: {res.out / 'results.csv'}  report: {res.out / 'report.html'}")

@@ -1,0 +1,1 @@
+"""The probing study: TOML config -> protocols -> cached probe cells -> tidy results -> report."""

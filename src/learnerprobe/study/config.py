@@ -1,0 +1,237 @@
+"""Study configuration: one TOML file says everything a run needs, validated before any work.
+
+Validation happens in two steps so errors come early and clearly:
+``load_config`` checks the file against the schema (unknown keys, types) and the registries
+(unknown corpus, model or probe, listing the valid names); ``check_labels`` runs after the corpora
+are loaded and rejects a label scheme that leaves a class empty.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from learnerprobe.cefr import SCHEMES, CefrScheme, get_scheme
+from learnerprobe.errors import ConfigError
+
+PROTOCOLS = ("iid", "loco", "lolo")
+SURFACE = "surface"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LabelConfig(_Strict):
+    """A named scheme ("five") or an explicit one (drop_plus / merge / abc)."""
+
+    scheme: str | None = "five"
+    drop_plus: bool | None = None
+    merge: list[list[str]] | None = None
+    abc: bool | None = None
+
+    @model_validator(mode="after")
+    def _known_scheme(self) -> LabelConfig:
+        if self.scheme is not None and self.scheme not in SCHEMES:
+            raise ValueError(f"unknown label scheme {self.scheme!r}; known: {', '.join(SCHEMES)}")
+        return self
+
+    def build(self) -> CefrScheme:
+        """The CefrScheme: the named one, with any explicit field overriding it."""
+        base = get_scheme(self.scheme) if self.scheme else CefrScheme()
+        return CefrScheme(
+            drop_plus=base.drop_plus if self.drop_plus is None else self.drop_plus,
+            merge=base.merge if self.merge is None else self.merge,
+            abc=base.abc if self.abc is None else self.abc,
+            names=dict(base.names),
+        )
+
+
+class ExtractionConfig(_Strict):
+    """Options passed through to ``learnerprobe.extract.get_activations``."""
+
+    dtype: str = "auto"
+    device: str = "auto"
+    max_length: int | None = None
+    chunking: Literal["truncate", "chunks"] = "truncate"
+    batch_tokens: int | None = None
+
+
+class PrepConfig(_Strict):
+    """Corpus preparation before extraction."""
+
+    clean: bool = True  # prep.clean: drops empty texts and exact duplicates
+    dedupe: bool = True  # also drop repeated texts (same content hash) across corpora
+    mask: bool = False  # prep.mask.mask_records: hide names/places (NLI uses it)
+
+
+class SelectionConfig(_Strict):
+    """How the per-probe layer is chosen: on a grouped validation split of the training data."""
+
+    val_size: float = Field(0.2, gt=0.0, lt=0.5)
+    metric: Literal["qwk", "accuracy", "macro_f1", "mae"] = "qwk"
+    refit: bool = False  # True: refit every layer on the full training fold (twice the fits)
+
+
+class StudyConfig(_Strict):
+    """The whole study; see docs/STUDY.md for every field."""
+
+    name: str
+    task: Literal["cefr", "l1"] = "cefr"
+    corpora: list[str] = Field(min_length=1)
+    labels: LabelConfig = LabelConfig()
+    models: list[str] = Field(min_length=1)
+    layers: Literal["all"] | list[int] = "all"
+    probes: list[str] = Field(default_factory=lambda: ["ridge", "logistic", "ordinal",
+                                                       "mlp_reg", "mlp_clf", SURFACE])
+    protocols: list[Literal["iid", "loco", "lolo"]] = Field(default_factory=lambda: ["iid"])
+    mode: Literal["tuned", "reference", "both"] = "tuned"
+    reference_split: Literal["holdout", "kfold"] = "holdout"  # reference IID: one 80/20 split
+    seeds: list[int] = Field(default_factory=lambda: [0])
+    folds: int = Field(5, ge=2)
+    n_boot: int = Field(1000, ge=0)
+    shared_levels: bool = True
+    output: str | None = None
+    cache_cells: bool = True
+    n_jobs: int = 1  # cells fitted side by side (processes); -1 = one per core
+    threads: int = Field(1, ge=1)  # BLAS/OpenMP threads per cell
+    sweep_jobs: int = 1  # layers fitted side by side inside a cell (probes.sweep n_jobs)
+    extraction: ExtractionConfig = ExtractionConfig()
+    prep: PrepConfig = PrepConfig()
+    selection: SelectionConfig = SelectionConfig()
+    nli: dict[str, Any] = Field(default_factory=dict)  # passed untouched to the NLI hook
+
+    @field_validator("corpora", "models", "probes", "seeds")
+    @classmethod
+    def _unique(cls, v: list) -> list:
+        dup = [k for k, c in Counter(v).items() if c > 1]
+        if dup:
+            raise ValueError(f"listed twice: {', '.join(map(str, dup))}")
+        return v
+
+    @field_validator("layers")
+    @classmethod
+    def _layers(cls, v: Any) -> Any:
+        if isinstance(v, list) and (not v or min(v) < 0):
+            raise ValueError("layers must be 'all' or a non-empty list of layer indices >= 0")
+        return v
+
+    @property
+    def modes(self) -> list[str]:
+        return ["reference", "tuned"] if self.mode == "both" else [self.mode]
+
+    @property
+    def probe_names(self) -> list[str]:
+        """Probes fitted on activations (the surface baseline excluded)."""
+        return [p for p in self.probes if p != SURFACE]
+
+    @property
+    def with_surface(self) -> bool:
+        return SURFACE in self.probes
+
+    def scheme(self) -> CefrScheme:
+        return self.labels.build()
+
+    def digest(self) -> str:
+        """Hash of everything that changes results (not output folder or n_jobs)."""
+        d = self.model_dump(exclude={"output", "n_jobs", "threads", "sweep_jobs", "cache_cells", "name"})
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _format_validation(e: ValidationError, source: str) -> str:
+    parts = []
+    for err in e.errors():
+        loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        parts.append(f"{loc}: {msg}")
+    return f"{source}: invalid study config: " + "; ".join(parts)
+
+
+def _known(kind: str) -> Sequence[str]:
+    if kind == "corpus":
+        from learnerprobe.corpora.registry import CORPORA
+
+        return list(CORPORA)
+    if kind == "model":
+        from learnerprobe.models.registry import MODELS
+
+        return list(MODELS)
+    from learnerprobe.probes import PROBES
+
+    return [*PROBES, SURFACE]
+
+
+def check_names(cfg: StudyConfig, source: str = "config") -> None:
+    """Reject unknown corpus, model or probe names, listing the valid ones."""
+    checks: list[tuple[str, list[str]]] = [("corpus", cfg.corpora), ("model", cfg.models)]
+    if cfg.task == "cefr":
+        checks.append(("probe", cfg.probes))
+    for kind, names in checks:
+        valid = _known(kind)
+        bad = [n for n in names if n not in valid]
+        if bad:
+            raise ConfigError(
+                f"{source}: unknown {kind} {', '.join(map(repr, bad))}; "
+                f"valid: {', '.join(sorted(valid))}"
+            )
+    if cfg.task == "l1":
+        from learnerprobe.study.runner import nli_hook
+
+        validate = getattr(nli_hook(), "validate_config", None)
+        if validate is not None:
+            validate(cfg)
+
+
+def parse_config(data: dict[str, Any], source: str = "config", check: bool = True) -> StudyConfig:
+    """Validate a dict (from TOML) into a StudyConfig; ConfigError on any problem."""
+    try:
+        cfg = StudyConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format_validation(e, source)) from None
+    if check:
+        check_names(cfg, source)
+    return cfg
+
+
+def load_config(path: str | Path, check: bool = True) -> StudyConfig:
+    """Read and validate a TOML study config."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: config file not found")
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p}: not valid TOML: {e}") from None
+    return parse_config(data, str(p), check)
+
+
+def check_labels(cfg: StudyConfig, labels_by_corpus: dict[str, list[str | None]]) -> None:
+    """After loading: every class of the scheme must have texts (pooled), else ConfigError.
+
+    ``labels_by_corpus`` holds the mapped labels of each corpus (None = unlabelled/dropped).
+    """
+    if cfg.task != "cefr":
+        return
+    classes = cfg.scheme().labels
+    counts: Counter[str] = Counter()
+    for labs in labels_by_corpus.values():
+        counts.update(x for x in labs if x is not None)
+    empty = [c for c in classes if counts[c] == 0]
+    if empty:
+        seen = ", ".join(f"{k}={counts[k]}" for k in classes if counts[k])
+        raise ConfigError(
+            f"label scheme leaves class(es) {', '.join(empty)} empty in corpora "
+            f"{', '.join(labels_by_corpus)} (counts: {seen or 'none'}); merge them, e.g. "
+            f"labels.merge = [[\"C1\", \"C2\"]], or choose another scheme"
+        )
+    if len(classes) < 2:
+        raise ConfigError("label scheme has fewer than two classes")

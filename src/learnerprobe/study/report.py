@@ -1,0 +1,143 @@
+"""The self-contained HTML report (jinja2 + base64 PNGs): summary table first, then figures.
+
+Task hooks add sections through :class:`~learnerprobe.study.results.ReportSection`.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from learnerprobe.study.results import NO_LAYER, SELECTED, Pooled, ReportSection
+
+PROTO_NAMES = {"iid": "IID", "loco": "leave-one-corpus-out", "lolo": "leave-one-language-out"}
+
+
+def _fmt(r: pd.Series) -> str:
+    return f"{r.value:.3f} [{r.ci_low:.2f}, {r.ci_high:.2f}]"
+
+
+def summary_table(df: pd.DataFrame, metric: str = "qwk") -> pd.DataFrame:
+    """Validation-chosen layer and scores per probe; surface baseline as its own rows.
+
+    Columns are (protocol : test corpus [: shared levels]) x mode, so reference and tuned sit
+    side by side.
+    """
+    d = df[(df.metric == metric) & df.layer.isin([SELECTED, NO_LAYER])].copy()
+    if d.empty:
+        return pd.DataFrame()
+    d["column"] = [
+        f"{PROTO_NAMES.get(p, p)}: {'pooled' if t == 'all' else t}"
+        + ("" if lv == "all" else " (shared levels)")
+        for p, t, lv in zip(d.protocol, d.test_corpus, d.levels, strict=True)
+    ]
+    d["cell"] = [_fmt(r) for _, r in d.iterrows()]
+    d["row_model"] = np.where(d.probe == "surface", "—", d.model)
+    tab = d.pivot_table(index=["row_model", "probe"], columns=["column", "mode"], values="cell",
+                        aggfunc="first", sort=False)
+    layers = d[d.layer == SELECTED].drop_duplicates(["model", "probe", "mode", "protocol"])
+    for (mode, proto), g in layers.groupby(["mode", "protocol"], sort=False):
+        name = (f"layer ({PROTO_NAMES.get(proto, proto)}; per fold)", mode)
+        vals = {(r.model, r.probe): f"{r.selected_layer} ({r.selected_layers})"
+                for _, r in g.iterrows()}
+        tab[name] = [vals.get(k, "") for k in tab.index]
+    first = [c for c in tab.columns if str(c[0]).startswith("layer")]
+    tab = tab[first + [c for c in tab.columns if c not in first]].fillna("")
+    tab.index.names = ["model", "probe"]
+    return tab
+
+
+def _table_html(tab: pd.DataFrame) -> str:
+    if tab.empty:
+        return "<p>No selected-layer results.</p>"
+    head1 = "".join(f'<th>{html.escape(str(c[0]))}</th>' for c in tab.columns)
+    head2 = "".join(f'<th>{html.escape(str(c[1]))}</th>' for c in tab.columns)
+    rows = []
+    for idx, r in tab.iterrows():
+        cls = ' class="surface"' if idx[1] == "surface" else ""
+        cells = "".join(f"<td>{html.escape(str(v))}</td>" for v in r.values)
+        rows.append(f'<tr{cls}><td class="l">{html.escape(idx[0])}</td>'
+                    f'<td class="l">{html.escape(idx[1])}</td>{cells}</tr>')
+    return (f'<table class="summary" id="summary-table"><tr><th class="l">model</th>'
+            f'<th class="l">probe</th>{head1}</tr><tr><th></th><th></th>{head2}</tr>'
+            + "".join(rows) + "</table>")
+
+
+def residual_rows(pooled: Sequence[Pooled], y: np.ndarray, corpora: np.ndarray,
+                  n_classes: int) -> list[dict[str, Any]]:
+    """Residual analysis (learnerprobe.residuals) of every selected-layer cell and test corpus."""
+    from learnerprobe.residuals import residual_analysis
+
+    out = []
+    for p in pooled:
+        if p.key["layer"] not in (SELECTED, NO_LAYER):
+            continue
+        if p.key["protocol"] == "iid":
+            parts = [("all", np.ones(len(p.idx), bool), p.train_labels)]
+        else:
+            parts = [(f, p.fold == f, p.fold_priors[f]) for f in dict.fromkeys(p.fold)]
+        for name, m, train in parts:
+            res = residual_analysis(y[p.idx[m]], p.pred[m], n_classes=n_classes,
+                                    train_labels=train)
+            flat = {k: float(v) for k, v in res.items()
+                    if isinstance(v, (int, float, np.floating, np.integer))}
+            flat.update({f"entropy_{k}": v for k, v in res.get("entropy", {}).items()})
+            flat.update({f"js_{k}": v for k, v in res.get("js", {}).items()})
+            out.append({**{k: v for k, v in p.key.items() if k != "layer"},
+                        "test_corpus": name, **flat})
+    return out
+
+
+def write_report(path: Path, cfg: Any, df: pd.DataFrame, pooled: Sequence[Pooled], data: Any,
+                 sections: Sequence[ReportSection], manifest: dict[str, Any],
+                 timings: dict[str, float]) -> Path:
+    """Render report.html (and residuals.csv next to it for the cefr task)."""
+    from jinja2 import Environment, PackageLoader, select_autoescape
+
+    from learnerprobe.study import plots
+
+    all_sections: list[ReportSection] = []
+    summary_html = ""
+    if cfg.task == "cefr" and len(df):
+        summary_html = _table_html(summary_table(df))
+        all_sections.append(ReportSection("Layer curves", figures=plots.layer_curves(df)))
+        all_sections.append(ReportSection(
+            "Transfer between corpora", figures=plots.transfer_matrix(df)))
+        if pooled:
+            res_html = ""
+            try:
+                res = pd.DataFrame(residual_rows(pooled, data.y, data.corpora, data.n_classes))
+            except ImportError:
+                res = pd.DataFrame()
+                res_html = "<p>learnerprobe.residuals not installed: no residual table.</p>"
+            if len(res):
+                res.to_csv(Path(path).parent / "residuals.csv", index=False)
+                res_html = res.to_html(index=False, float_format=lambda v: f"{v:.3f}",
+                                       classes="residuals", border=0)
+            all_sections.append(ReportSection(
+                "Residuals: does the probe collapse out of distribution?", html=res_html,
+                figures=plots.collapse(pooled, data.y, data.corpora, data.labels)
+                + plots.signed_error(pooled, data.y, data.labels)))
+            all_sections.append(ReportSection(
+                "Confusion matrices", figures=plots.confusion_matrices(pooled, data.y,
+                                                                       data.labels)))
+    elif len(df):  # other tasks: generic table of pooled scores
+        d = df[(df.test_corpus == "all") & (df.levels == "all")]
+        summary_html = d.to_html(index=False, float_format=lambda v: f"{v:.3f}", border=0)
+    all_sections.extend(sections)
+    env = Environment(loader=PackageLoader("learnerprobe.study", "templates"),
+                      autoescape=select_autoescape(["html"]))
+    view = [{"title": s.title, "html": s.html,
+             "images": [(c, base64.b64encode(b).decode("ascii")) for c, b in s.figures]}
+            for s in all_sections]
+    text = env.get_template("report.html").render(
+        title=f"learnerprobe study: {cfg.name}", manifest=manifest, models=cfg.models,
+        summary_html=summary_html, sections=view, timings=timings)
+    Path(path).write_text(text, encoding="utf-8")
+    return Path(path)

@@ -1,0 +1,653 @@
+"""`learnerprobe run`: extract -> probe -> evaluate -> report, resumable cell by cell.
+
+A *cell* is one (model, mode, seed, protocol, fold, probe): all layers are fitted on the inner
+training part of the fold, predicted on the inner validation part (used only to choose the layer)
+and on the test fold. Each finished cell is cached under ``cache_root()/study-cells`` as an
+``.npz`` (no pickle) keyed by a hash of everything that determines it, so a crashed run continues
+and a finished one reruns in seconds.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import platform
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from learnerprobe.errors import ConfigError, LearnerprobeError
+from learnerprobe.paths import cache_root
+from learnerprobe.records import LearnerText
+from learnerprobe.study.config import StudyConfig, check_labels, load_config
+from learnerprobe.study.protocols import Split, check_disjoint, make_splits
+from learnerprobe.study.results import (
+    LOWER_IS_BETTER,
+    NO_LAYER,
+    SELECTED,
+    HookResult,
+    Pooled,
+    prediction_frame,
+    results_frame,
+    score_rows,
+)
+
+CELL_VERSION = 1
+SURFACE = "surface"
+
+
+# --------------------------------------------------------------------------- hooks
+def nli_hook() -> Any:
+    """The NLI entry point module: ``learnerprobe.nli.run`` with ``run_nli`` (see docs/STUDY.md)."""
+    try:
+        from learnerprobe.nli import run as nli_run
+    except ImportError as e:
+        raise ConfigError(f"task = 'l1' needs learnerprobe.nli.run.run_nli: {e}") from None
+    return nli_run
+
+
+# --------------------------------------------------------------------------- timing
+@dataclass
+class Timer:
+    """Per-stage wall time, printed and saved to timings.json."""
+
+    stages: dict[str, float] = field(default_factory=dict)
+    log: Callable[[str], None] = print
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        yield
+        dt = time.perf_counter() - t0
+        self.stages[name] = self.stages.get(name, 0.0) + dt
+        self.log(f"[stage] {name}: {dt:.1f} s")
+
+
+# --------------------------------------------------------------------------- data
+@dataclass
+class StudyData:
+    """Records with encoded labels and the arrays protocols need."""
+
+    records: list[LearnerText]
+    y: np.ndarray
+    ids: np.ndarray
+    groups: np.ndarray
+    corpora: np.ndarray
+    languages: np.ndarray
+    labels: list[str]
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.labels)
+
+
+def load_records(cfg: StudyConfig) -> tuple[list[LearnerText], dict[str, Any]]:
+    """Load and prepare the configured corpora (clean, dedupe, mask as configured)."""
+    from learnerprobe.corpora.registry import load_corpus
+
+    records: list[LearnerText] = []
+    info: dict[str, Any] = {"loaded": {}}
+    for name in cfg.corpora:
+        recs = load_corpus(name)
+        info["loaded"][name] = len(recs)
+        # The study's corpus is the configured name (merlin-cs, not the loader's "merlin"), so
+        # protocols and tables tell sub-corpora apart; the loader's name stays in meta.
+        records.extend(
+            r if r.corpus == name else replace(r, corpus=name, meta={**r.meta,
+                                                                     "corpus_loader": r.corpus})
+            for r in recs)
+    if cfg.prep.clean:
+        from learnerprobe.prep.clean import clean
+
+        records, report = clean(records)
+        info["clean"] = _jsonable(report)
+    if cfg.prep.dedupe:
+        seen: set[str] = set()
+        kept = []
+        for r in records:
+            if r.hash not in seen:
+                seen.add(r.hash)
+                kept.append(r)
+        info["duplicates_dropped"] = len(records) - len(kept)
+        records = kept
+    if cfg.prep.mask:
+        from learnerprobe.prep.mask import mask_records
+
+        records, counts = mask_records(records)
+        info["mask"] = _jsonable(counts)
+    return records, info
+
+
+def encode(cfg: StudyConfig, records: list[LearnerText]) -> StudyData:
+    """Map labels with the configured scheme, drop unlabelled texts, validate classes."""
+    if cfg.task == "cefr":
+        scheme = cfg.scheme()
+        by_corpus: dict[str, list[str | None]] = {}
+        mapped = []
+        for r in records:
+            try:
+                lab = scheme.map(r.cefr)
+            except ValueError as e:
+                raise LearnerprobeError(f"{r.corpus} text {r.id}: bad CEFR label: {e}") from None
+            by_corpus.setdefault(r.corpus, []).append(lab)
+            mapped.append(lab)
+        for c in cfg.corpora:
+            by_corpus.setdefault(c, [])
+        check_labels(cfg, by_corpus)
+        labels = scheme.labels
+        keep = [i for i, lab in enumerate(mapped) if lab is not None]
+        y = np.array([labels.index(mapped[i]) for i in keep], dtype=np.int64)
+    else:
+        labels = sorted({r.l1 for r in records if r.l1})
+        keep = [i for i, r in enumerate(records) if r.l1]
+        y = np.array([labels.index(records[i].l1) for i in keep], dtype=np.int64)
+    recs = [records[i] for i in keep]
+    if not recs:
+        raise ConfigError(f"no labelled texts in corpora {', '.join(cfg.corpora)}")
+    return StudyData(
+        records=recs,
+        y=y,
+        ids=np.array([r.id for r in recs], dtype=object),
+        groups=np.array([f"{r.corpus}:{r.author_id or r.id}" for r in recs], dtype=object),
+        corpora=np.array([r.corpus for r in recs], dtype=object),
+        languages=np.array([r.language for r in recs], dtype=object),
+        labels=list(labels),
+    )
+
+
+# --------------------------------------------------------------------------- activations
+@dataclass
+class Acts:
+    """The runner's view of an Activations object: layers x texts x hidden, in record order."""
+
+    array: np.ndarray
+    layers: list[int]
+    key: str
+    width: int
+    meta: dict[str, Any]
+
+
+def _acts_key(a: Any) -> str:
+    for attr in ("key", "cache_key"):
+        v = getattr(a, attr, None)
+        if v:
+            return str(v)
+    path = getattr(a, "cache_path", None)
+    if path:
+        return Path(path).name
+    h = hashlib.sha256(np.ascontiguousarray(a.array).tobytes())
+    return "array-" + h.hexdigest()[:16]
+
+
+def adapt_activations(a: Any, data: StudyData, cfg_layers: Any) -> Acts:
+    """Align an Activations object to the records and pick the configured layers."""
+    arr = a.array
+    ids = getattr(a, "ids", None)
+    if ids is not None and list(ids) != list(data.ids):
+        pos = {str(i): k for k, i in enumerate(ids)}
+        missing = [i for i in data.ids if str(i) not in pos]
+        if missing:
+            raise LearnerprobeError(f"activations lack {len(missing)} texts, e.g. {missing[:3]}")
+        arr = arr[:, [pos[str(i)] for i in data.ids]]
+    avail = [int(x) for x in (getattr(a, "layers", None) or range(arr.shape[0]))]
+    if cfg_layers == "all":
+        want = avail
+    else:
+        bad = [x for x in cfg_layers if x not in avail]
+        if bad:
+            raise ConfigError(f"layers {bad} not extracted; available: {avail}")
+        want = list(cfg_layers)
+    rows = [avail.index(x) for x in want]
+    if rows != list(range(arr.shape[0])):
+        arr = arr[rows]
+    meta = {k: getattr(a, k) for k in ("cache_hit", "n_truncated", "cache_path")
+            if getattr(a, k, None) is not None}
+    meta = _jsonable(meta)
+    return Acts(np.asarray(arr, dtype=np.float32), want, _acts_key(a),
+                int(getattr(a, "hidden_size", arr.shape[-1])), meta)
+
+
+def extract_all(cfg: StudyConfig, data: StudyData, log: Callable[[str], None],
+                progress: bool = True) -> dict[str, Any]:
+    """Activations for every configured model (cached by the extract module)."""
+    from learnerprobe.extract import get_activations
+
+    out = {}
+    ex = cfg.extraction
+    kw: dict[str, Any] = {"dtype": ex.dtype, "device": ex.device}
+    for k in ("max_length", "batch_tokens"):
+        if getattr(ex, k) is not None:
+            kw[k] = getattr(ex, k)
+    kw["chunking"] = ex.chunking
+    layers = None if cfg.layers == "all" else cfg.layers
+    for m in cfg.models:
+        t0 = time.perf_counter()
+        out[m] = get_activations(data.records, m, layers=layers, progress=progress, **kw)
+        hit = getattr(out[m], "cache_hit", None)
+        log(f"  activations {m}: {out[m].array.shape} cache_hit={hit} "
+            f"({time.perf_counter() - t0:.1f} s)")
+    return out
+
+
+# --------------------------------------------------------------------------- cells
+def _metric(y: np.ndarray, pred: np.ndarray, metric: str, n_classes: int) -> float:
+    from learnerprobe.metrics import score_all
+
+    return float(score_all(y, pred, labels=n_classes)[metric])
+
+
+def select_layer(y_val: np.ndarray, pred_val: np.ndarray, metric: str = "qwk",
+                 n_classes: int | None = None) -> tuple[int, np.ndarray]:
+    """Index of the best layer on the *validation* predictions (layers x m), and all scores.
+
+    Ties go to the earliest layer. Only validation data reach this function.
+    """
+    k = int(n_classes or max(int(y_val.max()), int(pred_val.max())) + 1)
+    scores = np.array([_metric(y_val, p, metric, k) for p in pred_val])
+    scores = np.nan_to_num(scores, nan=np.inf if metric in LOWER_IS_BETTER else -np.inf)
+    best = int(np.argmin(scores) if metric in LOWER_IS_BETTER else np.argmax(scores))
+    return best, scores
+
+
+def fit_predict(X_train, y_train, X_test, probe, *, mode, n_classes, seed, width, n_jobs=1):
+    """All layers of one probe: ``{"pred": layers x m, "proba": layers x m x K | None}``.
+
+    ``learnerprobe.probes.sweep``: tuned mode shares standardisation and closed-form ridge across
+    layers; reference mode is the plain per-layer loop of the published protocol.
+    """
+    from learnerprobe.probes.sweep import fit_predict_layers
+
+    return fit_predict_layers(X_train, y_train, X_test, probe, mode=mode, n_classes=n_classes,
+                              seed=seed, width=width, n_jobs=n_jobs)
+
+
+def surface_fit_predict(F_train, y_train, F_test, *, mode, n_classes, seed):
+    """Surface baseline (gradient boosting on length features) as one pseudo-layer.
+
+    It keeps its defaults in both modes, so it is the same yardstick everywhere."""
+    from threadpoolctl import threadpool_limits
+
+    from learnerprobe.probes.surface import SurfaceBaseline
+
+    # OpenMP threads buy nothing on a few thousand rows x 3 features and, on a busy machine,
+    # oversubscription made one fit take 50 s instead of 0.4 s.
+    with threadpool_limits(1, user_api="openmp"):
+        est = SurfaceBaseline(n_classes=n_classes, random_state=seed).fit(F_train, y_train)
+        proba = np.asarray(est.predict_proba(F_test), dtype=np.float32)
+    pred = np.argmax(proba, axis=1).astype(np.int64)
+    return {"pred": pred[None], "proba": proba[None]}
+
+
+@dataclass
+class CellResult:
+    pred: np.ndarray  # layers x m (test fold)
+    proba: np.ndarray | None  # layers x m x K
+    val_scores: np.ndarray  # layers
+    selected: int  # index into layers
+    seconds: float
+    cached: bool = False
+
+
+def _cell_path(key: str) -> Path:
+    return cache_root() / "study-cells" / key[:2] / f"{key}.npz"
+
+
+def _load_cell(path: Path) -> CellResult | None:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            proba = z["proba"] if z["has_proba"] else None
+            return CellResult(z["pred"], proba, z["val_scores"], int(z["selected"]),
+                              float(z["seconds"]), cached=True)
+    except (OSError, KeyError, ValueError):
+        return None  # unreadable (e.g. half-written by a killed run): recompute
+
+
+def _save_cell(path: Path, r: CellResult) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}.npz")
+    np.savez(tmp, pred=r.pred, proba=r.proba if r.proba is not None else np.zeros(0),
+             has_proba=r.proba is not None, val_scores=r.val_scores, selected=r.selected,
+             seconds=r.seconds)
+    os.replace(tmp, path)  # atomic: a crash never leaves a half cell under the real name
+
+
+def run_cell(X: np.ndarray, y: np.ndarray, split: Split, probe: str, *, mode: str,
+             n_classes: int, seed: int, width: int, metric: str, refit: bool,
+             n_jobs: int = 1) -> CellResult:
+    """Fit all layers on the inner training part; choose the layer on validation only."""
+    t0 = time.perf_counter()
+    fp = surface_fit_predict if probe == SURFACE else fit_predict
+    kw: dict[str, Any] = {"mode": mode, "n_classes": n_classes, "seed": seed}
+    if probe != SURFACE:
+        kw.update(probe=probe, width=width, n_jobs=n_jobs)
+
+    def call(train_idx, test_idx):
+        if probe == SURFACE:  # features: texts x f
+            return fp(X[train_idx], y[train_idx], X[test_idx], **kw)
+        return fp(X[:, train_idx], y[train_idx], X[:, test_idx], **kw)
+
+    nv = len(split.val)
+    out = call(split.train, np.concatenate([split.val, split.test]))
+    pred = np.asarray(out["pred"])
+    proba = out.get("proba")
+    best, scores = select_layer(y[split.val], pred[:, :nv], metric, n_classes)
+    pred_t = pred[:, nv:]
+    proba_t = None if proba is None else np.asarray(proba)[:, nv:]
+    if refit:
+        out = call(split.fit_all, split.test)
+        pred_t = np.asarray(out["pred"])
+        proba_t = None if out.get("proba") is None else np.asarray(out["proba"])
+    return CellResult(pred_t.astype(np.int64),
+                      None if proba_t is None else proba_t.astype(np.float32),
+                      scores, best, time.perf_counter() - t0)
+
+
+def _compute_cell(ck: tuple, X: np.ndarray, y: np.ndarray, sp: Split, probe: str,
+                  kw: dict[str, Any], path: Path | None, threads: int) -> tuple[tuple, CellResult]:
+    """Worker: one cell with a bounded BLAS/OpenMP thread pool, saved as soon as it is done.
+
+    Cells run side by side (``n_jobs``); unbounded thread pools oversubscribe the cores (on a
+    busy 2-core machine a logistic fit went from 0.3 s to 3 s)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(threads):
+        r = run_cell(X, y, sp, probe, **kw)
+    if path is not None:
+        _save_cell(path, r)
+    return ck, r
+
+
+# --------------------------------------------------------------------------- study
+@dataclass
+class RunResult:
+    out: Path
+    results: pd.DataFrame
+    timings: dict[str, Any]
+    manifest: dict[str, Any]
+
+
+def _jsonable(x: Any) -> Any:
+    try:
+        return json.loads(json.dumps(x, default=lambda o: getattr(o, "__dict__", str(o))))
+    except (TypeError, ValueError):
+        return str(x)
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in ("learnerprobe", "numpy", "scikit-learn", "mord", "torch", "transformers",
+                "pandas", "pyarrow", "matplotlib"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def run(
+    config: StudyConfig | str | Path,
+    out: str | Path | None = None,
+    *,
+    records: list[LearnerText] | None = None,
+    activations: dict[str, Any] | None = None,
+    log: Callable[[str], None] = print,
+    progress: bool = True,
+    report: bool = True,
+) -> RunResult:
+    """Run a study and write results.csv/.parquet, predictions.parquet, report.html,
+    timings.json, manifest.json and config.toml into ``out``.
+
+    ``records`` / ``activations`` (model name -> object with ``.array`` layers x texts x hidden,
+    ``.ids``, ``.layers``) bypass loading and extraction; tests use them to stay fast.
+    """
+    src_path = None
+    if not isinstance(config, StudyConfig):
+        src_path = Path(config)
+        config = load_config(src_path)
+    cfg = config
+    out_dir = Path(out or cfg.output or Path("runs") / cfg.name)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    timer = Timer(log=log)
+    t_all = time.perf_counter()
+
+    with timer.stage("load"):
+        if records is None:
+            records, prep_info = load_records(cfg)
+        else:
+            prep_info = {"injected": len(records)}
+        data = encode(cfg, records)
+        counts = pd.crosstab(data.corpora, np.array(data.labels)[data.y])
+        log(f"  {len(data.y)} labelled texts\n{counts.to_string()}")
+
+    if cfg.task == "l1":
+        hook = nli_hook()
+        with timer.stage("nli"):
+            res: HookResult = hook.run_nli(cfg, data.records, out_dir, log=log)
+        rows, preds, sections = res.rows, res.predictions, res.sections
+        acts_keys: dict[str, str] = {}
+        timer.stages.update({f"nli.{k}": v for k, v in res.timings.items()})
+        pooled: list[Pooled] = []
+        extra_manifest = res.manifest
+    else:
+        with timer.stage("extract"):
+            raw = activations if activations is not None else extract_all(cfg, data, log, progress)
+            acts = {m: adapt_activations(raw[m], data, cfg.layers) for m in cfg.models}
+        acts_keys = {m: a.key for m, a in acts.items()}
+        pooled = _probe_stage(cfg, data, acts, timer, log, progress)
+        with timer.stage("evaluate"):
+            rows, preds = _evaluate(cfg, data, pooled, log)
+        sections = []
+        extra_manifest = {}
+
+    df = results_frame(rows)
+    df.to_csv(out_dir / "results.csv", index=False)
+    df.to_parquet(out_dir / "results.parquet", index=False)
+    if preds is not None and len(preds):
+        preds.to_parquet(out_dir / "predictions.parquet", index=False)
+    if src_path is not None:
+        shutil.copyfile(src_path, out_dir / "config.toml")
+    else:
+        (out_dir / "config.toml").write_text(_to_toml(cfg.model_dump(exclude_none=True)))
+    manifest = {
+        "name": cfg.name, "task": cfg.task, "date": _dt.datetime.now(_dt.UTC).isoformat(),
+        "config_digest": cfg.digest(), "versions": _versions(), "git": _git_rev(),
+        "activation_cache_keys": acts_keys, "n_texts": int(len(data.y)),
+        "labels": data.labels, "texts_per_corpus": counts.sum(axis=1).astype(int).to_dict(),
+        "prep": prep_info, **extra_manifest,
+    }
+    if report:
+        with timer.stage("report"):
+            from learnerprobe.study.report import write_report
+
+            write_report(out_dir / "report.html", cfg, df, pooled, data, sections, manifest,
+                         timer.stages)
+    timings = {"stages": timer.stages, "total": time.perf_counter() - t_all}
+    timings.update(getattr(timer, "extra", {}))
+    (out_dir / "timings.json").write_text(json.dumps(timings, indent=2))
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+    log(f"[stage] total: {timings['total']:.1f} s -> {out_dir}")
+    return RunResult(out_dir, df, timings, manifest)
+
+
+def _git_rev() -> str | None:
+    import subprocess
+
+    try:
+        r = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                           timeout=5, cwd=Path(__file__).parent)
+        return r.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _to_toml(d: dict[str, Any], prefix: str = "") -> str:
+    """Tiny TOML writer for the config copy of programmatic runs (values are JSON-compatible)."""
+    simple, tables = [], []
+    for k, v in d.items():
+        if isinstance(v, dict):
+            tables.append((k, v))
+        else:
+            simple.append(f"{k} = {json.dumps(v)}")
+    text = "\n".join(simple) + "\n"
+    for k, v in tables:
+        text += f"\n[{prefix}{k}]\n" + _to_toml(v, f"{prefix}{k}.")
+    return text
+
+
+def _probe_stage(cfg: StudyConfig, data: StudyData, acts: dict[str, Acts], timer: Timer,
+                 log: Callable[[str], None], progress: bool) -> list[Pooled]:
+    """Compute (or load) every cell, then pool out-of-fold predictions per layer."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    jobs: list[tuple[str, str, int, Split, str]] = []
+    split_cache: dict[tuple, list[Split]] = {}
+    for mode in cfg.modes:
+        for seed in cfg.seeds:
+            for proto in cfg.protocols:
+                holdout = mode == "reference" and cfg.reference_split == "holdout"
+                k = (proto, seed, holdout)
+                if k not in split_cache:
+                    split_cache[k] = make_splits(
+                        proto, data.y, data.groups, data.corpora, data.languages,
+                        folds=cfg.folds, seed=seed, val_size=cfg.selection.val_size,
+                        holdout=holdout)
+                for sp in split_cache[k]:
+                    check_disjoint(data.groups, sp.train, sp.test, f"{proto} {sp.fold}")
+                    check_disjoint(data.groups, sp.val, sp.test, f"{proto} {sp.fold}")
+                    for m in cfg.models:
+                        for p in cfg.probe_names:
+                            jobs.append((m, mode, seed, sp, p))
+                    if cfg.with_surface:
+                        jobs.append((SURFACE, mode, seed, sp, SURFACE))
+    F = None
+    if cfg.with_surface:
+        from learnerprobe.probes.surface import surface_features
+
+        F = np.asarray(surface_features([r.text for r in data.records]), dtype=np.float32)
+    y_hash = hashlib.sha256(data.y.tobytes() + "|".join(data.ids).encode()).hexdigest()[:16]
+    results: dict[tuple, CellResult] = {}
+    per_mode: dict[str, float] = {}
+    per_probe: dict[str, float] = {}
+    pending = []
+    for m, mode, seed, sp, p in jobs:
+        key_src = {
+            "v": CELL_VERSION, "acts": "surface" if p == SURFACE else acts[m].key,
+            "layers": [] if p == SURFACE else acts[m].layers, "probe": p, "mode": mode,
+            "seed": seed, "split": sp.digest(), "y": y_hash, "K": data.n_classes,
+            "metric": cfg.selection.metric, "refit": cfg.selection.refit,
+        }
+        key = hashlib.sha256(json.dumps(key_src, sort_keys=True).encode()).hexdigest()
+        path = _cell_path(key)
+        r = _load_cell(path) if cfg.cache_cells and path.exists() else None
+        ck = (m, mode, seed, sp.protocol, sp.fold, p)
+        if r is None:
+            X = F if p == SURFACE else acts[m].array
+            kw = dict(mode=mode, n_classes=data.n_classes, seed=seed,
+                      width=1 if p == SURFACE else acts[m].width,
+                      metric=cfg.selection.metric, refit=cfg.selection.refit,
+                      n_jobs=cfg.sweep_jobs)
+            pending.append((ck, X, sp, p, kw, path if cfg.cache_cells else None))
+        else:
+            results[ck] = r
+    n_cached = len(results)
+    with timer.stage("probe"), Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        disable=not progress, transient=False,
+    ) as bar:
+        task = bar.add_task("probing", total=len(jobs), completed=n_cached)
+        if cfg.n_jobs == 1:  # in-process (tests spy on run_cell here)
+            done = (_compute_cell(ck, X, data.y, sp, p, kw, path, cfg.threads)
+                    for ck, X, sp, p, kw, path in pending)
+        else:
+            from joblib import Parallel, delayed
+
+            done = Parallel(n_jobs=cfg.n_jobs, return_as="generator_unordered")(
+                delayed(_compute_cell)(ck, X, data.y, sp, p, kw, path, cfg.threads)
+                for ck, X, sp, p, kw, path in pending)
+        for ck, r in done:
+            results[ck] = r
+            mode, p = ck[1], ck[5]
+            per_mode[mode] = per_mode.get(mode, 0.0) + r.seconds
+            per_probe[f"{mode}.{p}"] = per_probe.get(f"{mode}.{p}", 0.0) + r.seconds
+            bar.update(task, advance=1, description=f"{mode} {ck[3]}:{ck[4]} {ck[0]} {p}")
+    log(f"  cells: {len(jobs)} ({n_cached} from cache)")
+    for k, v in sorted(per_probe.items()):
+        log(f"  fit time {k}: {v:.1f} s")
+    timer.extra = {"cells": len(jobs), "cells_cached": n_cached,  # type: ignore[attr-defined]
+                   "fit_seconds_by_mode": per_mode, "fit_seconds_by_probe": per_probe}
+    return _pool(cfg, data, acts, split_cache, results)
+
+
+def _pool(cfg, data, acts, split_cache, results) -> list[Pooled]:
+    """Concatenate out-of-fold test predictions per (model, mode, seed, protocol, probe, layer)."""
+    pooled: list[Pooled] = []
+    for mode in cfg.modes:
+        for seed in cfg.seeds:
+            for proto in cfg.protocols:
+                holdout = mode == "reference" and cfg.reference_split == "holdout"
+                splits = split_cache[(proto, seed, holdout)]
+                models = [(m, p) for m in cfg.models for p in cfg.probe_names]
+                if cfg.with_surface:
+                    models.append((SURFACE, SURFACE))
+                for m, p in models:
+                    cells = [results[(m, mode, seed, proto, sp.fold, p)] for sp in splits]
+                    idx = np.concatenate([sp.test for sp in splits])
+                    fold = np.concatenate([[sp.fold] * len(sp.test) for sp in splits])
+                    train_labels = np.concatenate([data.y[sp.fit_all] for sp in splits])
+                    shared = np.concatenate([
+                        np.isin(data.y[sp.test], np.unique(data.y[sp.fit_all])) for sp in splits
+                    ])
+                    priors = {sp.fold: data.y[sp.fit_all] for sp in splits}
+                    layers = [NO_LAYER] if p == SURFACE else [str(x) for x in acts[m].layers]
+                    base = {"model": m, "mode": mode, "seed": seed, "protocol": proto,
+                            "probe": p}
+
+                    def cat(li, cells=cells):
+                        pr = np.concatenate([c.pred[li] for c in cells])
+                        pb = None
+                        if all(c.proba is not None for c in cells):
+                            pb = np.concatenate([c.proba[li] for c in cells])
+                        return pr, pb
+
+                    for li, lname in enumerate(layers):
+                        pr, pb = cat(li)
+                        pooled.append(Pooled({**base, "layer": lname}, idx, pr, pb, fold,
+                                             shared, train_labels, fold_priors=priors))
+                    if p != SURFACE:
+                        pr = np.concatenate([c.pred[c.selected] for c in cells])
+                        pb = None
+                        if all(c.proba is not None for c in cells):
+                            pb = np.concatenate([c.proba[c.selected] for c in cells])
+                        sel = [int(acts[m].layers[c.selected]) for c in cells]
+                        pooled.append(Pooled({**base, "layer": SELECTED}, idx, pr, pb, fold,
+                                             shared, train_labels, selected_layers=sel,
+                                             fold_priors=priors))
+    return pooled
+
+
+def _evaluate(cfg: StudyConfig, data: StudyData, pooled: list[Pooled],
+              log: Callable[[str], None]) -> tuple[list[dict], pd.DataFrame]:
+    """Bootstrap every pooled cell (in parallel over cells) and collect predictions."""
+    from joblib import Parallel, delayed
+
+    def one(p: Pooled) -> list[dict]:
+        return score_rows(p, data.y, data.corpora, task=cfg.task, n_classes=data.n_classes,
+                          n_boot=cfg.n_boot, seed=cfg.seeds[0], shared_levels=cfg.shared_levels)
+
+    n_jobs = cfg.n_jobs if cfg.n_jobs > 0 else -1
+    parts = Parallel(n_jobs=n_jobs, prefer="threads")(delayed(one)(p) for p in pooled)
+    rows = [r for part in parts for r in part]
+    preds = pd.concat([prediction_frame(p, data.ids, data.corpora, data.y, cfg.task)
+                       for p in pooled], ignore_index=True) if pooled else pd.DataFrame()
+    log(f"  {len(rows)} result rows, {len(preds)} prediction rows")
+    return rows, preds
