@@ -23,6 +23,28 @@ class _Loaded:
     bundle: Bundle
     estimator: Any
     featurizer: str  # "text": estimator takes raw texts; "hidden": pooled hidden states at `layer`
+    encoder: Any = None  # (tokenizer, model, entry, device, dtype), loaded once on first use
+
+
+def _load_encoder(model: dict[str, Any], dtype: str) -> tuple[Any, ...]:
+    """The bundle's model, loaded once in the dtype used in training (so no per-call copies)."""
+    from learnerprobe.extract.engine import resolve_device
+    from learnerprobe.models.entry import ModelEntry
+    from learnerprobe.models.loading import load_model
+
+    fields = {k: v for k, v in model.items() if k in ModelEntry.__dataclass_fields__}
+    fields["languages"] = tuple(fields.get("languages") or ())
+    entry = ModelEntry(**fields)
+    device = resolve_device("auto")
+    if device == "cpu" and dtype == "float16":
+        dtype = "float32"
+    tok, mdl, entry = load_model(entry, device=device, dtype=dtype.replace("-autocast", ""))
+    return tok, mdl, entry, device, dtype
+
+
+def _label(labels: Sequence[str], c: Any) -> str:
+    """Estimators trained on level indices return ints; map them to the bundle's label names."""
+    return labels[int(c)] if isinstance(c, (int, np.integer)) else str(c)
 
 
 class Predictor:
@@ -84,12 +106,19 @@ class Predictor:
     def _features(self, lo: _Loaded, texts: list[str]) -> Any:
         if lo.featurizer == "text":
             return np.asarray(texts, dtype=object)
-        from learnerprobe.extract import embed_texts
+        from learnerprobe.extract import extract
 
         m = lo.bundle.manifest
-        layer = int(m["layer"])
-        arr = embed_texts(texts, m["model"], layers=[layer])  # (1, n, d)
-        return np.asarray(arr[0], dtype=np.float32)
+        ex = m.get("preprocessing", {}).get("extraction", {})
+        if lo.encoder is None:
+            lo.encoder = _load_encoder(m["model"], ex.get("dtype") or "float32")
+        tok, model, entry, device, dtype = lo.encoder
+        acts = extract(
+            texts, (tok, model, entry), layers=[int(m["layer"])], device=device, dtype=dtype,
+            max_length=ex.get("max_length"), chunking=ex.get("chunking", "truncate"),
+            cache=False, progress=False, fingerprint="predict", durable=False,
+        )
+        return np.array(acts.array[0], dtype=np.float32)
 
     def predict_task(self, task: str, texts: Sequence[str], top_k: int | None = None) -> list[dict]:
         lo = self._loaded[task]
@@ -97,10 +126,23 @@ class Predictor:
         prepared = self._prepare(lo, texts)
         with self._lock:  # torch/sklearn objects are shared; serialise the forward pass
             X = self._features(lo, prepared)
-            proba = np.asarray(lo.estimator.predict_proba(X), dtype=float)
-        classes = [labels[int(c)] if isinstance(c, (int, np.integer)) else str(c)
-                   for c in getattr(lo.estimator, "classes_", range(proba.shape[1]))]
+            est = lo.estimator
+            if hasattr(est, "predict_proba"):
+                proba = np.asarray(est.predict_proba(X), dtype=float)
+                pred = None
+            else:  # ordinal regressors give a level and a continuous score, no probabilities
+                proba = None
+                pred = est.predict(X)
+                score = est.predict_score(X) if hasattr(est, "predict_score") else None
+        classes = [_label(labels, c) for c in getattr(est, "classes_", range(len(labels)))]
         res = []
+        if proba is None:
+            for i, p in enumerate(pred):
+                r: dict[str, Any] = {"label": _label(labels, p), "probabilities": {}}
+                if score is not None:
+                    r["score"] = round(float(score[i]), 6)  # level index on a continuous scale
+                res.append(r)
+            return res
         for row in proba:
             order = np.argsort(-row)
             if top_k:

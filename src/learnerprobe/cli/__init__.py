@@ -20,9 +20,18 @@ err_console = Console(stderr=True)
 
 def _register() -> None:
     # Imported for their side effect of adding commands/sub-apps to `app`.
-    from learnerprobe.cli import bench, corpus, models, predict, prep, study  # noqa: F401
-    from learnerprobe.cli import nli_llm  # noqa: F401  (bench nli-zeroshot / nli-finetune)
-    from learnerprobe.cli import nli  # noqa: F401  (nli-task)
+    import learnerprobe.cli.nli  # noqa: F401  (nli-task)
+    from learnerprobe.cli import (  # noqa: F401
+        bench,
+        corpus,
+        extract,
+        models,
+        nli_llm,  # noqa: F401  (bench nli-zeroshot / nli-finetune)
+        predict,
+        prep,
+        study,
+        train,
+    )
 
     app.add_typer(bench.bench_app, name="bench", help="Benchmarks that print and save figures.")
 

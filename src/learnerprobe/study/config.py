@@ -170,6 +170,17 @@ def _known(kind: str) -> Sequence[str]:
     return [*PROBES, SURFACE]
 
 
+def _model_ok(name: str) -> bool:
+    """Models beyond the registry: a local transformers folder or a hub id (org/name)."""
+    from learnerprobe.models.registry import get_model
+
+    try:
+        get_model(name)
+    except ConfigError:
+        return False
+    return True
+
+
 def check_names(cfg: StudyConfig, source: str = "config") -> None:
     """Reject unknown corpus, model or probe names, listing the valid ones."""
     checks: list[tuple[str, list[str]]] = [("corpus", cfg.corpora), ("model", cfg.models)]
@@ -177,7 +188,7 @@ def check_names(cfg: StudyConfig, source: str = "config") -> None:
         checks.append(("probe", cfg.probes))
     for kind, names in checks:
         valid = _known(kind)
-        bad = [n for n in names if n not in valid]
+        bad = [n for n in names if n not in valid and not (kind == "model" and _model_ok(n))]
         if bad:
             raise ConfigError(
                 f"{source}: unknown {kind} {', '.join(map(repr, bad))}; "

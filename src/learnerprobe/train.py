@@ -1,0 +1,200 @@
+"""`learnerprobe train CONFIG --bundle DIR`: fit the config's best model on all data and bundle it.
+
+The choice is made honestly: candidates (probe x layer for CEFR; n-gram model or hidden-state
+probe x layer for L1) are compared on a grouped validation split of the configured data, the
+winner is refitted on all of it, and the validation scores (with bootstrap CIs) go into the
+bundle's card. Test-fold scores from a finished `learnerprobe run` can be attached with
+``results_dir`` (the study's out-of-fold figures for the same probe).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from learnerprobe.errors import ConfigError
+
+
+def _ci_dict(b: dict[str, tuple[float, float, float]]) -> dict[str, dict[str, float]]:
+    return {k: {"value": float(v), "ci_low": float(lo), "ci_high": float(hi)}
+            for k, (v, lo, hi) in b.items()}
+
+
+def _study_metrics(results_dir: Path | None, task: str, probe: str) -> dict[str, Any]:
+    """Selected-layer, pooled test scores of `probe` from a study's results.csv, if given."""
+    if results_dir is None:
+        return {}
+    import pandas as pd
+
+    f = Path(results_dir) / "results.csv"
+    if not f.is_file():
+        raise ConfigError(f"no results.csv in {results_dir}")
+    df = pd.read_csv(f)
+    sel = df[(df["task"] == task) & (df["probe"] == probe) & (df["test_corpus"] == "all")]
+    if "layer" in sel and task == "cefr":
+        sel = sel[sel["layer"].astype(str) == "selected"]
+    if "mode" in sel:
+        sel = sel[sel["mode"].isin(["tuned", "none"]) | sel["mode"].isna()]
+    if "levels" in sel:
+        sel = sel[sel["levels"].astype(str).isin(["all", "nan"])]
+    out: dict[str, Any] = {}
+    for r in sel.itertuples():
+        out.setdefault(str(r.protocol), {})[str(r.metric)] = {
+            "value": float(r.value), "ci_low": float(r.ci_low), "ci_high": float(r.ci_high),
+            "n": int(r.n)}
+    return out
+
+
+def _layer_activations(cfg, records, log) -> tuple[np.ndarray, list[int], Any, dict[str, Any]]:
+    """Activations of the config's first model for `records` (layers x n x d), cache-backed."""
+    from learnerprobe.extract import get_activations
+    from learnerprobe.models.registry import get_model
+
+    ex = cfg.extraction
+    kw: dict[str, Any] = {"dtype": ex.dtype, "device": ex.device, "chunking": ex.chunking}
+    if ex.max_length is not None:
+        kw["max_length"] = ex.max_length
+    entry = get_model(cfg.models[0])
+    acts = get_activations(records, entry, **kw)
+    layers = list(getattr(acts, "layers", None) or range(acts.array.shape[0]))
+    if cfg.layers != "all":
+        rows = [layers.index(x) for x in cfg.layers]
+        arr, layers = np.asarray(acts.array[rows]), list(cfg.layers)
+    else:
+        arr = np.asarray(acts.array)
+    extraction = {"dtype": getattr(acts, "dtype", ex.dtype), "max_length": ex.max_length or
+                  entry.max_length, "chunking": ex.chunking}
+    log(f"activations: {arr.shape}")
+    return arr.astype(np.float32), layers, entry, extraction
+
+
+def train_cefr(cfg, bundle: Path, *, results_dir: Path | None, log: Callable[[str], None],
+               n_boot: int = 1000) -> Path:
+    from learnerprobe.bundle import save_bundle
+    from learnerprobe.metrics import bootstrap_all, qwk
+    from learnerprobe.prep.splits import grouped_holdout
+    from learnerprobe.probes import make_probe
+    from learnerprobe.probes.sweep import fit_predict_layers
+    from learnerprobe.study.runner import encode, load_records
+
+    records, info = load_records(cfg)
+    data = encode(cfg, records)
+    X, layers, entry, extraction = _layer_activations(cfg, data.records, log)
+    seed = cfg.seeds[0]
+    tr, va = grouped_holdout(data.y, data.groups, test_size=cfg.selection.val_size, seed=seed)
+    K = data.n_classes
+    best: tuple[float, str, int, np.ndarray] | None = None
+    for probe in cfg.probe_names:
+        out = fit_predict_layers(X[:, tr], data.y[tr], X[:, va], probe, mode="tuned",
+                                 n_classes=K, seed=seed, width=X.shape[-1], n_jobs=1)
+        scores = [qwk(data.y[va], p, labels=K) for p in out["pred"]]
+        i = int(np.nanargmax(scores))
+        log(f"  {probe}: best validation QWK {scores[i]:.3f} at layer {layers[i]}")
+        if best is None or scores[i] > best[0]:
+            best = (float(scores[i]), probe, i, out["pred"][i])
+    if best is None:
+        raise ConfigError("the config lists no probe to train (surface alone cannot be bundled)")
+    _, probe, li, pred_va = best
+    val = bootstrap_all(data.y[va], pred_va, task="ordinal", labels=K, n_boot=n_boot, seed=seed)
+    est = make_probe(probe, mode="tuned", n_classes=K, width=X.shape[-1], seed=seed)
+    est.fit(X[li], data.y)
+    langs = sorted(set(data.languages.tolist()))
+    return save_bundle(
+        bundle, task="cefr", method=probe, labels=data.labels, estimator=est,
+        model=entry.to_dict(), layer=int(layers[li]),
+        preprocessing={"features": "hidden", "mask": bool(cfg.prep.mask),
+                       "language": langs[0] if len(langs) == 1 else None,
+                       "label_scheme": cfg.labels.model_dump(), "extraction": extraction},
+        training_data={"corpora": cfg.corpora, "n_texts": len(data.records),
+                       "languages": langs,
+                       "by_label": {lab: int((data.y == i).sum()) for i, lab in enumerate(data.labels)},
+                       "prep": info},
+        metrics={"validation": _ci_dict(val), "study": _study_metrics(results_dir, "cefr", probe)},
+        card={"limits": f"trained on {', '.join(cfg.corpora)} ({', '.join(langs)} learner texts "
+                        f"only); levels {', '.join(data.labels)}; other languages, genres or "
+                        "populations are out of distribution (the study's OOD scores apply)",
+              "selection": f"{probe} at layer {layers[li]} chosen on a grouped validation split"},
+    )
+
+
+def train_l1(cfg, bundle: Path, *, results_dir: Path | None, log: Callable[[str], None],
+             n_boot: int = 1000) -> Path:
+    """Best of the n-gram model and hidden-state probes (validation macro-F1), refit on all."""
+    from learnerprobe.bundle import save_bundle
+    from learnerprobe.metrics import bootstrap_all, macro_f1
+    from learnerprobe.nli.data import prepare_l1_task
+    from learnerprobe.nli.ngram import NgramClassifier
+    from learnerprobe.nli.run import settings_of
+    from learnerprobe.prep.splits import grouped_holdout
+    from learnerprobe.probes import make_probe
+    from learnerprobe.probes.sweep import fit_predict_layers
+    from learnerprobe.study.runner import load_records
+
+    s = settings_of(cfg)
+    records, info = load_records(cfg)
+    task = prepare_l1_task(records, min_texts_per_l1=s.min_texts_per_l1, mask=s.mask,
+                           include=s.include_l1, exclude=s.exclude_l1)
+    labels = task.labels
+    y = np.array([labels.index(v) for v in task.y])
+    seed = cfg.seeds[0]
+    tr, va = grouped_holdout(y, task.groups, test_size=cfg.selection.val_size, seed=seed)
+    texts = np.asarray(task.texts, dtype=object)
+    cw = "balanced" if s.balance == "weights" else None
+    ngram_kw = {k: tuple(v) if isinstance(v, list) else v for k, v in s.ngram.items()}
+    cands: list[tuple[float, str, int | None, np.ndarray, np.ndarray | None]] = []
+    if "ngram" in s.methods:
+        ng = NgramClassifier(class_weight=cw, seed=seed, **ngram_kw).fit(texts[tr], y[tr])
+        proba = ng.predict_proba(texts[va])
+        pred = ng.classes_[np.argmax(proba, axis=1)]
+        cands.append((macro_f1(y[va], pred), "ngram", None, pred, proba))
+        log(f"  ngram: validation macro-F1 {cands[-1][0]:.3f}")
+    X = layers = entry = extraction = None
+    if "probe" in s.methods:
+        X, layers, entry, extraction = _layer_activations(cfg, task.records, log)
+        for probe in [p for p in cfg.probe_names if p in ("logistic", "mlp_clf")]:
+            out = fit_predict_layers(X[:, tr], y[tr], X[:, va], probe, mode="tuned",
+                                     n_classes=len(labels), seed=seed, width=X.shape[-1], n_jobs=1)
+            f1 = [macro_f1(y[va], p) for p in out["pred"]]
+            i = int(np.nanargmax(f1))
+            cands.append((f1[i], probe, i, out["pred"][i], out["proba"][i]))
+            log(f"  {probe}: validation macro-F1 {f1[i]:.3f} at layer {layers[i]}")
+    if not cands:
+        raise ConfigError("nli.methods lists nothing that can be bundled (ngram or probe)")
+    f1, method, li, pred, proba = max(cands, key=lambda c: c[0])
+    val = bootstrap_all(y[va], pred, proba=proba, task="nominal", labels=len(labels),
+                        n_boot=n_boot, seed=seed)
+    langs = sorted({r.language for r in task.records})
+    common = dict(
+        task="l1", labels=labels,
+        training_data={"corpora": cfg.corpora, "n_texts": len(task.records), "languages": langs,
+                       **task.summary(), "prep": info},
+        metrics={"validation": _ci_dict(val), "majority_rate": task.majority_rate,
+                 "chance": task.chance, "study": _study_metrics(results_dir, "l1", method)},
+        card={"limits": f"trained on {', '.join(cfg.corpora)} ({', '.join(langs)} learner texts "
+                        f"only); L1s {', '.join(labels)}; any other L1 is forced into one of these",
+              "selection": f"{method} chosen on a grouped validation split by macro-F1"},
+    )
+    pre = {"mask": bool(s.mask), "language": langs[0] if len(langs) == 1 else None}
+    if method == "ngram":
+        est = NgramClassifier(class_weight=cw, seed=seed, **ngram_kw).fit(texts, y)
+        return save_bundle(bundle, method="ngram", estimator=est,
+                           preprocessing={**pre, "features": "text"}, **common)
+    est = make_probe(method, mode="tuned", n_classes=len(labels), width=X.shape[-1], seed=seed)
+    est.fit(X[li], y)
+    return save_bundle(bundle, method=method, estimator=est, model=entry.to_dict(),
+                       layer=int(layers[li]),
+                       preprocessing={**pre, "features": "hidden", "extraction": extraction},
+                       **common)
+
+
+def train_bundle(config: str | Path, bundle: str | Path, *, results_dir: str | Path | None = None,
+                 log: Callable[[str], None] = print) -> Path:
+    from learnerprobe.study.config import load_config
+
+    cfg = load_config(config)
+    rd = Path(results_dir) if results_dir else None
+    fn = train_cefr if cfg.task == "cefr" else train_l1
+    return fn(cfg, Path(bundle), results_dir=rd, log=log, n_boot=cfg.n_boot)
