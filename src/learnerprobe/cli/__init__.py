@@ -29,6 +29,7 @@ def _register() -> None:
         nli_llm,  # noqa: F401  (bench nli-zeroshot / nli-finetune)
         predict,
         prep,
+        probes,  # noqa: F401  (bench probes)
         study,
         train,
     )
