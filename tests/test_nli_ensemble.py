@@ -1,0 +1,99 @@
+"""Stacking must never train its meta-classifier on predictions of texts a base was fitted on."""
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+from learnerprobe.nli.ensemble import StackingL1Classifier
+from learnerprobe.records import LearnerText
+
+LOG: list[tuple[str, frozenset, frozenset]] = []
+
+
+class Memoriser(ClassifierMixin, BaseEstimator):
+    """Planted leak: perfect on texts it was fitted on, always "Arabic" on unseen texts.
+
+    If the meta-classifier saw in-sample predictions, it would learn to trust this base
+    completely and fail on new texts.
+    """
+
+    def __init__(self, tag: str = "memo") -> None:
+        self.tag = tag
+
+    def fit(self, X, y):
+        self.classes_ = np.unique(y)
+        self.seen_ = {x.text: lab for x, lab in zip(X, y, strict=True)}
+        LOG.append(("fit", frozenset(self.seen_), frozenset()))
+        return self
+
+    def predict_proba(self, X):
+        LOG.append(("predict", frozenset(self.seen_), frozenset(x.text for x in X)))
+        out = np.zeros((len(X), len(self.classes_)))
+        for i, x in enumerate(X):
+            out[i] = self.classes_ == self.seen_.get(x.text, "Arabic")
+        return out
+
+
+class Signal(ClassifierMixin, BaseEstimator):
+    """An honest, weak base: reads a noisy hint planted in the text."""
+
+    def fit(self, X, y):
+        self.classes_ = np.unique(y)
+        return self
+
+    def predict_proba(self, X):
+        out = np.full((len(X), len(self.classes_)), 0.2)
+        for i, x in enumerate(X):
+            out[i, list(self.classes_).index(x.text.split()[0])] = 0.6
+        return out / out.sum(axis=1, keepdims=True)
+
+
+def _data(n: int, seed: int):
+    rng = np.random.default_rng(seed)
+    y = rng.choice(["Arabic", "Polish", "Russian"], size=n)
+    hint = np.where(rng.random(n) < 0.7, y, rng.choice(["Arabic", "Polish", "Russian"], size=n))
+    recs = [LearnerText(id=f"{seed}-{i}", corpus="t", language="de", text=f"{h} text {seed}-{i}",
+                        author_id=f"{seed}-a{i // 2}", l1=lab)
+            for i, (h, lab) in enumerate(zip(hint, y, strict=True))]
+    return recs, y
+
+
+def test_meta_classifier_sees_only_out_of_fold_predictions():
+    LOG.clear()
+    train, y_train = _data(120, 0)
+    test, y_test = _data(60, 1)
+    ens = StackingL1Classifier([("memo", Memoriser()), ("signal", Signal())], cv=4, seed=0)
+    ens.fit(train, y_train)
+    test_texts = {r.text for r in test}
+    # No test text was ever used for fitting or out-of-fold prediction during fit.
+    for _, fitted, predicted in LOG:
+        assert not (fitted | predicted) & test_texts
+    # Every out-of-fold prediction was made on texts the base had not been fitted on,
+    # and no author is split between the inner fit and its predictions.
+    author = {r.text: r.author_id for r in train}
+    oof_calls = [(f, p) for kind, f, p in LOG if kind == "predict"]
+    assert len(oof_calls) == 4
+    for fitted, predicted in oof_calls:
+        assert not fitted & predicted
+        assert not {author[t] for t in fitted} & {author[t] for t in predicted}
+    # Hence the memoriser's out-of-fold probabilities carry no signal (always "Arabic") ...
+    np.testing.assert_allclose(ens.oof_proba_["memo"], [[1.0, 0.0, 0.0]] * len(train))
+    # ... and the ensemble generalises via the honest base instead of trusting the leak.
+    acc = (ens.predict(test) == y_test).mean()
+    assert acc > 0.55
+
+
+def test_in_sample_stacking_would_be_fooled_by_the_planted_leak():
+    """The control: meta-features from in-sample predictions make the ensemble trust the leak."""
+    from sklearn.linear_model import LogisticRegression
+
+    train, y_train = _data(120, 0)
+    test, y_test = _data(60, 1)
+    bases = [Memoriser().fit(train, y_train), Signal().fit(train, y_train)]
+    F = np.log(np.clip(np.hstack([b.predict_proba(train) for b in bases]), 1e-6, 1))
+    meta = LogisticRegression(max_iter=5000).fit(F, y_train)
+    Ft = np.log(np.clip(np.hstack([b.predict_proba(test) for b in bases]), 1e-6, 1))
+    leaky_acc = (meta.predict(Ft) == y_test).mean()
+    ens = StackingL1Classifier([("memo", Memoriser()), ("signal", Signal())], cv=4).fit(
+        train, y_train)
+    assert leaky_acc < 0.45  # trusts the memoriser, i.e. predicts "Arabic" on new texts
+    assert (ens.predict(test) == y_test).mean() > leaky_acc + 0.15

