@@ -236,7 +236,10 @@ def _load(spec: _ModelSpec, device: str, dtype: str) -> tuple[Any, Any]:
     if spec.triple is not None:
         tok, model, _ = spec.triple
         p = next(model.parameters())
-        if p.dtype != target or str(p.device) != str(torch.device(device)):
+        want = torch.device(device)
+        if want.type == "cuda" and want.index is None:  # "cuda" means the current device
+            want = torch.device("cuda", torch.cuda.current_device())
+        if p.dtype != target or p.device != want:
             model = copy.deepcopy(model)  # never change the caller's model
     else:
         loader = spec.loader
