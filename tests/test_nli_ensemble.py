@@ -97,3 +97,86 @@ def test_in_sample_stacking_would_be_fooled_by_the_planted_leak():
         train, y_train)
     assert leaky_acc < 0.45  # trusts the memoriser, i.e. predicts "Arabic" on new texts
     assert (ens.predict(test) == y_test).mean() > leaky_acc + 0.15
+
+
+class Noise(ClassifierMixin, BaseEstimator):
+    """A base with no signal at all: random probabilities."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+
+    def fit(self, X, y):
+        self.classes_ = np.unique(y)
+        return self
+
+    def predict_proba(self, X):
+        import zlib
+
+        rng = np.random.default_rng([self.seed, zlib.crc32(X[0].text.encode())])
+        p = rng.random((len(X), len(self.classes_)))
+        return p / p.sum(axis=1, keepdims=True)
+
+
+class Hint(ClassifierMixin, BaseEstimator):
+    """Reads the hint at word ``pos`` of the text (the label, or a wrong one)."""
+
+    def __init__(self, pos: int = 0) -> None:
+        self.pos = pos
+
+    def fit(self, X, y):
+        self.classes_ = np.unique(y)
+        return self
+
+    def predict_proba(self, X):
+        out = np.full((len(X), len(self.classes_)), 0.2)
+        for i, x in enumerate(X):
+            out[i, list(self.classes_).index(x.text.split()[self.pos])] = 0.6
+        return out / out.sum(axis=1, keepdims=True)
+
+    def predict(self, X):
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+
+def _hints(n: int, seed: int, acc: tuple[float, ...]):
+    """Independent noisy hints of the label: three together beat any one alone."""
+    rng = np.random.default_rng(seed)
+    labs = np.array(["Arabic", "Polish", "Russian"])
+    y = rng.choice(labs, size=n)
+    hints = [np.where(rng.random(n) < a, y, rng.choice(labs, size=n)) for a in acc]
+    recs = [LearnerText(id=f"{seed}-{i}", corpus="t", language="de",
+                        text=" ".join(h[i] for h in hints) + f" text {seed}-{i}",
+                        author_id=f"{seed}-a{i // 2}", l1=y[i]) for i in range(n)]
+    return recs, y
+
+
+def test_combiner_is_selected_on_inner_data_and_stacking_wins_with_complementary_bases():
+    train, y_train = _hints(300, 0, (0.5, 0.5, 0.5))
+    test, y_test = _hints(600, 1, (0.5, 0.5, 0.5))
+    ens = StackingL1Classifier([("a", Hint(0)), ("b", Hint(1)), ("c", Hint(2))], cv=4)
+    ens.fit(train, y_train)
+    assert ens.meta_choice_.startswith("logreg:")
+    assert set(ens.meta_scores_) == {"logreg:C=0.01", "logreg:C=0.1", "logreg:C=1",
+                                     "logreg:C=10", "single:a", "single:b", "single:c"}
+    acc = (ens.predict(test) == y_test).mean()
+    single = max((Hint(k).fit(train, y_train).predict(test) == y_test).mean() for k in (0, 1, 2))
+    assert acc > single + 0.03
+
+
+def test_combiner_falls_back_to_the_best_single_base_when_the_others_add_noise():
+    train, y_train = _hints(80, 2, (0.7, 0.0))
+    noise = [(f"n{k}", Noise(k)) for k in range(8)]
+    ens = StackingL1Classifier([("good", Hint(0)), *noise], cv=4, meta_C=(100.0, 1000.0))
+    ens.fit(train, y_train)
+    assert ens.meta_choice_ == "single:good"
+    assert [name for name, _ in ens.estimators_] == ["good"]  # only the chosen base is refitted
+    test, _ = _hints(50, 3, (0.7, 0.0))
+    np.testing.assert_allclose(ens.predict_proba(test), Hint(0).fit(train, y_train)
+                               .predict_proba(test))
+
+
+def test_bad_selection_metric_is_refused():
+    import pytest
+
+    train, y_train = _hints(40, 0, (0.6, 0.6))
+    with pytest.raises(ValueError, match="select_by"):
+        StackingL1Classifier([("a", Hint(0))], cv=2, select_by="auc").fit(train, y_train)

@@ -78,3 +78,38 @@ def test_shipped_configs_validate():
     for name in ("nli-merlin-de.toml", "nli-cowsl2h.toml", "nli-efcamdat.toml"):
         cfg = load_config(root / name)
         assert cfg.task == "l1"
+
+
+def test_method_results_are_cached_and_reused_until_their_settings_change(subset, tmp_path):
+    """A rerun (e.g. after a crash) reuses each finished method; a changed setting recomputes."""
+    from learnerprobe.study.runner import run
+
+    logs: list[str] = []
+    run(_cfg(["ngram", "metadata"]), tmp_path, records=subset, log=logs.append)
+    cache = sorted((tmp_path / "nli" / "cache").glob("*.npz"))
+    assert [p.name.split("-seed")[0] for p in cache] == ["metadata", "ngram"]
+    first = pd.read_csv(tmp_path / "results.csv")
+    logs.clear()
+    run(_cfg(["ngram", "metadata"]), tmp_path, records=subset, log=logs.append)
+    assert sum("cached result" in m for m in logs) == 2
+    pd.testing.assert_frame_equal(first, pd.read_csv(tmp_path / "results.csv"))
+    logs.clear()
+    cfg = _cfg(["ngram", "metadata"],
+               ngram={"char_ngrams": [2, 4], "word_ngrams": [1, 1], "min_df": 3})
+    run(cfg, tmp_path, records=subset, log=logs.append)
+    assert [m for m in logs if "cached result" in m] == [
+        next(m for m in logs if "nli metadata" in m and "cached" in m)]
+
+
+def test_a_corrupt_cache_file_is_recomputed(tmp_path):
+    from learnerprobe.nli.run import load_cached, save_cached
+
+    res = {"proba": np.eye(3), "idx": np.arange(3), "fold": np.zeros(3, int), "layers": [4],
+           "notes": [{"fold": 0, "meta_choice": "single:ngram"}]}
+    p = tmp_path / "m.npz"
+    save_cached(p, res)
+    back = load_cached(p)
+    assert back["layers"] == [4] and back["notes"] == res["notes"]
+    np.testing.assert_array_equal(back["proba"], res["proba"])
+    p.write_bytes(b"not a zip")
+    assert load_cached(p) is None

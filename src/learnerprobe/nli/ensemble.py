@@ -5,6 +5,12 @@ The meta-classifier's training features are produced by an *inner* author-groupe
 training data handed to ``fit`` (each base predicts only texts it was not fitted on), so no
 test text ever enters its training; the bases are then refitted on all of that training data
 to produce test-time features.
+
+How to combine is itself chosen on those out-of-fold features, never on test data: a second
+grouped CV over the meta-features scores multinomial logistic regressions with several
+regularisation strengths, and each base on its own. With a few hundred training texts a
+stacker can easily do worse than its best base; selecting on held-out meta-features lets the
+ensemble fall back to that base (and says so in ``meta_choice_``) instead of silently losing.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from learnerprobe.nli._base import align_proba
 from learnerprobe.nli.data import grouped_folds
 from learnerprobe.records import LearnerText
 
+SELECT_BY = ("accuracy", "macro_f1", "log_loss")
+
 
 def default_groups(X: Sequence[Any]) -> np.ndarray:
     """Author ids of records (text id where unknown); position for plain strings."""
@@ -28,8 +36,26 @@ def default_groups(X: Sequence[Any]) -> np.ndarray:
     )
 
 
+def _score(select_by: str, y: np.ndarray, proba: np.ndarray, classes: np.ndarray) -> float:
+    """Higher is better (log-loss is negated)."""
+    from sklearn.metrics import f1_score, log_loss
+
+    pred = classes[np.argmax(proba, axis=1)]
+    if select_by == "accuracy":
+        return float(np.mean(pred == y))
+    if select_by == "macro_f1":
+        return float(f1_score(y, pred, labels=classes, average="macro", zero_division=0))
+    p = np.clip(proba, 1e-9, None)
+    return -float(log_loss(y, p / p.sum(axis=1, keepdims=True), labels=classes))
+
+
 class StackingL1Classifier(ClassifierMixin, BaseEstimator):
-    """Multinomial logistic regression over the concatenated class probabilities of the bases."""
+    """Meta-classifier over the concatenated (log-)probabilities of the bases.
+
+    ``final_estimator`` fixes the meta-classifier; left as None, the combiner is selected by a
+    grouped CV over the out-of-fold meta-features among logistic regressions with
+    ``C in meta_C`` and (with ``include_single``) each base alone, by ``select_by``.
+    """
 
     def __init__(
         self,
@@ -39,6 +65,9 @@ class StackingL1Classifier(ClassifierMixin, BaseEstimator):
         groups_of: Callable[[Sequence[Any]], np.ndarray] | None = None,
         log_proba: bool = True,
         class_weight: str | None = None,
+        meta_C: Sequence[float] = (0.01, 0.1, 1.0, 10.0),
+        include_single: bool = True,
+        select_by: str = "accuracy",
         seed: int = 0,
     ) -> None:
         self.estimators = estimators
@@ -47,15 +76,40 @@ class StackingL1Classifier(ClassifierMixin, BaseEstimator):
         self.groups_of = groups_of
         self.log_proba = log_proba
         self.class_weight = class_weight
+        self.meta_C = meta_C
+        self.include_single = include_single
+        self.select_by = select_by
         self.seed = seed
 
     def _meta_features(self, probas: list[np.ndarray]) -> np.ndarray:
         F = np.hstack(probas)
         return np.log(np.clip(F, 1e-6, 1.0)) if self.log_proba else F
 
-    def fit(self, X: Sequence[Any], y: Sequence[Any]) -> StackingL1Classifier:
+    def _meta_lr(self, C: float) -> Any:
         from sklearn.linear_model import LogisticRegression
 
+        return LogisticRegression(C=C, max_iter=5000, class_weight=self.class_weight)
+
+    def _select(self, F: np.ndarray, oof: list[np.ndarray], y: np.ndarray,
+                groups: np.ndarray) -> tuple[str, dict[str, float]]:
+        """Score every combiner on held-out meta-features; return the best and all scores."""
+        folds = list(grouped_folds(y, groups, self.cv, self.seed + 1))
+        scores: dict[str, float] = {}
+        for C in self.meta_C:
+            p = np.zeros((len(y), len(self.classes_)))
+            for tr, va in folds:
+                m = self._meta_lr(C).fit(F[tr], y[tr])
+                p[va] = align_proba(m.predict_proba(F[va]), m.classes_, self.classes_)
+            scores[f"logreg:C={C:g}"] = _score(self.select_by, y, p, self.classes_)
+        if self.include_single:
+            for (name, _), p in zip(self.estimators, oof, strict=True):
+                scores[f"single:{name}"] = _score(self.select_by, y, p, self.classes_)
+        best = max(scores, key=lambda k: scores[k])  # first of equals: stacked before single
+        return best, scores
+
+    def fit(self, X: Sequence[Any], y: Sequence[Any]) -> StackingL1Classifier:
+        if self.select_by not in SELECT_BY:
+            raise ValueError(f"select_by must be one of {SELECT_BY}, not {self.select_by!r}")
         X = list(X)
         y = np.asarray(y)
         self.classes_ = np.unique(y)
@@ -67,10 +121,21 @@ class StackingL1Classifier(ClassifierMixin, BaseEstimator):
                 m = clone(est).fit(X_tr, y[tr])
                 oof[k][va] = align_proba(m.predict_proba(X_va), m.classes_, self.classes_)
         self.oof_proba_ = {name: p for (name, _), p in zip(self.estimators, oof, strict=True)}
-        meta = self.final_estimator if self.final_estimator is not None else LogisticRegression(
-            C=1.0, max_iter=5000, class_weight=self.class_weight)
-        self.final_estimator_ = clone(meta).fit(self._meta_features(oof), y)
-        self.estimators_ = [(name, clone(est).fit(X, y)) for name, est in self.estimators]
+        F = self._meta_features(oof)
+        if self.final_estimator is not None:
+            self.meta_choice_, self.meta_scores_ = "final_estimator", {}
+            self.final_estimator_ = clone(self.final_estimator).fit(F, y)
+        else:
+            self.meta_choice_, self.meta_scores_ = self._select(F, oof, y, groups)
+            if self.meta_choice_.startswith("logreg:"):
+                C = float(self.meta_choice_.split("=", 1)[1])
+                self.final_estimator_ = self._meta_lr(C).fit(F, y)
+            else:
+                self.final_estimator_ = None
+        keep = (self.meta_choice_.split(":", 1)[1] if self.meta_choice_.startswith("single:")
+                else None)
+        self.estimators_ = [(name, clone(est).fit(X, y)) for name, est in self.estimators
+                            if keep in (None, name)]
         return self
 
     def base_proba(self, X: Sequence[Any]) -> dict[str, np.ndarray]:
@@ -80,8 +145,10 @@ class StackingL1Classifier(ClassifierMixin, BaseEstimator):
                 for name, m in self.estimators_}
 
     def predict_proba(self, X: Sequence[Any]) -> np.ndarray:
-        probas = list(self.base_proba(X).values())
-        p = self.final_estimator_.predict_proba(self._meta_features(probas))
+        probas = self.base_proba(X)
+        if self.final_estimator_ is None:  # a single base won the selection
+            return probas[self.meta_choice_.split(":", 1)[1]]
+        p = self.final_estimator_.predict_proba(self._meta_features(list(probas.values())))
         return align_proba(p, self.final_estimator_.classes_, self.classes_)
 
     def predict(self, X: Sequence[Any]) -> np.ndarray:

@@ -213,6 +213,7 @@ def cross_validate_method(
     proba = np.full((n, len(labels)), np.nan)
     fold_of = np.full(n, -1)
     layers: list[int] = []
+    notes: list[dict[str, Any]] = []
     wanted = np.ones(n, bool) if eval_idx is None else np.isin(np.arange(n), eval_idx)
     for f, (tr, te) in enumerate(folds):
         te = te[wanted[te]]
@@ -227,9 +228,74 @@ def cross_validate_method(
         fold_of[te] = f
         if hasattr(est, "layer_index_"):
             layers.append(int(est.layer_index_))
+        if hasattr(est, "meta_choice_"):
+            notes.append({"fold": f, "meta_choice": est.meta_choice_,
+                          "meta_scores": dict(est.meta_scores_)})
     done = fold_of >= 0
     return {"proba": proba[done], "idx": np.flatnonzero(done), "fold": fold_of[done],
-            "layers": layers}
+            "layers": layers, "notes": notes}
+
+
+# --------------------------------------------------------------------------- result cache
+#: Bump when a method's code changes what it predicts, so stale cached results are not reused.
+NLI_CACHE_VERSION = 2
+
+_METHOD_TABLES = {"ngram": ("ngram",), "sentence-sgd": ("sentence_sgd",), "probe": ("probe",),
+                  "metadata": ("metadata",), "zeroshot": ("zeroshot", "zeroshot_sample"),
+                  "finetune": ("finetune", "finetune_sample")}
+
+
+def method_cache_key(cfg: Any, s: NliSettings, method: str, kw: dict[str, Any], seed: int,
+                     folds: Sequence[tuple[np.ndarray, np.ndarray]], task: L1Task) -> str:
+    """Hash of everything that changes one method's out-of-fold predictions: its settings
+    (and its bases' for the ensemble), models, extraction, class balance, the task's texts and
+    labels, the folds and the seed."""
+    import hashlib
+
+    from learnerprobe import __version__
+
+    methods = [method] + (list(s.ensemble_of) if method == "ensemble" else [])
+    tables = {m: {t: getattr(s, t) for t in _METHOD_TABLES.get(m, ())} for m in methods}
+    ex = getattr(cfg, "extraction", None)
+    payload = {
+        "v": NLI_CACHE_VERSION, "pkg": __version__, "method": method, "kw": kw, "seed": seed,
+        "tables": tables, "balance": s.balance,
+        "ensemble": [s.ensemble_of, s.ensemble_cv] if method == "ensemble" else None,
+        "models": list(getattr(cfg, "models", []) or []),
+        "probes": _probe_names(cfg), "layers": getattr(cfg, "layers", "all"),
+        "extraction": ex.model_dump() if hasattr(ex, "model_dump") else None,
+    }
+    h = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode())
+    for r, lab in zip(task.records, task.y, strict=True):
+        h.update(f"{r.id}\x1f{lab}\x1f{r.text}\x1e".encode())
+    for tr, te in folds:
+        h.update(np.asarray(tr, np.int64).tobytes() + b"|" + np.asarray(te, np.int64).tobytes())
+    return h.hexdigest()
+
+
+def load_cached(path: Path) -> dict[str, Any] | None:
+    """A method's cached out-of-fold result, or None when absent or unreadable."""
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {"proba": z["proba"], "idx": z["idx"], "fold": z["fold"],
+                    "layers": [int(v) for v in z["layers"]],
+                    "notes": json.loads(str(z["notes"]))}
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def save_cached(path: Path, res: dict[str, Any]) -> None:
+    """Write atomically, so a crash leaves either the whole result or nothing."""
+    import os
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, proba=res["proba"], idx=res["idx"], fold=res["fold"],
+             layers=np.asarray(res["layers"], dtype=np.int64),
+             notes=np.asarray(json.dumps(res.get("notes", []), default=str)))
+    os.replace(tmp, path)
 
 
 def score_method(
@@ -423,11 +489,22 @@ def run_nli(
                 elif method == "finetune":
                     eval_idx = _sample(task.y, s.finetune_sample, seed)
                 t0 = time.perf_counter()
-                log(f"  nli {name} (seed {seed}) ...")
-                res = cross_validate_method(
-                    lambda method=method, kw=kw: fac.make(method, **kw), task, folds,
-                    balance=s.balance, seed=seed, eval_idx=eval_idx)
+                ckey = method_cache_key(cfg, s, method, kw, seed, folds, task)
+                cpath = out / "cache" / f"{name.replace('/', '_')}-seed{seed}-{ckey[:20]}.npz"
+                res = load_cached(cpath)
+                if res is not None:
+                    log(f"  nli {name} (seed {seed}): cached result {cpath.name}")
+                else:
+                    log(f"  nli {name} (seed {seed}) ...")
+                    res = cross_validate_method(
+                        lambda method=method, kw=kw: fac.make(method, **kw), task, folds,
+                        balance=s.balance, seed=seed, eval_idx=eval_idx)
+                    save_cached(cpath, res)
                 dt = time.perf_counter() - t0
+                if res["notes"]:
+                    choices = [n["meta_choice"] for n in res["notes"]]
+                    log(f"  nli {name}: combiner chosen per fold on inner out-of-fold data: "
+                        f"{choices}")
                 timings[f"{name}.seed{seed}"] = dt
                 key = f"{name}@{model}" if method == "probe" else name
                 results[key] = res
@@ -458,6 +535,8 @@ def run_nli(
                     arows, figs, info = analyse(name if method != "probe" else key, res, pred,
                                                 task, out)
                     rows += [{**common, "ci_low": None, "ci_high": None, **r} for r in arows]
+                    if res["notes"]:
+                        info["combiner"] = res["notes"]
                     analyses[key] = info
                     sections.append(ReportSection(f"NLI {key}: confusion", "", figs))
         rows += _comparisons(results, s.compare, task, base, seed, n_boot)

