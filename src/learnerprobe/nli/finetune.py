@@ -92,7 +92,7 @@ def _seed_everything(seed: int) -> None:
 class FineTuneClassifier(ClassifierMixin, BaseEstimator):
     """Fine-tuned encoder + linear head over texts: ``fit(X, y, groups=None)``, ``predict_proba``.
 
-    ``class_weight="balanced"`` weights the loss by inverse class frequency; ``downsample``
+    ``class_weight="balanced"`` (``None``/``"none"``: unweighted) weights the loss by inverse class frequency; ``downsample``
     ("min" | "mean") instead trims the larger classes of the training split. Early stopping
     evaluates every ``eval_every`` steps (default: once per epoch) and keeps the best weights;
     ``patience`` evaluations without improvement stop training. ``val_size=0`` disables the
@@ -254,7 +254,7 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
         from sklearn.metrics import f1_score
         from transformers import get_linear_schedule_with_warmup
 
-        if self.class_weight not in (None, "balanced"):
+        if self.class_weight not in (None, "none", "balanced"):
             raise ConfigError(f"class_weight must be 'balanced' or None, not {self.class_weight!r}")
         if self.downsample not in (None, "min", "mean"):
             raise ConfigError(f"downsample must be 'min', 'mean' or None, not {self.downsample!r}")
