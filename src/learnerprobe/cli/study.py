@@ -48,3 +48,42 @@ def run_cmd(
                   f"{r.value:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]")
     console.print(t)
     console.print(f"results: {res.out / 'results.csv'}  report: {res.out / 'report.html'}")
+
+
+@app.command("results")
+def results_cmd(
+    run_dir: Path = typer.Argument(..., help="A run's output folder (holds results.csv)."),
+    task: str | None = typer.Option(None, "--task", help="cefr or l1 (needed if both ran)."),
+    metric: list[str] | None = typer.Option(None, "--metric", "-m", help="Metric column(s); "
+                                            "default qwk (cefr) or accuracy, macro_f1, top3 (l1)."),
+    markdown: bool = typer.Option(False, "--markdown", help="Print Markdown tables."),
+) -> None:
+    """Headline table of a finished run: the validation-chosen figures with 95 % CIs."""
+    import pandas as pd
+    from rich.console import Console
+    from rich.table import Table
+
+    from learnerprobe.errors import LearnerprobeError
+    from learnerprobe.study.summary import comparisons, headline, to_markdown
+
+    path = run_dir / "results.csv"
+    if not path.is_file():
+        raise LearnerprobeError(f"{path} not found: is {run_dir} a finished run's folder?")
+    df = pd.read_csv(path)
+    try:
+        tabs = [("headline", headline(df, task, metric)), ("paired differences", comparisons(df))]
+    except ValueError as e:
+        raise LearnerprobeError(str(e)) from None
+    console = Console()
+    for title, tab in tabs:
+        if tab.empty:
+            continue
+        if markdown:
+            typer.echo(f"\n{title}\n\n{to_markdown(tab)}")
+            continue
+        t = Table(title=title)
+        for c in tab.columns:
+            t.add_column(str(c))
+        for row in tab.itertuples(index=False):
+            t.add_row(*["" if pd.isna(v) else str(v) for v in row])
+        console.print(t)

@@ -1,0 +1,86 @@
+"""Headline tables from a run's tidy ``results.csv``: what a paper table or a README needs.
+
+The tidy table keeps every layer, fold summary and per-class figure; this module picks the
+validation-chosen rows (``layer`` = ``selected``, or ``none`` for layer-free methods) and lays
+them out as "value [CI low, CI high]" cells, with the majority rate and chance beside L1 results.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+
+DEFAULT_METRICS = {"cefr": ("qwk",), "l1": ("accuracy", "macro_f1", "top3")}
+
+
+def _cell(r: pd.Series, digits: int) -> str:
+    v = f"{r.value:.{digits}f}"
+    if pd.notna(r.get("ci_low")) and pd.notna(r.get("ci_high")):
+        v += f" [{r.ci_low:.{digits}f}, {r.ci_high:.{digits}f}]"
+    return v
+
+
+def headline(df: pd.DataFrame, task: str | None = None, metrics: Sequence[str] | None = None,
+             digits: int = 3) -> pd.DataFrame:
+    """One row per system (CEFR: mode x protocol x probe; L1: method), one column per metric
+    (metrics a run lacks, such as top-3 with three L1s, are left out).
+
+    Raises ValueError when the table holds no rows for the task or metrics.
+    """
+    tasks = sorted(df.task.dropna().unique())
+    task = task or (tasks[0] if len(tasks) == 1 else None)
+    if task is None:
+        raise ValueError(f"results hold several tasks {tasks}; choose one with task=")
+    d = df[df.task == task]
+    metrics = list(metrics or DEFAULT_METRICS.get(task, ("accuracy",)))
+    keep = d.metric.isin(metrics)
+    if task != "l1":  # L1 rows are already one per method, at the validation-chosen layer
+        keep &= d.layer.astype(str).isin(["selected", "none"])
+    if "test_corpus" in d:
+        keep &= d.test_corpus.astype(str).eq("all")
+    sel = d[keep]
+    if sel.empty:
+        raise ValueError(f"no {task} rows for metrics {metrics} at the selected layer")
+    index = ["probe", "model"] if task == "l1" else ["mode", "protocol", "probe", "model"]
+    sel = sel.assign(cell=sel.apply(lambda r: _cell(r, digits), axis=1))
+    if "seed" in sel and sel.seed.nunique() > 1:
+        index.append("seed")
+    tab = sel.pivot_table(index=index, columns="metric", values="cell", aggfunc="first")
+    tab = tab[[m for m in metrics if m in tab.columns]]
+    metrics = list(tab.columns)
+    if task == "l1":
+        chosen = (sel.drop_duplicates(index).set_index(index)["selected_layer"]
+                  if "selected_layer" in sel else None)
+        if chosen is not None:
+            tab.insert(0, "layer", chosen.reindex(tab.index).map(
+                lambda v: "" if pd.isna(v) else str(int(v))))
+        n = sel[sel.metric == metrics[0]].drop_duplicates(index).set_index(index)["n"]
+        tab["n"] = n.reindex(tab.index).astype("Int64")
+        for m in ("majority_rate", "chance"):
+            v = d.loc[d.metric == m, "value"]
+            if len(v):
+                tab[m] = f"{v.iloc[0]:.{digits}f}"
+        first = metrics[0]
+        order = sel[sel.metric == first].set_index(index)["value"].groupby(level=index).first()
+        tab = tab.loc[order.sort_values(ascending=False).index]
+    return tab.reset_index()
+
+
+def comparisons(df: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """Paired-bootstrap difference rows (``diff_*``) as "system, metric, difference [CI]"."""
+    d = df[df.metric.astype(str).str.startswith("diff_")]
+    if d.empty:
+        return pd.DataFrame(columns=["probe", "metric", "difference", "n"])
+    return pd.DataFrame({"probe": d.probe.values, "metric": d.metric.values,
+                         "difference": [_cell(r, digits) for _, r in d.iterrows()],
+                         "n": d.n.values})
+
+
+def to_markdown(tab: pd.DataFrame) -> str:
+    """A GitHub-flavoured Markdown table (no tabulate dependency)."""
+    cols = [str(c) for c in tab.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for row in tab.itertuples(index=False):
+        lines.append("| " + " | ".join("" if pd.isna(v) else str(v) for v in row) + " |")
+    return "\n".join(lines)
