@@ -33,8 +33,11 @@ class Memoriser(ClassifierMixin, BaseEstimator):
         return out
 
 
-class Signal(ClassifierMixin, BaseEstimator):
-    """An honest, weak base: reads a noisy hint planted in the text."""
+class Hint(ClassifierMixin, BaseEstimator):
+    """An honest, weak base: reads the noisy hint at word ``pos`` of the text."""
+
+    def __init__(self, pos: int = 0) -> None:
+        self.pos = pos
 
     def fit(self, X, y):
         self.classes_ = np.unique(y)
@@ -43,8 +46,11 @@ class Signal(ClassifierMixin, BaseEstimator):
     def predict_proba(self, X):
         out = np.full((len(X), len(self.classes_)), 0.2)
         for i, x in enumerate(X):
-            out[i, list(self.classes_).index(x.text.split()[0])] = 0.6
+            out[i, list(self.classes_).index(x.text.split()[self.pos])] = 0.6
         return out / out.sum(axis=1, keepdims=True)
+
+    def predict(self, X):
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
 
 def _data(n: int, seed: int):
@@ -61,7 +67,7 @@ def test_meta_classifier_sees_only_out_of_fold_predictions():
     LOG.clear()
     train, y_train = _data(120, 0)
     test, y_test = _data(60, 1)
-    ens = StackingL1Classifier([("memo", Memoriser()), ("signal", Signal())], cv=4, seed=0)
+    ens = StackingL1Classifier([("memo", Memoriser()), ("hint", Hint(0))], cv=4, seed=0)
     ens.fit(train, y_train)
     test_texts = {r.text for r in test}
     # No test text was ever used for fitting or out-of-fold prediction during fit.
@@ -88,12 +94,12 @@ def test_in_sample_stacking_would_be_fooled_by_the_planted_leak():
 
     train, y_train = _data(120, 0)
     test, y_test = _data(60, 1)
-    bases = [Memoriser().fit(train, y_train), Signal().fit(train, y_train)]
+    bases = [Memoriser().fit(train, y_train), Hint(0).fit(train, y_train)]
     F = np.log(np.clip(np.hstack([b.predict_proba(train) for b in bases]), 1e-6, 1))
     meta = LogisticRegression(max_iter=5000).fit(F, y_train)
     Ft = np.log(np.clip(np.hstack([b.predict_proba(test) for b in bases]), 1e-6, 1))
     leaky_acc = (meta.predict(Ft) == y_test).mean()
-    ens = StackingL1Classifier([("memo", Memoriser()), ("signal", Signal())], cv=4).fit(
+    ens = StackingL1Classifier([("memo", Memoriser()), ("hint", Hint(0))], cv=4).fit(
         train, y_train)
     assert leaky_acc < 0.45  # trusts the memoriser, i.e. predicts "Arabic" on new texts
     assert (ens.predict(test) == y_test).mean() > leaky_acc + 0.15
@@ -115,26 +121,6 @@ class Noise(ClassifierMixin, BaseEstimator):
         rng = np.random.default_rng([self.seed, zlib.crc32(X[0].text.encode())])
         p = rng.random((len(X), len(self.classes_)))
         return p / p.sum(axis=1, keepdims=True)
-
-
-class Hint(ClassifierMixin, BaseEstimator):
-    """Reads the hint at word ``pos`` of the text (the label, or a wrong one)."""
-
-    def __init__(self, pos: int = 0) -> None:
-        self.pos = pos
-
-    def fit(self, X, y):
-        self.classes_ = np.unique(y)
-        return self
-
-    def predict_proba(self, X):
-        out = np.full((len(X), len(self.classes_)), 0.2)
-        for i, x in enumerate(X):
-            out[i, list(self.classes_).index(x.text.split()[self.pos])] = 0.6
-        return out / out.sum(axis=1, keepdims=True)
-
-    def predict(self, X):
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
 
 def _hints(n: int, seed: int, acc: tuple[float, ...]):
