@@ -58,6 +58,12 @@ def test_run_nli_rows_figures_and_analyses(subset, tmp_path):
     ng = preds[preds.probe == "ngram"]
     assert len(ng) == 120 and np.allclose([p.sum() for p in ng.proba], 1, atol=1e-5)
     assert (tmp_path / "report.html").is_file()
+    # The combiner each outer fold chose (on inner data) is kept and shown.
+    import json
+
+    notes = json.loads((tmp_path / "nli" / "analyses.json").read_text())["ensemble"]["combiner"]
+    assert len(notes) == 3 and all(n["meta_choice"] in n["meta_scores"] for n in notes)
+    assert "combiner chosen per outer fold" in (tmp_path / "report.html").read_text()
 
 
 def test_bad_nli_settings_are_config_errors():

@@ -545,7 +545,9 @@ def run_nli(
                     sections.append(ReportSection(f"NLI {key}: confusion", "", figs))
         rows += _comparisons(results, s.compare, task, base, seed, n_boot)
     (out / "analyses.json").write_text(json.dumps(analyses, indent=2, default=str))
-    sections.insert(0, ReportSection("NLI: task and summary", _summary_html(summary, rows)))
+    combiners = {k: v["combiner"] for k, v in analyses.items() if v.get("combiner")}
+    sections.insert(0, ReportSection("NLI: task and summary",
+                                     _summary_html(summary, rows, combiners)))
     return HookResult(rows=rows, predictions=pd.concat(preds, ignore_index=True) if preds
                       else None, sections=sections, timings=timings,
                       manifest={"nli": {"task": summary, "settings": s.model_dump()}})
@@ -578,8 +580,10 @@ def _comparisons(results: dict[str, dict[str, Any]], compare: Sequence[str], tas
     return rows
 
 
-def _summary_html(summary: dict[str, Any], rows: list[dict[str, Any]]) -> str:
-    """A compact HTML table: accuracy and macro-F1 (95% CI) per method, majority and chance."""
+def _summary_html(summary: dict[str, Any], rows: list[dict[str, Any]],
+                  combiners: dict[str, list[dict[str, Any]]] | None = None) -> str:
+    """A compact HTML table: accuracy and macro-F1 (95% CI) per method, majority and chance,
+    and which combiner each stacking fold chose on its inner out-of-fold data."""
     import html
 
     df = pd.DataFrame(rows)
@@ -595,4 +599,8 @@ def _summary_html(summary: dict[str, Any], rows: list[dict[str, Any]]) -> str:
             f"{summary['majority_rate']:.3f}, chance {summary['chance']:.3f}; dropped L1s "
             f"(too few texts): {html.escape(str(summary['dropped_l1']))}; masked: "
             f"{summary['masked']}.</p>")
-    return head + tab.to_html(index=False, escape=True)
+    tail = "".join(
+        f"<p>{html.escape(name)}: combiner chosen per outer fold on inner out-of-fold data: "
+        f"{html.escape(', '.join(n['meta_choice'] for n in notes))}.</p>"
+        for name, notes in (combiners or {}).items())
+    return head + tab.to_html(index=False, escape=True) + tail
