@@ -119,3 +119,25 @@ def test_a_corrupt_cache_file_is_recomputed(tmp_path):
     np.testing.assert_array_equal(back["proba"], res["proba"])
     p.write_bytes(b"not a zip")
     assert load_cached(p) is None
+
+
+def test_named_variants_run_alone_and_inside_the_ensemble(subset, tmp_path):
+    """[nli.variants.NAME] = a method with other options (the NLI shared tasks' stacking of
+    one classifier per feature type): reported as its own row and usable as an ensemble base."""
+    from learnerprobe.study.runner import run
+
+    cfg = _cfg(["ngram", "char-svm", "word-svm", "ensemble"],
+               ensemble_of=["char-svm", "word-svm"],
+               variants={"char-svm": {"method": "ngram", "word_ngrams": []},
+                         "word-svm": {"method": "ngram", "char_ngrams": []}})
+    run(cfg, tmp_path, records=subset, log=lambda m: None)
+    df = pd.read_csv(tmp_path / "results.csv")
+    acc = df[df.metric == "accuracy"].set_index("probe").value
+    assert {"ngram", "char-svm", "word-svm", "ensemble"} <= set(acc.index)
+    assert acc["char-svm"] != acc["word-svm"]
+    preds = pd.read_parquet(tmp_path / "predictions.parquet")
+    p = {m: np.stack(preds[preds.probe == m].proba) for m in ("ngram", "char-svm", "word-svm")}
+    assert not np.allclose(p["char-svm"], p["ngram"])
+    assert not np.allclose(p["word-svm"], p["ngram"])
+    with pytest.raises(ConfigError, match="variant 'x' needs method"):
+        _cfg(["x"], variants={"x": {"method": "ensemble"}})

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from learnerprobe.errors import ConfigError
 from learnerprobe.nli._base import align_proba
@@ -57,15 +57,38 @@ class NliSettings(BaseModel):
     zeroshot: dict[str, Any] = Field(default_factory=dict)
     finetune: dict[str, Any] = Field(default_factory=dict)
     analyses: bool = True
+    # Named variants of a method with other options, usable in `methods` and `ensemble_of`:
+    # [nli.variants.char-svm] method = "ngram", word_ngrams = []  (char n-grams only).
+    variants: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
-    @field_validator("methods", "ensemble_of")
+    @field_validator("variants")
     @classmethod
-    def _known(cls, v: list[str]) -> list[str]:
-        known = {*TEXT_METHODS, "probe", "ensemble"}
-        bad = [m for m in v if m not in known]
+    def _variants(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for name, opts in v.items():
+            if name in {*TEXT_METHODS, "probe", "ensemble"}:
+                raise ValueError(f"variant name {name!r} is a method name")
+            base = opts.get("method")
+            if base not in {*TEXT_METHODS, "probe"}:
+                raise ValueError(f"variant {name!r} needs method = one of "
+                                 f"{sorted({*TEXT_METHODS, 'probe'})}, not {base!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _known(self) -> NliSettings:
+        known = {*TEXT_METHODS, "probe", "ensemble", *self.variants}
+        bad = [m for m in [*self.methods, *self.ensemble_of] if m not in known]
         if bad:
             raise ValueError(f"unknown NLI method(s) {bad}; known: {sorted(known)}")
-        return v
+        return self
+
+    def base_method(self, name: str) -> str:
+        """The method a (possibly variant) name runs."""
+        return self.variants[name]["method"] if name in self.variants else name
+
+    def uses(self, method: str) -> bool:
+        """Whether a run needs ``method`` (directly, as a variant, or inside the ensemble)."""
+        names = [*self.methods, *(self.ensemble_of if "ensemble" in self.methods else [])]
+        return any(self.base_method(n) == method for n in names)
 
 
 def settings_of(cfg: Any) -> NliSettings:
@@ -86,7 +109,7 @@ def settings_of(cfg: Any) -> NliSettings:
 def validate_config(cfg: Any) -> None:
     """Called by ``study.config.check_names`` for task = "l1"."""
     s = settings_of(cfg)
-    if "probe" in s.methods or "probe" in s.ensemble_of:
+    if s.uses("probe"):
         bad = [p for p in _probe_names(cfg) if p not in NOMINAL_PROBES]
         if not _probe_names(cfg):
             raise ConfigError(f"method 'probe' needs probes = one of {list(NOMINAL_PROBES)}")
@@ -148,36 +171,42 @@ class MethodFactory:
 
     def make(self, method: str, *, model: str | None = None, probe: str | None = None) -> Any:
         s, cw, seed = self.s, self.class_weight, self.seed
+        over: dict[str, Any] = {}
+        if method in s.variants:  # a named variant: its method's table, then its own options
+            over = {k: v for k, v in s.variants[method].items() if k != "method"}
+            method = s.variants[method]["method"]
         if method == "ngram":
             from learnerprobe.nli.ngram import NgramClassifier
 
-            return NgramClassifier(**{"class_weight": cw, "seed": seed, **s.ngram})
+            return NgramClassifier(**{"class_weight": cw, "seed": seed, **s.ngram, **over})
         if method == "sentence-sgd":
             from learnerprobe.nli.sentence_sgd import SentenceSGDClassifier
 
-            kw = {"class_weight": cw, "seed": seed, "model": self.models[0], **s.sentence_sgd}
+            kw = {"class_weight": cw, "seed": seed, "model": self.models[0], **s.sentence_sgd,
+                  **over}
             if self.embedder is not None:
                 kw["embedder"] = self.embedder
             return SentenceSGDClassifier(**kw)
         if method == "probe":
             from learnerprobe.nli.probe_method import HiddenStateProbeClassifier
 
-            m = model or self.models[0]
-            p = probe or self.probe_keys()[0][1]
+            kw = {**s.probe, **over}
+            m = model or kw.pop("model", None) or self.models[0]
+            p = probe or kw.pop("probe", None) or self.probe_keys()[0][1]
             return HiddenStateProbeClassifier(
                 featurizer=self.featurizers.get(m), model=m, probe=p, class_weight=cw, seed=seed,
-                **s.probe)
+                **kw)
         if method == "metadata":
             from learnerprobe.nli.metadata_baseline import MetadataBaseline
 
-            return MetadataBaseline(**s.metadata)
+            return MetadataBaseline(**{**s.metadata, **over})
         if method == "zeroshot":
             return _external("zeroshot", ("ZeroShotClassifier", "ZeroShotL1Classifier"),
-                             s.zeroshot, {"language": self.language, "seed": seed})
+                             {**s.zeroshot, **over}, {"language": self.language, "seed": seed})
         if method == "finetune":
             return _external("finetune", ("FineTuneClassifier", "FinetuneClassifier",
                                           "FineTunedClassifier"),
-                             s.finetune, {"seed": seed, "class_weight": cw,
+                             {**s.finetune, **over}, {"seed": seed, "class_weight": cw,
                                           "model": self.models[0]})
         if method == "ensemble":
             from learnerprobe.nli.ensemble import StackingL1Classifier
@@ -259,7 +288,9 @@ def method_cache_key(cfg: Any, s: NliSettings, method: str, kw: dict[str, Any], 
     from learnerprobe import __version__
 
     methods = [method] + (list(s.ensemble_of) if method == "ensemble" else [])
-    tables = {m: {t: getattr(s, t) for t in _METHOD_TABLES.get(m, ())} for m in methods}
+    tables = {m: {"variant": s.variants.get(m),
+                  **{t: getattr(s, t) for t in _METHOD_TABLES.get(s.base_method(m), ())}}
+              for m in methods}
     ex = getattr(cfg, "extraction", None)
     payload = {
         "v": NLI_CACHE_VERSION, "pkg": __version__, "method": method, "kw": kw, "seed": seed,
@@ -448,7 +479,7 @@ def run_nli(
         f"{task.majority_rate:.3f}; dropped (< {s.min_texts_per_l1} texts): {task.dropped_l1}")
     (out / "task.json").write_text(json.dumps(summary, indent=2, default=str))
     fac = MethodFactory(cfg, s, task, featurizers, embedder)
-    needs_probe = "probe" in s.methods or ("ensemble" in s.methods and "probe" in s.ensemble_of)
+    needs_probe = s.uses("probe")
     if needs_probe and featurizers is None:
         t0 = time.perf_counter()
         fac.featurizers = _extract(cfg, task, fac.models, log)
@@ -478,19 +509,20 @@ def run_nli(
                      "layer": NO_LAYER, "metric": "chance", "value": 1.0 / K, "n": len(task.y)})
         results: dict[str, dict[str, Any]] = {}
         for method in s.methods:
-            variants: list[tuple[str, str, dict[str, Any]]]
+            runs: list[tuple[str, str, dict[str, Any]]]
+            base_m = s.base_method(method)
             if method == "probe":
-                variants = [(p, m, {"model": m, "probe": p}) for m, p in fac.probe_keys()]
+                runs = [(p, m, {"model": m, "probe": p}) for m, p in fac.probe_keys()]
             else:
-                model = fac.models[0] if method in ("sentence-sgd", "finetune") else NO_LAYER
-                if method == "ensemble" and "probe" in s.ensemble_of:
-                    model = fac.models[0]
-                variants = [(method, model, {})]
-            for name, model, kw in variants:
+                uses_model = base_m in ("sentence-sgd", "finetune", "probe") or (
+                    method == "ensemble"
+                    and any(s.base_method(b) in ("sentence-sgd", "probe") for b in s.ensemble_of))
+                runs = [(method, fac.models[0] if uses_model else NO_LAYER, {})]
+            for name, model, kw in runs:
                 eval_idx = None
-                if method == "zeroshot":
+                if base_m == "zeroshot":
                     eval_idx = _sample(task.y, s.zeroshot_sample, seed)
-                elif method == "finetune":
+                elif base_m == "finetune":
                     eval_idx = _sample(task.y, s.finetune_sample, seed)
                 t0 = time.perf_counter()
                 ckey = method_cache_key(cfg, s, method, kw, seed, folds, task)
