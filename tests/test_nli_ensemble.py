@@ -142,7 +142,8 @@ def test_combiner_is_selected_on_inner_data_and_stacking_wins_with_complementary
     ens.fit(train, y_train)
     assert ens.meta_choice_.startswith("logreg:")
     assert set(ens.meta_scores_) == {"logreg:C=0.01", "logreg:C=0.1", "logreg:C=1",
-                                     "logreg:C=10", "single:a", "single:b", "single:c"}
+                                     "logreg:C=10", "pool:alpha=0.0001", "pool:alpha=0.001",
+                                     "pool:alpha=0.01", "single:a", "single:b", "single:c"}
     acc = (ens.predict(test) == y_test).mean()
     single = max((Hint(k).fit(train, y_train).predict(test) == y_test).mean() for k in (0, 1, 2))
     assert acc > single + 0.03
@@ -151,7 +152,8 @@ def test_combiner_is_selected_on_inner_data_and_stacking_wins_with_complementary
 def test_combiner_falls_back_to_the_best_single_base_when_the_others_add_noise():
     train, y_train = _hints(80, 2, (0.7, 0.0))
     noise = [(f"n{k}", Noise(k)) for k in range(8)]
-    ens = StackingL1Classifier([("good", Hint(0)), *noise], cv=4, meta_C=(100.0, 1000.0))
+    ens = StackingL1Classifier([("good", Hint(0)), *noise], cv=4, meta_C=(100.0, 1000.0),
+                               pool_alpha=())
     ens.fit(train, y_train)
     assert ens.meta_choice_ == "single:good"
     assert [name for name, _ in ens.estimators_] == ["good"]  # only the chosen base is refitted
@@ -166,3 +168,23 @@ def test_bad_selection_metric_is_refused():
     train, y_train = _hints(40, 0, (0.6, 0.6))
     with pytest.raises(ValueError, match="select_by"):
         StackingL1Classifier([("a", Hint(0))], cv=2, select_by="auc").fit(train, y_train)
+
+
+def test_weighted_pool_learns_one_weight_per_base_and_ignores_noise():
+    from sklearn.base import clone
+
+    from learnerprobe.nli.ensemble import WeightedPool
+
+    train, y = _hints(400, 4, (0.6, 0.0))
+    bases = [Hint(0).fit(train, y), Noise(0).fit(train, y)]
+    F = np.log(np.hstack([b.predict_proba(train) for b in bases]))
+    pool = clone(WeightedPool(alpha=1e-4)).fit(F, y)
+    assert pool.coef_.shape == (2,) and pool.intercept_.shape == (3,)
+    assert pool.coef_[0] > 1.0 and abs(pool.coef_[1]) < 0.3 * pool.coef_[0]
+    p = pool.predict_proba(F)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0)
+    assert (pool.predict(F) == bases[0].predict(train)).mean() > 0.95
+    import pytest
+
+    with pytest.raises(ValueError, match="blocks of 3"):
+        WeightedPool().fit(F[:, :4], y)

@@ -49,12 +49,67 @@ def _score(select_by: str, y: np.ndarray, proba: np.ndarray, classes: np.ndarray
     return -float(log_loss(y, p / p.sum(axis=1, keepdims=True), labels=classes))
 
 
+class WeightedPool(ClassifierMixin, BaseEstimator):
+    """Low-variance meta-classifier: one weight per base plus one bias per class.
+
+    ``score_k = sum_b w_b * F[:, b*K + k] + bias_k`` and a softmax over classes (a conditional
+    logit). A multinomial logistic regression over all B*K features learns K*B*K weights, too
+    many for a few hundred texts and nine L1s; this pool learns B + K, so it can still weigh a
+    strong base against weaker ones where the full stacker overfits. L2 penalty ``alpha``.
+    Columns of ``F`` are grouped by base: ``n_bases`` blocks of ``len(classes_)`` columns.
+    """
+
+    def __init__(self, alpha: float = 1e-2) -> None:
+        self.alpha = alpha
+
+    def _scores(self, F: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        B, K = self.n_bases_, len(self.classes_)
+        return np.einsum("nbk,b->nk", F.reshape(len(F), B, K), theta[:B]) + theta[B:]
+
+    def fit(self, F: np.ndarray, y: Sequence[Any]) -> WeightedPool:
+        from scipy.optimize import minimize
+        from scipy.special import log_softmax
+
+        F = np.asarray(F, dtype=np.float64)
+        self.classes_, yi = np.unique(np.asarray(y), return_inverse=True)
+        K = len(self.classes_)
+        if F.shape[1] % K:
+            raise ValueError(f"{F.shape[1]} meta-features are not blocks of {K} classes")
+        B = self.n_bases_ = F.shape[1] // K
+        Fb = F.reshape(len(F), B, K)
+        Y = np.eye(K)[yi]
+        n = len(F)
+
+        def nll(theta: np.ndarray) -> tuple[float, np.ndarray]:
+            lp = log_softmax(self._scores(F, theta), axis=1)
+            R = np.exp(lp) - Y  # d(-loglik)/d(score)
+            grad = np.concatenate([np.einsum("nbk,nk->b", Fb, R), R.sum(axis=0)]) / n
+            return (-(Y * lp).sum() / n + self.alpha * theta @ theta,
+                    grad + 2 * self.alpha * theta)
+
+        theta0 = np.concatenate([np.full(B, 1.0 / B), np.zeros(K)])
+        res = minimize(nll, theta0, jac=True, method="L-BFGS-B")
+        self.coef_, self.intercept_ = res.x[:B], res.x[B:]
+        self.n_iter_ = int(res.nit)
+        return self
+
+    def predict_proba(self, F: np.ndarray) -> np.ndarray:
+        from scipy.special import softmax
+
+        theta = np.concatenate([self.coef_, self.intercept_])
+        return softmax(self._scores(np.asarray(F, dtype=np.float64), theta), axis=1)
+
+    def predict(self, F: np.ndarray) -> np.ndarray:
+        return self.classes_[np.argmax(self.predict_proba(F), axis=1)]
+
+
 class StackingL1Classifier(ClassifierMixin, BaseEstimator):
     """Meta-classifier over the concatenated (log-)probabilities of the bases.
 
     ``final_estimator`` fixes the meta-classifier; left as None, the combiner is selected by a
-    grouped CV over the out-of-fold meta-features among logistic regressions with
-    ``C in meta_C`` and (with ``include_single``) each base alone, by ``select_by``.
+    grouped CV over the out-of-fold meta-features among multinomial logistic regressions with
+    ``C in meta_C``, weighted pools (:class:`WeightedPool`, one weight per base) with
+    ``alpha in pool_alpha`` and (with ``include_single``) each base alone, by ``select_by``.
     """
 
     def __init__(
@@ -66,6 +121,7 @@ class StackingL1Classifier(ClassifierMixin, BaseEstimator):
         log_proba: bool = True,
         class_weight: str | None = None,
         meta_C: Sequence[float] = (0.01, 0.1, 1.0, 10.0),
+        pool_alpha: Sequence[float] = (1e-4, 1e-3, 1e-2),
         include_single: bool = True,
         select_by: str = "accuracy",
         seed: int = 0,
@@ -77,6 +133,7 @@ class StackingL1Classifier(ClassifierMixin, BaseEstimator):
         self.log_proba = log_proba
         self.class_weight = class_weight
         self.meta_C = meta_C
+        self.pool_alpha = pool_alpha
         self.include_single = include_single
         self.select_by = select_by
         self.seed = seed
@@ -90,17 +147,26 @@ class StackingL1Classifier(ClassifierMixin, BaseEstimator):
 
         return LogisticRegression(C=C, max_iter=5000, class_weight=self.class_weight)
 
+    def _combiners(self) -> list[str]:
+        return ([f"logreg:C={C:g}" for C in self.meta_C]
+                + [f"pool:alpha={a:g}" for a in self.pool_alpha])
+
+    def _combiner(self, name: str) -> Any:
+        kind, value = name.split(":", 1)
+        v = float(value.split("=", 1)[1])
+        return self._meta_lr(v) if kind == "logreg" else WeightedPool(alpha=v)
+
     def _select(self, F: np.ndarray, oof: list[np.ndarray], y: np.ndarray,
                 groups: np.ndarray) -> tuple[str, dict[str, float]]:
         """Score every combiner on held-out meta-features; return the best and all scores."""
         folds = list(grouped_folds(y, groups, self.cv, self.seed + 1))
         scores: dict[str, float] = {}
-        for C in self.meta_C:
+        for name in self._combiners():
             p = np.zeros((len(y), len(self.classes_)))
             for tr, va in folds:
-                m = self._meta_lr(C).fit(F[tr], y[tr])
+                m = self._combiner(name).fit(F[tr], y[tr])
                 p[va] = align_proba(m.predict_proba(F[va]), m.classes_, self.classes_)
-            scores[f"logreg:C={C:g}"] = _score(self.select_by, y, p, self.classes_)
+            scores[name] = _score(self.select_by, y, p, self.classes_)
         if self.include_single:
             for (name, _), p in zip(self.estimators, oof, strict=True):
                 scores[f"single:{name}"] = _score(self.select_by, y, p, self.classes_)
@@ -127,11 +193,8 @@ class StackingL1Classifier(ClassifierMixin, BaseEstimator):
             self.final_estimator_ = clone(self.final_estimator).fit(F, y)
         else:
             self.meta_choice_, self.meta_scores_ = self._select(F, oof, y, groups)
-            if self.meta_choice_.startswith("logreg:"):
-                C = float(self.meta_choice_.split("=", 1)[1])
-                self.final_estimator_ = self._meta_lr(C).fit(F, y)
-            else:
-                self.final_estimator_ = None
+            self.final_estimator_ = (None if self.meta_choice_.startswith("single:")
+                                     else self._combiner(self.meta_choice_).fit(F, y))
         keep = (self.meta_choice_.split(":", 1)[1] if self.meta_choice_.startswith("single:")
                 else None)
         self.estimators_ = [(name, clone(est).fit(X, y)) for name, est in self.estimators

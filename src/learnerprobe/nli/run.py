@@ -272,6 +272,7 @@ def cross_validate_method(
 # --------------------------------------------------------------------------- result cache
 #: Bump when a method's code changes what it predicts, so stale cached results are not reused.
 NLI_CACHE_VERSION = 2
+METHOD_CACHE_VERSION = {"ensemble": 3}  # 3: weighted-pool combiners join the selection
 
 _METHOD_TABLES = {"ngram": ("ngram",), "sentence-sgd": ("sentence_sgd",), "probe": ("probe",),
                   "metadata": ("metadata",), "zeroshot": ("zeroshot", "zeroshot_sample"),
@@ -293,7 +294,7 @@ def method_cache_key(cfg: Any, s: NliSettings, method: str, kw: dict[str, Any], 
               for m in methods}
     ex = getattr(cfg, "extraction", None)
     payload = {
-        "v": NLI_CACHE_VERSION, "pkg": __version__, "method": method, "kw": kw, "seed": seed,
+        "v": NLI_CACHE_VERSION, "mv": METHOD_CACHE_VERSION.get(method), "pkg": __version__, "method": method, "kw": kw, "seed": seed,
         "tables": tables, "balance": s.balance,
         "ensemble": [s.ensemble_of, s.ensemble_cv] if method == "ensemble" else None,
         "models": list(getattr(cfg, "models", []) or []),
