@@ -289,18 +289,22 @@ def method_cache_key(cfg: Any, s: NliSettings, method: str, kw: dict[str, Any], 
     from learnerprobe import __version__
 
     methods = [method] + (list(s.ensemble_of) if method == "ensemble" else [])
-    tables = {m: {"variant": s.variants.get(m),
-                  **{t: getattr(s, t) for t in _METHOD_TABLES.get(s.base_method(m), ())}}
+    tables = {m: {t: getattr(s, t) for t in _METHOD_TABLES.get(s.base_method(m), ())}
               for m in methods}
+    for m in methods:
+        if m in s.variants:
+            tables[m]["variant"] = s.variants[m]
     ex = getattr(cfg, "extraction", None)
     payload = {
-        "v": NLI_CACHE_VERSION, "mv": METHOD_CACHE_VERSION.get(method), "pkg": __version__, "method": method, "kw": kw, "seed": seed,
+        "v": NLI_CACHE_VERSION, "pkg": __version__, "method": method, "kw": kw, "seed": seed,
         "tables": tables, "balance": s.balance,
         "ensemble": [s.ensemble_of, s.ensemble_cv] if method == "ensemble" else None,
         "models": list(getattr(cfg, "models", []) or []),
         "probes": _probe_names(cfg), "layers": getattr(cfg, "layers", "all"),
         "extraction": ex.model_dump() if hasattr(ex, "model_dump") else None,
     }
+    if method in METHOD_CACHE_VERSION:  # only then, so other methods' keys stay put
+        payload["mv"] = METHOD_CACHE_VERSION[method]
     h = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode())
     for r, lab in zip(task.records, task.y, strict=True):
         h.update(f"{r.id}\x1f{lab}\x1f{r.text}\x1e".encode())
