@@ -141,3 +141,20 @@ def test_named_variants_run_alone_and_inside_the_ensemble(subset, tmp_path):
     assert not np.allclose(p["word-svm"], p["ngram"])
     with pytest.raises(ConfigError, match="variant 'x' needs method"):
         _cfg(["x"], variants={"x": {"method": "ensemble"}})
+
+
+def test_compare_probe_resolves_to_the_hidden_state_probe():
+    from types import SimpleNamespace
+
+    from learnerprobe.nli.run import _comparisons
+
+    y = np.array(["A", "B"] * 20, dtype=object)
+    task = SimpleNamespace(labels=["A", "B"], y=y)
+    codes = (y == "B").astype(int)
+    idx = np.arange(40)
+    results = {"ensemble": {"idx": idx, "pred": codes},
+               "logistic@e5": {"idx": idx, "pred": np.zeros(40, int)}}
+    rows = _comparisons(results, ["ensemble", "probe"], task, {}, 0, 50)
+    assert [r["metric"] for r in rows] == ["diff_accuracy_vs_logistic@e5",
+                                           "diff_macro_f1_vs_logistic@e5"]
+    assert rows[0]["value"] == pytest.approx(0.5)

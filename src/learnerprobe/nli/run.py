@@ -601,6 +601,9 @@ def _comparisons(results: dict[str, dict[str, Any]], compare: Sequence[str], tas
     rows = []
     for other in compare[1:]:
         b = results.get(other)
+        if b is None and other == "probe":  # the first hidden-state probe, e.g. logistic@model
+            other, b = next(((k, v) for k, v in results.items()
+                             if k.split("@")[0] in NOMINAL_PROBES), (other, None))
         if b is None:
             continue
         common = np.intersect1d(a["idx"], b["idx"])
