@@ -4,7 +4,6 @@ test_corpora_real.py)."""
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -14,8 +13,9 @@ from learnerprobe.cli.corpus import parse_options
 from learnerprobe.corpora import load_corpus
 from learnerprobe.corpora.io import corpus_stats, read_records, write_records
 from learnerprobe.errors import ConfigError, LearnerprobeError
+from tests.corpus_fixtures import fixture_tree
 
-GOOD = Path(__file__).parent / "fixtures" / "corpora" / "good"
+GOOD = fixture_tree() / "good"
 runner = CliRunner()
 
 

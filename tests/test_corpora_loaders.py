@@ -2,7 +2,6 @@
 
 import csv
 import re
-from pathlib import Path
 
 import pytest
 
@@ -15,8 +14,9 @@ from learnerprobe.errors import (
     DataFormatError,
     LearnerprobeError,
 )
+from tests.corpus_fixtures import fixture_tree
 
-FIX = Path(__file__).parent / "fixtures" / "corpora"
+FIX = fixture_tree()  # tests/fixtures/corpora plus the MERLIN/COWS-L2H files written at test time
 GOOD, BAD = FIX / "good", FIX / "bad"
 
 
