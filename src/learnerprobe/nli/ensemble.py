@@ -8,7 +8,7 @@ to produce test-time features.
 
 How to combine is itself chosen on those out-of-fold features, never on test data: a second
 grouped CV over the meta-features scores multinomial logistic regressions with several
-regularisation strengths, and each base on its own. With a few hundred training texts a
+regularisation strengths, weighted pools (one weight per base) and each base on its own. With a few hundred training texts a
 stacker can easily do worse than its best base; selecting on held-out meta-features lets the
 ensemble fall back to that base (and says so in ``meta_choice_``) instead of silently losing.
 """
@@ -147,24 +147,23 @@ class StackingL1Classifier(ClassifierMixin, BaseEstimator):
 
         return LogisticRegression(C=C, max_iter=5000, class_weight=self.class_weight)
 
-    def _combiners(self) -> list[str]:
-        return ([f"logreg:C={C:g}" for C in self.meta_C]
-                + [f"pool:alpha={a:g}" for a in self.pool_alpha])
-
-    def _combiner(self, name: str) -> Any:
-        kind, value = name.split(":", 1)
-        v = float(value.split("=", 1)[1])
-        return self._meta_lr(v) if kind == "logreg" else WeightedPool(alpha=v)
+    def _combiners(self) -> dict[str, Callable[[], Any]]:
+        """Candidate meta-classifiers by name (the name is what ``meta_choice_`` reports)."""
+        out: dict[str, Callable[[], Any]] = {
+            f"logreg:C={C:g}": (lambda C=C: self._meta_lr(C)) for C in self.meta_C}
+        out.update({f"pool:alpha={a:g}": (lambda a=a: WeightedPool(alpha=a))
+                    for a in self.pool_alpha})
+        return out
 
     def _select(self, F: np.ndarray, oof: list[np.ndarray], y: np.ndarray,
                 groups: np.ndarray) -> tuple[str, dict[str, float]]:
         """Score every combiner on held-out meta-features; return the best and all scores."""
         folds = list(grouped_folds(y, groups, self.cv, self.seed + 1))
         scores: dict[str, float] = {}
-        for name in self._combiners():
+        for name, make in self._combiners().items():
             p = np.zeros((len(y), len(self.classes_)))
             for tr, va in folds:
-                m = self._combiner(name).fit(F[tr], y[tr])
+                m = make().fit(F[tr], y[tr])
                 p[va] = align_proba(m.predict_proba(F[va]), m.classes_, self.classes_)
             scores[name] = _score(self.select_by, y, p, self.classes_)
         if self.include_single:
@@ -194,7 +193,7 @@ class StackingL1Classifier(ClassifierMixin, BaseEstimator):
         else:
             self.meta_choice_, self.meta_scores_ = self._select(F, oof, y, groups)
             self.final_estimator_ = (None if self.meta_choice_.startswith("single:")
-                                     else self._combiner(self.meta_choice_).fit(F, y))
+                                     else self._combiners()[self.meta_choice_]().fit(F, y))
         keep = (self.meta_choice_.split(":", 1)[1] if self.meta_choice_.startswith("single:")
                 else None)
         self.estimators_ = [(name, clone(est).fit(X, y)) for name, est in self.estimators

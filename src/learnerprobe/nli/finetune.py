@@ -92,8 +92,8 @@ def _seed_everything(seed: int) -> None:
 class FineTuneClassifier(ClassifierMixin, BaseEstimator):
     """Fine-tuned encoder + linear head over texts: ``fit(X, y, groups=None)``, ``predict_proba``.
 
-    ``class_weight="balanced"`` (``None``/``"none"``: unweighted) weights the loss by inverse class frequency; ``downsample``
-    ("min" | "mean") instead trims the larger classes of the training split. Early stopping
+    ``class_weight="balanced"`` weights the loss by inverse class frequency (``None``, or
+    ``"none"`` from a TOML config, leaves it unweighted); ``downsample`` ("min" | "mean") trims the larger classes of the training split. Early stopping
     evaluates every ``eval_every`` steps (default: once per epoch) and keeps the best weights;
     ``patience`` evaluations without improvement stop training. ``val_size=0`` disables the
     validation split (train ``epochs`` and keep the last weights). ``max_steps`` bounds training
@@ -255,7 +255,8 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
         from transformers import get_linear_schedule_with_warmup
 
         if self.class_weight not in (None, "none", "balanced"):
-            raise ConfigError(f"class_weight must be 'balanced' or None, not {self.class_weight!r}")
+            raise ConfigError(f"class_weight must be 'balanced', 'none' or None, "
+                              f"not {self.class_weight!r}")
         if self.downsample not in (None, "min", "mean"):
             raise ConfigError(f"downsample must be 'min', 'mean' or None, not {self.downsample!r}")
         texts, rec_groups = _texts_groups(X)

@@ -170,8 +170,9 @@ class StaticEmbedder:
                 self._memo.clear()
             for i, ids in zip(todo, enc["input_ids"], strict=True):
                 ids = [t for t in ids if t not in self._special and t < self._matrix.shape[0]]
-                v = self._matrix[ids].mean(axis=0) if ids else out[i]
-                self._memo[sentences[i]] = np.asarray(v, dtype=np.float32)
+                self._memo[sentences[i]] = (self._matrix[ids].mean(axis=0, dtype=np.float32)
+                                            if ids else np.zeros(self._matrix.shape[1],
+                                                                 dtype=np.float32))
         for i, s in enumerate(sentences):
             out[i] = self._memo[s]
         return out
