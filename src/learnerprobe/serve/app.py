@@ -1,22 +1,86 @@
-"""FastAPI app: `POST /api/predict`, `GET /api/bundles`, OpenAPI docs, and a page at `/`.
+"""FastAPI app: `POST /api/predict`, `GET /api/bundles`, `/openapi.json`, and a page at `/`.
 
-Bad input gets a clear 4xx, never a 500: empty text (422), over the size limit (413), invalid JSON
-or wrong types (422), non-UTF-8 bodies (400). Prediction runs in the thread pool with a timeout
-(504), so requests are served concurrently with one loaded model.
+Every malformed request gets a 4xx with a JSON body `{"detail": ...}`, never a 500 or a dropped
+connection: empty, zero-width/control-only or binary texts and lone surrogates (422, the rules of
+`learnerprobe.textinput`), invalid JSON, wrong types, infinite numbers (422), texts over the size
+limit (413), non-UTF-8 bodies or a bad Content-Length (400), unknown paths (404) and methods (405).
+
+Hardening, in order of the request's path through the app:
+
+* `_Hardening`, a pure ASGI middleware, refuses a body over the limit *before* reading it (by
+  Content-Length) or as soon as a chunked body crosses it, so oversized uploads cost no memory;
+  it also adds a strict Content-Security-Policy (scripts and styles from this server only, no
+  inline code, no framing) and `nosniff`/`Referrer-Policy` headers to every response.
+* Predictions run in a small dedicated thread pool with at most `max_queue` requests queued or
+  running; beyond that the answer is 503 with `Retry-After`. A request's texts are scored in
+  chunks and a timeout (504) sets a cancellation flag checked between chunks, so the worker stops
+  soon after the client has been answered (a request still waiting in the queue never starts).
+* The page and its script/style are served from this package (no CDN): the app works offline.
+  Swagger UI (`/docs`) is off unless `docs=True` and the `swagger-ui-bundle` package is installed
+  (its assets are then served locally); ReDoc is off (it only exists as a CDN script).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import math
+import threading
+from collections.abc import Awaitable, Callable, MutableMapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from importlib import resources
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi import FastAPI, Request
-from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from learnerprobe.predict import Predictor
+from learnerprobe.errors import LearnerprobeError
+from learnerprobe.textinput import TextInputError, check_texts
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+# Swagger UI sets inline styles and uses data: images in its stylesheet; its scripts stay 'self'.
+DOCS_CSP = CSP.replace("style-src 'self'", "style-src 'self' 'unsafe-inline'").replace(
+    "img-src 'self'", "img-src 'self' data:"
+)
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+]
+STATIC = {  # served from learnerprobe/serve/static; nothing else is reachable under /static
+    "page.js": "text/javascript; charset=utf-8",
+    "page.css": "text/css; charset=utf-8",
+}
+SWAGGER_FILES = {
+    "swagger-ui-bundle.js": "text/javascript; charset=utf-8",
+    "swagger-ui.css": "text/css; charset=utf-8",
+    "favicon-32x32.png": "image/png",
+}
+
+
+class PredictorLike(Protocol):
+    """What the app needs from `learnerprobe.predict.Predictor` (tests pass stubs)."""
+
+    @property
+    def manifests(self) -> dict[str, dict[str, Any]]: ...
+
+    def predict(self, texts: list[str], top_k: int | None = None) -> list[dict[str, Any]]: ...
+
+    def mask(self, text: str) -> dict[str, Any]: ...
 
 
 class PredictIn(BaseModel):
@@ -28,54 +92,321 @@ class PredictIn(BaseModel):
     top_k: int | None = Field(default=None, ge=1, le=100)
 
 
-def create_app(
-    predictor: Predictor, *, max_chars: int = 20_000, timeout_s: float = 30.0
-) -> FastAPI:
-    app = FastAPI(title="learnerprobe", version="1", description="CEFR level and L1 of learner texts")
-    app.state.predictor = predictor
+class _Cancelled(Exception):
+    """The request timed out; the worker stops between chunks."""
 
-    @app.middleware("http")
-    async def _guard_body(request: Request, call_next):
-        if request.method == "POST" and request.url.path.startswith("/api/"):
-            body = await request.body()
-            if len(body) > max_chars * 4 + 4096:
-                return JSONResponse({"detail": f"request body over {max_chars} characters"}, 413)
+
+def _json_safe(v: Any, depth: int = 0) -> Any:
+    """A JSON-encodable copy: no lone surrogates, NaN or infinities, bounded size and depth."""
+    if isinstance(v, str):
+        v = v if len(v) <= 200 else v[:200] + "…"
+        return v.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(v, bool) or v is None:
+        return v
+    if isinstance(v, int):
+        return v if abs(v) < 2**53 else str(v)[:50]
+    if isinstance(v, float):
+        return v if math.isfinite(v) else str(v)
+    if depth > 3:
+        return "…"
+    if isinstance(v, (list, tuple)):
+        return [_json_safe(x, depth + 1) for x in v[:20]]
+    if isinstance(v, dict):
+        return {str(_json_safe(str(k))): _json_safe(x, depth + 1) for k, x in list(v.items())[:20]}
+    return _json_safe(repr(v))
+
+
+def _json_error(status: int, detail: Any, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": _json_safe(detail)}, status, headers=headers)
+
+
+class _Hardening:
+    """Pure ASGI: body size limit without buffering more than the limit, and security headers."""
+
+    def __init__(self, app: Any, *, max_body: int, docs_prefixes: tuple[str, ...] = ()):
+        self.app = app
+        self.max_body = max_body
+        self.docs_prefixes = docs_prefixes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        csp = DOCS_CSP if path.startswith(self.docs_prefixes) and self.docs_prefixes else CSP
+        extra = [*SECURITY_HEADERS, (b"content-security-policy", csp.encode())]
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                have = {k.lower() for k, _ in message.get("headers", [])}
+                message["headers"] = list(message.get("headers", [])) + [
+                    (k, v) for k, v in extra if k not in have
+                ]
+            await send(message)
+
+        async def refuse(status: int, detail: str) -> None:
+            body = json.dumps({"detail": detail}).encode()
+            await send_with_headers({
+                "type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")],
+            })
+            await send({"type": "http.response.body", "body": body})
+
+        lengths = [v for k, v in scope.get("headers", []) if k.lower() == b"content-length"]
+        if lengths:
+            raw = lengths[0].strip()
+            if len(lengths) > 1 or not raw.isdigit() or len(raw) > 18:
+                await refuse(400, "invalid Content-Length header")
+                return
+            if int(raw) > self.max_body:
+                await refuse(413, f"request body over {self.max_body} bytes")
+                return
+        # Read the body here, counting as it streams in (chunked uploads have no length).
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                await refuse(413, f"request body over {self.max_body} bytes")
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        del chunks
+        if body and path.startswith("/api/"):
             try:
                 body.decode("utf-8")
             except UnicodeDecodeError:
-                return JSONResponse({"detail": "request body is not valid UTF-8"}, 400)
-        return await call_next(request)
+                await refuse(400, "request body is not valid UTF-8")
+                return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()  # after the body: wait for the disconnect as usual
+
+        await self.app(scope, replay, send_with_headers)
+
+
+def create_app(
+    predictor: PredictorLike,
+    *,
+    max_chars: int = 20_000,
+    timeout_s: float = 30.0,
+    max_queue: int = 32,
+    chunk_size: int = 8,
+    workers: int = 2,
+    max_body_bytes: int | None = None,
+    docs: bool = False,
+) -> FastAPI:
+    """The app over one loaded predictor.
+
+    `max_chars`: longest text (413 beyond); `max_body_bytes`: largest request body (default
+    `4 * max_chars + 4096`); `timeout_s`: seconds before 504; `max_queue`: predictions queued or
+    running before 503; `chunk_size`: texts scored between two cancellation checks; `docs`: serve
+    Swagger UI at /docs from the locally installed `swagger-ui-bundle` package.
+    """
+    if max_chars < 1 or max_queue < 1 or chunk_size < 1 or workers < 1:
+        raise ValueError("max_chars, max_queue, chunk_size and workers must be >= 1")
+    if not (timeout_s > 0 and math.isfinite(timeout_s)):
+        raise ValueError("timeout_s must be a positive number")
+    swagger = _swagger_assets() if docs else None
+    if docs and swagger is None:
+        raise LearnerprobeError(
+            "--docs needs the swagger-ui-bundle package (pip install swagger-ui-bundle); "
+            "the docs are never loaded from a CDN"
+        )
+    executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="learnerprobe-predict")
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        yield
+        executor.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(
+        title="learnerprobe", version="1", description="CEFR level and L1 of learner texts",
+        docs_url=None, redoc_url=None, swagger_ui_oauth2_redirect_url=None, lifespan=lifespan,
+    )
+    app.state.predictor = predictor
+    app.state.executor = executor
+    in_flight = {"n": 0}
+    lock = threading.Lock()
+    app.state.in_flight = lambda: in_flight["n"]
+    app.add_middleware(
+        _Hardening, max_body=max_body_bytes or max_chars * 4 + 4096,
+        docs_prefixes=("/docs",) if swagger else (),
+    )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if request.method == "POST" and not (ctype == "application/json" or ctype.endswith("+json")):
+            return _json_error(415, "send a JSON object with Content-Type: application/json")
+        errors = []
+        for e in exc.errors()[:20]:
+            err = {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+            ctx = e.get("ctx") or {}
+            if e.get("type") == "json_invalid" and "error" in ctx:
+                err["msg"] = f"invalid JSON: {ctx['error']}"
+            errors.append(err)  # the input is never echoed back
+        return _json_error(422, errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _json_error(exc.status_code, exc.detail, getattr(exc, "headers", None))
+
+    @app.exception_handler(TextInputError)
+    async def _bad_text(_request: Request, exc: TextInputError) -> JSONResponse:
+        return _json_error(422, str(exc))
+
+    @app.exception_handler(LearnerprobeError)
+    async def _refused(_request: Request, exc: LearnerprobeError) -> JSONResponse:
+        return _json_error(422, str(exc))
+
+    @app.exception_handler(Exception)
+    async def _crash(_request: Request, exc: Exception) -> JSONResponse:  # a bug: say so in JSON
+        return _json_error(500, f"internal error ({type(exc).__name__})")
 
     @app.get("/api/bundles")
     def bundles() -> dict[str, Any]:
         return predictor.manifests
 
-    @app.post("/api/predict")
+    def _release(_f: Future) -> None:
+        with lock:
+            in_flight["n"] -= 1
+
+    @app.post(
+        "/api/predict",
+        responses={
+            413: {"description": "Text or body over the size limit"},
+            422: {"description": "Invalid JSON, wrong types, or a text that cannot be scored"},
+            503: {"description": "Too many predictions queued; retry after `Retry-After` s"},
+            504: {"description": f"Prediction took over the timeout ({timeout_s} s)"},
+        },
+    )
     async def predict(req: PredictIn) -> Any:
         if (req.text is None) == (req.texts is None):
-            return JSONResponse({"detail": "give exactly one of 'text' or 'texts'"}, 422)
+            return _json_error(422, "give exactly one of 'text' or 'texts'")
         texts = [req.text] if req.text is not None else list(req.texts or [])
         if not texts:
-            return JSONResponse({"detail": "'texts' is empty"}, 422)
+            return _json_error(422, "'texts' is empty")
         for t in texts:
-            if not t.strip():
-                return JSONResponse({"detail": "text is empty"}, 422)
             if len(t) > max_chars:
-                return JSONResponse({"detail": f"text over {max_chars} characters"}, 413)
-        try:
-            results = await asyncio.wait_for(
-                run_in_threadpool(predictor.predict, texts, req.top_k), timeout=timeout_s
+                return _json_error(413, f"text over {max_chars} characters")
+        texts = check_texts(texts)  # TextInputError -> 422
+        cancel = threading.Event()
+
+        def work() -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+            results: list[dict[str, Any]] = []
+            for i in range(0, len(texts), chunk_size):
+                if cancel.is_set():
+                    raise _Cancelled
+                results.extend(predictor.predict(texts[i : i + chunk_size], req.top_k))
+            if cancel.is_set():
+                raise _Cancelled
+            masked = predictor.mask(req.text) if req.text is not None else None
+            return results, masked
+
+        with lock:
+            if in_flight["n"] >= max_queue:
+                busy = True
+            else:
+                busy = False
+                in_flight["n"] += 1
+        if busy:
+            retry = str(max(1, math.ceil(min(timeout_s, 30.0))))
+            return _json_error(
+                503, f"server busy ({max_queue} predictions queued); retry later",
+                {"Retry-After": retry},
             )
+        try:
+            fut = executor.submit(work)
+        except RuntimeError:  # shutting down
+            with lock:
+                in_flight["n"] -= 1
+            return _json_error(503, "server is shutting down", {"Retry-After": "5"})
+        fut.add_done_callback(_release)  # runs when the work ends, fails or is cancelled unstarted
+        try:
+            results, masked = await asyncio.wait_for(asyncio.wrap_future(fut), timeout=timeout_s)
         except TimeoutError:
-            return JSONResponse({"detail": f"prediction took over {timeout_s} s"}, 504)
+            cancel.set()
+            fut.cancel()  # never starts if still queued
+            return _json_error(504, f"prediction took over {timeout_s} s")
+        except asyncio.CancelledError:  # client gone: stop the work too
+            cancel.set()
+            fut.cancel()
+            raise
         if req.text is not None:
             out = dict(results[0])
-            out["masked"] = predictor.mask(req.text)
+            out["masked"] = masked
             return out
         return {"results": results}
 
-    @app.get("/", response_class=HTMLResponse)
-    def page() -> str:
-        return resources.files("learnerprobe.serve").joinpath("page.html").read_text("utf-8")
+    page_html = resources.files("learnerprobe.serve").joinpath("page.html").read_text("utf-8")
+    static_dir = resources.files("learnerprobe.serve").joinpath("static")
+    static = {name: static_dir.joinpath(name).read_bytes() for name in STATIC}
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def page() -> HTMLResponse:
+        return HTMLResponse(page_html, headers={"cache-control": "no-cache"})
+
+    @app.get("/static/{name}", include_in_schema=False)
+    def static_file(name: str) -> Response:
+        if name not in static:
+            return _json_error(404, "Not Found")
+        return Response(static[name], media_type=STATIC[name], headers={"cache-control": "no-cache"})
+
+    if swagger is not None:
+        assets = {n: swagger.joinpath(n).read_bytes() for n in SWAGGER_FILES}
+        docs_js = static_dir.joinpath("docs.js").read_bytes()
+
+        @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
+        def docs_page() -> HTMLResponse:
+            return HTMLResponse(_DOCS_HTML)
+
+        @app.get("/docs/assets/{name}", include_in_schema=False)
+        def docs_asset(name: str) -> Response:
+            if name == "docs.js":
+                return Response(docs_js, media_type="text/javascript; charset=utf-8")
+            if name not in assets:
+                return _json_error(404, "Not Found")
+            return Response(assets[name], media_type=SWAGGER_FILES[name])
 
     return app
+
+
+def _swagger_assets() -> Any:
+    """The folder of the installed swagger-ui-bundle package, or None if it is not installed."""
+    try:
+        import swagger_ui_bundle
+    except ImportError:
+        return None
+    path = swagger_ui_bundle.swagger_ui_path
+    return path if all(path.joinpath(n).is_file() for n in SWAGGER_FILES) else None
+
+
+_DOCS_HTML = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>learnerprobe API</title>
+<link rel="stylesheet" href="/docs/assets/swagger-ui.css">
+<link rel="icon" href="/docs/assets/favicon-32x32.png">
+</head>
+<body>
+<div id="swagger-ui"></div>
+<script src="/docs/assets/swagger-ui-bundle.js"></script>
+<script src="/docs/assets/docs.js"></script>
+</body>
+</html>
+"""

@@ -1,0 +1,132 @@
+'use strict';
+// The learnerprobe page. Every value from the server (bundle manifests, labels, masked spans) is
+// untrusted: it is written with textContent/createElement only, never parsed as HTML, and the
+// Content-Security-Policy allows no inline script. Span offsets from the server count Unicode
+// code points (Python str indices); JS strings are UTF-16, so texts are sliced as code points.
+
+function node(tag, text, className) {
+  const el = document.createElement(tag);
+  if (text !== undefined && text !== null) el.textContent = String(text);
+  if (className) el.className = className;
+  return el;
+}
+
+function str(v, fallback) {
+  if (v === undefined || v === null) return fallback === undefined ? '' : fallback;
+  return typeof v === 'object' ? JSON.stringify(v) : String(v);
+}
+
+function num(v) {
+  const x = Number(v);
+  return Number.isFinite(x) ? x : null;
+}
+
+function chart(el, probs) {
+  el.replaceChildren();
+  if (!probs || typeof probs !== 'object') return;
+  const entries = Object.entries(probs).map(([k, v]) => [k, num(v) ?? 0]).sort((a, b) => b[1] - a[1]);
+  for (const [label, p] of entries) {
+    const row = node('div', null, 'bar-row');
+    const bar = node('span', null, 'bar');
+    bar.style.width = `${(Math.max(0, Math.min(1, p)) * 20).toFixed(2)}rem`;
+    row.append(node('span', label, 'bar-label'), bar, node('span', `${(100 * p).toFixed(1)}%`, 'bar-val'));
+    el.appendChild(row);
+  }
+}
+
+function highlight(el, original, masked) {
+  // Rebuild the masked text from the original, each replacement in a <mark>; offsets are code points.
+  el.replaceChildren();
+  const cps = Array.from(original);
+  const spans = masked && Array.isArray(masked.spans) ? masked.spans : [];
+  let pos = 0;
+  for (const s of spans) {
+    const start = num(s && s.start), end = num(s && s.end);
+    if (start === null || end === null || !Number.isInteger(start) || !Number.isInteger(end)
+        || start < pos || end < start || end > cps.length) continue;  // malformed span: skip it
+    el.append(document.createTextNode(cps.slice(pos, start).join('')));
+    const mark = node('mark', str(s.replacement));
+    mark.title = `${str(s.category)}: ${str(s.original)}`;
+    el.append(mark);
+    pos = end;
+  }
+  el.append(document.createTextNode(cps.slice(pos).join('')));
+}
+
+function metricValue(v) {
+  const x = num(v && typeof v === 'object' ? v.value : v);
+  return x === null ? str(v && typeof v === 'object' ? v.value : v, '?').slice(0, 12) : x.toFixed(3);
+}
+
+function card(task, man) {
+  man = man && typeof man === 'object' ? man : {};
+  const c = man.card && typeof man.card === 'object' ? man.card : {};
+  const td = man.training_data && typeof man.training_data === 'object' ? man.training_data : {};
+  const model = man.model && typeof man.model === 'object' ? man.model : null;
+  const div = node('div', null, 'card');
+  const head = node('div');
+  head.append(node('b', str(task).toUpperCase()), document.createTextNode(`: ${str(man.method, '?')}`));
+  if (model) head.append(document.createTextNode(` on ${str(model.name, '?')} layer ${str(man.layer, '?')}`));
+  const corpora = Array.isArray(td.corpora) ? td.corpora.map((x) => str(x)).join(', ') : str(td.corpora);
+  const labels = Array.isArray(man.labels) ? man.labels.map((x) => str(x)).join(', ') : str(man.labels);
+  const validation = man.metrics && typeof man.metrics === 'object' && man.metrics.validation
+    && typeof man.metrics.validation === 'object' ? man.metrics.validation : {};
+  const metrics = Object.entries(validation).map(([k, v]) => `${k} ${metricValue(v)}`).join(', ');
+  div.append(
+    head,
+    node('div', `Data: ${corpora} (${str(td.n_texts, '?')} texts). Labels: ${labels}`),
+    node('div', `Validation: ${metrics || 'n/a'}`),
+    node('div', `Limits: ${str(c.limits, 'see manifest')}`),
+  );
+  return div;
+}
+
+async function loadCards() {
+  const cards = document.getElementById('cards');
+  try {
+    const r = await fetch('/api/bundles');
+    const m = await r.json();
+    cards.replaceChildren();
+    if (!m || typeof m !== 'object') return;
+    for (const [task, man] of Object.entries(m)) cards.appendChild(card(task, man));
+  } catch (e) {
+    cards.replaceChildren(node('p', `Could not load the models: ${e}`, 'error'));
+  }
+}
+
+async function submit(ev) {
+  ev.preventDefault();
+  const err = document.getElementById('error');
+  err.textContent = '';
+  const text = document.getElementById('text').value;
+  let r, data;
+  try {
+    r = await fetch('/api/predict', {method: 'POST', headers: {'Content-Type': 'application/json'},
+                                     body: JSON.stringify({text})});
+    data = await r.json();
+  } catch (e) {
+    err.textContent = r ? `${r.status} ${r.statusText}` : String(e);
+    return;
+  }
+  if (!r.ok) {
+    err.textContent = data && data.detail !== undefined ? str(data.detail) : `${r.status} ${r.statusText}`;
+    return;
+  }
+  document.getElementById('result').classList.remove('hidden');
+  for (const task of ['cefr', 'l1']) {
+    const box = document.getElementById(`${task}-box`);
+    const res = data[task];
+    box.classList.toggle('hidden', !res);
+    if (!res) continue;
+    if (task === 'cefr') {
+      const score = num(res.score);
+      document.getElementById('cefr-level').textContent = str(res.label)
+        + (score !== null ? ` (score ${score.toFixed(2)})` : '');
+    }
+    chart(document.getElementById(`${task}-chart`), res.probabilities);
+  }
+  highlight(document.getElementById('masked'), text, data.masked);
+}
+
+document.getElementById('f').addEventListener('submit', submit);
+loadCards();
