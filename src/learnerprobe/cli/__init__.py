@@ -40,10 +40,37 @@ def _register() -> None:
 _register()
 
 
+def _error(message: str) -> None:
+    """Print ``error: MESSAGE`` on one line; the message is shown verbatim (no rich markup:
+    "[nli]" must stay visible and a path such as "[/bold]" must not break the printer)."""
+    from rich.text import Text
+
+    line = Text("error:", style="bold red")
+    line.append(" " + " ".join(str(message).splitlines()))
+    try:
+        err_console.print(line, soft_wrap=True, highlight=False)
+    except Exception:  # a broken console must not turn a clear error into a traceback
+        print(f"error: {message}", file=sys.stderr)
+
+
 def main() -> None:
-    """Console-script entry: turn known errors into a one-line message and exit code 2."""
+    """Console-script entry: turn known errors into a one-line message and exit code 2.
+
+    User-facing errors (LearnerprobeError) and "cannot write" OS errors (disk full, read-only,
+    not a folder...) exit with 2, Ctrl-C with 130, without a traceback. Usage errors are
+    click's (exit 2)."""
+    from learnerprobe.outputs import WRITE_ERRNOS, write_error_message
+
     try:
         app()
     except LearnerprobeError as e:
-        err_console.print(f"[bold red]error:[/] {e}")
+        _error(str(e))
+        sys.exit(2)
+    except KeyboardInterrupt:
+        _error("interrupted")
+        sys.exit(130)
+    except OSError as e:
+        if e.errno not in WRITE_ERRNOS:
+            raise
+        _error(write_error_message(e))
         sys.exit(2)

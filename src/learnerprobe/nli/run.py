@@ -15,95 +15,34 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import ValidationError
 
 from learnerprobe.errors import ConfigError
 from learnerprobe.nli._base import align_proba
 from learnerprobe.nli.data import L1Task, balance_indices, grouped_folds, prepare_l1_task
+from learnerprobe.nli.settings import TEXT_METHODS, MethodOptions, NliSettings, format_errors
 from learnerprobe.records import LearnerText
 
-TEXT_METHODS = ("ngram", "sentence-sgd", "finetune", "zeroshot", "metadata")
 NOMINAL_PROBES = ("logistic", "mlp_clf")
 NO_LAYER = "none"
-
-
-class NliSettings(BaseModel):
-    """The ``[nli]`` table of a study config (everything else comes from the study config:
-    corpora, models, probes, folds, seeds, n_boot)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    methods: list[str] = Field(
-        default_factory=lambda: ["ngram", "sentence-sgd", "probe", "metadata", "ensemble"])
-    min_texts_per_l1: int = Field(30, ge=1)
-    mask: bool = True
-    balance: Literal["weights", "none", "mean", "min"] = "weights"
-    include_l1: list[str] | None = None
-    exclude_l1: list[str] = Field(default_factory=list)
-    ensemble_of: list[str] = Field(default_factory=lambda: ["ngram", "sentence-sgd", "probe"])
-    ensemble_cv: int = Field(5, ge=2)
-    ensemble_meta_class_weight: Literal["balanced"] | None = None  # bases carry the balance
-    compare: list[str] = Field(default_factory=lambda: ["ensemble", "ngram"])  # paired bootstrap
-    zeroshot_sample: int | None = Field(120, ge=1)  # texts scored by zeroshot (None: all)
-    finetune_sample: int | None = None
-    ngram: dict[str, Any] = Field(default_factory=dict)
-    sentence_sgd: dict[str, Any] = Field(default_factory=dict)
-    probe: dict[str, Any] = Field(default_factory=dict)
-    metadata: dict[str, Any] = Field(default_factory=dict)
-    zeroshot: dict[str, Any] = Field(default_factory=dict)
-    finetune: dict[str, Any] = Field(default_factory=dict)
-    analyses: bool = True
-    # Named variants of a method with other options, usable in `methods` and `ensemble_of`:
-    # [nli.variants.char-svm] method = "ngram", word_ngrams = []  (char n-grams only).
-    variants: dict[str, dict[str, Any]] = Field(default_factory=dict)
-
-    @field_validator("variants")
-    @classmethod
-    def _variants(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        for name, opts in v.items():
-            if name in {*TEXT_METHODS, "probe", "ensemble"}:
-                raise ValueError(f"variant name {name!r} is a method name")
-            base = opts.get("method")
-            if base not in {*TEXT_METHODS, "probe"}:
-                raise ValueError(f"variant {name!r} needs method = one of "
-                                 f"{sorted({*TEXT_METHODS, 'probe'})}, not {base!r}")
-        return v
-
-    @model_validator(mode="after")
-    def _known(self) -> NliSettings:
-        known = {*TEXT_METHODS, "probe", "ensemble", *self.variants}
-        bad = [m for m in [*self.methods, *self.ensemble_of] if m not in known]
-        if bad:
-            raise ValueError(f"unknown NLI method(s) {bad}; known: {sorted(known)}")
-        return self
-
-    def base_method(self, name: str) -> str:
-        """The method a (possibly variant) name runs."""
-        return self.variants[name]["method"] if name in self.variants else name
-
-    def uses(self, method: str) -> bool:
-        """Whether a run needs ``method`` (directly, as a variant, or inside the ensemble)."""
-        names = [*self.methods, *(self.ensemble_of if "ensemble" in self.methods else [])]
-        return any(self.base_method(n) == method for n in names)
+__all__ = ["TEXT_METHODS", "NliSettings", "run_nli", "settings_of", "validate_config"]
 
 
 def settings_of(cfg: Any) -> NliSettings:
     """Validate the config's ``nli`` table; ConfigError naming the bad key."""
     raw = getattr(cfg, "nli", None) or {}
+    if isinstance(raw, NliSettings):
+        return raw
+    if not isinstance(raw, dict):
+        raise ConfigError(f"invalid [nli] settings: expected a table, not {type(raw).__name__}")
     try:
-        s = NliSettings.model_validate(raw)
+        return NliSettings.model_validate(raw)
     except ValidationError as e:
-        msg = "; ".join(f"nli.{'.'.join(map(str, er['loc']))}: "
-                        f"{'unknown key' if er['type'] == 'extra_forbidden' else er['msg']}"
-                        for er in e.errors())
-        raise ConfigError(f"invalid [nli] settings: {msg}") from None
-    if "ensemble" in s.methods and "ensemble" in s.ensemble_of:
-        raise ConfigError("nli.ensemble_of cannot contain 'ensemble'")
-    return s
+        raise ConfigError(f"invalid [nli] settings: {format_errors(e)}") from None
 
 
 def validate_config(cfg: Any) -> None:
@@ -279,6 +218,11 @@ _METHOD_TABLES = {"ngram": ("ngram",), "sentence-sgd": ("sentence_sgd",), "probe
                   "finetune": ("finetune", "finetune_sample")}
 
 
+def _plain(v: Any) -> Any:
+    """An option table as the plain dict of the options the user set (stable cache keys)."""
+    return v.as_kwargs() if isinstance(v, MethodOptions) else v
+
+
 def method_cache_key(cfg: Any, s: NliSettings, method: str, kw: dict[str, Any], seed: int,
                      folds: Sequence[tuple[np.ndarray, np.ndarray]], task: L1Task) -> str:
     """Hash of everything that changes one method's out-of-fold predictions: its settings
@@ -289,7 +233,7 @@ def method_cache_key(cfg: Any, s: NliSettings, method: str, kw: dict[str, Any], 
     from learnerprobe import __version__
 
     methods = [method] + (list(s.ensemble_of) if method == "ensemble" else [])
-    tables = {m: {t: getattr(s, t) for t in _METHOD_TABLES.get(s.base_method(m), ())}
+    tables = {m: {t: _plain(getattr(s, t)) for t in _METHOD_TABLES.get(s.base_method(m), ())}
               for m in methods}
     for m in methods:
         if m in s.variants:

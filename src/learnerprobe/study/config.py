@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from learnerprobe.cefr import SCHEMES, CefrScheme, get_scheme
 from learnerprobe.errors import ConfigError
+from learnerprobe.nli.settings import NliSettings
 
 PROTOCOLS = ("iid", "loco", "lolo")
 SURFACE = "surface"
@@ -91,10 +92,11 @@ class StudyConfig(_Strict):
     layers: Literal["all"] | list[int] = "all"
     probes: list[str] = Field(default_factory=lambda: ["ridge", "logistic", "ordinal",
                                                        "mlp_reg", "mlp_clf", SURFACE])
-    protocols: list[Literal["iid", "loco", "lolo"]] = Field(default_factory=lambda: ["iid"])
+    protocols: list[Literal["iid", "loco", "lolo"]] = Field(default_factory=lambda: ["iid"],
+                                                            min_length=1)
     mode: Literal["tuned", "reference", "both"] = "tuned"
     reference_split: Literal["holdout", "kfold"] = "holdout"  # reference IID: one 80/20 split
-    seeds: list[int] = Field(default_factory=lambda: [0])
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     folds: int = Field(5, ge=2)
     n_boot: int = Field(1000, ge=0)
     shared_levels: bool = True
@@ -106,7 +108,9 @@ class StudyConfig(_Strict):
     extraction: ExtractionConfig = ExtractionConfig()
     prep: PrepConfig = PrepConfig()
     selection: SelectionConfig = SelectionConfig()
-    nli: dict[str, Any] = Field(default_factory=dict)  # passed untouched to the NLI hook
+    # The [nli] table, typed (learnerprobe.nli.settings): wrong types and unknown keys are
+    # errors naming the key. Absent (None) unless the config has one.
+    nli: NliSettings | None = None
 
     @field_validator("corpora", "models", "probes", "seeds")
     @classmethod
@@ -152,6 +156,9 @@ def _format_validation(e: ValidationError, source: str) -> str:
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
+        if err["type"] == "nli_variant":  # already names its key (nli.variants.NAME.KEY)
+            parts.append(msg)
+            continue
         parts.append(f"{loc}: {msg}")
     return f"{source}: invalid study config: " + "; ".join(parts)
 
@@ -216,10 +223,19 @@ def parse_config(data: dict[str, Any], source: str = "config", check: bool = Tru
 def load_config(path: str | Path, check: bool = True) -> StudyConfig:
     """Read and validate a TOML study config."""
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{p}: is a folder, not a config file (give the .toml file)")
     if not p.is_file():
         raise ConfigError(f"{p}: config file not found")
     try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
+        text = p.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{p}: not a UTF-8 text file (byte {e.start}: {e.reason}); "
+                          "save the config as UTF-8") from None
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read the config: {e.strerror or e}") from None
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{p}: not valid TOML: {e}") from None
     return parse_config(data, str(p), check)

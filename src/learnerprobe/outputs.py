@@ -1,0 +1,117 @@
+"""Writing outputs safely: check a location is writable before any compute, write files
+atomically (temporary sibling + ``os.replace``) and turn disk errors into one-line messages.
+
+A full disk, a read-only file system or a path under a regular file should cost the user a
+clear ``error: cannot write PATH: reason`` at once, not a traceback after an hour of compute,
+and never a half-written file under the real name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from learnerprobe.errors import LearnerprobeError
+
+#: errno values that mean "this location cannot be written" (the CLI's backstop catches them).
+WRITE_ERRNOS = frozenset(
+    e for e in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, getattr(errno, "EDQUOT", None),
+                errno.ENOTDIR, errno.EISDIR, errno.EFBIG)
+    if e is not None)
+
+
+class OutputError(LearnerprobeError):
+    """An output location cannot be written (read-only, full, not a folder...)."""
+
+
+def write_error_message(e: OSError, path: str | Path | None = None) -> str:
+    """``cannot write PATH: reason`` for an OSError raised while writing."""
+    where = path if path is not None else (e.filename or "")
+    reason = e.strerror or str(e) or type(e).__name__
+    return f"cannot write {where}: {reason}" if where else f"cannot write: {reason}"
+
+
+def _nearest_existing(path: Path) -> Path:
+    p = path
+    while not os.path.lexists(p):
+        if p.parent == p:
+            break
+        p = p.parent
+    return p
+
+
+def check_writable(target: str | Path, *, folder: bool) -> None:
+    """Fail early (OutputError) unless ``target`` (a folder, or a file when ``folder`` is False)
+    can be created or written: a probe file is created and deleted in its nearest existing
+    folder, so read-only file systems, full disks and paths under a regular file are caught
+    before any work starts. Nothing is created besides the (deleted) probe file."""
+    target = Path(target)
+    if target.exists():
+        if folder and not target.is_dir():
+            raise OutputError(f"cannot write {target}: it exists and is not a folder")
+        if not folder and target.is_dir():
+            raise OutputError(f"cannot write {target}: it is a folder, not a file")
+    base = _nearest_existing(target if folder else target.parent)
+    if not base.is_dir():
+        raise OutputError(f"cannot write {target}: {base} is not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".learnerprobe-write-probe-", dir=base)
+    except OSError as e:
+        raise OutputError(write_error_message(e, target)) from None
+    try:
+        try:
+            os.write(fd, b"x")
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise OutputError(write_error_message(e, target)) from None
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(probe)
+
+
+@contextlib.contextmanager
+def converting_write_errors(path: str | Path | None = None) -> Iterator[None]:
+    """Turn an OSError with a "cannot write" errno into an OutputError naming ``path``."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno in WRITE_ERRNOS:
+            raise OutputError(write_error_message(e, path)) from None
+        raise
+
+
+def tmp_sibling(path: str | Path) -> Path:
+    """A temporary name next to ``path`` that keeps its suffix (writers that go by suffix)."""
+    p = Path(path)
+    return p.with_name(f".{p.stem}.tmp-{os.getpid()}{p.suffix}")
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
+    """Call ``write(tmp)`` for a temporary sibling, then move it onto ``path`` in one step.
+
+    On any error the temporary file is removed (nothing half-written under the real name) and
+    disk errors become an OutputError naming ``path``."""
+    path = Path(path)
+    tmp = tmp_sibling(path)
+    try:
+        with converting_write_errors(path):
+            write(tmp)
+            os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    return atomic_write(path, lambda t: Path(t).write_text(text, encoding="utf-8"))
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    return atomic_write(path, lambda t: Path(t).write_bytes(data))
