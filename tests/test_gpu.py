@@ -171,8 +171,11 @@ def test_extraction_throughput_and_cache(tmp_path) -> None:
     FIGURES["qwen3_2000_texts_extract_s"] = round(t1 - t0, 3)
     FIGURES["qwen3_2000_texts_per_s"] = round(2000 / (t1 - t0), 1)
     FIGURES["qwen3_2000_texts_cache_hit_s"] = round(t2 - t1, 3)
-    if DEVICE.startswith("cuda"):
-        assert first.dtype == "bfloat16"
+    # "auto" follows the entry's own dtype (the tiny entry names float32), as documented in
+    # resolve_dtype; only an entry without one gets bf16 on a bf16-capable GPU.
+    from learnerprobe.extract.engine import resolve_dtype
+
+    assert first.dtype == resolve_dtype("auto", DEVICE, triple[2]) == "float32"
 
 
 # ----------------------------------------------------------------------------- fine-tuning
