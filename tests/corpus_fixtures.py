@@ -3,7 +3,10 @@
 These are short texts we wrote ourselves in each corpus's documented format (not excerpts of the
 corpora). They live here as strings, not as tracked files under corpus-like paths, so that no
 file in the repository looks like corpus data. ``fixture_tree()`` returns a temporary copy of
-``tests/fixtures/corpora`` (the other corpora's fixtures) with these files added.
+``tests/fixtures/corpora`` (the other corpora's fixtures) with these files added. ``hard/``
+holds the real shapes that used to break loading: BEA-2019 edits with null corrections,
+same-offset and overlapping edits; ICLE500's real metadata header (``CEFR_MFRM``); FCE
+flattened to one row per answer (the script id repeats).
 """
 
 from __future__ import annotations
@@ -96,6 +99,37 @@ FILES: dict[str, bytes] = {
         b'----------------\n'
         b'\n'
         b'No target hypothesis 2 available.\n'
+    ),
+    'hard/bea19/wi+locness/json/B.dev.json': (
+        b'{"id": "2-101", "userid": "30001", "cefr": "B1.ii", "text": "I have went to London last year.\\nIt was very intresting trip", "edits": [[0, [[2, 11, "went"], [2, 6, null], [40, 40, null], [40, 40, "a "], [45, 55, "interesting"], [47, 59, "teresting trip"], [60, 60, "."], [31, 35, "; it"]]]]}\n'
+        b'{"id": "2-102", "userid": "30002", "cefr": "Z9", "text": "Thank you for you letter.", "edits": [[0, [[14, 17, "your"]]]]}\n'
+        b'{"id": "2-103", "userid": "30003", "cefr": "A2.i", "text": "She like it.", "edits": [[0, [[4, 8, null]]]]}\n'
+        b'{"id": "2-104", "userid": "30001", "cefr": "C1.i", "text": "Broken edits here.", "edits": [[0, "not a list"]]}\n'
+    ),
+    'hard/bea19/fce/json/fce.dev.json': (
+        b'{"text": "Dear Sir, I am writting you about the job.", "age": "21-25", "q": "1", "answer-s": "3.1", "script-s": "24", "l1": "fr", "id": "TR3*0001*2000*01", "edits": [[0, [[15, 23, "writing", "S"], [24, 24, "to "], [15, 27, null], ["x", 3, "y"], [40, 99, "z"]]]]}\n'
+        b'{"text": "I like the camp very much.", "age": "21-25", "q": "2", "answer-s": "3.4", "script-s": "24", "l1": "fr", "id": "TR3*0001*2000*01", "edits": [[0, []]]}\n'
+    ),
+    'hard/icle500/ICLE500_metadata.csv': (
+        b'filename,L1,prompt,length_in_words,fair_mean_avge_MFRM,measure_MFRM,rank_rubric_MFRM,CEFR_MFRM\r\n'
+        b'GEAU2001.txt,German,Crime does not pay,9,3.41,0.52,12,B2\r\n'
+        b'FRUC2002.txt,French,Feminism,8,4.02,1.37,3,C1\r\n'
+        b'SPM02003.txt,Spanish,University degrees,7,2.61,-0.48,40,B1\r\n'
+    ),
+    'hard/icle500/Texts/GEAU2001.txt': (
+        b'Crime does not pay, as many people think.\n'
+    ),
+    'hard/icle500/Texts/FRUC2002.txt': (
+        b'Feminism has changed the modern world.\n'
+    ),
+    'hard/icle500/Texts/SPM02003.txt': (
+        b'University degrees are too theoretical.\n'
+    ),
+    'hard/table/fce_answers.csv': (
+        b'id,q,l1,answer_s,text\n'
+        b'TR4*0001*2000*01,1,Catalan,3.3,Dear Mrs Ryan I am writing about my holidays.\n'
+        b'TR4*0001*2000*01,2,Catalan,2.9,The best thing of the trip was the concert.\n'
+        b'TR4*0002*2000*02,1,Spanish,4.1,I would like to apply for the job.\n'
     ),
     'good/cowsl2h/csv/famous.F17.csv': (
         b',id,prompt,quarter,course,age,gender,l1 language,other l1 language(s),language(s) used at home,language(s) studied,listening comprehension,reading comprehension,speaking ability,writing ability,study abroad,essay,a personal annotator1,a personal annotator2,gender-number annotator1,gender-number annotator2,updated anntoation ann1,updated annotation ann2,verbs annotation ann1,verbs annotation ann2,corrected1,corrected2\r\n'

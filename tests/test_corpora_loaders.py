@@ -169,8 +169,12 @@ def test_efcamdat_xlsx(tmp_path):
 
 
 def test_efcamdat_malformed():
-    bad_load("efcamdat", r"Final database \(main prompts\)\.csv: row 3: unrecognised CEFR "
-             r"label 'Z9'")
+    bad_load("efcamdat", r"Final database \(main prompts\)\.csv: row 3 \(writing_id 3\): "
+             r"unrecognised CEFR label 'Z9'", strict=True)
+    with pytest.warns(UserWarning, match=r"main prompts\)\.csv: row 3 .*'Z9'"):
+        recs = load_corpus("efcamdat", root=BAD)
+    assert by_id(recs)["3"].cefr is None and by_id(recs)["3"].cefr_raw == "Z9"
+    assert recs.report.counts["unparseable_cefr"] == 1
 
 
 # --- bea19 ------------------------------------------------------------------------------------
@@ -200,14 +204,15 @@ def test_bea19_fixture():
 def test_bea19_apply_edits():
     assert apply_edits("a b c", [[0, [[2, 3, None], [4, 5, "d"]]]], "x") == "a b d"
     assert apply_edits("abc", [[0, [[0, 0, "X"]]]], "x") == "Xabc"
-    with pytest.raises(DataFormatError, match="outside the text"):
-        apply_edits("abc", [[0, [[2, 9, "x"]]]], "f.json: line 3")
+    # An edit outside the text is skipped (and counted), never fatal for the corpus.
+    with pytest.warns(UserWarning, match="f.json: line 3: 1 edit.*outside the text"):
+        assert apply_edits("abc", [[0, [[2, 9, "x"]]]], "f.json: line 3") == "abc"
 
 
 def test_bea19_malformed():
     bad_load("bea19", r"fce\.dev\.json: line 3: invalid JSON", path="bea19/fce/json")
     bad_load("bea19", r"B\.dev\.json: line 2: unrecognised CEFR label 'Q9'",
-             path="bea19_cefr/wi+locness/json")
+             path="bea19_cefr/wi+locness/json", strict=True)
 
 
 def test_bea19_explicit_missing_subset():
@@ -256,7 +261,10 @@ def test_universalcefr_parquet(tmp_path):
 
 
 def test_universalcefr_malformed():
-    bad_load("universalcefr", r"broken\.jsonl: row 4: unrecognised CEFR label 'Q7'")
+    bad_load("universalcefr", r"broken\.jsonl: row 4: unrecognised CEFR label 'Q7'", strict=True)
+    with pytest.warns(UserWarning, match=r"broken\.jsonl: row 4: 'Q7'"):
+        recs = load_corpus("universalcefr", root=BAD)
+    assert recs.report.counts == {"unparseable_cefr": 1}
 
 
 # --- cefr-sp ----------------------------------------------------------------------------------

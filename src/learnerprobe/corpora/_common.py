@@ -3,12 +3,18 @@ every format problem into a DataFormatError that names the file and the row."""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import csv
 import json
 import math
+import os
+import warnings
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from learnerprobe.errors import CorpusNotFoundError, DataFormatError
 from learnerprobe.records import LearnerText
@@ -45,11 +51,156 @@ def locate(
     )
 
 
+# --------------------------------------------------------------------------- load report
+class CorpusWarning(UserWarning):
+    """Something a loader skipped or could not read, counted in the load report."""
+
+
+#: report key -> what it counts (used in warnings and ``corpus stats``)
+REPORT_KEYS: dict[str, str] = {
+    "unparseable_cefr": "unparseable CEFR rating(s) loaded as unrated (pass strict=True to refuse)",
+    "unlabelled_table": "text(s) loaded without a CEFR label (no label column; labels='optional')",
+    "skipped_dir": "folder(s) named like a corpus file skipped",
+    "skipped_broken_link": "broken symbolic link(s) skipped",
+    "skipped_bad_file": "malformed file(s) skipped (on_error='skip')",
+    "duplicate_table": "duplicate metadata table(s) ignored (same table in another format)",
+    "ids_suffixed": "row id(s) repeated within a group, made unique as <id>#<n>",
+    "edits_detection_only": "edit(s) with a null correction (error detected, text kept as written)",
+    "edits_skipped_overlap": "edit(s) skipped: overlapping an earlier edit",
+    "edits_skipped_malformed": "edit(s) skipped: malformed (not [start, end, correction])",
+    "edits_skipped_offsets": "edit(s) skipped: offsets outside the text",
+    "edits_skipped_cross_paragraph": "edit(s) skipped: span crosses a paragraph break",
+    "edits_malformed_field": "text(s) whose 'edits' field is malformed (no corrected text)",
+}
+
+
+#: keys that are counted but not warned about: the user asked for them or they are annotation
+INFO_KEYS = frozenset({"edits_detection_only", "ids_suffixed", "unlabelled_table"})
+
+
+@dataclass
+class LoadReport:
+    """What a load skipped or could not read: counts per key plus a few examples (file, row)."""
+
+    corpus: str = ""
+    counts: Counter[str] = field(default_factory=Counter)
+    examples: dict[str, list[str]] = field(default_factory=dict)
+
+    def add(self, key: str, where: str, n: int = 1) -> None:
+        if n <= 0:
+            return
+        self.counts[key] += n
+        ex = self.examples.setdefault(key, [])
+        if len(ex) < 5:
+            ex.append(where)
+
+    def __bool__(self) -> bool:
+        return bool(self.counts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"counts": dict(sorted(self.counts.items())),
+                "examples": {k: list(v) for k, v in sorted(self.examples.items())}}
+
+    def messages(self) -> list[str]:
+        out = []
+        for key, n in sorted(self.counts.items()):
+            what = REPORT_KEYS.get(key, key)
+            eg = "; ".join(self.examples.get(key, []))
+            more = ", ..." if n > len(self.examples.get(key, [])) else ""
+            out.append(f"{self.corpus or 'corpus'}: {n} {what} (e.g. {eg}{more})")
+        return out
+
+    def warn(self) -> None:
+        for key, msg in zip(sorted(self.counts), self.messages(), strict=True):
+            if key not in INFO_KEYS:
+                warnings.warn(msg, CorpusWarning, stacklevel=4)
+
+
+_REPORT: contextvars.ContextVar[LoadReport | None] = contextvars.ContextVar("load_report",
+                                                                           default=None)
+
+
+@contextlib.contextmanager
+def collecting(corpus: str) -> Iterator[LoadReport]:
+    """Collect :func:`note` calls of the loaders run inside into one LoadReport."""
+    rep = LoadReport(corpus)
+    token = _REPORT.set(rep)
+    try:
+        yield rep
+    finally:
+        _REPORT.reset(token)
+
+
+def note(key: str, where: str, n: int = 1) -> None:
+    """Count something skipped/unreadable in the current load report (no-op outside one)."""
+    rep = _REPORT.get()
+    if rep is not None:
+        rep.add(key, where, n)
+    elif key not in INFO_KEYS:  # a loader called directly: warn at once
+        warnings.warn(f"{where}: {n} {REPORT_KEYS.get(key, key)}", CorpusWarning, stacklevel=3)
+
+
+class Records(list):
+    """The records of a load (a plain list) with its :class:`LoadReport` as ``.report``."""
+
+    def __init__(self, items: Iterable[LearnerText] = (), report: LoadReport | None = None):
+        super().__init__(items)
+        self.report = report if report is not None else LoadReport()
+
+
+def cefr_label(raw: Any, *, strict: bool, where: str) -> str | None:
+    """Canonical CEFR label of ``raw``; an unparseable one is refused (``strict``) or counted
+    in the load report and loaded as unrated (a warning names the file and row)."""
+    from learnerprobe.cefr import parse_cefr
+
+    try:
+        return parse_cefr(raw, strict=True)
+    except ValueError:
+        if strict:
+            raise DataFormatError(f"{where}: unrecognised CEFR label {raw!r} (strict=True; "
+                                  "without it the text loads unrated with a warning)") from None
+        note("unparseable_cefr", f"{where}: {raw!r}")
+        return None
+
+
+LabelsMode = Literal["required", "optional"]
+
+
+def check_labels_mode(labels: str) -> None:
+    if labels not in ("required", "optional"):
+        from learnerprobe.errors import ConfigError
+
+        raise ConfigError(f"labels must be 'required' or 'optional', not {labels!r}")
+
+
+# --------------------------------------------------------------------------- reading files
+def read_text_file(path: Path) -> str:
+    """Whole file as UTF-8 text (BOM tolerated); decoding and OS errors name the file."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DataFormatError(f"{path}: not UTF-8 text (bad byte at offset {e.start}); "
+                              "re-save the file as UTF-8") from None
+    except OSError as e:
+        raise DataFormatError(f"{path}: cannot read ({_os_reason(e, path)})") from None
+
+
+def _os_reason(e: OSError, path: Path) -> str:
+    if path.is_symlink() and not path.exists():
+        return f"broken symbolic link to {os.readlink(path)}"
+    if path.is_dir():
+        return "it is a folder, not a file"
+    return e.strerror or str(e)
+
+
 class _utf8:
     """Open a text file as UTF-8 (BOM tolerated); a decoding error becomes a DataFormatError."""
 
     def __init__(self, path: Path, newline: str | None = None) -> None:
-        self.path, self.f = path, open(path, encoding="utf-8-sig", newline=newline)
+        try:
+            self.path, self.f = path, open(path, encoding="utf-8-sig", newline=newline)
+        except OSError as e:
+            raise DataFormatError(f"{path}: cannot read ({_os_reason(e, path)})") from None
 
     def __enter__(self):
         return self
@@ -91,13 +242,12 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 def read_json_any(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """A .json file that is either JSON lines or one array of objects (UniversalCEFR ships both)."""
-    with open(path, encoding="utf-8") as f:
-        head = f.read(1 << 12).lstrip()
-    if not head.startswith("["):
+    text = read_text_file(path)
+    if not text.lstrip().startswith("["):
         yield from read_jsonl(path)
         return
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(text)
     except json.JSONDecodeError as e:
         raise DataFormatError(f"{path}: invalid JSON at line {e.lineno} ({e.msg})") from None
     for i, obj in enumerate(data, 1):
@@ -113,7 +263,8 @@ def read_csv(
     if delimiter is None:
         delimiter = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
     with _utf8(path, newline="") as f:
-        reader = csv.reader(f, delimiter=delimiter)
+        # strict: an unterminated quote is an error instead of swallowing the rest of the file.
+        reader = csv.reader(f, delimiter=delimiter, strict=True)
         try:
             header = next(reader)
         except StopIteration:
@@ -128,7 +279,8 @@ def read_csv(
             except StopIteration:
                 break
             except csv.Error as e:
-                raise DataFormatError(f"{path}: row {i + 1}: {e}") from None
+                raise DataFormatError(f"{path}: row {i + 1} (near line {reader.line_num}): {e}; "
+                                      "check the quoting of that row") from None
             i += 1
             if not cells:
                 continue
@@ -193,8 +345,34 @@ def check_unique_ids(records: Sequence[LearnerText], where: str) -> None:
         seen[r.id] = i
 
 
-def files_in(folder: Path, suffixes: Sequence[str]) -> list[Path]:
-    """Sorted files with one of ``suffixes`` directly in or below ``folder`` (or the file itself)."""
+def files_in(
+    folder: Path, suffixes: Sequence[str], *, recursive: bool = True,
+    broken_links: Literal["error", "skip"] = "error",
+) -> list[Path]:
+    """Sorted files with one of ``suffixes`` in (and below) ``folder``, or the file itself.
+
+    A folder whose name ends in a corpus suffix (``notes.txt/``) is skipped with a warning; a
+    broken symbolic link is a DataFormatError naming it (or skipped and counted with
+    ``broken_links="skip"``): a corpus silently missing a file would change every count.
+    """
+    if folder.is_symlink() and not folder.exists():
+        raise DataFormatError(f"{folder}: broken symbolic link (to {os.readlink(folder)})")
     if folder.is_file():
         return [folder]
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+    cands = folder.rglob("*") if recursive else folder.iterdir()
+    out = []
+    for p in cands:
+        if p.suffix.lower() not in suffixes:
+            continue
+        if p.is_symlink() and not p.exists():
+            if broken_links == "skip":
+                note("skipped_broken_link", str(p))
+                continue
+            raise DataFormatError(f"{p}: broken symbolic link (points to {os.readlink(p)}); "
+                                  "fix or remove it")
+        if p.is_dir():
+            note("skipped_dir", str(p))
+            continue
+        if p.is_file():
+            out.append(p)
+    return sorted(out)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Literal
 
 from learnerprobe.cefr import LEVELS, parse_cefr
-from learnerprobe.corpora._common import check_unique_ids, files_in, locate
+from learnerprobe.corpora._common import _utf8, check_unique_ids, files_in, locate
 from learnerprobe.errors import CorpusNotFoundError, DataFormatError
 from learnerprobe.records import LearnerText
 
@@ -34,8 +34,9 @@ def _split(name: str) -> str | None:
 
 def parse_file(path: Path, agg: Literal["floor", "mean"] = "floor") -> list[LearnerText]:
     out = []
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        for n, cells in enumerate(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE), 1):
+    with _utf8(path, newline="") as f:
+        rows = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        for n, cells in enumerate(_rows(rows, path), 1):
             if not cells or not "".join(cells).strip():
                 continue
             if len(cells) != 3:
@@ -63,6 +64,16 @@ def parse_file(path: Path, agg: Literal["floor", "mean"] = "floor") -> list[Lear
                       "source": f"{path.name}:{n}"},
             ))
     return out
+
+
+def _rows(reader, path: Path):
+    while True:
+        try:
+            yield next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            raise DataFormatError(f"{path}: line {reader.line_num}: {e}") from None
 
 
 def load(

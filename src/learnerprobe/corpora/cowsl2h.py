@@ -41,7 +41,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from learnerprobe.corpora._common import check_unique_ids, locate, read_csv
+from learnerprobe.corpora._common import check_unique_ids, files_in, locate, read_csv
 from learnerprobe.errors import CorpusNotFoundError, DataFormatError
 from learnerprobe.records import LearnerText
 
@@ -147,7 +147,7 @@ def parse_file(path: Path) -> list[LearnerText]:
 def load(root: Path, *, path: str | Path | None = None) -> list[LearnerText]:
     """All COWS-L2H essays from the CSV release, in file order."""
     base = find_root(root, path)
-    files = [base] if base.is_file() else sorted(base.glob("*.csv"))
+    files = files_in(base, (".csv",), recursive=False)
     if not files:
         raise CorpusNotFoundError(f"corpus 'cowsl2h': no .csv files in {base}. Get it from {URL}")
     out: list[LearnerText] = []

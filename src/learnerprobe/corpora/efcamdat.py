@@ -15,7 +15,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from learnerprobe.corpora._common import check_unique_ids, clean_str, files_in, locate, read_table
+from learnerprobe.corpora._common import (
+    LabelsMode,
+    cefr_label,
+    check_labels_mode,
+    check_unique_ids,
+    clean_str,
+    files_in,
+    locate,
+    note,
+    read_table,
+)
 from learnerprobe.errors import CorpusNotFoundError, DataFormatError
 from learnerprobe.records import LearnerText
 
@@ -24,11 +34,19 @@ REQUIRED = ("writing_id", "learner_id", "text")
 _USED = {"writing_id", "learner_id", "l1", "cefr", "topic", "text", "text_corrected"}
 
 
-def load(root: Path, *, path: str | Path | None = None) -> list[LearnerText]:
-    """All rows of every EFCAMDAT table found (xlsx preferred over a CSV of the same name)."""
-    from learnerprobe.cefr import parse_cefr
+def load(
+    root: Path, *, path: str | Path | None = None, labels: LabelsMode = "required",
+    strict: bool = False,
+) -> list[LearnerText]:
+    """All rows of every EFCAMDAT table found (xlsx preferred over a CSV of the same name).
+
+    ``labels="optional"`` loads a table without a cefr/cefr_numeric column unlabelled (else a
+    DataFormatError lists the columns found); ``strict`` refuses an unrecognised CEFR label
+    (else it loads unrated, counted in the load report with a warning).
+    """
     from learnerprobe.corpora.languages import normalise_l1
 
+    check_labels_mode(labels)
     base = locate(root, ["efcamdat", "EFCAMDAT"], corpus="efcamdat", url=URL, path=path)
     files = files_in(base, (".xlsx", ".csv"))
     stems = {f.stem for f in files if f.suffix == ".xlsx"}
@@ -41,18 +59,21 @@ def load(root: Path, *, path: str | Path | None = None) -> list[LearnerText]:
     for f in files:
         prompts = "alternative" if "alternative" in f.stem.lower() else "main"
         for i, row in read_table(f, required=REQUIRED):
+            if i == 1 and not {"cefr", "cefr_numeric"} & set(row):
+                if labels == "required":
+                    raise DataFormatError(
+                        f"{f}: header row: no CEFR label column (cefr or cefr_numeric); found "
+                        f"{', '.join(map(str, row))}. Pass labels='optional' to load unlabelled"
+                    )
+            if not {"cefr", "cefr_numeric"} & set(row):
+                note("unlabelled_table", f"{f}: row {i}")
             wid, lid, text = (clean_str(row.get(k)) for k in REQUIRED)
             if wid is None or lid is None:
                 raise DataFormatError(f"{f}: row {i}: empty writing_id or learner_id")
             if text is None:
                 raise DataFormatError(f"{f}: row {i}: empty text (writing_id {wid})")
             cefr_raw = clean_str(row.get("cefr")) or clean_str(row.get("cefr_numeric"))
-            try:
-                cefr = parse_cefr(cefr_raw, strict=True)
-            except ValueError:
-                raise DataFormatError(
-                    f"{f}: row {i}: unrecognised CEFR label {cefr_raw!r} (writing_id {wid})"
-                ) from None
+            cefr = cefr_label(cefr_raw, strict=strict, where=f"{f}: row {i} (writing_id {wid})")
             l1_raw = clean_str(row.get("l1"))
             meta: dict[str, Any] = {k: _plain(v) for k, v in row.items() if k not in _USED}
             meta |= {"prompts": prompts, "source": f"{f.name}:{i}"}

@@ -1,11 +1,19 @@
-"""ICLE500: 500 ICLE essays with CEFR ratings; a metadata CSV plus a ``Texts/`` folder.
+"""ICLE500: 500 ICLE essays with CEFR ratings; a metadata table plus a ``Texts/`` folder.
 
 Layout under ``$LEARNERPROBE_DATA/icle500/``: one metadata table (``*.csv``/``*.tsv``/``*.xlsx``)
-with a row per essay and a ``Texts/`` folder with one ``.txt`` per essay. Column names are
-matched case-insensitively: file name (filename | file | text_id | id), L1 (l1 |
-native_language | native language | mother_tongue), prompt (prompt | title | topic), CEFR
-(cefr | cefr_level | level). Other columns go to ``meta``. ``id`` = the file name without
-``.txt``; ICLE file names carry the learner (e.g. ``GEAU1001``), so ``author_id`` = the id.
+with a row per essay and a ``Texts/`` folder with one ``.txt`` per essay. The release's table has
+the columns filename, L1, prompt, length_in_words, fair_mean_avge_MFRM, measure_MFRM,
+rank_rubric_MFRM, CEFR_MFRM, and ships as .csv and .xlsx side by side: the same table in two
+formats is read once (csv preferred over tsv over xlsx, with a warning; if the two disagree on
+the essays or their labels, DataFormatError). Column names are matched case-insensitively: file
+name (filename | file | file_name | text_id | id), L1 (l1 | native_language | native language |
+mother_tongue), prompt (prompt | title | topic), CEFR (cefr_mfrm | cefr | cefr_level | level).
+Other columns go to ``meta``. ``id`` = the file name without ``.txt``; ICLE file names carry the
+learner (e.g. ``GEAU1001``), so ``author_id`` = the id.
+
+Options: ``labels`` ("required": a table without a CEFR column is a DataFormatError listing the
+columns found; "optional": load unlabelled, e.g. for export or stats), ``strict`` (an
+unrecognised CEFR label is refused instead of loading unrated with a warning), ``path``.
 ICLE itself is distributed by UCLouvain (CECL) under licence; users bring the files.
 """
 
@@ -14,7 +22,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from learnerprobe.corpora._common import check_unique_ids, clean_str, files_in, locate, read_table
+from learnerprobe.corpora._common import (
+    LabelsMode,
+    cefr_label,
+    check_labels_mode,
+    check_unique_ids,
+    clean_str,
+    files_in,
+    locate,
+    note,
+    read_table,
+    read_text_file,
+)
 from learnerprobe.errors import CorpusNotFoundError, DataFormatError
 from learnerprobe.records import LearnerText
 
@@ -23,32 +42,97 @@ ALIASES = {
     "filename": ("filename", "file", "file_name", "text_id", "id"),
     "l1": ("l1", "native_language", "native language", "mother_tongue", "mother tongue"),
     "prompt": ("prompt", "title", "topic"),
-    "cefr": ("cefr", "cefr_level", "level"),
+    "cefr": ("cefr_mfrm", "cefr", "cefr_level", "level"),
 }
+_FORMAT_ORDER = (".csv", ".tsv", ".xlsx")
 
 
-def _resolve(columns: list[str], path: Path) -> dict[str, str | None]:
+def _resolve(columns: list[str], path: Path, labels: LabelsMode) -> dict[str, str | None]:
     low = {c.strip().lower(): c for c in columns}
     out: dict[str, str | None] = {}
     for key, names in ALIASES.items():
         out[key] = next((low[n] for n in names if n in low), None)
+    found = ", ".join(map(str, columns))
     if out["filename"] is None:
         raise DataFormatError(
-            f"{path}: header row: no file-name column (one of {', '.join(ALIASES['filename'])})"
+            f"{path}: header row: no file-name column (one of {', '.join(ALIASES['filename'])}); "
+            f"found {found}"
+        )
+    if out["cefr"] is None and labels == "required":
+        raise DataFormatError(
+            f"{path}: header row: no CEFR label column (one of {', '.join(ALIASES['cefr'])}, "
+            f"any case); found {found}. Pass labels='optional' to load the essays unlabelled"
         )
     return out
 
 
-def load(root: Path, *, path: str | Path | None = None) -> list[LearnerText]:
-    """Essays listed in the metadata table, text read from ``Texts/<filename>``."""
+def _tables(base: Path) -> list[Path]:
+    """One table per stem: the same table saved as .csv and .xlsx is read once (csv first)."""
+    found = [f for f in files_in(base, _FORMAT_ORDER, recursive=False)]
+    by_stem: dict[str, list[Path]] = {}
+    for f in found:
+        by_stem.setdefault(f.stem.lower(), []).append(f)
+    out = []
+    for group in by_stem.values():
+        group.sort(key=lambda f: _FORMAT_ORDER.index(f.suffix.lower()))
+        out.append(group[0])
+        for other in group[1:]:
+            _check_same(group[0], other)
+            # Counted in the load report, which warns: "... ignored (e.g. x.xlsx (read x.csv))".
+            note("duplicate_table", f"{base / other.name} (same rows as {group[0].name}, "
+                 f"which is read)")
+    return sorted(out)
+
+
+def _keyed_rows(t: Path) -> list[tuple[str | None, str | None]]:
+    rows = list(read_table(t))
+    if not rows:
+        return []
+    cols = _resolve(list(rows[0][1]), t, "optional")
+    return [(clean_str(r.get(cols["filename"])),
+             clean_str(r.get(cols["cefr"])) if cols["cefr"] else None) for _, r in rows]
+
+
+def _check_same(a: Path, b: Path) -> None:
     from learnerprobe.cefr import parse_cefr
+
+    ra, rb = _keyed_rows(a), _keyed_rows(b)
+
+    def norm(rows):
+        out = []
+        for f, c in rows:
+            try:
+                c = parse_cefr(c, strict=True)
+            except ValueError:
+                pass
+            out.append(((f or "").removesuffix(".txt"), c))
+        return out
+
+    na, nb = norm(ra), norm(rb)
+    if na == nb:
+        return
+    if len(na) != len(nb):
+        diff = f"{len(na)} rows vs {len(nb)} rows"
+    else:
+        i = next(i for i, (x, y) in enumerate(zip(na, nb, strict=True)) if x != y)
+        diff = f"row {i + 1}: {na[i]} vs {nb[i]}"
+    raise DataFormatError(
+        f"icle500: {a} and {b} are the same table in two formats but disagree ({diff}); "
+        f"keep the one you trust (or pass path= to one of them)"
+    )
+
+
+def load(
+    root: Path, *, path: str | Path | None = None, labels: LabelsMode = "required",
+    strict: bool = False,
+) -> list[LearnerText]:
+    """Essays listed in the metadata table, text read from ``Texts/<filename>``."""
     from learnerprobe.corpora.languages import normalise_l1
 
+    check_labels_mode(labels)
     base = locate(root, ["icle500", "ICLE500"], corpus="icle500", url=URL, path=path)
     folder = base if base.is_dir() else base.parent
-    tables = [base] if base.is_file() else [
-        f for f in files_in(base, (".csv", ".tsv", ".xlsx")) if f.parent == base
-    ]
+    tables = [base] if base.is_file() else _tables(base)
     if not tables:
         raise CorpusNotFoundError(f"corpus 'icle500': no metadata table in {base}. See {URL}")
     texts = next((folder / d for d in ("Texts", "texts", "TEXTS") if (folder / d).is_dir()), None)
@@ -59,18 +143,21 @@ def load(root: Path, *, path: str | Path | None = None) -> list[LearnerText]:
         cols: dict[str, str | None] | None = None
         for i, row in read_table(t):
             if cols is None:
-                cols = _resolve(list(row), t)
+                cols = _resolve(list(row), t, labels)
             fname = clean_str(row.get(cols["filename"]))
             if not fname:
                 raise DataFormatError(f"{t}: row {i}: empty file name")
             fp = texts / (fname if fname.lower().endswith(".txt") else fname + ".txt")
+            if fp.is_symlink() and not fp.exists():
+                raise DataFormatError(f"{t}: row {i}: text file {fp} is a broken symbolic link")
+            if fp.is_dir():
+                raise DataFormatError(f"{t}: row {i}: {fp} is a folder, not a text file")
             if not fp.is_file():
                 raise DataFormatError(f"{t}: row {i}: text file {fp} does not exist")
             cefr_raw = clean_str(row.get(cols["cefr"])) if cols["cefr"] else None
-            try:
-                cefr = parse_cefr(cefr_raw, strict=True)
-            except ValueError:
-                raise DataFormatError(f"{t}: row {i}: unrecognised CEFR label {cefr_raw!r}") from None
+            cefr = cefr_label(cefr_raw, strict=strict, where=f"{t}: row {i}")
+            if cols["cefr"] is None:
+                note("unlabelled_table", f"{t}: row {i}")
             l1_raw = clean_str(row.get(cols["l1"])) if cols["l1"] else None
             used = {c for c in cols.values() if c}
             meta: dict[str, Any] = {k: clean_str(v) for k, v in row.items() if k not in used}
@@ -78,7 +165,7 @@ def load(root: Path, *, path: str | Path | None = None) -> list[LearnerText]:
             tid = fp.stem
             out.append(LearnerText(
                 id=tid, corpus="icle500", language="en",
-                text=fp.read_text(encoding="utf-8-sig").strip(),
+                text=read_text_file(fp).strip(),
                 cefr=cefr, cefr_raw=cefr_raw, l1=normalise_l1(l1_raw), l1_raw=l1_raw,
                 author_id=tid, task=clean_str(row.get(cols["prompt"])) if cols["prompt"] else None,
                 meta=meta,

@@ -71,7 +71,9 @@ def _count(values: Iterable[Any]) -> dict[str, int]:
 
 
 def corpus_stats(records: Sequence[LearnerText]) -> dict[str, Any]:
-    """Counts for ``corpus stats``: n_texts and label -> count maps (None counted as "(none)")."""
+    """Counts for ``corpus stats``: n_texts and label -> count maps (None counted as "(none)"),
+    plus ``load_report`` (skipped edits, files, unparseable labels ...) for records from
+    :func:`learnerprobe.corpora.load_corpus` when anything was skipped or counted."""
     stats: dict[str, Any] = {
         "n_texts": len(records),
         "n_authors": len({r.author_id for r in records if r.author_id is not None}),
@@ -85,4 +87,7 @@ def corpus_stats(records: Sequence[LearnerText]) -> dict[str, Any]:
     }
     if any("level" in r.meta for r in records):
         stats["by_level"] = _count(r.meta.get("level") for r in records)
+    report = getattr(records, "report", None)  # set by load_corpus: what loading skipped
+    if report:
+        stats["load_report"] = report.to_dict()
     return stats

@@ -22,20 +22,36 @@ metadata header, a dashed rule, the learner text, and target hypotheses 1 and 2:
     Target hypothesis 1: ...   (or "No target hypothesis 1 available.")
 
 Mapping: ``id`` and ``author_id`` = Author ID (MERLIN has one text per learner id);
-``cefr`` = "Overall CEFR rating" (9 texts are "unrated"/"EMPTY" -> None, raw kept);
+``cefr`` = "Overall CEFR rating" (9 texts are "unrated"/"EMPTY" -> None, raw kept; any other
+unparseable rating also loads as None with a warning naming the file, counted in the load report,
+or is refused with ``strict=True``);
 ``text_corrected`` = target hypothesis 1 (tokenised, as released); ``task`` = the task text,
 ``meta``: test_level, task_id, age (int or None), age_raw ("2029" means an age band
 20-29, given as age_range), gender, ratings (the six sub-ratings, raw: "0"/"-1" mean not rated),
 target_hypothesis_2, source. ``l1`` normalised by :mod:`learnerprobe.corpora.languages`.
+
+Truncation: every file of the release ends with a newline, and in ``meta_ltext_THs`` every file
+has both hypothesis sections ("Target hypothesis N:" or "No target hypothesis N available.").
+A file without them, or ending mid-line, was cut short: DataFormatError naming it (default), or
+skipped and counted in the load report with ``on_error="skip"`` (also for any other malformed
+file). A folder named ``*.txt`` is skipped with a warning; a broken symbolic link is an error.
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Literal
 
-from learnerprobe.corpora._common import check_unique_ids, locate
-from learnerprobe.errors import CorpusNotFoundError, DataFormatError
+from learnerprobe.corpora._common import (
+    cefr_label,
+    check_unique_ids,
+    files_in,
+    locate,
+    note,
+    read_text_file,
+)
+from learnerprobe.errors import ConfigError, CorpusNotFoundError, DataFormatError
 from learnerprobe.records import LearnerText
 
 URL = "https://merlin-platform.eu/ (CLARIN: http://hdl.handle.net/20.500.12124/6)"
@@ -65,14 +81,22 @@ def find_root(root: Path, path: str | Path | None = None) -> Path:
     return locate(root, cands, corpus="merlin", url=URL, path=path)
 
 
-def parse_file(path: Path, text: str | None = None) -> LearnerText:
-    """Parse one MERLIN file; any structural problem names the file and the line."""
+def parse_file(
+    path: Path, text: str | None = None, *, hypotheses: bool | None = None, strict: bool = False,
+) -> LearnerText:
+    """Parse one MERLIN file; any structural problem names the file and the line.
+
+    ``hypotheses``: the file must hold both target-hypothesis sections (True, the
+    ``meta_ltext_THs`` layout), must not (False, ``meta_ltext``), or either (None).
+    """
     if text is None:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as e:
-            raise DataFormatError(f"{path}: not UTF-8 text (byte offset {e.start})") from None
+        text = read_text_file(path)
     text = text.replace("\r\n", "\n")
+    if text and not text.endswith("\n"):
+        raise DataFormatError(
+            f"{path}: line {text.count(chr(10)) + 1}: file ends mid-line (every MERLIN file ends "
+            "with a newline); truncated? Re-copy it from the release"
+        )
     if not text.lstrip().startswith("METADATA"):
         raise DataFormatError(f"{path}: line 1: expected 'METADATA' header")
     rules = list(_RULE.finditer(text))
@@ -123,6 +147,13 @@ def parse_file(path: Path, text: str | None = None) -> LearnerText:
         raise DataFormatError(
             f"{path}: line {header.count(chr(10)) + 2}: missing 'Learner text:' section"
         )
+    want = hypotheses if hypotheses is not None else bool(hyps)
+    if want and sorted(hyps) != [1, 2]:
+        missing = " and ".join(f"target hypothesis {i}" for i in (1, 2) if i not in hyps)
+        raise DataFormatError(
+            f"{path}: line {text.count(chr(10)) + 1}: missing {missing} section (a "
+            "meta_ltext_THs file ends with both); the file looks truncated"
+        )
     # Drop the blank lead-in and trailing whitespace; keep the learner's own inner layout.
     body = "\n----------------".join(learner).strip()
     task_raw = fields.get("Task", "")
@@ -136,7 +167,6 @@ def parse_file(path: Path, text: str | None = None) -> LearnerText:
         elif len(age_raw) == 4:
             age_range = f"{age_raw[:2]}-{age_raw[2:]}"
     cefr_raw = fields.get("Overall CEFR rating")
-    from learnerprobe.cefr import parse_cefr
     from learnerprobe.corpora.languages import normalise_l1
 
     l1_raw = fields.get("Mother tongue")
@@ -146,7 +176,8 @@ def parse_file(path: Path, text: str | None = None) -> LearnerText:
         language=LANG_NAMES[lang_name],
         text=body,
         text_corrected=hyps.get(1),
-        cefr=parse_cefr(cefr_raw),
+        cefr=cefr_label(_na(cefr_raw), strict=strict,
+                        where=f"{path}: line {_line_of(text, 'Overall CEFR rating')}"),
         cefr_raw=cefr_raw,
         l1=normalise_l1(l1_raw),
         l1_raw=l1_raw,
@@ -178,10 +209,15 @@ def _line_of(text: str, key: str) -> int:
 
 def load(
     root: Path, *, languages: list[str] | tuple[str, ...] | None = None,
-    path: str | Path | None = None,
+    path: str | Path | None = None, strict: bool = False,
+    on_error: Literal["error", "skip"] = "error",
 ) -> list[LearnerText]:
     """All MERLIN texts (or only ``languages``, ISO codes), sorted by language then id."""
+    if on_error not in ("error", "skip"):
+        raise ConfigError(f"merlin: on_error must be 'error' or 'skip', not {on_error!r}")
     base = find_root(root, path)
+    # meta_ltext_THs files end with two hypothesis sections; meta_ltext files have none.
+    hypotheses = {"meta_ltext_THs": True, "meta_ltext": False}.get(base.name)
     langs = list(languages) if languages else list(FOLDERS)
     unknown = [x for x in langs if x not in FOLDERS]
     if unknown:
@@ -194,16 +230,23 @@ def load(
                 f"corpus 'merlin-{code}' not found: no folder {folder}. Get the official "
                 f"release from {URL}"
             )
-        files = sorted(folder.glob("*.txt"))
+        files = files_in(folder, (".txt",), recursive=False)
         if not files:
             raise CorpusNotFoundError(f"corpus 'merlin-{code}': no .txt files in {folder}")
         for f in files:
-            rec = parse_file(f)
-            if rec.language != code:
-                raise DataFormatError(
-                    f"{f}: line {_line_of(f.read_text(encoding='utf-8'), 'Test language')}: "
-                    f"test language {rec.language!r} in the {FOLDERS[code]} folder"
-                )
+            try:
+                text = read_text_file(f)
+                rec = parse_file(f, text, hypotheses=hypotheses, strict=strict)
+                if rec.language != code:
+                    raise DataFormatError(
+                        f"{f}: line {_line_of(text, 'Test language')}: "
+                        f"test language {rec.language!r} in the {FOLDERS[code]} folder"
+                    )
+            except DataFormatError as e:
+                if on_error == "error" or (strict and "CEFR label" in str(e)):
+                    raise
+                note("skipped_bad_file", str(e))
+                continue
             out.append(rec)
     check_unique_ids(out, str(base))
     return out

@@ -1,15 +1,24 @@
 """The corpus registry: one entry per corpus with what it is, its licence, where to get it, and
-how to load it. Loader modules are imported only when a corpus is loaded (fast CLI start-up)."""
+how to load it. Loader modules are imported only when a corpus is loaded (fast CLI start-up).
+
+A study config names a corpus either by its registry name or by a :class:`CorpusSpec` (name,
+own root, loader options, and ``as``: the name the study uses for it).
+"""
 
 from __future__ import annotations
 
 import importlib
+import inspect
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from learnerprobe.errors import LearnerprobeError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from learnerprobe.corpora._common import Records, collecting
+from learnerprobe.errors import ConfigError, LearnerprobeError
 from learnerprobe.paths import data_root
 from learnerprobe.records import LearnerText
 
@@ -25,7 +34,24 @@ def _lazy(module: str, **fixed: Any) -> Loader:
 
     load.__name__ = f"load_{module}"
     load.__qualname__ = load.__name__
+    load.module = module  # type: ignore[attr-defined]
+    load.fixed = dict(fixed)  # type: ignore[attr-defined]
     return load
+
+
+def loader_options(loader: Loader) -> dict[str, Any]:
+    """Option name -> type hint of a registry loader (keyword options of its module's load)."""
+    module = getattr(loader, "module", None)
+    if module is None:
+        fn, fixed = loader, {}
+    else:
+        fn = importlib.import_module(f"learnerprobe.corpora.{module}").load
+        fixed = loader.fixed  # type: ignore[attr-defined]
+    hints = typing.get_type_hints(fn)
+    return {
+        n: hints.get(n, Any) for n, p in inspect.signature(fn).parameters.items()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and n not in fixed
+    }
 
 
 @dataclass(frozen=True)
@@ -41,7 +67,30 @@ class CorpusEntry:
     description: str = ""
 
     def load(self, root: str | Path | None = None, **options: Any) -> list[LearnerText]:
-        return self.loader(data_root(root), **options)
+        """The records (a list with ``.report``: what was skipped, also given as warnings)."""
+        with collecting(self.name) as report:
+            recs = self.loader(data_root(root), **options)
+        report.warn()
+        return Records(recs, report)
+
+    def check_options(self, options: dict[str, Any], where: str = "") -> dict[str, Any]:
+        """Options validated against the loader's signature; ConfigError names the bad one."""
+        known = loader_options(self.loader)
+        where = where or f"corpus {self.name!r}"
+        bad = [k for k in options if k not in known]
+        if bad:
+            raise ConfigError(
+                f"{where}: unknown option(s) {', '.join(map(repr, bad))} for loader "
+                f"{self.name!r}; accepted: {', '.join(sorted(known)) or '(none)'}"
+            )
+        out = {}
+        for k, v in options.items():
+            try:
+                out[k] = TypeAdapter(known[k]).validate_python(v)
+            except ValidationError as e:
+                msg = "; ".join(err["msg"] for err in e.errors())
+                raise ConfigError(f"{where}: option {k}={v!r}: {msg}") from None
+        return out
 
 
 _MERLIN_LIC = "CC BY-SA 4.0"
@@ -90,6 +139,59 @@ CORPORA: dict[str, CorpusEntry] = {
                     "any CSV/TSV/JSONL/Parquet/XLSX with a column mapping (path=, columns=)"),
     ]
 }
+
+
+class CorpusSpec(BaseModel):
+    """One corpus of a study: a registry ``name`` with its own ``root``, loader options (any
+    other key, checked against the loader) and ``as``, the name the study gives it.
+
+    TOML: ``corpora = ["merlin-de", { name = "bea19", root = "/data/bea2019", subset = "wi" },
+    { name = "table", root = "data", path = "fce.csv", as = "fce-table", group_column = "id" }]``
+    """
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True, serialize_by_alias=True,
+                              frozen=True)
+
+    name: str
+    root: str | None = None
+    as_: str | None = Field(None, alias="as", min_length=1)
+
+    @property
+    def study_name(self) -> str:
+        """The corpus name inside the study (``as``, else ``name``)."""
+        return self.as_ or self.name
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+    def entry(self) -> CorpusEntry:
+        try:
+            return CORPORA[self.name]
+        except KeyError:
+            raise ConfigError(
+                f"unknown corpus {self.name!r}; valid: {', '.join(sorted(CORPORA))}"
+            ) from None
+
+    def check(self) -> None:
+        """Unknown corpus or loader option (or a badly typed one) -> ConfigError."""
+        self.entry().check_options(self.options, f"corpus {self.study_name!r}")
+
+    def with_root_base(self, base: str | Path) -> CorpusSpec:
+        """A copy whose relative ``root`` is resolved against ``base`` (the config's folder)."""
+        if self.root is None or Path(self.root).expanduser().is_absolute():
+            return self
+        return self.model_copy(update={"root": str(Path(base) / self.root)})
+
+    def load(self) -> list[LearnerText]:
+        entry = self.entry()
+        return entry.load(self.root, **entry.check_options(self.options,
+                                                           f"corpus {self.study_name!r}"))
+
+
+def as_spec(corpus: str | CorpusSpec) -> CorpusSpec:
+    """A config's corpus entry (a name or a spec) as a CorpusSpec."""
+    return corpus if isinstance(corpus, CorpusSpec) else CorpusSpec(name=corpus)
 
 
 def get_corpus(name: str) -> CorpusEntry:

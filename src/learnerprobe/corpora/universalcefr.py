@@ -13,7 +13,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from learnerprobe.corpora._common import check_unique_ids, clean_str, files_in, locate, read_table
+from learnerprobe.corpora._common import (
+    cefr_label,
+    check_unique_ids,
+    clean_str,
+    files_in,
+    locate,
+    read_table,
+)
 from learnerprobe.errors import CorpusNotFoundError, DataFormatError
 from learnerprobe.records import LearnerText
 
@@ -22,9 +29,11 @@ REQUIRED = ("text", "lang", "cefr_level")
 _USED = {"id", "text", "lang", "cefr_level"}
 
 
-def load(root: Path, *, path: str | Path | None = None) -> list[LearnerText]:
-    """All records of every .json/.jsonl/.parquet file found."""
-    from learnerprobe.cefr import parse_cefr
+def load(
+    root: Path, *, path: str | Path | None = None, strict: bool = False,
+) -> list[LearnerText]:
+    """All records of every .json/.jsonl/.parquet file found (``strict``: an unrecognised
+    cefr_level is refused instead of loading unrated with a warning)."""
     from learnerprobe.corpora.languages import language_code
 
     base = locate(root, ["universalcefr", "UniversalCEFR"], corpus="universalcefr", url=URL,
@@ -46,10 +55,7 @@ def load(root: Path, *, path: str | Path | None = None) -> list[LearnerText]:
             if lang is None:
                 raise DataFormatError(f"{where}: unknown language {lang_raw!r} in 'lang'")
             cefr_raw = clean_str(row.get("cefr_level"))
-            try:
-                cefr = parse_cefr(cefr_raw, strict=True)
-            except ValueError:
-                raise DataFormatError(f"{where}: unrecognised CEFR label {cefr_raw!r}") from None
+            cefr = cefr_label(cefr_raw, strict=strict, where=where)
             src = clean_str(row.get("source_name")) or "unknown"
             tid = clean_str(row.get("id")) or f"{src}.{Path(rel).stem}.{i}"
             meta: dict[str, Any] = {k: clean_str(v) for k, v in row.items() if k not in _USED}
