@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import sys
 from pathlib import Path
@@ -12,34 +13,114 @@ import typer
 from learnerprobe.cli import app
 from learnerprobe.cli.bench import bench_app
 from learnerprobe.errors import LearnerprobeError
+from learnerprobe.textinput import TextInputError, check_text, check_texts
+
+
+def _decode(data: bytes, where: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise TextInputError(
+            f"{where} is not UTF-8 text (byte {e.start}); is it a binary file?"
+        ) from None
 
 
 def read_texts(file: Path) -> list[str]:
     """Texts from .txt (one per line), .jsonl (field `text`) or .csv (column `text`)."""
+    if file.is_dir():
+        raise LearnerprobeError(f"{file} is a directory; --file takes a .txt, .jsonl or .csv file")
     if not file.is_file():
         raise LearnerprobeError(f"no such file: {file}")
+    try:
+        raw = file.read_bytes()
+    except OSError as e:
+        raise LearnerprobeError(f"cannot read {file}: {e.strerror or e}") from None
+    content = _decode(raw, str(file))
+    if "\x00" in content:
+        raise TextInputError(f"{file} holds NUL bytes; is it a binary file?")
     suffix = file.suffix.lower()
     texts: list[str] = []
-    with open(file, encoding="utf-8") as f:
-        if suffix == ".jsonl":
-            for i, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise LearnerprobeError(f"{file}, line {i}: invalid JSON ({e.msg})") from None
-                if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
-                    raise LearnerprobeError(f"{file}, line {i}: expected an object with a 'text'")
-                texts.append(obj["text"])
-        elif suffix == ".csv":
-            reader = csv.DictReader(f)
+    if suffix == ".jsonl":
+        for i, line in enumerate(content.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except (json.JSONDecodeError, RecursionError) as e:
+                msg = e.msg if isinstance(e, json.JSONDecodeError) else "nested too deeply"
+                raise LearnerprobeError(f"{file}, line {i}: invalid JSON ({msg})") from None
+            if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
+                raise LearnerprobeError(f"{file}, line {i}: expected an object with a 'text'")
+            texts.append(check_text(obj["text"], f"{file}, line {i}"))
+    elif suffix == ".csv":
+        try:
+            reader = csv.DictReader(io.StringIO(content, newline=""), strict=True)
             if "text" not in (reader.fieldnames or []):
                 raise LearnerprobeError(f"{file}: CSV needs a 'text' column")
-            texts = [row["text"] for row in reader]
-        else:
-            texts = [line.rstrip("\n") for line in f if line.strip()]
+            for row in reader:
+                t = row.get("text")
+                texts.append(check_text(t, f"{file}, row {reader.line_num}"))
+        except csv.Error as e:
+            raise LearnerprobeError(f"{file}: invalid CSV ({e})") from None
+    else:
+        texts = [check_text(line, f"{file}, line {i}")
+                 for i, line in enumerate(content.splitlines(), 1) if line.strip()]
+    if not texts:
+        raise LearnerprobeError(f"{file}: no texts in it")
     return texts
+
+
+def read_stdin() -> str:
+    """One text from stdin, which may be closed (`<&-`), a TTY, a directory or binary data."""
+    stream = sys.stdin
+    if stream is None:
+        raise LearnerprobeError("stdin is closed; give a TEXT or --file FILE")
+    try:
+        buf = getattr(stream, "buffer", None)
+        data = buf.read() if buf is not None else stream.read().encode("utf-8", "surrogateescape")
+    except (OSError, ValueError) as e:  # EISDIR, EBADF, reading a closed file
+        raise LearnerprobeError(f"cannot read stdin: {getattr(e, 'strerror', None) or e}") from None
+    return _decode(data, "stdin")
+
+
+def _stdin_is_tty() -> bool:
+    try:
+        return sys.stdin is not None and sys.stdin.isatty()
+    except (OSError, ValueError):
+        return False
+
+
+def _check_bundles(bundle: list[Path], expect_digest: list[str] | None) -> None:
+    """Cheap checks before anything is loaded: each bundle a folder; one digest per bundle."""
+    for b in bundle:
+        if not b.is_dir():
+            raise LearnerprobeError(f"--bundle {b}: no such bundle folder")
+    if expect_digest:
+        if len(expect_digest) != len(bundle):
+            raise LearnerprobeError(
+                f"give one --expect-digest per --bundle, in the same order "
+                f"({len(expect_digest)} digests for {len(bundle)} bundles)"
+            )
+        for d in expect_digest:
+            if not d.strip() or not d.isprintable():
+                raise LearnerprobeError(f"--expect-digest {d!r} is not a digest")
+
+
+def _load(bundle: list[Path], expect_digest: list[str] | None, allow_version_mismatch: bool):
+    from learnerprobe.predict import Predictor
+
+    options: dict = {}  # only what was asked for, so the defaults stay Predictor.load's own
+    if expect_digest:
+        options["expect_digests"] = list(expect_digest)
+    if allow_version_mismatch:
+        options["allow_version_mismatch"] = True
+    return Predictor.load(*bundle, **options)
+
+
+EXPECT_DIGEST_HELP = (
+    "Refuse to load unless the bundle's digest is this one (repeat: one per --bundle, in order)."
+)
+VERSION_HELP = "Load a bundle trained with other library versions (results may differ)."
 
 
 @app.command()
@@ -47,43 +128,77 @@ def predict(
     text: str = typer.Argument(None, help="A text, or '-' to read one text from stdin."),
     bundle: list[Path] = typer.Option(..., "--bundle", help="Bundle folder (repeat for cefr + l1)."),
     file: Path = typer.Option(None, "--file", help="Texts: .txt lines, .jsonl or .csv with 'text'."),
-    top_k: int = typer.Option(None, "--top-k", min=1, help="List only the k most likely labels."),
+    top_k: int = typer.Option(None, "--top-k", help="List only the k most likely labels."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per text."),
-    batch_size: int = typer.Option(32, "--batch-size", min=1),
+    batch_size: int = typer.Option(32, "--batch-size"),
+    expect_digest: list[str] = typer.Option(None, "--expect-digest", help=EXPECT_DIGEST_HELP),
+    allow_version_mismatch: bool = typer.Option(
+        False, "--allow-version-mismatch", help=VERSION_HELP
+    ),
 ) -> None:
     """Predict CEFR level and/or L1 with the exact preprocessing used in training."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import Progress
 
-    from learnerprobe.predict import Predictor
-
+    # Everything is checked before a model is loaded (loading can take a minute).
+    if top_k is not None and top_k < 1:
+        raise LearnerprobeError(f"--top-k must be at least 1 (got {top_k})")
+    if batch_size < 1:
+        raise LearnerprobeError(f"--batch-size must be at least 1 (got {batch_size})")
+    if file is not None and text is not None:
+        raise LearnerprobeError("give either a TEXT or --file FILE, not both")
+    _check_bundles(bundle, expect_digest)
     if file is not None:
         texts = read_texts(file)
-    elif text == "-" or (text is None and not sys.stdin.isatty()):
-        texts = [sys.stdin.read()]
+    elif text == "-" or (text is None and sys.stdin is not None and not _stdin_is_tty()):
+        texts = [read_stdin()]
     elif text is not None:
         texts = [text]
+    elif sys.stdin is None:
+        raise LearnerprobeError("stdin is closed; give a TEXT, --file FILE, or '-' for stdin")
     else:
         raise LearnerprobeError("give a TEXT, --file FILE, or '-' for stdin")
-    if not texts or any(not t.strip() for t in texts):
-        raise LearnerprobeError("empty text")
-    predictor = Predictor.load(*bundle)
+    texts = check_texts(texts)
+    predictor = _load(bundle, expect_digest, allow_version_mismatch)
     results: list[dict] = []
     with Progress(console=Console(stderr=True), transient=True, disable=len(texts) <= batch_size) as prog:
         task = prog.add_task("predicting", total=len(texts))
         for i in range(0, len(texts), batch_size):
             results.extend(predictor.predict(texts[i : i + batch_size], top_k=top_k))
             prog.advance(task, min(batch_size, len(texts) - i))
-    console = Console()
+    console = Console(highlight=False)
     for r in results:
         if as_json:
             print(json.dumps(r, ensure_ascii=False))
             continue
         parts = []
         for t, v in r.items():
-            probs = ", ".join(f"{k} {p:.2f}" for k, p in list(v["probabilities"].items())[: top_k or 5])
-            parts.append(f"[bold]{t}[/]: {v['label']} ({probs})")
+            probs = ", ".join(
+                f"{escape(str(k))} {p:.2f}" for k, p in list(v["probabilities"].items())[: top_k or 5]
+            )
+            parts.append(f"[bold]{escape(str(t))}[/]: {escape(str(v['label']))} ({probs})")
         console.print("  ".join(parts))
+
+
+def _check_host_port(host: str, port: int) -> None:
+    import socket
+
+    if not 1 <= port <= 65535:
+        raise LearnerprobeError(f"--port must be between 1 and 65535 (got {port})")
+    if not host or not host.isprintable() or len(host) > 253:
+        raise LearnerprobeError(f"--host {host!r} is not a host name or address")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError, ValueError) as e:
+        raise LearnerprobeError(f"--host {host!r}: cannot resolve it ({e})") from None
+    family, kind, proto, _, addr = infos[0]
+    with socket.socket(family, kind, proto) as s:  # fail now, not after loading the models
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(addr)
+        except OSError as e:
+            raise LearnerprobeError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
 
 
 @app.command()
@@ -93,14 +208,45 @@ def serve(
     port: int = typer.Option(8000, "--port"),
     max_chars: int = typer.Option(20_000, "--max-chars", help="Texts over this get HTTP 413."),
     timeout: float = typer.Option(30.0, "--timeout", help="Seconds before a request gets 504."),
+    max_queue: int = typer.Option(
+        32, "--max-queue", help="Predictions queued or running before requests get HTTP 503."
+    ),
+    docs: bool = typer.Option(
+        False, "--docs", help="Serve Swagger UI at /docs (needs the swagger-ui-bundle package)."
+    ),
+    expect_digest: list[str] = typer.Option(None, "--expect-digest", help=EXPECT_DIGEST_HELP),
+    allow_version_mismatch: bool = typer.Option(
+        False, "--allow-version-mismatch", help=VERSION_HELP
+    ),
 ) -> None:
-    """Serve the JSON API and the web page (docs at /docs)."""
+    """Serve the JSON API and the web page (API schema at /openapi.json; /docs with --docs)."""
+    import math
+
+    if max_chars < 1:
+        raise LearnerprobeError(f"--max-chars must be at least 1 (got {max_chars})")
+    if not (math.isfinite(timeout) and timeout > 0):
+        raise LearnerprobeError(f"--timeout must be a positive number of seconds (got {timeout})")
+    if max_queue < 1:
+        raise LearnerprobeError(f"--max-queue must be at least 1 (got {max_queue})")
+    if docs:
+        from learnerprobe.serve.app import _swagger_assets
+
+        if _swagger_assets() is None:
+            raise LearnerprobeError(
+                "--docs needs the swagger-ui-bundle package (pip install swagger-ui-bundle); "
+                "the docs are never loaded from a CDN"
+            )
+    _check_host_port(host, port)
+    _check_bundles(bundle, expect_digest)
+
     import uvicorn
 
-    from learnerprobe.predict import Predictor
     from learnerprobe.serve.app import create_app
 
-    application = create_app(Predictor.load(*bundle), max_chars=max_chars, timeout_s=timeout)
+    predictor = _load(bundle, expect_digest, allow_version_mismatch)
+    application = create_app(
+        predictor, max_chars=max_chars, timeout_s=timeout, max_queue=max_queue, docs=docs
+    )
     uvicorn.run(application, host=host, port=port, log_level="info")
 
 
