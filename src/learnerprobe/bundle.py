@@ -1,32 +1,107 @@
-"""Model bundles: a folder with `manifest.json` and weights (skops / safetensors / JSON), never pickle.
+"""Model bundles: a folder with `manifest.json` and a skops estimator, never pickle.
 
 A bundle records everything needed to apply a trained model to a new text exactly as in
-training (model entry, layer, pooling, template, masking, label set) plus a card (data, metrics,
-limits). Every file is hashed into the manifest; loading re-hashes and refuses a tampered or
-incompatible bundle with a clear message instead of running arbitrary code.
+training (model entry and a pin of its weights, layer, pooling, template, masking, label set)
+plus a card (data, metrics, limits).
+
+What loading checks, and what that does and does not prove
+----------------------------------------------------------
+Every load (``load_bundle``; ``Predictor.load``) refuses, with a :class:`BundleError` naming the
+problem, and before any estimator code runs:
+
+- anything in the folder that is not a plain file or folder (symlinks, even ones pointing inside,
+  FIFOs, devices), files not listed in the manifest, listed files that are missing, and files
+  whose sha256 differs from the manifest;
+- a manifest that is not UTF-8, over 1 MiB, nested deeper than 32 levels, has duplicate keys, or
+  does not match the strict schema (:class:`Manifest`: unknown fields refused, types checked, task
+  in {cefr, l1}, labels unique non-empty strings, ``files`` keys relative POSIX paths inside the
+  folder with 64-hex hashes, layer within the pinned model's layer count, max_length within
+  [16, model maximum], ...);
+- skops files referencing any type outside :data:`TRUSTED_TYPES` (an exact list, not prefixes:
+  ``builtins.exec`` or ``numpy.testing._private.utils.runstring`` are refused, so a crafted file
+  cannot run code on load);
+- a manifest that differs from the copy sealed inside ``estimator.skops`` (every manifest field
+  except the estimator's own hash is sealed there), so editing labels, layer, max_length, model,
+  method or task in the manifest alone is caught; an estimator whose classes or input width do
+  not match the manifest's labels or the pinned model's hidden size;
+- (``Predictor.load``) model weights whose digest differs from the pin in the manifest, and a
+  prepared model folder changed since ``learnerprobe models prepare``.
+
+None of that proves **who** made a bundle: a stranger can rewrite every file, reseal the
+estimator and recompute the hashes, and the bundle is then self-consistent. What proves
+authenticity is the **digest pin**: :func:`bundle_digest` is a sha256 over every file in the
+folder, manifest included (see there); publish it with the bundle and load with
+``load_bundle(path, expect_digest=...)`` / ``Predictor.load(..., expect_digests=[...])`` /
+``--expect-digest``. Without a pinned digest, the checks above guarantee that a bundle is
+internally consistent, runs no code beyond the trusted estimator types, and reads nothing
+outside its folder -- not that its numbers are the ones you trained.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import hashlib
 import json
 import os
+import re
 import shutil
+import stat
+import string
 import tempfile
+import uuid
+import warnings
 from dataclasses import dataclass, field
 from importlib import metadata
-from pathlib import Path
-from typing import Any
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
 from learnerprobe.errors import BundleError
 
 FORMAT = "learnerprobe-bundle"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
-# Types outside sklearn/numpy/scipy that a bundle's skops file may contain. Anything else is refused.
-TRUSTED_PREFIXES = ("learnerprobe.", "mord.", "sklearn.", "numpy.", "scipy.", "builtins.")
-_LIBS = ("learnerprobe", "scikit-learn", "numpy", "scipy", "skops", "torch", "transformers", "mord")
+ESTIMATOR = "estimator.skops"
+SEAL_FORMAT = "learnerprobe-sealed-estimator/1"
+MAX_MANIFEST_BYTES = 1 << 20
+MAX_JSON_DEPTH = 32
+MAX_FILES = 10_000
+# The types, beyond skops' own defaults (sklearn estimators, numpy/scipy arrays, builtin
+# containers and scalars), that a bundle's skops file may reference. An EXACT list, not prefixes.
+# Derived by running `skops.io.get_untrusted_types` on every estimator `learnerprobe train` can
+# bundle: the five probes (ridge, logistic, ordinal, mlp_reg, mlp_clf; tuned mode), ridge and
+# mlp_reg inside the OrdinalCalibrated wrapper, and NgramClassifier in each of its variants (svm
+# softmax, svm calibrated, logreg; char and/or word n-grams). tests/test_bundle_adversarial.py
+# regenerates this from freshly fitted estimators and fails when it is no longer a superset.
+TRUSTED_TYPES: frozenset[str] = frozenset({
+    "learnerprobe.calibration.OrdinalCalibrated",
+    "learnerprobe.nli.ngram.NgramClassifier",
+    "learnerprobe.probes.estimators.LogisticProbe",
+    "learnerprobe.probes.estimators.MLPClfProbe",
+    "learnerprobe.probes.estimators.MLPRegProbe",
+    "learnerprobe.probes.estimators.OrdinalLogisticAT",
+    "learnerprobe.probes.estimators.RidgeOrdinal",
+    "sklearn.calibration._CalibratedClassifier",
+    "sklearn.calibration._SigmoidCalibration",
+    "sklearn.model_selection._split.StratifiedKFold",
+})
+METHODS = ("ridge", "logistic", "ordinal", "mlp_reg", "mlp_clf", "ngram")
+DTYPES = ("auto", "float32", "fp32", "float", "bfloat16", "bf16", "float16", "fp16", "half",
+          "bf16-autocast", "bfloat16-autocast")
+_LIBS = ("learnerprobe", "scikit-learn", "numpy", "scipy", "skops", "torch", "transformers",
+         "tokenizers", "mord")
+_STRICT_LIBS = ("scikit-learn",)  # a minor-version change may change how estimators load
+_WARN_LIBS = ("torch", "transformers", "tokenizers")  # may change hidden states slightly
 
 
 def library_versions() -> dict[str, str | None]:
@@ -39,24 +114,315 @@ def library_versions() -> dict[str, str | None]:
     return out
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _minor(v: str | None) -> str | None:
     return None if v is None else ".".join(v.split(".")[:2])
 
 
+# ---------------------------------------------------------------------------------------------
+# Manifest schema
+
+
+def _relpath(v: str) -> str:
+    if not v or len(v) > 255:
+        raise ValueError("must be a non-empty path of at most 255 characters")
+    if "\\" in v:
+        raise ValueError("backslashes are not allowed (POSIX paths only)")
+    if any(ord(c) < 32 or ord(c) == 127 for c in v):
+        raise ValueError("control characters are not allowed")
+    if v.startswith("/") or re.match(r"^[A-Za-z]:", v):
+        raise ValueError("absolute paths are not allowed")
+    parts = v.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        raise ValueError("'..', '.' and empty segments are not allowed (paths stay in the bundle)")
+    if PurePosixPath(v).as_posix() != v:
+        raise ValueError("not a normalised relative path")
+    if v == MANIFEST:
+        raise ValueError("the manifest cannot list itself")
+    return v
+
+
+def _label(v: str) -> str:
+    if not v.strip() or any(ord(c) < 32 for c in v):
+        raise ValueError("labels must be non-empty printable strings")
+    return v
+
+
+def _template(v: str) -> str:
+    fields = [f for _, f, _, _ in string.Formatter().parse(v) if f is not None]
+    if "text" not in fields or any(f not in ("text", "task") for f in fields):
+        raise ValueError("template must contain {text} and no fields other than {text}, {task}")
+    return v
+
+
+Hex64 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+RelPath = Annotated[str, AfterValidator(_relpath)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=4096, pattern=r"^[^\x00-\x1f]+$")]
+Label = Annotated[str, StringConstraints(max_length=200), AfterValidator(_label)]
+Length = Annotated[int, Field(ge=16, le=1_000_000)]
+Count = Annotated[int, Field(ge=1, le=1_000_000)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class ModelSpec(_Strict):
+    """A `ModelEntry` as stored in a manifest."""
+
+    name: Name
+    source: Name
+    kind: Literal["encoder", "decoder"]
+    pooling: Literal["last", "mean", "cls"]
+    template: Annotated[str, StringConstraints(max_length=10_000), AfterValidator(_template)]
+    task: Annotated[str, StringConstraints(max_length=10_000)] = ""
+    padding_side: Literal["left", "right"] = "right"
+    max_length: Length
+    dtype: Literal[DTYPES] = "auto"  # type: ignore[valid-type]
+    revision: Name | None = None
+    languages: list[Annotated[str, StringConstraints(max_length=20)]] = Field(default_factory=list)
+    description: Annotated[str, StringConstraints(max_length=10_000)] = ""
+
+
+class WeightsPin(_Strict):
+    """sha256 of the model files the bundle was trained with (see models.pinning)."""
+
+    sha256: Hex64
+    files: dict[RelPath, Hex64]
+    hidden_size: Count | None = None
+    num_layers: Count | None = None
+    max_positions: Count | None = None
+
+
+class Extraction(_Strict):
+    dtype: Literal[DTYPES]  # type: ignore[valid-type]
+    max_length: Length | None = None
+    chunking: Literal["truncate", "chunks"] = "truncate"
+
+
+class Preprocessing(_Strict):
+    features: Literal["text", "hidden"] = "text"
+    mask: bool = False
+    language: Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}$")] | None = None
+    normalise_whitespace: bool = False
+    label_scheme: dict[str, Any] | None = None
+    extraction: Extraction | None = None
+
+
+class Manifest(_Strict):
+    """The strict schema of manifest.json (format 2)."""
+
+    format: Literal["learnerprobe-bundle"]
+    format_version: Literal[2]
+    task: Literal["cefr", "l1"]
+    method: Literal[METHODS]  # type: ignore[valid-type]
+    labels: Annotated[list[Label], Field(min_length=2, max_length=1000)]
+    model: ModelSpec | None = None
+    weights: WeightsPin | None = None
+    layer: Annotated[int, Field(ge=0, le=10_000)] | None = None
+    preprocessing: Preprocessing
+    training_data: dict[str, Any] = Field(default_factory=dict)
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    card: dict[str, Any] = Field(default_factory=dict)
+    versions: dict[Annotated[str, StringConstraints(max_length=100)], Name | None]
+    created: Annotated[str, StringConstraints(max_length=100)]
+    files: Annotated[dict[RelPath, Hex64], Field(min_length=1, max_length=MAX_FILES)]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Manifest:
+        if len(set(self.labels)) != len(self.labels):
+            raise ValueError("labels must be unique")
+        if ESTIMATOR not in self.files:
+            raise ValueError(f"files must list {ESTIMATOR}")
+        pre = self.preprocessing
+        if (self.method == "ngram") != (pre.features == "text"):
+            raise ValueError(f"method {self.method!r} does not go with features {pre.features!r}")
+        if pre.features == "hidden":
+            missing = [k for k in ("model", "weights", "layer") if getattr(self, k) is None]
+            if pre.extraction is None:
+                missing.append("preprocessing.extraction")
+            if missing:
+                raise ValueError(f"a hidden-state bundle needs {', '.join(missing)}")
+            w, m, ex = self.weights, self.model, pre.extraction
+            if w.num_layers is not None and self.layer > w.num_layers:
+                raise ValueError(f"layer {self.layer} is beyond the model's {w.num_layers} layers")
+            top = min(x for x in (m.max_length, w.max_positions) if x is not None)
+            if ex.max_length is not None and ex.max_length > top:
+                raise ValueError(f"max_length {ex.max_length} is over the model's maximum {top}")
+        elif any(getattr(self, k) is not None for k in ("model", "weights", "layer")):
+            raise ValueError("a text-feature bundle has no model, weights or layer")
+        return self
+
+
+# ---------------------------------------------------------------------------------------------
+# Files, digest, manifest parsing
+
+
+def _sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _read_file(path: Path, limit: int | None = None) -> bytes:
+    """Read a regular file without following a symlink at the last component."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise BundleError(f"{path} is not a regular file")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            if limit is None:
+                return f.read()
+            data = f.read(limit + 1)
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise BundleError(f"{path}: over {limit // 1024} KiB; not a bundle manifest")
+    return data
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise BundleError(f"{path} is not a regular file")
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def scan(folder: Path) -> list[str]:
+    """Relative POSIX paths of every file in a bundle folder; refuses symlinks and special files."""
+    out: list[str] = []
+    stack = [(folder, "")]
+    while stack:
+        d, prefix = stack.pop()
+        try:
+            entries = list(os.scandir(d))
+        except OSError as e:
+            raise BundleError(f"{d}: cannot read the bundle folder ({e.strerror})") from None
+        for e in entries:
+            rel = f"{prefix}{e.name}"
+            if e.is_symlink():
+                raise BundleError(f"{folder}: {rel} is a symbolic link; bundles may not contain links")
+            if e.is_dir(follow_symlinks=False):
+                if rel.count("/") > 8:
+                    raise BundleError(f"{folder}: {rel} is nested too deeply")
+                stack.append((Path(e.path), rel + "/"))
+            elif e.is_file(follow_symlinks=False):
+                out.append(rel)
+            else:
+                raise BundleError(f"{folder}: {rel} is not a regular file")
+            if len(out) > MAX_FILES:
+                raise BundleError(f"{folder}: over {MAX_FILES} files; not a bundle")
+    return sorted(out)
+
+
+def _digest_of(hashes: dict[str, str]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(hashes):
+        h.update(f"{name}\0{hashes[name]}\n".encode())
+    return h.hexdigest()
+
+
+def bundle_digest(path: str | Path) -> str:
+    """The bundle's content digest: sha256 over the sorted lines ``"<path>\\0<sha256>\\n"`` of
+    EVERY file in the folder (relative POSIX path, manifest.json included). Any byte change in
+    any file, an added or a removed file changes it. Refuses symlinks/special files."""
+    p = Path(path)
+    return _digest_of({rel: _sha256_file(p / rel) for rel in scan(p)})
+
+
+def _normalise_digest(d: str) -> str:
+    d = d.strip().lower()
+    d = d.removeprefix("sha256:")
+    if not re.fullmatch(r"[0-9a-f]{64}", d):
+        raise BundleError(f"expected digest {d!r} is not a sha256 (64 hexadecimal characters)")
+    return d
+
+
+def _depth(obj: Any) -> int:
+    depth, stack = 0, [(obj, 1)]
+    while stack:
+        o, d = stack.pop()
+        depth = max(depth, d)
+        if depth > MAX_JSON_DEPTH:
+            return depth
+        if isinstance(o, dict):
+            stack.extend((v, d + 1) for v in o.values())
+        elif isinstance(o, list):
+            stack.extend((v, d + 1) for v in o)
+    return depth
+
+
+def _no_dupes(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise ValueError(f"duplicate key {k!r}")
+        out[k] = v
+    return out
+
+
+def parse_manifest(data: bytes, where: str) -> dict[str, Any]:
+    """Bytes of manifest.json -> dict; BundleError for non-UTF-8, invalid, deep or duplicate JSON."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise BundleError(f"{where}: manifest is not UTF-8 text (byte {e.start})") from None
+    if text.count("[") + text.count("{") > 100_000:
+        raise BundleError(f"{where}: manifest has too many nested structures")
+    try:
+        obj = json.loads(text, object_pairs_hook=_no_dupes)
+    except RecursionError:
+        raise BundleError(f"{where}: manifest JSON is nested too deeply") from None
+    except ValueError as e:  # JSONDecodeError and duplicate keys
+        raise BundleError(f"{where}: manifest is not valid JSON ({e})") from None
+    if not isinstance(obj, dict):
+        raise BundleError(f"{where}: manifest is not a JSON object")
+    if _depth(obj) > MAX_JSON_DEPTH:
+        raise BundleError(f"{where}: manifest JSON is nested deeper than {MAX_JSON_DEPTH} levels")
+    return obj
+
+
+def validate_manifest(obj: dict[str, Any], where: str) -> Manifest:
+    if obj.get("format") != FORMAT:
+        raise BundleError(f"{where}: not a learnerprobe bundle manifest")
+    if obj.get("format_version") != FORMAT_VERSION:
+        raise BundleError(
+            f"{where}: bundle format {obj.get('format_version')!r} is not supported "
+            f"(this learnerprobe reads format {FORMAT_VERSION}); retrain or upgrade"
+        )
+    try:
+        return Manifest.model_validate(obj)
+    except ValidationError as e:
+        parts = []
+        for err in e.errors()[:4]:
+            loc = ".".join(str(x) for x in err["loc"]) or "manifest"
+            parts.append(f"{loc}: {err['msg']}")
+        more = f" (+{e.error_count() - 4} more)" if e.error_count() > 4 else ""
+        raise BundleError(f"{where}: invalid manifest: {'; '.join(parts)}{more}") from None
+
+
+def _sealed_view(manifest: dict[str, Any]) -> dict[str, Any]:
+    files = {k: v for k, v in manifest.get("files", {}).items() if k != ESTIMATOR}
+    return {**manifest, "files": files}
+
+
+def _canonical(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bundle
+
+
 @dataclass
 class Bundle:
-    """An in-memory bundle: the manifest plus the path it was loaded from."""
+    """A verified bundle: its manifest (dict and parsed), digest and folder."""
 
     path: Path
     manifest: dict[str, Any] = field(default_factory=dict)
+    digest: str = ""
+    spec: Manifest | None = None
 
     @property
     def task(self) -> str:
@@ -71,18 +437,121 @@ class Bundle:
             raise BundleError(f"bundle {self.path} has no file {name!r}")
         return self.path / name
 
-    def load_estimator(self, name: str = "estimator.skops") -> Any:
-        """Load a skops-persisted estimator, trusting only known library/learnerprobe types."""
+    def load_estimator(self, name: str = ESTIMATOR) -> Any:
+        """Load the sealed skops estimator, trusting only :data:`TRUSTED_TYPES`, and cross-check it
+        against the manifest (seal, classes, input width)."""
         import skops.io as sio
 
         path = self.file(name)
-        untrusted = sio.get_untrusted_types(file=path)
-        bad = [t for t in untrusted if not t.startswith(TRUSTED_PREFIXES)]
+        try:
+            data = _read_file(path)
+        except OSError as e:
+            raise BundleError(f"{path}: cannot read ({e.strerror})") from None
+        if _sha256_bytes(data) != self.manifest["files"][name]:
+            raise BundleError(f"{self.path}: file {name} does not match its manifest hash (tampered?)")
+        try:
+            untrusted = sio.get_untrusted_types(data=data)
+        except Exception as e:  # noqa: BLE001 - any parse failure of a crafted file
+            raise BundleError(f"{path}: not a readable skops file ({type(e).__name__}: {e})") from None
+        bad = sorted(t for t in untrusted if t not in TRUSTED_TYPES)
         if bad:
             raise BundleError(
-                f"bundle {self.path}: {name} contains types that are not trusted: {', '.join(bad)}"
+                f"bundle {self.path}: {name} references types that are not trusted: "
+                f"{', '.join(bad[:5])}; refusing to load it"
             )
-        return sio.load(path, trusted=untrusted)
+        try:
+            obj = sio.loads(data, trusted=sorted(set(untrusted) & TRUSTED_TYPES))
+        except Exception as e:  # noqa: BLE001
+            raise BundleError(f"{path}: cannot load the estimator ({type(e).__name__}: {e})") from None
+        if not (isinstance(obj, dict) and set(obj) == {"format", "estimator", "seal"}
+                and obj["format"] == SEAL_FORMAT and isinstance(obj["seal"], str)):
+            raise BundleError(f"{path}: not a sealed learnerprobe estimator")
+        self._check_seal(obj["seal"], name)
+        est = obj["estimator"]
+        self._check_estimator(est, name)
+        return est
+
+    def _check_seal(self, seal: str, name: str) -> None:
+        try:
+            sealed = json.loads(seal)
+        except ValueError:
+            raise BundleError(f"{self.path}: {name} holds an unreadable seal") from None
+        mine = _sealed_view(self.manifest)
+        if _canonical(sealed) == _canonical(mine):
+            return
+        keys = sorted(k for k in set(sealed) | set(mine) if sealed.get(k) != mine.get(k))
+        raise BundleError(
+            f"{self.path}: manifest.json differs from the copy sealed in {name} (fields: "
+            f"{', '.join(keys) or '?'}); the manifest was edited after training"
+        )
+
+    def _check_estimator(self, est: Any, name: str) -> None:
+        if not callable(getattr(est, "predict", None)):
+            raise BundleError(f"{self.path}: {name} holds no estimator (no predict method)")
+        classes = getattr(est, "classes_", None)
+        labels = self.labels
+        if classes is None or len(classes) != len(labels):
+            n = "no" if classes is None else len(classes)
+            raise BundleError(
+                f"{self.path}: the manifest lists {len(labels)} labels but the estimator has "
+                f"{n} classes"
+            )
+        vals = list(classes)
+        ints = all(isinstance(c, int) or type(c).__name__.startswith(("int", "uint")) for c in vals)
+        if ints and [int(c) for c in vals] != list(range(len(labels))):
+            raise BundleError(f"{self.path}: estimator classes are not the levels 0..{len(labels) - 1}")
+        if not ints and [str(c) for c in vals] != labels:
+            raise BundleError(f"{self.path}: estimator classes {vals[:5]} differ from the labels")
+        spec = self.spec
+        if spec is not None and spec.weights is not None and spec.weights.hidden_size is not None:
+            width = getattr(est, "n_features_in_", None)
+            if width is not None and int(width) != spec.weights.hidden_size:
+                raise BundleError(
+                    f"{self.path}: the estimator takes {width} features but the model's hidden "
+                    f"size is {spec.weights.hidden_size}"
+                )
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+
+
+def _umask() -> int:
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+def check_writable(out: str | Path) -> None:
+    """Fail early (BundleError) when a bundle cannot be written to ``out``: checked before
+    training, with a probe file in the nearest existing parent folder."""
+    out = Path(out)
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise BundleError(f"cannot write a bundle to {out}: it exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).is_file():
+        raise BundleError(
+            f"refusing to write a bundle to {out}: the folder exists, is not empty and is not a "
+            "bundle (it would be replaced)"
+        )
+    anc = out.absolute().parent
+    while not anc.exists() and anc != anc.parent:
+        anc = anc.parent
+    if not anc.is_dir():
+        raise BundleError(f"cannot write a bundle to {out}: {anc} is not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".learnerprobe-write-test-", dir=anc)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise BundleError(f"cannot write a bundle to {out}: {anc}: {e.strerror or e}") from None
+
+
+def _os_error(out: Path, e: OSError) -> BundleError:
+    why = {errno.ENOSPC: "no space left on the device", errno.EROFS: "read-only file system",
+           errno.EACCES: "permission denied", errno.EDQUOT: "disk quota exceeded"}.get(
+               e.errno or -1, e.strerror or str(e))
+    where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+    return BundleError(f"cannot write the bundle to {out}: {why}{where}; nothing was written")
 
 
 def save_bundle(
@@ -91,99 +560,141 @@ def save_bundle(
     task: str,
     method: str,
     labels: list[str],
-    estimator: Any = None,
+    estimator: Any,
     extra_files: dict[str, Path] | None = None,
     model: dict[str, Any] | None = None,
+    weights: dict[str, Any] | None = None,
     layer: int | None = None,
     preprocessing: dict[str, Any] | None = None,
     training_data: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
     card: dict[str, Any] | None = None,
 ) -> Path:
-    """Write a bundle atomically: a temp folder renamed into place, so a crash leaves no half bundle."""
+    """Write a bundle atomically (a temp folder renamed into place; an existing bundle there is
+    replaced only once the new one is complete). Permissions follow the umask. The manifest is
+    validated against :class:`Manifest` and sealed into the estimator file before writing.
+    OSError (disk full, read-only, permissions) becomes a BundleError naming the path."""
     import skops.io as sio
 
     out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".bundle-", dir=out.parent))
+    check_writable(out)
+    manifest: dict[str, Any] = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "task": task, "method": method,
+        "labels": list(labels), "model": model, "weights": weights, "layer": layer,
+        "preprocessing": preprocessing or {}, "training_data": training_data or {},
+        "metrics": metrics or {}, "card": card or {}, "versions": library_versions(),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"), "files": {},
+    }
+    tmp: Path | None = None
+    old: Path | None = None
     try:
-        files: dict[str, str] = {}
-        if estimator is not None:
-            sio.dump(estimator, tmp / "estimator.skops")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".bundle-", dir=out.parent))
         for name, src in (extra_files or {}).items():
+            _relpath(name)
             dst = tmp / name
             dst.parent.mkdir(parents=True, exist_ok=True)
             if Path(src).is_dir():
-                shutil.copytree(src, dst)
+                shutil.copytree(src, dst, symlinks=False)
             else:
-                shutil.copy2(src, dst)
-        for p in sorted(tmp.rglob("*")):
-            if p.is_file():
-                files[p.relative_to(tmp).as_posix()] = _sha256(p)
-        manifest = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "task": task,
-            "method": method,
-            "labels": list(labels),
-            "model": model,
-            "layer": layer,
-            "preprocessing": preprocessing or {},
-            "training_data": training_data or {},
-            "metrics": metrics or {},
-            "card": card or {},
-            "versions": library_versions(),
-            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-            "files": files,
-        }
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False, default=str))
+                shutil.copyfile(src, dst)
+        manifest["files"] = {rel: _sha256_file(tmp / rel) for rel in scan(tmp)}
+        # What is written is what is read back: round-trip through JSON before sealing.
+        manifest = json.loads(json.dumps(manifest, ensure_ascii=False, default=str))
+        manifest["files"][ESTIMATOR] = "0" * 64  # placeholder, so the schema can check the rest
+        validate_manifest(manifest, f"{out}/{MANIFEST}")
+        sealed = {"format": SEAL_FORMAT, "estimator": estimator,
+                  "seal": _canonical(_sealed_view(manifest))}
+        sio.dump(sealed, tmp / ESTIMATOR)
+        manifest["files"][ESTIMATOR] = _sha256_file(tmp / ESTIMATOR)
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False),
+                                    encoding="utf-8")
+        mask = _umask()
+        for d, _, fs in os.walk(tmp):
+            os.chmod(d, 0o777 & ~mask)
+            for f in fs:
+                os.chmod(os.path.join(d, f), 0o666 & ~mask)
         if out.exists():
-            shutil.rmtree(out)
+            old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
+            os.replace(out, old)
         os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        tmp = None
+    except OSError as e:
+        if old is not None and not out.exists():
+            os.replace(old, out)  # put the previous bundle back
+            old = None
+        raise _os_error(out, e) from None
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     return out
 
 
-def load_bundle(path: str | Path, *, check_versions: bool = True) -> Bundle:
-    """Read and verify a bundle: format, file hashes, and library versions that affect results."""
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+
+def _check_versions(p: Path, manifest: dict[str, Any], allow: bool) -> None:
+    if allow:
+        return
+    want_all = manifest.get("versions") or {}
+    have = library_versions()
+    for lib in _STRICT_LIBS:
+        want = want_all.get(lib)
+        if want and _minor(want) != _minor(have.get(lib)):
+            raise BundleError(
+                f"{p}: trained with {lib} {want}, this environment has {have.get(lib)}; models "
+                "may not load identically — install the same minor version, retrain, or accept "
+                "the risk with allow_version_mismatch"
+            )
+    if (manifest.get("preprocessing") or {}).get("features") == "hidden":
+        diff = [f"{lib} {want_all.get(lib)} (now {have.get(lib)})" for lib in _WARN_LIBS
+                if want_all.get(lib) and want_all.get(lib) != have.get(lib)]
+        if diff:
+            warnings.warn(f"{p}: bundle trained with {', '.join(diff)}; hidden states may differ "
+                          "slightly", UserWarning, stacklevel=3)
+
+
+def load_bundle(path: str | Path, expect_digest: str | None = None, *,
+                allow_version_mismatch: bool = False, check_versions: bool = True) -> Bundle:
+    """Read and verify a bundle (see the module docstring for what is checked).
+
+    ``expect_digest``: the :func:`bundle_digest` the caller trusts; any other content is refused.
+    """
     p = Path(path)
-    mf = p / MANIFEST
-    if not mf.is_file():
+    want = _normalise_digest(expect_digest) if expect_digest is not None else None
+    if not p.is_dir():
+        raise BundleError(f"{p} is not a learnerprobe bundle (no such folder)")
+    names = scan(p)
+    if MANIFEST not in names:
         raise BundleError(f"{p} is not a learnerprobe bundle (no {MANIFEST})")
     try:
-        manifest = json.loads(mf.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise BundleError(f"{mf}: manifest is not valid JSON ({e})") from None
-    if manifest.get("format") != FORMAT:
-        raise BundleError(f"{mf}: not a learnerprobe bundle manifest")
-    if manifest.get("format_version") != FORMAT_VERSION:
+        hashes = {rel: _sha256_file(p / rel) for rel in names}
+        data = _read_file(p / MANIFEST, MAX_MANIFEST_BYTES)
+    except OSError as e:
+        raise BundleError(f"{p}: cannot read the bundle ({e.strerror}: {e.filename})") from None
+    digest = _digest_of(hashes)
+    if hashes[MANIFEST] != _sha256_bytes(data):
+        raise BundleError(f"{p}: {MANIFEST} changed while being read")
+    if want is not None and digest != want:
         raise BundleError(
-            f"{p}: bundle format {manifest.get('format_version')} is not supported "
-            f"(this learnerprobe reads format {FORMAT_VERSION}); retrain or upgrade"
+            f"{p}: bundle digest {digest} does not match the expected {want}; the bundle is not "
+            "the one you pinned (modified or a different bundle)"
         )
-    for key in ("task", "method", "labels", "files"):
-        if key not in manifest:
-            raise BundleError(f"{mf}: manifest lacks {key!r}")
-    for name, digest in manifest["files"].items():
-        f = p / name
-        if not f.is_file():
+    where = str(p / MANIFEST)
+    manifest = parse_manifest(data, where)
+    spec = validate_manifest(manifest, where)
+    listed = spec.files
+    for name, h in listed.items():
+        if name not in hashes:
             raise BundleError(f"{p}: file {name} listed in the manifest is missing")
-        if _sha256(f) != digest:
+        if hashes[name] != h:
             raise BundleError(f"{p}: file {name} does not match its manifest hash (tampered?)")
-    listed = set(manifest["files"]) | {MANIFEST}
-    extra = [q.relative_to(p).as_posix() for q in p.rglob("*") if q.is_file()]
-    unknown = sorted(set(extra) - listed)
+    unknown = sorted(set(names) - set(listed) - {MANIFEST})
     if unknown:
         raise BundleError(f"{p}: files not listed in the manifest: {', '.join(unknown[:5])}")
     if check_versions:
-        have = library_versions()
-        for lib in ("scikit-learn",):
-            want = manifest.get("versions", {}).get(lib)
-            if want and _minor(want) != _minor(have.get(lib)):
-                raise BundleError(
-                    f"{p}: trained with {lib} {want}, this environment has {have.get(lib)}; "
-                    "models may not load identically — install the same minor version or retrain"
-                )
-    return Bundle(path=p, manifest=manifest)
+        _check_versions(p, manifest, allow_version_mismatch)
+    return Bundle(path=p, manifest=manifest, digest=digest, spec=spec)

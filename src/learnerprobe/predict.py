@@ -1,7 +1,14 @@
 """Apply bundles to new texts: the same preprocessing as in training, loaded once, batched.
 
 `Predictor.load(dir, ...)` loads one bundle per task (cefr and/or l1) and `predict(texts)` returns,
-per text, `{"cefr": {"label", "probabilities"}, "l1": {...}}` with a key only for the tasks loaded.
+per text, `{"cefr": {"label", "probabilities"[, "score"]}, "l1": {...}}` with a key only for the
+tasks loaded. The label is always the argmax of the probabilities; bundles whose model is an
+ordinal regressor also give the continuous level `score` (0 = first level), and their
+probabilities come from an ordered-logit calibration fitted on validation data
+(:mod:`learnerprobe.calibration`).
+
+Loading verifies each bundle (:func:`learnerprobe.bundle.load_bundle`), optionally against a
+pinned digest, and, for hidden-state bundles, that the model weights are the pinned ones.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import numpy as np
 
 from learnerprobe.bundle import Bundle, load_bundle
 from learnerprobe.errors import BundleError, LearnerprobeError
+from learnerprobe.textinput import check_texts
 
 
 @dataclass
@@ -26,19 +34,44 @@ class _Loaded:
     encoder: Any = None  # (tokenizer, model, entry, device, dtype), loaded once on first use
 
 
-def _load_encoder(model: dict[str, Any], dtype: str) -> tuple[Any, ...]:
-    """The bundle's model, loaded once in the dtype used in training (so no per-call copies)."""
-    from learnerprobe.extract.engine import resolve_device
+def _entry(model: dict[str, Any]) -> Any:
     from learnerprobe.models.entry import ModelEntry
-    from learnerprobe.models.loading import load_model
 
     fields = {k: v for k, v in model.items() if k in ModelEntry.__dataclass_fields__}
     fields["languages"] = tuple(fields.get("languages") or ())
-    entry = ModelEntry(**fields)
+    return ModelEntry(**fields)
+
+
+def _check_weights(b: Bundle) -> None:
+    """Refuse a hidden-state bundle whose model files are not the pinned ones (cached hashes)."""
+    from learnerprobe.models.pinning import verify_pin
+
+    m = b.manifest
+    verify_pin(_entry(m["model"]), m["weights"], where=str(b.path))
+
+
+def _load_encoder(b: Bundle, dtype: str) -> tuple[Any, ...]:
+    """The bundle's model, loaded once in the dtype used in training (so no per-call copies),
+    from safetensors only, and checked against the bundle's layer and estimator width."""
+    from learnerprobe.extract.engine import resolve_device
+    from learnerprobe.models.loading import load_model
+
+    m = b.manifest
+    entry = _entry(m["model"])
     device = resolve_device("auto")
     if device == "cpu" and dtype == "float16":
         dtype = "float32"
-    tok, mdl, entry = load_model(entry, device=device, dtype=dtype.replace("-autocast", ""))
+    tok, mdl, entry = load_model(entry, device=device, dtype=dtype.replace("-autocast", ""),
+                                 safetensors_only=True)
+    cfg = getattr(mdl, "config", None)
+    cfg = getattr(cfg, "text_config", None) or cfg
+    n_layers = getattr(cfg, "num_hidden_layers", None)
+    width = getattr(cfg, "hidden_size", None)
+    if isinstance(n_layers, int) and int(m["layer"]) > n_layers:
+        raise BundleError(f"{b.path}: layer {m['layer']} is beyond the model's {n_layers} layers")
+    pin_width = (m.get("weights") or {}).get("hidden_size")
+    if isinstance(width, int) and pin_width is not None and width != pin_width:
+        raise BundleError(f"{b.path}: the model's hidden size {width} is not the pinned {pin_width}")
     return tok, mdl, entry, device, dtype
 
 
@@ -56,18 +89,35 @@ class Predictor:
         self._encoder: Any = None
 
     @classmethod
-    def load(cls, *paths: str | Path) -> Predictor:
+    def load(cls, *paths: str | Path, expect_digests: Sequence[str] | None = None,
+             allow_version_mismatch: bool = False) -> Predictor:
+        """Load and verify bundles (one per task).
+
+        ``expect_digests``: one trusted :func:`~learnerprobe.bundle.bundle_digest` per path, in
+        the same order; a bundle with any other content is refused. ``allow_version_mismatch``
+        accepts bundles trained with other library versions (otherwise scikit-learn minor-version
+        changes are refused and torch/transformers/tokenizers changes warn).
+        """
+        if not paths:
+            raise LearnerprobeError("no bundle given")
+        if isinstance(expect_digests, str):
+            expect_digests = [expect_digests]
+        if expect_digests is not None and len(expect_digests) != len(paths):
+            raise LearnerprobeError(
+                f"{len(expect_digests)} expected digest(s) for {len(paths)} bundle(s): give one "
+                "digest per bundle, in the same order"
+            )
         loaded: dict[str, _Loaded] = {}
-        for p in paths:
-            b = load_bundle(p)
+        for i, p in enumerate(paths):
+            want = expect_digests[i] if expect_digests is not None else None
+            b = load_bundle(p, want, allow_version_mismatch=allow_version_mismatch)
             if b.task in loaded:
                 raise BundleError(f"two bundles for task {b.task!r}: {loaded[b.task].bundle.path}, {p}")
-            feat = b.manifest.get("preprocessing", {}).get("features", "text")
-            if feat not in ("text", "hidden"):
-                raise BundleError(f"{p}: unknown feature kind {feat!r}")
-            loaded[b.task] = _Loaded(bundle=b, estimator=b.load_estimator(), featurizer=feat)
-        if not loaded:
-            raise LearnerprobeError("no bundle given")
+            feat = b.manifest["preprocessing"]["features"]
+            est = b.load_estimator()
+            if feat == "hidden":
+                _check_weights(b)
+            loaded[b.task] = _Loaded(bundle=b, estimator=est, featurizer=feat)
         return cls(loaded)
 
     @property
@@ -78,20 +128,44 @@ class Predictor:
     def manifests(self) -> dict[str, dict[str, Any]]:
         return {t: lo.bundle.manifest for t, lo in self._loaded.items()}
 
+    @property
+    def digests(self) -> dict[str, str]:
+        return {t: lo.bundle.digest for t, lo in self._loaded.items()}
+
     def mask(self, text: str, task: str | None = None) -> dict[str, Any]:
-        """The masking a bundle applies, with spans, so a UI can show what was hidden."""
-        lo = self._loaded[task or self.tasks[0]]
-        pre = lo.bundle.manifest.get("preprocessing", {})
-        if not pre.get("mask"):
+        """The masking a bundle applies, with spans, so a UI can show what was hidden.
+
+        Without ``task``: the masking of the first loaded bundle that masks (so `cefr` + `l1`
+        shows the l1 bundle's masking when only it masks); the result's ``task`` key names it,
+        and ``note`` says so when several masking bundles use different languages.
+        """
+        if task is not None:
+            if task not in self._loaded:
+                raise LearnerprobeError(f"no bundle for task {task!r} (loaded: {', '.join(self.tasks)})")
+            chosen = [task]
+        else:
+            chosen = [t for t in self.tasks if self._pre(t).get("mask")]
+        if not chosen or not self._pre(chosen[0]).get("mask"):
             return {"text": text, "spans": []}
         from learnerprobe.prep.mask import mask_text
 
-        res = mask_text(text, pre.get("language") or "en")
+        first = chosen[0]
+        lang = self._pre(first).get("language") or "en"
+        res = mask_text(text, lang)
         spans = [
             {"start": s[0], "end": s[1], "original": s[2], "replacement": s[3], "category": s[4]}
             for s in res.spans
         ]
-        return {"text": res.text, "spans": spans}
+        out: dict[str, Any] = {"text": res.text, "spans": spans, "task": first}
+        langs = {t: self._pre(t).get("language") or "en" for t in chosen}
+        if len(set(langs.values())) > 1:
+            out["note"] = ("bundles mask in different languages ("
+                           + ", ".join(f"{t}: {v}" for t, v in langs.items())
+                           + f"); shown: the {first} bundle's masking")
+        return out
+
+    def _pre(self, task: str) -> dict[str, Any]:
+        return self._loaded[task].bundle.manifest.get("preprocessing", {})
 
     def _prepare(self, lo: _Loaded, texts: Sequence[str]) -> list[str]:
         pre = lo.bundle.manifest.get("preprocessing", {})
@@ -109,9 +183,9 @@ class Predictor:
         from learnerprobe.extract import extract
 
         m = lo.bundle.manifest
-        ex = m.get("preprocessing", {}).get("extraction", {})
+        ex = m.get("preprocessing", {}).get("extraction") or {}
         if lo.encoder is None:
-            lo.encoder = _load_encoder(m["model"], ex.get("dtype") or "float32")
+            lo.encoder = _load_encoder(lo.bundle, ex.get("dtype") or "float32")
         tok, model, entry, device, dtype = lo.encoder
         acts = extract(
             texts, (tok, model, entry), layers=[int(m["layer"])], device=device, dtype=dtype,
@@ -124,36 +198,40 @@ class Predictor:
         lo = self._loaded[task]
         labels = lo.bundle.labels
         prepared = self._prepare(lo, texts)
+        score = proba = pred = None
         with self._lock:  # torch/sklearn objects are shared; serialise the forward pass
             X = self._features(lo, prepared)
             est = lo.estimator
+            if hasattr(est, "predict_score"):
+                score = np.asarray(est.predict_score(X), dtype=float)
             if hasattr(est, "predict_proba"):
                 proba = np.asarray(est.predict_proba(X), dtype=float)
-                pred = None
-            else:  # ordinal regressors give a level and a continuous score, no probabilities
-                proba = None
+            else:  # an uncalibrated ordinal regressor: a level and a score, no probabilities
                 pred = est.predict(X)
-                score = est.predict_score(X) if hasattr(est, "predict_score") else None
         classes = [_label(labels, c) for c in getattr(est, "classes_", range(len(labels)))]
-        res = []
+        res: list[dict[str, Any]] = []
         if proba is None:
             for i, p in enumerate(pred):
                 r: dict[str, Any] = {"label": _label(labels, p), "probabilities": {}}
                 if score is not None:
-                    r["score"] = round(float(score[i]), 6)  # level index on a continuous scale
+                    r["score"] = round(float(score[i]), 6)
                 res.append(r)
             return res
-        for row in proba:
-            order = np.argsort(-row)
+        for i, row in enumerate(proba):
+            order = np.argsort(-row, kind="stable")
             if top_k:
                 order = order[:top_k]
-            probs = {classes[i]: round(float(row[i]), 6) for i in order}
-            res.append({"label": classes[int(np.argmax(row))], "probabilities": probs})
+            probs = {classes[j]: round(float(row[j]), 6) for j in order}
+            r = {"label": classes[int(np.argmax(row))], "probabilities": probs}
+            if score is not None:
+                r["score"] = round(float(score[i]), 6)  # level index on a continuous scale
+            res.append(r)
         return res
 
     def predict(self, texts: Sequence[str], top_k: int | None = None) -> list[dict[str, Any]]:
-        if isinstance(texts, str):
-            raise TypeError("predict() takes a list of texts, not a single string")
+        """Predict every loaded task for each text; refuses empty, zero-width, binary or
+        non-Unicode texts with a TextInputError (a LearnerprobeError)."""
+        texts = check_texts(texts)
         out: list[dict[str, Any]] = [{} for _ in texts]
         for task in self._loaded:
             for i, r in enumerate(self.predict_task(task, texts, top_k=top_k)):

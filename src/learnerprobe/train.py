@@ -5,6 +5,13 @@ probe x layer for L1) are compared on a grouped validation split of the configur
 winner is refitted on all of it, and the validation scores (with bootstrap CIs) go into the
 bundle's card. Test-fold scores from a finished `learnerprobe run` can be attached with
 ``results_dir`` (the study's out-of-fold figures for the same probe).
+
+A CEFR winner that is a regressor (ridge, MLP regressor) gives no class probabilities by itself:
+it is wrapped in :class:`learnerprobe.calibration.OrdinalCalibrated`, an ordered-logit link fitted
+on the validation texts' scores (from the model trained without them), so the bundle answers with
+probabilities summing to 1, their argmax as the label, and the continuous score. The bundle also
+pins the model's weights (:mod:`learnerprobe.models.pinning`); the destination is checked for
+writability before training starts.
 """
 
 from __future__ import annotations
@@ -75,6 +82,7 @@ def train_cefr(cfg, bundle: Path, *, results_dir: Path | None, log: Callable[[st
                n_boot: int = 1000) -> Path:
     from learnerprobe.bundle import save_bundle
     from learnerprobe.metrics import bootstrap_all, qwk
+    from learnerprobe.models.pinning import weights_pin
     from learnerprobe.prep.splits import grouped_holdout
     from learnerprobe.probes import make_probe
     from learnerprobe.probes.sweep import fit_predict_layers
@@ -100,23 +108,36 @@ def train_cefr(cfg, bundle: Path, *, results_dir: Path | None, log: Callable[[st
     _, probe, li, pred_va = best
     val = bootstrap_all(data.y[va], pred_va, task="ordinal", labels=K, n_boot=n_boot, seed=seed)
     est = make_probe(probe, mode="tuned", n_classes=K, width=X.shape[-1], seed=seed)
-    est.fit(X[li], data.y)
+    calibration = None
+    if not hasattr(est, "predict_proba"):  # a regressor: ordered-logit probabilities (see below)
+        from learnerprobe.calibration import OrdinalCalibrated
+
+        cal_mask = np.zeros(len(data.y), dtype=bool)
+        cal_mask[va] = True
+        est = OrdinalCalibrated(est, n_classes=K, random_state=seed)
+        est.fit(X[li], data.y, cal_mask=cal_mask)
+        calibration = (f"ordered logit on the {probe} score, fitted on the {int(cal_mask.sum())} "
+                       "validation texts scored by the model trained without them")
+    else:
+        est.fit(X[li], data.y)
     langs = sorted(set(data.languages.tolist()))
+    card_extra = {"probabilities": calibration} if calibration else {}
     return save_bundle(
         bundle, task="cefr", method=probe, labels=data.labels, estimator=est,
-        model=entry.to_dict(), layer=int(layers[li]),
+        model=entry.to_dict(), weights=weights_pin(entry), layer=int(layers[li]),
         preprocessing={"features": "hidden", "mask": bool(cfg.prep.mask),
                        "language": langs[0] if len(langs) == 1 else None,
                        "label_scheme": cfg.labels.model_dump(), "extraction": extraction},
-        training_data={"corpora": cfg.corpora, "n_texts": len(data.records),
+        training_data={"corpora": cfg.corpus_names, "n_texts": len(data.records),
                        "languages": langs,
                        "by_label": {lab: int((data.y == i).sum()) for i, lab in enumerate(data.labels)},
                        "prep": info},
         metrics={"validation": _ci_dict(val), "study": _study_metrics(results_dir, "cefr", probe)},
-        card={"limits": f"trained on {', '.join(cfg.corpora)} ({', '.join(langs)} learner texts "
+        card={"limits": f"trained on {', '.join(cfg.corpus_names)} ({', '.join(langs)} learner texts "
                         f"only); levels {', '.join(data.labels)}; other languages, genres or "
                         "populations are out of distribution (the study's OOD scores apply)",
-              "selection": f"{probe} at layer {layers[li]} chosen on a grouped validation split"},
+              "selection": f"{probe} at layer {layers[li]} chosen on a grouped validation split",
+              **card_extra},
     )
 
 
@@ -125,6 +146,7 @@ def train_l1(cfg, bundle: Path, *, results_dir: Path | None, log: Callable[[str]
     """Best of the n-gram model and hidden-state probes (validation macro-F1), refit on all."""
     from learnerprobe.bundle import save_bundle
     from learnerprobe.metrics import bootstrap_all, macro_f1
+    from learnerprobe.models.pinning import weights_pin
     from learnerprobe.nli.data import prepare_l1_task
     from learnerprobe.nli.ngram import NgramClassifier
     from learnerprobe.nli.run import settings_of
@@ -169,11 +191,11 @@ def train_l1(cfg, bundle: Path, *, results_dir: Path | None, log: Callable[[str]
     langs = sorted({r.language for r in task.records})
     common = dict(
         task="l1", labels=labels,
-        training_data={"corpora": cfg.corpora, "n_texts": len(task.records), "languages": langs,
+        training_data={"corpora": cfg.corpus_names, "n_texts": len(task.records), "languages": langs,
                        **task.summary(), "prep": info},
         metrics={"validation": _ci_dict(val), "majority_rate": task.majority_rate,
                  "chance": task.chance, "study": _study_metrics(results_dir, "l1", method)},
-        card={"limits": f"trained on {', '.join(cfg.corpora)} ({', '.join(langs)} learner texts "
+        card={"limits": f"trained on {', '.join(cfg.corpus_names)} ({', '.join(langs)} learner texts "
                         f"only); L1s {', '.join(labels)}; any other L1 is forced into one of these",
               "selection": f"{method} chosen on a grouped validation split by macro-F1"},
     )
@@ -185,16 +207,18 @@ def train_l1(cfg, bundle: Path, *, results_dir: Path | None, log: Callable[[str]
     est = make_probe(method, mode="tuned", n_classes=len(labels), width=X.shape[-1], seed=seed)
     est.fit(X[li], y)
     return save_bundle(bundle, method=method, estimator=est, model=entry.to_dict(),
-                       layer=int(layers[li]),
+                       weights=weights_pin(entry), layer=int(layers[li]),
                        preprocessing={**pre, "features": "hidden", "extraction": extraction},
                        **common)
 
 
 def train_bundle(config: str | Path, bundle: str | Path, *, results_dir: str | Path | None = None,
                  log: Callable[[str], None] = print) -> Path:
+    from learnerprobe.bundle import check_writable
     from learnerprobe.study.config import load_config
 
     cfg = load_config(config)
+    check_writable(bundle)  # before training: a bad destination should not cost a training run
     rd = Path(results_dir) if results_dir else None
     fn = train_cefr if cfg.task == "cefr" else train_l1
     return fn(cfg, Path(bundle), results_dir=rd, log=log, n_boot=cfg.n_boot)

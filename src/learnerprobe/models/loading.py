@@ -68,13 +68,15 @@ def load_model(
     dtype: Any = None,
     *,
     causal_lm: bool = False,
+    safetensors_only: bool = False,
 ) -> tuple[Any, Any, ModelEntry]:
     """Return ``(tokenizer, model, entry)``, the model in eval mode on ``device``.
 
     The model is the base model (``AutoModel``; hidden states via ``output_hidden_states=True``)
     unless ``causal_lm`` asks for the LM head (zero-shot generation/scoring with decoders).
     The tokenizer pads on the entry's side and always has a pad token. ``dtype`` is a torch
-    dtype or a name ("float32", "bfloat16", ...); None/"auto" means float32.
+    dtype or a name ("float32", "bfloat16", ...); None/"auto" means float32. ``safetensors_only``
+    refuses pickled weight files (``pytorch_model.bin``), as when applying a bundle from elsewhere.
     """
     entry = get_model(name_or_entry)
     torch_dtype = _torch_dtype(dtype)
@@ -93,6 +95,8 @@ def load_model(
     try:
         config = AutoConfig.from_pretrained(where, **kw)
         tok = AutoTokenizer.from_pretrained(where, **kw)
+        if safetensors_only:
+            kw["use_safetensors"] = True
         if causal_lm:
             model = AutoModelForCausalLM.from_pretrained(where, dtype=torch_dtype, **kw)
         else:
