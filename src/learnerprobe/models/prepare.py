@@ -4,6 +4,9 @@ Preparation is atomic: everything is written into a temporary sibling folder, a 
 (``learnerprobe-model.json``, with the sha256 of every weight file) is written last, and the
 folder is renamed into place. An interrupted prepare therefore never looks complete, and the
 manifest gives the activation cache a weights fingerprint without re-hashing large files.
+Applying a bundle re-checks these hashes (:func:`learnerprobe.models.pinning.check_prepared`).
+An OSError while preparing (disk full, read-only cache) becomes a LearnerprobeError naming the
+folder; the temporary folder is removed.
 """
 
 from __future__ import annotations
@@ -169,11 +172,11 @@ def prepare(
     target = prepared_path(entry.name)
     if not force and read_manifest(target) is not None:
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".{entry.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
     t0 = time.perf_counter()
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()
         info = _BUILDERS[provider](tmp, say)
         say("hashing the written files")
         manifest = {
@@ -188,6 +191,12 @@ def prepare(
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
         _install(tmp, target, force)
+    except OSError as e:  # disk full, read-only or forbidden cache: say where, leave nothing half
+        raise LearnerprobeError(
+            f"cannot prepare {entry.name} into {target}: {e.strerror or e}"
+            f"{f' ({e.filename})' if getattr(e, 'filename', None) else ''}; nothing was installed "
+            "(free space or set LEARNERPROBE_CACHE to a writable folder)"
+        ) from None
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,55 @@
+"""`learnerprobe bundle verify DIR`: check a bundle completely and print its content digest."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from learnerprobe.cli import app
+
+bundle_app = typer.Typer(no_args_is_help=True, help="Inspect and verify trained-model bundles.")
+app.add_typer(bundle_app, name="bundle")
+
+
+@bundle_app.command("verify")
+def verify(
+    path: Path = typer.Argument(..., help="A bundle folder."),
+    expect_digest: str = typer.Option(None, "--expect-digest",
+                                      help="Refuse the bundle unless its digest is this sha256."),
+    weights: bool = typer.Option(True, "--weights/--no-weights",
+                                 help="Also check the pinned model weights (hidden-state bundles)."),
+    allow_version_mismatch: bool = typer.Option(False, "--allow-version-mismatch"),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
+) -> None:
+    """Verify files, manifest schema and seal, estimator types and (optionally) model weights;
+    print the digest to pin with --expect-digest. Exit code 2 with a message when it fails."""
+    from learnerprobe.bundle import load_bundle
+
+    b = load_bundle(path, expect_digest, allow_version_mismatch=allow_version_mismatch)
+    est = b.load_estimator()
+    hidden = b.manifest["preprocessing"]["features"] == "hidden"
+    checked_weights = False
+    if hidden and weights:
+        from learnerprobe.predict import _check_weights
+
+        _check_weights(b)
+        checked_weights = True
+    m = b.manifest
+    info = {
+        "path": str(b.path), "digest": b.digest, "task": m["task"], "method": m["method"],
+        "labels": m["labels"], "estimator": type(est).__name__,
+        "model": (m.get("model") or {}).get("name"), "layer": m.get("layer"),
+        "weights_sha256": (m.get("weights") or {}).get("sha256"),
+        "weights_checked": checked_weights, "files": len(m["files"]) + 1,
+        "digest_pinned": expect_digest is not None,
+    }
+    if as_json:
+        typer.echo(json.dumps(info))
+        return
+    typer.echo(f"ok: {b.path} ({m['task']}, {m['method']}, {len(m['labels'])} labels"
+               + (f", {info['model']} layer {m['layer']}" if hidden else "") + ")")
+    if hidden and not checked_weights:
+        typer.echo("model weights not checked (--no-weights)")
+    typer.echo(f"digest: {b.digest}")
