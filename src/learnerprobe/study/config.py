@@ -136,6 +136,12 @@ class StudyConfig(_Strict):
         """Probes fitted on activations (the surface baseline excluded)."""
         return [p for p in self.probes if p != SURFACE]
 
+    @model_validator(mode="after")
+    def _cefr_needs_probes(self) -> StudyConfig:
+        if self.task == "cefr" and not self.probes:
+            raise ValueError("probes is empty: list at least one probe (or 'surface')")
+        return self
+
     @property
     def with_surface(self) -> bool:
         return SURFACE in self.probes

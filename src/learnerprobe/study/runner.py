@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from learnerprobe.errors import ConfigError, LearnerprobeError
+from learnerprobe.outputs import converting_write_errors
 from learnerprobe.paths import cache_root
 from learnerprobe.records import LearnerText
 from learnerprobe.study.config import StudyConfig, check_labels, load_config
@@ -41,6 +42,7 @@ from learnerprobe.study.results import (
     results_frame,
     score_rows,
 )
+from learnerprobe.study.rundir import abandon, begin_run, publish
 
 CELL_VERSION = 1
 SURFACE = "surface"
@@ -416,7 +418,21 @@ def run(
         config = load_config(src_path)
     cfg = config
     out_dir = Path(out or cfg.output or Path("runs") / cfg.name)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    # Fails at once (before any compute) when the folder cannot be written. Outputs go to a
+    # staging folder and are published together, manifest.json (the completion marker) last.
+    stage = begin_run(out_dir)
+    try:
+        return _run_staged(cfg, src_path, out_dir, stage, records=records,
+                           activations=activations, log=log, progress=progress, report=report)
+    except BaseException:
+        abandon(stage)
+        raise
+
+
+def _run_staged(cfg: StudyConfig, src_path: Path | None, out_dir: Path, stage: Path, *,
+                records: list[LearnerText] | None, activations: dict[str, Any] | None,
+                log: Callable[[str], None], progress: bool, report: bool) -> RunResult:
+    """The body of :func:`run`: every output is written under ``stage``, then published."""
     timer = Timer(log=log)
     t_all = time.perf_counter()
 
@@ -432,7 +448,10 @@ def run(
     if cfg.task == "l1":
         hook = nli_hook()
         with timer.stage("nli"):
-            res: HookResult = hook.run_nli(cfg, data.records, out_dir, log=log)
+            # analyses are staged with the other outputs; method results are cached in place
+            # (OUT/nli/cache) so that a crashed run resumes
+            res: HookResult = hook.run_nli(cfg, data.records, stage, log=log,
+                                           cache_dir=out_dir / "nli" / "cache")
         rows, preds, sections = res.rows, res.predictions, res.sections
         acts_keys: dict[str, str] = {}
         timer.stages.update({f"nli.{k}": v for k, v in res.timings.items()})
@@ -450,31 +469,33 @@ def run(
         extra_manifest = {}
 
     df = results_frame(rows)
-    df.to_csv(out_dir / "results.csv", index=False)
-    df.to_parquet(out_dir / "results.parquet", index=False)
-    if preds is not None and len(preds):
-        preds.to_parquet(out_dir / "predictions.parquet", index=False)
-    if src_path is not None:
-        shutil.copyfile(src_path, out_dir / "config.toml")
-    else:
-        (out_dir / "config.toml").write_text(_to_toml(cfg.model_dump(exclude_none=True)))
     manifest = {
         "name": cfg.name, "task": cfg.task, "date": _dt.datetime.now(_dt.UTC).isoformat(),
-        "config_digest": cfg.digest(), "versions": _versions(), "git": _git_rev(),
+        "config_digest": cfg.digest(), "n_boot": cfg.n_boot, "seeds": cfg.seeds,
+        "versions": _versions(), "git": _git_rev(),
         "activation_cache_keys": acts_keys, "n_texts": int(len(data.y)),
         "labels": data.labels, "texts_per_corpus": counts.sum(axis=1).astype(int).to_dict(),
         "prep": prep_info, **extra_manifest,
     }
-    if report:
-        with timer.stage("report"):
-            from learnerprobe.study.report import write_report
+    with converting_write_errors(out_dir):
+        df.to_csv(stage / "results.csv", index=False)
+        df.to_parquet(stage / "results.parquet", index=False)
+        if preds is not None and len(preds):
+            preds.to_parquet(stage / "predictions.parquet", index=False)
+        if src_path is not None:
+            shutil.copyfile(src_path, stage / "config.toml")
+        else:
+            (stage / "config.toml").write_text(_to_toml(cfg.model_dump(exclude_none=True)))
+        if report:
+            with timer.stage("report"):
+                from learnerprobe.study.report import write_report
 
-            write_report(out_dir / "report.html", cfg, df, pooled, data, sections, manifest,
-                         timer.stages)
-    timings = {"stages": timer.stages, "total": time.perf_counter() - t_all}
-    timings.update(getattr(timer, "extra", {}))
-    (out_dir / "timings.json").write_text(json.dumps(timings, indent=2))
-    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+                write_report(stage / "report.html", cfg, df, pooled, data, sections, manifest,
+                             timer.stages)
+        timings = {"stages": timer.stages, "total": time.perf_counter() - t_all}
+        timings.update(getattr(timer, "extra", {}))
+        (stage / "timings.json").write_text(json.dumps(timings, indent=2))
+    manifest = publish(out_dir, stage, manifest)  # completion marker written last
     log(f"[stage] total: {timings['total']:.1f} s -> {out_dir}")
     return RunResult(out_dir, df, timings, manifest)
 
