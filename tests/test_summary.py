@@ -59,8 +59,13 @@ def test_headline_errors_are_clear():
 def test_results_command(tmp_path):
     from learnerprobe.cli import app
 
+    from learnerprobe.study.rundir import mark_complete
+
     df = _rows()
     df.to_csv(tmp_path / "results.csv", index=False)
+    r = CliRunner().invoke(app, ["results", str(tmp_path), "--task", "l1", "--markdown"])
+    assert r.exit_code != 0 and "no finished run" in str(r.exception)  # no completion marker
+    mark_complete(tmp_path)
     r = CliRunner().invoke(app, ["results", str(tmp_path), "--task", "l1", "--markdown"])
     assert r.exit_code == 0, r.output
     assert "| ensemble | m |" in r.output and "diff_accuracy_vs_ngram" in r.output

@@ -52,7 +52,8 @@ def run_cmd(
 
 @app.command("results")
 def results_cmd(
-    run_dir: Path = typer.Argument(..., help="A run's output folder (holds results.csv)."),
+    run_dir: Path = typer.Argument(..., help="A finished run's output folder (results.csv and "
+                                   "its completion marker manifest.json)."),
     task: str | None = typer.Option(None, "--task", help="cefr or l1 (needed if both ran)."),
     metric: list[str] | None = typer.Option(None, "--metric", "-m", help="Metric column(s); "
                                             "default qwk (cefr) or accuracy, macro_f1, top3 (l1)."),
@@ -64,12 +65,10 @@ def results_cmd(
     from rich.table import Table
 
     from learnerprobe.errors import LearnerprobeError
+    from learnerprobe.study.results import read_run_results
     from learnerprobe.study.summary import comparisons, headline, to_markdown
 
-    path = run_dir / "results.csv"
-    if not path.is_file():
-        raise LearnerprobeError(f"{path} not found: is {run_dir} a finished run's folder?")
-    df = pd.read_csv(path)
+    df = read_run_results(run_dir)  # refuses a crashed / unfinished run's folder
     try:
         tabs = [("headline", headline(df, task, metric)), ("paired differences", comparisons(df))]
     except ValueError as e:

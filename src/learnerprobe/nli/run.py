@@ -275,11 +275,14 @@ def save_cached(path: Path, res: dict[str, Any]) -> None:
     import os
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, proba=res["proba"], idx=res["idx"], fold=res["fold"],
-             layers=np.asarray(res["layers"], dtype=np.int64),
-             notes=np.asarray(json.dumps(res.get("notes", []), default=str)))
-    os.replace(tmp, path)
+    tmp = path.with_suffix(f".tmp{os.getpid()}.npz")
+    try:
+        np.savez(tmp, proba=res["proba"], idx=res["idx"], fold=res["fold"],
+                 layers=np.asarray(res["layers"], dtype=np.int64),
+                 notes=np.asarray(json.dumps(res.get("notes", []), default=str)))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def score_method(
@@ -406,9 +409,13 @@ def run_nli(
     log: Callable[[str], None] = print,
     featurizers: dict[str, Callable] | None = None,
     embedder: Callable | None = None,
+    cache_dir: str | Path | None = None,
 ):
     """Evaluate every configured NLI method; return a ``study.results.HookResult``.
 
+    Analyses go to ``out_dir/nli/``; each method's out-of-fold result is cached (atomically)
+    in ``cache_dir`` (default ``out_dir/nli/cache``): the study runner stages the analyses
+    and keeps the cache in the real output folder, so a crashed run resumes.
     ``featurizers`` (model -> items -> layers x n x hidden) and ``embedder`` (sentences -> n x d)
     bypass extraction and the static embeddings; tests use them to stay fast.
     """
@@ -416,6 +423,7 @@ def run_nli(
 
     s = settings_of(cfg)
     out = Path(out_dir) / "nli"
+    cache = Path(cache_dir) if cache_dir is not None else out / "cache"
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     already_masked = bool(getattr(getattr(cfg, "prep", None), "mask", False))
@@ -475,7 +483,7 @@ def run_nli(
                     eval_idx = _sample(task.y, s.finetune_sample, seed)
                 t0 = time.perf_counter()
                 ckey = method_cache_key(cfg, s, method, kw, seed, folds, task)
-                cpath = out / "cache" / f"{name.replace('/', '_')}-seed{seed}-{ckey[:20]}.npz"
+                cpath = cache / f"{name.replace('/', '_')}-seed{seed}-{ckey[:20]}.npz"
                 res = load_cached(cpath)
                 if res is not None:
                     log(f"  nli {name} (seed {seed}): cached result {cpath.name}")

@@ -13,6 +13,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+# Readers of a run's results.csv go through read_run_results(run_dir): it refuses a folder
+# whose run did not finish (no complete manifest.json) or whose results.csv does not match it.
+from learnerprobe.study.rundir import (  # noqa: F401  (re-exported)
+    IncompleteRunError,
+    check_run_complete,
+    read_run_results,
+)
+
 RESULT_COLUMNS: list[str] = [
     "task", "model", "mode", "seed", "protocol", "probe", "layer", "selected_layer",
     "selected_layers", "test_corpus", "levels", "metric", "value", "ci_low", "ci_high", "n",
