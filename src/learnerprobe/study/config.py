@@ -19,6 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from learnerprobe.cefr import SCHEMES, CefrScheme, get_scheme
+from learnerprobe.corpora.registry import CorpusSpec, as_spec
 from learnerprobe.errors import ConfigError
 from learnerprobe.nli.settings import NliSettings
 
@@ -86,7 +87,8 @@ class StudyConfig(_Strict):
 
     name: str
     task: Literal["cefr", "l1"] = "cefr"
-    corpora: list[str] = Field(min_length=1)
+    # A registry name or a table {name, root, as, loader options...}; see docs/STUDY.md.
+    corpora: list[str | CorpusSpec] = Field(min_length=1)
     labels: LabelConfig = LabelConfig()
     models: list[str] = Field(min_length=1)
     layers: Literal["all"] | list[int] = "all"
@@ -112,7 +114,27 @@ class StudyConfig(_Strict):
     # errors naming the key. Absent (None) unless the config has one.
     nli: NliSettings | None = None
 
-    @field_validator("corpora", "models", "probes", "seeds")
+    @field_validator("corpora")
+    @classmethod
+    def _unique_corpora(cls, v: list) -> list:
+        names = [as_spec(c).study_name for c in v]
+        dup = [k for k, c in Counter(names).items() if c > 1]
+        if dup:
+            raise ValueError(f"corpus name listed twice: {', '.join(dup)} (give each table "
+                             "entry its own `as = \"NAME\"`)")
+        return v
+
+    @property
+    def corpus_names(self) -> list[str]:
+        """The study's corpus names, in order (a table entry's ``as``, else its ``name``)."""
+        return [as_spec(c).study_name for c in self.corpora]
+
+    @property
+    def corpus_specs(self) -> list[CorpusSpec]:
+        """Every corpus entry as a CorpusSpec (a plain name is a spec with no options)."""
+        return [as_spec(c) for c in self.corpora]
+
+    @field_validator("models", "probes", "seeds")
     @classmethod
     def _unique(cls, v: list) -> list:
         dup = [k for k, c in Counter(v).items() if c > 1]
@@ -196,7 +218,8 @@ def _model_ok(name: str) -> bool:
 
 def check_names(cfg: StudyConfig, source: str = "config") -> None:
     """Reject unknown corpus, model or probe names, listing the valid ones."""
-    checks: list[tuple[str, list[str]]] = [("corpus", cfg.corpora), ("model", cfg.models)]
+    checks: list[tuple[str, list[str]]] = [("corpus", [s.name for s in cfg.corpus_specs]),
+                                           ("model", cfg.models)]
     if cfg.task == "cefr":
         checks.append(("probe", cfg.probes))
     for kind, names in checks:
@@ -207,6 +230,11 @@ def check_names(cfg: StudyConfig, source: str = "config") -> None:
                 f"{source}: unknown {kind} {', '.join(map(repr, bad))}; "
                 f"valid: {', '.join(sorted(valid))}"
             )
+    for spec in cfg.corpus_specs:  # a corpus table's loader options, checked by the loader
+        try:
+            spec.check()
+        except ConfigError as e:
+            raise ConfigError(f"{source}: corpora: {e}") from None
     if cfg.task == "l1":
         from learnerprobe.study.runner import nli_hook
 
@@ -244,7 +272,17 @@ def load_config(path: str | Path, check: bool = True) -> StudyConfig:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{p}: not valid TOML: {e}") from None
+    _resolve_corpus_roots(data, p.resolve().parent)
     return parse_config(data, str(p), check)
+
+
+def _resolve_corpus_roots(data: dict[str, Any], base: Path) -> None:
+    """A corpus table's relative ``root`` is relative to the config file's folder."""
+    corpora = data.get("corpora")
+    for c in corpora if isinstance(corpora, list) else []:
+        if isinstance(c, dict) and isinstance(c.get("root"), str):
+            root = Path(c["root"]).expanduser()
+            c["root"] = str(root if root.is_absolute() else base / root)
 
 
 def check_labels(cfg: StudyConfig, labels_by_corpus: dict[str, list[str | None]]) -> None:

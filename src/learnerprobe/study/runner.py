@@ -95,13 +95,16 @@ class StudyData:
 
 def load_records(cfg: StudyConfig) -> tuple[list[LearnerText], dict[str, Any]]:
     """Load and prepare the configured corpora (clean, dedupe, mask as configured)."""
-    from learnerprobe.corpora.registry import load_corpus
-
     records: list[LearnerText] = []
     info: dict[str, Any] = {"loaded": {}}
-    for name in cfg.corpora:
-        recs = load_corpus(name)
+    for spec in cfg.corpus_specs:
+        # A spec carries its own root and loader options; its study name is `as` or `name`.
+        name = spec.study_name
+        recs = spec.load()
         info["loaded"][name] = len(recs)
+        report = getattr(recs, "report", None)  # what the loader skipped or could not read
+        if report:
+            info.setdefault("load_report", {})[name] = report.to_dict()
         # The study's corpus is the configured name (merlin-cs, not the loader's "merlin"), so
         # protocols and tables tell sub-corpora apart; the loader's name stays in meta.
         records.extend(
@@ -143,7 +146,7 @@ def encode(cfg: StudyConfig, records: list[LearnerText]) -> StudyData:
                 raise LearnerprobeError(f"{r.corpus} text {r.id}: bad CEFR label: {e}") from None
             by_corpus.setdefault(r.corpus, []).append(lab)
             mapped.append(lab)
-        for c in cfg.corpora:
+        for c in cfg.corpus_names:
             by_corpus.setdefault(c, [])
         check_labels(cfg, by_corpus)
         labels = scheme.labels
@@ -155,7 +158,7 @@ def encode(cfg: StudyConfig, records: list[LearnerText]) -> StudyData:
         y = np.array([labels.index(records[i].l1) for i in keep], dtype=np.int64)
     recs = [records[i] for i in keep]
     if not recs:
-        raise ConfigError(f"no labelled texts in corpora {', '.join(cfg.corpora)}")
+        raise ConfigError(f"no labelled texts in corpora {', '.join(cfg.corpus_names)}")
     return StudyData(
         records=recs,
         y=y,
