@@ -322,5 +322,5 @@ def test_table_malformed():
 
 def test_non_utf8_file_is_a_format_error(tmp_path):
     (tmp_path / "latin1.csv").write_bytes("id,text\n1,Gr\xfc\xdfe aus K\xf6ln\n".encode("latin-1"))
-    with pytest.raises(DataFormatError, match=r"latin1\.csv: not UTF-8"):
+    with pytest.raises(DataFormatError, match=r"latin1\.csv: line 2: not UTF-8"):
         load_corpus("table", root=tmp_path, path="latin1.csv", language="de")

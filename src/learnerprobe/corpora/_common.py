@@ -179,8 +179,9 @@ def read_text_file(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as e:
-        raise DataFormatError(f"{path}: not UTF-8 text (bad byte at offset {e.start}); "
-                              "re-save the file as UTF-8") from None
+        line = bytes(e.object[: e.start]).count(b"\n") + 1
+        raise DataFormatError(f"{path}: line {line}: not UTF-8 text (bad byte at offset "
+                              f"{e.start}); re-save the file as UTF-8") from None
     except OSError as e:
         raise DataFormatError(f"{path}: cannot read ({_os_reason(e, path)})") from None
 
@@ -208,8 +209,8 @@ class _utf8:
     def __exit__(self, et, e, tb) -> None:
         self.f.close()
         if isinstance(e, UnicodeDecodeError):
-            raise DataFormatError(f"{self.path}: not UTF-8 text (bad byte at offset {e.start} of "
-                                  "a read block); re-save the file as UTF-8") from None
+            read_text_file(self.path)  # raises with the line of the first bad byte
+            raise DataFormatError(f"{self.path}: not UTF-8 text; re-save it as UTF-8") from None
 
     def __iter__(self):
         return iter(self.f)

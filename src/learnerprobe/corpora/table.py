@@ -10,7 +10,8 @@ script a row belongs to, = ``columns.author_id``: splits keep a group together),
 unrecognised CEFR label is refused instead of loading unrated with a warning).
 
 Ids must be unique. When they repeat because rows are parts of one script (FCE flattened to one
-row per answer repeats the script id), give ``group_column``: repeated ids then become
+row per answer repeats the script id), give ``group_column``: repeated ids (or, with no id
+column, the group values) then become
 ``<id>#<n>`` (n = 1, 2, ... in file order within the id; the original id is kept in
 ``meta["id_raw"]``), or give ``id_column`` naming a column that is unique. Without either,
 repeated ids are a DataFormatError saying so. A config file (TOML or JSON) for ``learnerprobe
@@ -97,7 +98,9 @@ def load(
         meta["source"] = f"{p.name}:{i}"
         rows.append(i)
         out.append(LearnerText(
-            id=get.get("id") or str(i), corpus=corpus, language=lang, text=get["text"],
+            # No id column but a group column: rows are parts of a group, ids <group>#<n>.
+            id=get.get("id") or ("id" not in cols and get.get("author_id")) or str(i),
+            corpus=corpus, language=lang, text=get["text"],
             text_corrected=get.get("text_corrected"), cefr=cefr, cefr_raw=cefr_raw,
             l1=normalise_l1(get.get("l1")), l1_raw=get.get("l1"),
             author_id=get.get("author_id"), task=get.get("task"), split=get.get("split"),
