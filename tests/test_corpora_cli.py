@@ -127,3 +127,25 @@ def test_export_dedupe(tmp_path):
     out = tmp_path / "geo.parquet"
     invoke("corpus", "export", "table", "--out", str(out), "--dedupe", *_geo_table(tmp_path))
     assert [r.id for r in read_records(out)] == ["a", "c"]
+
+
+def test_stats_json_counts_what_loading_skipped():
+    # BEA-2019 edits with null corrections, same-offset and overlapping edits: the corpus loads
+    # and `corpus stats --json` says what was skipped.
+    hard = fixture_tree() / "hard"
+    res = runner.invoke(app, ["corpus", "stats", "bea19", "--root", str(hard), "--json"])
+    assert res.exit_code == 0, res.output
+    s = json.loads(res.stdout.strip().splitlines()[-1])
+    assert s["n_texts"] == 6
+    counts = s["load_report"]["counts"]
+    assert counts["edits_skipped_overlap"] == 1 and counts["edits_detection_only"] == 4
+    assert counts["unparseable_cefr"] == 1
+    assert any("B.dev.json: line 1" in e for e in s["load_report"]["examples"]["edits_skipped_overlap"])
+
+
+def test_cli_strict_option_refuses_unparseable_label():
+    hard = fixture_tree() / "hard"
+    res = runner.invoke(app, ["corpus", "stats", "bea19", "--root", str(hard), "-o", "strict=true"])
+    # main() prints a LearnerprobeError as one line with exit code 2 (see the test above).
+    assert isinstance(res.exception, LearnerprobeError)
+    assert "B.dev.json: line 2: unrecognised CEFR label 'Z9'" in str(res.exception)
