@@ -8,7 +8,8 @@ from learnerprobe.cefr import CefrScheme, get_scheme, parse_cefr
     [
         ("B1", "B1"), ("b1+", "B1+"), ("B1-", "B1"), ("A2.ii", "A2+"), ("A2.i", "A2"),
         ("C1/C2", "C1+"), ("C2/C1", "C1+"), (3, "B1"), ("3.5", "B1+"), (6.0, "C2"),
-        ("", None), ("n/a", None), (None, None), ("C2+", "C2"),
+        ("", None), ("n/a", None), (None, None), ("C2+", "C2"), ("unrated", None),
+        ("EMPTY", None),
     ],
 )
 def test_parse(raw, expected):
@@ -21,6 +22,8 @@ def test_parse_strict_rejects_garbage():
     with pytest.raises(ValueError):
         parse_cefr(7, strict=True)
     assert parse_cefr("excellent") is None
+    with pytest.raises(ValueError):
+        parse_cefr("Z9", strict=True)  # loaders: warn and count, or refuse with strict=True
 
 
 def test_five_scheme_round_trip():

@@ -18,7 +18,10 @@ FINE_LEVELS: tuple[str, ...] = (
 _SUBLEVEL = {"i": "", "1": "", "ii": "+", "2": "+", "+": "+", "-": "", "": ""}
 _PAT = re.compile(r"^([ABC])\s*([12])\s*(?:[.\-_ ]?(ii|i|\+|-))?$", re.I)
 _RANGE = re.compile(r"^([ABC][12])\s*[/|-]\s*([ABC][12])$", re.I)
-_MISSING = {"", "na", "n/a", "none", "null", "nan", "-", "?", "unknown", "x"}
+# Spellings of "no rating" (MERLIN writes "unrated" and "EMPTY"); anything else that does not
+# parse is an unparseable label: loaders warn and count it, or refuse it with strict=True.
+_MISSING = {"", "na", "n/a", "none", "null", "nan", "-", "?", "unknown", "x", "unrated",
+            "not rated", "empty", "not reported"}
 
 
 def parse_cefr(raw: object, *, strict: bool = False) -> str | None:
