@@ -26,6 +26,7 @@ import asyncio
 import json
 import math
 import threading
+import unicodedata
 from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -314,7 +315,12 @@ def create_app(
                 results.extend(predictor.predict(texts[i : i + chunk_size], req.top_k))
             if cancel.is_set():
                 raise _Cancelled
-            masked = predictor.mask(req.text) if req.text is not None else None
+            masked = None
+            if req.text is not None:
+                # Masking works on the NFC form and its spans index that form (a decomposed "é"
+                # is one code point there): send it along so the page can rebuild the text.
+                source = unicodedata.normalize("NFC", req.text)
+                masked = {**predictor.mask(source), "source": source}
             return results, masked
 
         with lock:

@@ -2,7 +2,8 @@
 // The learnerprobe page. Every value from the server (bundle manifests, labels, masked spans) is
 // untrusted: it is written with textContent/createElement only, never parsed as HTML, and the
 // Content-Security-Policy allows no inline script. Span offsets from the server count Unicode
-// code points (Python str indices); JS strings are UTF-16, so texts are sliced as code points.
+// code points (Python str indices) in `masked.source` (the NFC form of the text sent); JS strings
+// are UTF-16, so the text is sliced as code points (Array.from), never with String.slice.
 
 function node(tag, text, className) {
   const el = document.createElement(tag);
@@ -125,7 +126,8 @@ async function submit(ev) {
     }
     chart(document.getElementById(`${task}-chart`), res.probabilities);
   }
-  highlight(document.getElementById('masked'), text, data.masked);
+  const masked = data.masked && typeof data.masked === 'object' ? data.masked : {};
+  highlight(document.getElementById('masked'), typeof masked.source === 'string' ? masked.source : text, masked);
 }
 
 document.getElementById('f').addEventListener('submit', submit);
