@@ -364,3 +364,9 @@ def test_malformed_files_name_file_and_row(tmp_path, corpus, options, rel, data,
         (tmp_path / "icle500" / "Texts").mkdir()
     with pytest.raises(DataFormatError, match=match):
         load_corpus(corpus, root=tmp_path, **options)
+
+
+def test_unknown_loader_option_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"corpus 'merlin-de': unknown option\(s\) 'langs'; "
+                       r"accepted: on_error, path, strict"):
+        load_corpus("merlin-de", root=GOOD, langs=["de"])

@@ -67,7 +67,16 @@ class CorpusEntry:
     description: str = ""
 
     def load(self, root: str | Path | None = None, **options: Any) -> list[LearnerText]:
-        """The records (a list with ``.report``: what was skipped, also given as warnings)."""
+        """The records (a list with ``.report``: what was skipped, also given as warnings).
+
+        An unknown option is a ConfigError listing the accepted ones (not a TypeError)."""
+        known = loader_options(self.loader)
+        bad = [k for k in options if k not in known]
+        if bad:
+            raise ConfigError(
+                f"corpus {self.name!r}: unknown option(s) {', '.join(map(repr, bad))}; "
+                f"accepted: {', '.join(sorted(known)) or '(none)'}"
+            )
         with collecting(self.name) as report:
             recs = self.loader(data_root(root), **options)
         report.warn()
