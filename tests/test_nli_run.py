@@ -107,6 +107,32 @@ def test_method_results_are_cached_and_reused_until_their_settings_change(subset
         next(m for m in logs if "nli metadata" in m and "cached" in m)]
 
 
+def test_crashed_nli_run_is_refused_and_resumes_from_its_cache(subset, tmp_path, monkeypatch):
+    """Killed before the completion marker: readers refuse the folder, the method cache in
+    OUT/nli/cache survives, and the rerun reuses it and publishes a complete run."""
+    from learnerprobe.study import rundir
+    from learnerprobe.study.results import IncompleteRunError, read_run_results
+    from learnerprobe.study.runner import run
+
+    def killed(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(rundir, "write_marker", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run(_cfg(["metadata"]), tmp_path, records=subset, log=lambda m: None, report=False)
+    monkeypatch.undo()
+    with pytest.raises(IncompleteRunError):
+        read_run_results(tmp_path)
+    assert len(list((tmp_path / "nli" / "cache").glob("metadata-*.npz"))) == 1
+    logs: list[str] = []
+    run(_cfg(["metadata"]), tmp_path, records=subset, log=logs.append, report=False)
+    assert any("cached result" in m for m in logs)
+    marker = rundir.check_run_complete(tmp_path)
+    assert "nli/confusion_metadata.csv" in marker["files"]
+    assert not any(n.startswith("nli/cache") for n in marker["files"])
+    assert len(read_run_results(tmp_path))
+
+
 def test_a_corrupt_cache_file_is_recomputed(tmp_path):
     from learnerprobe.nli.run import load_cached, save_cached
 

@@ -58,7 +58,6 @@ def test_headline_errors_are_clear():
 
 def test_results_command(tmp_path):
     from learnerprobe.cli import app
-
     from learnerprobe.study.rundir import mark_complete
 
     df = _rows()

@@ -61,7 +61,10 @@ def check_writable(target: str | Path, *, folder: bool) -> None:
     try:
         fd, probe = tempfile.mkstemp(prefix=".learnerprobe-write-probe-", dir=base)
     except OSError as e:
-        raise OutputError(write_error_message(e, target)) from None
+        reason = e.strerror or str(e) or type(e).__name__
+        where = "" if base == target else f"{base}: "
+        raise OutputError(f"cannot write {target}: {where}cannot create files ({reason})"
+                          ) from None
     try:
         try:
             os.write(fd, b"x")
@@ -75,13 +78,16 @@ def check_writable(target: str | Path, *, folder: bool) -> None:
 
 
 @contextlib.contextmanager
-def converting_write_errors(path: str | Path | None = None) -> Iterator[None]:
-    """Turn an OSError with a "cannot write" errno into an OutputError naming ``path``."""
+def converting_write_errors(path: str | Path | None = None, *,
+                            all_errors: bool = False) -> Iterator[None]:
+    """Turn an OSError with a "cannot write" errno (any OSError with ``all_errors``, for blocks
+    that only write: pyarrow's errors carry no errno) into an OutputError naming the file, else
+    ``path``."""
     try:
         yield
     except OSError as e:
-        if e.errno in WRITE_ERRNOS:
-            raise OutputError(write_error_message(e, path)) from None
+        if all_errors or e.errno in WRITE_ERRNOS:
+            raise OutputError(write_error_message(e, e.filename or path)) from None
         raise
 
 
@@ -99,12 +105,13 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
     path = Path(path)
     tmp = tmp_sibling(path)
     try:
-        with converting_write_errors(path):
-            write(tmp)
-            os.replace(tmp, path)
-    except BaseException:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException as e:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if isinstance(e, OSError):  # name the real file, not the temporary one
+            raise OutputError(write_error_message(e, path)) from None
         raise
     return path
 

@@ -128,11 +128,13 @@ def export(
     """Write a corpus as LearnerText rows to Parquet or JSONL (by the suffix of --out)."""
     from learnerprobe.corpora.io import write_records
     from learnerprobe.errors import LearnerprobeError
+    from learnerprobe.outputs import atomic_write, check_writable
 
     if out.suffix.lower() not in (".parquet", ".jsonl"):
         raise LearnerprobeError(f"--out {out}: use a .parquet or .jsonl file name")
     if show_masked and not mask:
         raise LearnerprobeError("--show-masked needs --mask")
+    check_writable(out, folder=False)  # before the corpus is read, cleaned and masked
     records = _load(name, root, option, config)
     n0 = len(records)
     if dedupe:
@@ -153,8 +155,9 @@ def export(
                     typer.echo(f"# {r.id}\n{format_replacements(res, context=20)}")
         records, counts = mask_records(records)
         console.print(f"mask: replacements per category: {_show(counts)}", markup=False)
-    write_records(records, out)
-    console.print(f"wrote {len(records)} texts of {name!r} to {out}")
+    # a temporary sibling moved into place: a full disk never leaves a half-written file
+    atomic_write(out, lambda tmp: write_records(records, tmp))
+    console.print(f"wrote {len(records)} texts of {name!r} to {out}", markup=False)
 
 
 def _show(obj: Any) -> str:

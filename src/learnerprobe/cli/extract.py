@@ -39,21 +39,35 @@ def extract_cmd(
     """Pooled hidden states of every layer for a corpus, cached (a rerun does no model work)."""
     from learnerprobe.corpora.registry import load_corpus
     from learnerprobe.extract import extract
+    from learnerprobe.models.registry import get_model
+    from learnerprobe.outputs import check_writable, converting_write_errors
+    from learnerprobe.paths import activations_dir
 
+    # Cheap checks first: an unknown model or an unwritable cache fails before the corpus is
+    # read and the model loaded.
+    get_model(model)
+    layer_list = _parse_layers(layers)
+    if limit is not None and limit < 1:
+        raise ConfigError(f"--limit must be at least 1, got {limit}")
+    if batch_tokens < 1:
+        raise ConfigError(f"--batch-tokens must be positive, got {batch_tokens}")
+    cache = Path(cache_dir) if cache_dir is not None else activations_dir()
+    check_writable(cache, folder=True)
     records = load_corpus(corpus)
-    acts = extract(
-        records,
-        model,
-        layers=_parse_layers(layers),
-        batch_tokens=batch_tokens,
-        device=device,
-        dtype=dtype,
-        max_length=max_length,
-        chunking=chunking,
-        cache_dir=cache_dir,
-        progress=not as_json,
-        limit=limit,
-    )
+    with converting_write_errors(cache):  # disk full / read-only while caching: one line
+        acts = extract(
+            records,
+            model,
+            layers=layer_list,
+            batch_tokens=batch_tokens,
+            device=device,
+            dtype=dtype,
+            max_length=max_length,
+            chunking=chunking,
+            cache_dir=cache_dir,
+            progress=not as_json,
+            limit=limit,
+        )
     summary = {"corpus": corpus, **acts.summary()}
     if as_json:
         typer.echo(json.dumps(summary))

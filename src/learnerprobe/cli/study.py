@@ -37,6 +37,7 @@ def run_cmd(
                         "ci_low", "ci_high", "n"]].to_dict(orient="records"),
         }, default=str))
         return
+    from rich.markup import escape
     from rich.table import Table
 
     t = Table(title="QWK, validation-chosen layer, pooled test texts (95% CI)")
@@ -44,10 +45,13 @@ def run_cmd(
         t.add_column(c)
     for _, r in sel.iterrows():
         layer = "" if r.layer == "none" else f"{r.selected_layer} ({r.selected_layers})"
-        t.add_row(r.model, r["mode"], r.protocol, r.probe, layer,
-                  f"{r.value:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]")
+        t.add_row(*(escape(str(v)) for v in (
+            r.model, r["mode"], r.protocol, r.probe, layer,
+            f"{r.value:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]")))
     console.print(t)
-    console.print(f"results: {res.out / 'results.csv'}  report: {res.out / 'report.html'}")
+    report = f"  report: {res.out / 'report.html'}" if not no_report else ""
+    console.print(f"results: {res.out / 'results.csv'}{report}", markup=False,
+                  highlight=False, soft_wrap=True)
 
 
 @app.command("results")
@@ -62,6 +66,7 @@ def results_cmd(
     """Headline table of a finished run: the validation-chosen figures with 95 % CIs."""
     import pandas as pd
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from learnerprobe.errors import LearnerprobeError
@@ -84,5 +89,5 @@ def results_cmd(
         for c in tab.columns:
             t.add_column(str(c))
         for row in tab.itertuples(index=False):
-            t.add_row(*["" if pd.isna(v) else str(v) for v in row])
+            t.add_row(*["" if pd.isna(v) else escape(str(v)) for v in row])
         console.print(t)

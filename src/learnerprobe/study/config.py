@@ -149,6 +149,12 @@ class StudyConfig(_Strict):
             raise ValueError("layers must be 'all' or a non-empty list of layer indices >= 0")
         return v
 
+    @model_validator(mode="after")
+    def _cefr_needs_probes(self) -> StudyConfig:
+        if self.task == "cefr" and not self.probes:
+            raise ValueError("probes is empty: list at least one probe (or 'surface')")
+        return self
+
     @property
     def modes(self) -> list[str]:
         return ["reference", "tuned"] if self.mode == "both" else [self.mode]
@@ -157,12 +163,6 @@ class StudyConfig(_Strict):
     def probe_names(self) -> list[str]:
         """Probes fitted on activations (the surface baseline excluded)."""
         return [p for p in self.probes if p != SURFACE]
-
-    @model_validator(mode="after")
-    def _cefr_needs_probes(self) -> StudyConfig:
-        if self.task == "cefr" and not self.probes:
-            raise ValueError("probes is empty: list at least one probe (or 'surface')")
-        return self
 
     @property
     def with_surface(self) -> bool:
@@ -211,7 +211,8 @@ def _model_ok(name: str) -> bool:
 
     try:
         get_model(name)
-    except ConfigError:
+    except (ConfigError, OSError, ValueError, RuntimeError):
+        # RuntimeError: Path("~nouser/x").expanduser(); ValueError/OSError: odd paths
         return False
     return True
 

@@ -480,7 +480,7 @@ def _run_staged(cfg: StudyConfig, src_path: Path | None, out_dir: Path, stage: P
         "labels": data.labels, "texts_per_corpus": counts.sum(axis=1).astype(int).to_dict(),
         "prep": prep_info, **extra_manifest,
     }
-    with converting_write_errors(out_dir):
+    with converting_write_errors(out_dir, all_errors=True):
         df.to_csv(stage / "results.csv", index=False)
         df.to_parquet(stage / "results.parquet", index=False)
         if preds is not None and len(preds):
