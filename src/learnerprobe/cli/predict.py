@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -101,20 +102,20 @@ def _check_bundles(bundle: list[Path], expect_digest: list[str] | None) -> None:
                 f"give one --expect-digest per --bundle, in the same order "
                 f"({len(expect_digest)} digests for {len(bundle)} bundles)"
             )
-        for d in expect_digest:
-            if not d.strip() or not d.isprintable():
-                raise LearnerprobeError(f"--expect-digest {d!r} is not a digest")
+        for d in expect_digest:  # the bundle module checks them too; this is before loading
+            if not re.fullmatch(r"(?:sha256:)?[0-9a-f]{64}", d.strip().lower()):
+                raise LearnerprobeError(
+                    f"--expect-digest {d!r} is not a sha256 digest (64 hexadecimal characters)"
+                )
 
 
 def _load(bundle: list[Path], expect_digest: list[str] | None, allow_version_mismatch: bool):
     from learnerprobe.predict import Predictor
 
-    options: dict = {}  # only what was asked for, so the defaults stay Predictor.load's own
-    if expect_digest:
-        options["expect_digests"] = list(expect_digest)
-    if allow_version_mismatch:
-        options["allow_version_mismatch"] = True
-    return Predictor.load(*bundle, **options)
+    return Predictor.load(
+        *bundle, expect_digests=list(expect_digest) if expect_digest else None,
+        allow_version_mismatch=allow_version_mismatch,
+    )
 
 
 EXPECT_DIGEST_HELP = (

@@ -145,13 +145,14 @@ class _Hardening:
                 ]
             await send(message)
 
-        async def refuse(status: int, detail: str) -> None:
+        async def refuse(status: int, detail: str, close: bool = True) -> None:
+            # close: the body was left unread, so the connection cannot carry another request
             body = json.dumps({"detail": detail}).encode()
+            headers = [(b"content-type", b"application/json"),
+                       (b"content-length", str(len(body)).encode())]
             await send_with_headers({
                 "type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")],
+                "headers": headers + ([(b"connection", b"close")] if close else []),
             })
             await send({"type": "http.response.body", "body": body})
 
@@ -185,7 +186,7 @@ class _Hardening:
             try:
                 body.decode("utf-8")
             except UnicodeDecodeError:
-                await refuse(400, "request body is not valid UTF-8")
+                await refuse(400, "request body is not valid UTF-8", close=False)
                 return
         replayed = False
 
