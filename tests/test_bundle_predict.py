@@ -11,7 +11,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
 from learnerprobe.bundle import load_bundle, save_bundle
-from learnerprobe.errors import BundleError
+from learnerprobe.errors import BundleError, LearnerprobeError
 from learnerprobe.predict import Predictor
 
 TEXTS = [
@@ -298,3 +298,25 @@ def test_disk_full_mid_write_leaves_nothing(tmp_path, monkeypatch):
     with pytest.raises(BundleError, match="read-only"):
         make_bundle(tmp_path, name="ro")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
+
+
+def test_version_mismatch_warns_or_refuses(tmp_path):
+    import warnings
+
+    from tests.test_bundle_adversarial import edit, reseal
+
+    path = make_hidden_bundle(tmp_path)
+    edit(lambda m: m["versions"].update({"torch": "0.1.0", "tokenizers": "0.0.1"}))(path, tmp_path)
+    reseal(path)
+    with pytest.warns(UserWarning, match="torch 0.1.0"):
+        Predictor.load(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Predictor.load(path, allow_version_mismatch=True)
+    edit(lambda m: m["versions"].update({"scikit-learn": "0.1.0"}))(path, tmp_path)
+    reseal(path)
+    with pytest.raises(BundleError, match="scikit-learn 0.1.0"):
+        Predictor.load(path)
+    Predictor.load(path, allow_version_mismatch=True)
+    with pytest.raises(LearnerprobeError, match="one digest per bundle"):
+        Predictor.load(path, expect_digests=["0" * 64, "1" * 64])
