@@ -182,3 +182,30 @@ def test_serve_bundle_missing_before_loading(tmp_path):
 def test_usage_errors_exit_2_without_traceback(bundle):
     r = run_cli("serve", "--bundle", bundle, "--port", "abc")
     assert r.returncode == 2 and b"Traceback" not in r.stderr
+
+
+def test_expect_digest(bundle):
+    from learnerprobe.bundle import bundle_digest
+
+    digest = bundle_digest(bundle)
+    r = run_cli("predict", "--bundle", bundle, "--expect-digest", digest, "--json", "Ich bin hier")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["l1"]["label"] in ("de", "it")
+    r = run_cli("predict", "--bundle", bundle, "--expect-digest", "sha256:" + digest.upper(),
+                "--allow-version-mismatch", "Ich bin hier")
+    assert r.returncode == 0, r.stderr
+    assert_refused(run_cli("predict", "--bundle", bundle, "--expect-digest", "0" * 64, "hallo"),
+                   "digest")
+    for bad in ["abc", "g" * 64, "0" * 63, "[bold]x"]:
+        assert_refused(run_cli("predict", "--bundle", bundle, "--expect-digest", bad, "hallo"),
+                       "not a sha256 digest")
+    assert_refused(run_cli("serve", "--bundle", bundle, "--port", "0", "--expect-digest", "x"),
+                   "--port")  # port checked first, before the digest and the bundle
+
+
+def test_serve_docs_needs_local_assets(bundle):
+    code = ("import sys; sys.modules['fastapi_offline'] = None; "
+            "sys.argv = ['learnerprobe', 'serve', '--docs', '--bundle', sys.argv[1]]; "
+            "from learnerprobe.cli import main; main()")
+    r = subprocess.run([sys.executable, "-c", code, str(bundle)], capture_output=True, timeout=60)
+    assert_refused(r, "fastapi-offline")

@@ -156,7 +156,7 @@ def test_docs_off_by_default_openapi_kept(client):
 
 
 def test_docs_served_locally_when_asked():
-    pytest.importorskip("swagger_ui_bundle")
+    pytest.importorskip("fastapi_offline")
     c = TestClient(create_app(StubPredictor(), docs=True))
     html = c.get("/docs").text
     assert "http" not in html and "/docs/assets/swagger-ui-bundle.js" in html
@@ -173,7 +173,7 @@ def test_docs_refused_without_local_assets(monkeypatch):
     from learnerprobe.errors import LearnerprobeError
 
     monkeypatch.setattr(serve_app, "_swagger_assets", lambda: None)
-    with pytest.raises(LearnerprobeError, match="swagger-ui-bundle"):
+    with pytest.raises(LearnerprobeError, match="fastapi-offline"):
         create_app(StubPredictor(), docs=True)
 
 

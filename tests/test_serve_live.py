@@ -383,3 +383,22 @@ def test_no_external_urls_in_page_assets(server):
         assert r.status_code == 200
         assert "content-security-policy" in r.headers
         assert not re.findall(r"(?i)\b(?:https?:)?//[^\s'\"<>]+", r.text), path
+
+
+def test_browser_docs_offline(tmp_path, browser):
+    """`serve --docs`: Swagger UI from the locally installed fastapi-offline files, under the CSP,
+    no request leaving the machine."""
+    pytest.importorskip("fastapi_offline")
+    path, _ = make_bundle(tmp_path)
+    url, proc = _start_server(path, extra=["--docs"])
+    try:
+        page = browser.page
+        page.goto(url + "/docs")
+        page.wait_for_selector(".opblock-summary-path", timeout=30_000)
+        paths = page.locator(".opblock-summary-path").all_inner_texts()
+        assert "/api/predict" in paths and "/api/bundles" in paths
+        assert browser.errors == [], browser.errors
+        assert browser.external == []
+        assert httpx.get(url + "/redoc").status_code == 404
+    finally:
+        _stop(proc)

@@ -213,7 +213,7 @@ def serve(
         32, "--max-queue", help="Predictions queued or running before requests get HTTP 503."
     ),
     docs: bool = typer.Option(
-        False, "--docs", help="Serve Swagger UI at /docs (needs the swagger-ui-bundle package)."
+        False, "--docs", help="Serve Swagger UI at /docs from local files (needs the fastapi-offline package)."
     ),
     expect_digest: list[str] = typer.Option(None, "--expect-digest", help=EXPECT_DIGEST_HELP),
     allow_version_mismatch: bool = typer.Option(
@@ -234,8 +234,8 @@ def serve(
 
         if _swagger_assets() is None:
             raise LearnerprobeError(
-                "--docs needs the swagger-ui-bundle package (pip install swagger-ui-bundle); "
-                "the docs are never loaded from a CDN"
+                "--docs needs the fastapi-offline package for local Swagger UI files "
+                "(pip install fastapi-offline); the docs are never loaded from a CDN"
             )
     _check_host_port(host, port)
     _check_bundles(bundle, expect_digest)

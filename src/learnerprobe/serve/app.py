@@ -16,8 +16,8 @@ Hardening, in order of the request's path through the app:
   chunks and a timeout (504) sets a cancellation flag checked between chunks, so the worker stops
   soon after the client has been answered (a request still waiting in the queue never starts).
 * The page and its script/style are served from this package (no CDN): the app works offline.
-  Swagger UI (`/docs`) is off unless `docs=True` and the `swagger-ui-bundle` package is installed
-  (its assets are then served locally); ReDoc is off (it only exists as a CDN script).
+  Swagger UI (`/docs`) is off unless `docs=True` and the `fastapi-offline` package is installed
+  (its Swagger UI files are then served locally, under the same CSP for scripts); ReDoc is off.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ STATIC = {  # served from learnerprobe/serve/static; nothing else is reachable u
 SWAGGER_FILES = {
     "swagger-ui-bundle.js": "text/javascript; charset=utf-8",
     "swagger-ui.css": "text/css; charset=utf-8",
-    "favicon-32x32.png": "image/png",
+    "favicon.png": "image/png",
 }
 
 
@@ -216,7 +216,7 @@ def create_app(
     `max_chars`: longest text (413 beyond); `max_body_bytes`: largest request body (default
     `4 * max_chars + 4096`); `timeout_s`: seconds before 504; `max_queue`: predictions queued or
     running before 503; `chunk_size`: texts scored between two cancellation checks; `docs`: serve
-    Swagger UI at /docs from the locally installed `swagger-ui-bundle` package.
+    Swagger UI at /docs from the locally installed `fastapi-offline` package.
     """
     if max_chars < 1 or max_queue < 1 or chunk_size < 1 or workers < 1:
         raise ValueError("max_chars, max_queue, chunk_size and workers must be >= 1")
@@ -225,8 +225,8 @@ def create_app(
     swagger = _swagger_assets() if docs else None
     if docs and swagger is None:
         raise LearnerprobeError(
-            "--docs needs the swagger-ui-bundle package (pip install swagger-ui-bundle); "
-            "the docs are never loaded from a CDN"
+            "--docs needs the fastapi-offline package for local Swagger UI files "
+            "(pip install fastapi-offline); the docs are never loaded from a CDN"
         )
     executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="learnerprobe-predict")
 
@@ -393,12 +393,12 @@ def create_app(
 
 
 def _swagger_assets() -> Any:
-    """The folder of the installed swagger-ui-bundle package, or None if it is not installed."""
+    """The Swagger UI files of the installed `fastapi-offline` package (Swagger UI 5, which reads
+    FastAPI's OpenAPI 3.1; `swagger-ui-bundle` ships 4.x, which cannot), or None."""
     try:
-        import swagger_ui_bundle
-    except ImportError:
+        path = resources.files("fastapi_offline").joinpath("static")
+    except (ImportError, TypeError):
         return None
-    path = swagger_ui_bundle.swagger_ui_path
     return path if all(path.joinpath(n).is_file() for n in SWAGGER_FILES) else None
 
 
@@ -408,7 +408,7 @@ _DOCS_HTML = """<!doctype html>
 <meta charset="utf-8">
 <title>learnerprobe API</title>
 <link rel="stylesheet" href="/docs/assets/swagger-ui.css">
-<link rel="icon" href="/docs/assets/favicon-32x32.png">
+<link rel="icon" href="/docs/assets/favicon.png">
 </head>
 <body>
 <div id="swagger-ui"></div>
