@@ -530,7 +530,10 @@ def mask_text(
 
     ``lang`` is the language the text is written in (ISO 639-1). ``placeholders`` is "native"
     (the text's language), "english", or a mapping category -> placeholder. Returns the masked
-    text with spans ``(start, end, original, replacement, category)`` in original offsets.
+    text with spans ``(start, end, original, replacement, category)``. The text is NFC-normalised
+    first (so a decomposed "é" matches word lists), and the spans index that NFC form, which
+    equals the input for almost all real texts; a caller that highlights spans on the input must
+    normalise it the same way (the web server returns the NFC text as ``masked.source``).
     """
     code = _check_lang(lang)
     if isinstance(placeholders, dict):
