@@ -45,7 +45,10 @@ def extract_cmd(
 
     # Cheap checks first: an unknown model or an unwritable cache fails before the corpus is
     # read and the model loaded.
-    get_model(model)
+    try:
+        get_model(model)
+    except (OSError, ValueError, RuntimeError) as e:  # e.g. "~nouser/m": no such home folder
+        raise ConfigError(f"unknown model {model!r} ({e})") from None
     layer_list = _parse_layers(layers)
     if limit is not None and limit < 1:
         raise ConfigError(f"--limit must be at least 1, got {limit}")
@@ -94,13 +97,15 @@ def bench_extract_cmd(
 ) -> None:
     """Engine vs a naive reference loop: tokens/s, padding, peak RSS, fraction of matmul FLOP/s."""
     from learnerprobe.extract.bench import run_bench
+    from learnerprobe.outputs import atomic_write_text, check_writable
 
-    res = run_bench(model, n, dtype=dtype, device=device, scale=scale)
     if out is None:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         out = Path("runs/bench") / f"extract-{model}-n{n}-{stamp}.json"
+    check_writable(out, folder=False)  # before the benchmark, not after it
+    res = run_bench(model, n, dtype=dtype, device=device, scale=scale)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=2))
+    atomic_write_text(out, json.dumps(res, indent=2))
     if as_json:
         typer.echo(json.dumps(res))
         return

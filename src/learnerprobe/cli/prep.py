@@ -36,7 +36,11 @@ def mask_cmd(
         path = Path(source)
         if not path.is_file():
             raise ConfigError(f"no such file: {path} (use --text to mask a literal string)")
-        raw = path.read_text(encoding="utf-8")
+        try:
+            raw = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{path}: not a UTF-8 text file (byte {e.start}: {e.reason})"
+                              ) from None
     if placeholders not in ("native", "english"):
         raise ConfigError(f"--placeholders must be 'native' or 'english', not {placeholders!r}")
     res = mask_text(raw, lang, placeholders=placeholders)  # type: ignore[arg-type]
