@@ -184,3 +184,14 @@ def test_prepared_folder_changed_after_prepare_is_refused(tmp_path, monkeypatch)
     (out / "model.safetensors").write_bytes(b"weightz")
     with pytest.raises(BundleError, match="changed after preparation.*model.safetensors"):
         check_prepared(out)
+
+
+def test_unknown_home_folder_is_an_unknown_model():
+    """``~nouser/m`` cannot be expanded (no such user): a ConfigError, not a RuntimeError."""
+    import pytest
+
+    from learnerprobe.errors import ConfigError
+    from learnerprobe.models.registry import get_model
+
+    with pytest.raises(ConfigError, match="unknown model '~nouser/m'"):
+        get_model("~nouser/m")

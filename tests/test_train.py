@@ -105,3 +105,16 @@ word_ngrams = [1, 1]
     assert abs(sum(full.values()) - 1) < 1e-4
     assert _fresh_process_predict([path], [text])[0]["l1"] == p.predict([text])[0]["l1"]
     assert np.isfinite(list(full.values())).all()
+
+
+def test_train_refuses_results_of_an_incomplete_run(tmp_path):
+    """--results reads through the run reader: a results.csv without the completion marker (a run
+    killed while writing) is refused instead of being copied into a bundle card."""
+    import pytest
+
+    from learnerprobe.study.results import IncompleteRunError
+    from learnerprobe.train import _study_metrics
+
+    (tmp_path / "results.csv").write_text("task,probe,test_corpus,metric,value\n")
+    with pytest.raises(IncompleteRunError):
+        _study_metrics(tmp_path, "cefr", "ridge")

@@ -34,12 +34,9 @@ def _study_metrics(results_dir: Path | None, task: str, probe: str) -> dict[str,
     """Selected-layer, pooled test scores of `probe` from a study's results.csv, if given."""
     if results_dir is None:
         return {}
-    import pandas as pd
+    from learnerprobe.study.results import read_run_results
 
-    f = Path(results_dir) / "results.csv"
-    if not f.is_file():
-        raise ConfigError(f"no results.csv in {results_dir}")
-    df = pd.read_csv(f)
+    df = read_run_results(results_dir)  # refuses a run folder without its completion marker
     sel = df[(df["task"] == task) & (df["probe"] == probe) & (df["test_corpus"] == "all")]
     if "layer" in sel and task == "cefr":
         sel = sel[sel["layer"].astype(str) == "selected"]

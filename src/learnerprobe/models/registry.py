@@ -182,7 +182,10 @@ def get_model(name: str | ModelEntry) -> ModelEntry:
     for entry in MODELS.values():
         if entry.source == name:
             return entry
-    path = Path(name).expanduser()
+    try:
+        path = Path(name).expanduser()
+    except RuntimeError:  # "~nouser/m": no such home folder, so not a local path
+        path = Path(name)
     if path.is_dir():
         return entry_for_folder(path)
     if _HUB_ID.match(name) and not path.exists():

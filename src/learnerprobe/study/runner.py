@@ -488,7 +488,7 @@ def _run_staged(cfg: StudyConfig, src_path: Path | None, out_dir: Path, stage: P
         if src_path is not None:
             shutil.copyfile(src_path, stage / "config.toml")
         else:
-            (stage / "config.toml").write_text(_to_toml(cfg.model_dump(exclude_none=True)))
+            (stage / "config.toml").write_text(config_toml(cfg))
         if report:
             with timer.stage("report"):
                 from learnerprobe.study.report import write_report
@@ -514,18 +514,12 @@ def _git_rev() -> str | None:
         return None
 
 
-def _to_toml(d: dict[str, Any], prefix: str = "") -> str:
-    """Tiny TOML writer for the config copy of programmatic runs (values are JSON-compatible)."""
-    simple, tables = [], []
-    for k, v in d.items():
-        if isinstance(v, dict):
-            tables.append((k, v))
-        else:
-            simple.append(f"{k} = {json.dumps(v)}")
-    text = "\n".join(simple) + "\n"
-    for k, v in tables:
-        text += f"\n[{prefix}{k}]\n" + _to_toml(v, f"{prefix}{k}.")
-    return text
+def config_toml(cfg: StudyConfig) -> str:
+    """The config of a programmatic run as TOML that `load_config` reads back to the same config
+    (tomli-w, not a hand-written writer: corpus tables and nested option tables must survive)."""
+    import tomli_w
+
+    return tomli_w.dumps(cfg.model_dump(mode="json", exclude_none=True, by_alias=True))
 
 
 def _probe_stage(cfg: StudyConfig, data: StudyData, acts: dict[str, Acts], timer: Timer,
