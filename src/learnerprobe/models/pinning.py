@@ -24,7 +24,13 @@ from typing import Any
 
 from learnerprobe import paths
 from learnerprobe.errors import BundleError
+from learnerprobe.models import prepare
 from learnerprobe.models.entry import ModelEntry
+from learnerprobe.models.loading import model_folder
+from learnerprobe.models.registry import provider_name
+from learnerprobe.models.testing import tiny_model
+
+# heavy optional imports stay local: huggingface_hub (only for hub ids).
 
 PINNED_SUFFIXES = (".safetensors", ".bin", ".json", ".txt", ".model", ".gguf", ".pt", ".pth")
 SIDECAR = ".learnerprobe-hashes"
@@ -102,8 +108,6 @@ def resolve_folder(entry: ModelEntry) -> Path | None:
     """The local folder an entry's weights are in (None for tiny test models)."""
     if entry.source.startswith("tiny:"):
         return None
-    from learnerprobe.models.loading import model_folder
-
     where = Path(model_folder(entry))
     if where.is_dir():
         return where
@@ -140,8 +144,6 @@ def _dims(folder: Path) -> dict[str, int | None]:
 
 
 def _tiny_pin(entry: ModelEntry) -> dict[str, Any]:
-    from learnerprobe.models.testing import tiny_model
-
     _, model, _ = tiny_model(entry.source[len("tiny:"):], padding_side=entry.padding_side)
     h = hashlib.sha256()
     for name, t in sorted(model.state_dict().items()):
@@ -167,8 +169,6 @@ def weights_pin(entry: ModelEntry) -> dict[str, Any]:
 
 def check_prepared(folder: Path) -> None:
     """A prepared provider folder must still hold the files its prepare manifest hashed."""
-    from learnerprobe.models import prepare
-
     manifest = prepare.read_manifest(folder)
     if manifest is None or not isinstance(manifest.get("files"), dict):
         return
@@ -196,8 +196,6 @@ def verify_pin(entry: ModelEntry, pin: dict[str, Any], where: str = "bundle") ->
         return None
     folder = resolve_folder(entry)
     assert folder is not None
-    from learnerprobe.models.registry import provider_name
-
     if provider_name(entry) is not None:
         check_prepared(folder)
     files = cached_hashes(folder, pinned_files(folder))

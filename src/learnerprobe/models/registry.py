@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 from learnerprobe.errors import ConfigError
@@ -164,8 +165,6 @@ def entry_for_folder(path: str | Path) -> ModelEntry:
     if isinstance(max_pos, int) and cfg.get("model_type") in ("xlm-roberta", "roberta"):
         max_pos -= 2  # positions start after the padding index
     if isinstance(max_pos, int) and 0 < max_pos < entry.max_length:
-        from dataclasses import replace
-
         entry = replace(entry, max_length=max_pos)
     return entry
 
@@ -195,10 +194,3 @@ def get_model(name: str | ModelEntry) -> ModelEntry:
         f"unknown model {name!r}; known: {', '.join(MODELS)} "
         "(or give a local transformers folder or a hub id such as org/name)"
     )
-
-
-def load_model(name_or_entry, device: str = "cpu", dtype=None, **kwargs):  # noqa: ANN001, ANN201
-    """Same as :func:`learnerprobe.models.loading.load_model` (the contract names it here too)."""
-    from learnerprobe.models.loading import load_model as _load
-
-    return _load(name_or_entry, device, dtype, **kwargs)

@@ -13,6 +13,8 @@ from typing import Any
 from learnerprobe.errors import LearnerprobeError
 from learnerprobe.models.entry import ModelEntry
 
+# heavy optional imports stay local: torch, transformers, the minilm provider package.
+
 TINY_KINDS = ("qwen3", "bert", "xlmr")
 _VOCAB = 30522  # all-MiniLM-L6-v2 WordPiece vocabulary
 _PAD = 0  # "[PAD]"

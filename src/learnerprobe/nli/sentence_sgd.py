@@ -15,9 +15,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+from safetensors.numpy import load_file, save_file
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.linear_model import SGDClassifier
+from sklearn.preprocessing import StandardScaler
 
+from learnerprobe.models.loading import load_model
 from learnerprobe.nli.data import as_texts
+from learnerprobe.paths import cache_root
 
 # End of sentence: ., !, ?, … (or runs of them) or a line break, followed by whitespace.
 # Language-agnostic on purpose: learners' punctuation and casing are unreliable, so no
@@ -92,8 +97,6 @@ class SentenceSGDClassifier(ClassifierMixin, BaseEstimator):
         return np.asarray(emb, dtype=np.float32), np.asarray(idx)
 
     def fit(self, X: Sequence[Any], y: Sequence[Any]) -> SentenceSGDClassifier:
-        from sklearn.linear_model import SGDClassifier
-        from sklearn.preprocessing import StandardScaler
 
         self.embedder_ = self.embedder if self.embedder is not None else static_embedder(self.model)
         y = np.asarray(y)
@@ -137,13 +140,7 @@ class StaticEmbedder:
         self._memo: dict[str, np.ndarray] = {}  # cross-validation embeds each sentence many times
 
     def _load(self) -> None:
-        from safetensors.numpy import load_file, save_file
-
-        from learnerprobe.paths import cache_root
-
         path = cache_root() / "static" / f"{self.model}.safetensors"
-        from learnerprobe.models import load_model
-
         if path.exists():
             self._matrix = load_file(str(path))["embeddings"]
             tok, mdl, _ = load_model(self.model, device="cpu", dtype="float32")
