@@ -7,8 +7,11 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import confusion_matrix
 
-from learnerprobe.study.results import NO_LAYER, SELECTED, Pooled
+from learnerprobe.evaluation.results import NO_LAYER, SELECTED, Pooled
+
+# heavy optional imports stay local: matplotlib (only when a report is drawn).
 
 
 def _plt():
@@ -106,8 +109,6 @@ def _select(pooled: Sequence[Pooled], model: str, mode: str) -> list[Pooled]:
 def confusion_matrices(pooled: Sequence[Pooled], y: np.ndarray, labels: list[str]
                        ) -> list[tuple[str, bytes]]:
     """Row-normalised confusion matrices of the selected layer: protocol x probe."""
-    from sklearn.metrics import confusion_matrix
-
     plt = _plt()
     out = []
     K = len(labels)

@@ -1,6 +1,6 @@
 """The self-contained HTML report (jinja2 + base64 PNGs): summary table first, then figures.
 
-Task hooks add sections through :class:`~learnerprobe.study.results.ReportSection`.
+Task hooks add sections through :class:`~learnerprobe.evaluation.results.ReportSection`.
 """
 
 from __future__ import annotations
@@ -13,8 +13,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from jinja2 import Environment, PackageLoader, select_autoescape
 
-from learnerprobe.study.results import NO_LAYER, SELECTED, Pooled, ReportSection
+from learnerprobe.evaluation.results import NO_LAYER, SELECTED, Pooled, ReportSection
+from learnerprobe.residuals import residual_analysis
+from learnerprobe.study import plots
 
 PROTO_NAMES = {"iid": "IID", "loco": "leave-one-corpus-out", "lolo": "leave-one-language-out"}
 
@@ -72,8 +75,6 @@ def _table_html(tab: pd.DataFrame) -> str:
 def residual_rows(pooled: Sequence[Pooled], y: np.ndarray, corpora: np.ndarray,
                   n_classes: int) -> list[dict[str, Any]]:
     """Residual analysis (learnerprobe.residuals) of every selected-layer cell and test corpus."""
-    from learnerprobe.residuals import residual_analysis
-
     out = []
     for p in pooled:
         if p.key["layer"] not in (SELECTED, NO_LAYER):
@@ -98,10 +99,6 @@ def write_report(path: Path, cfg: Any, df: pd.DataFrame, pooled: Sequence[Pooled
                  sections: Sequence[ReportSection], manifest: dict[str, Any],
                  timings: dict[str, float]) -> Path:
     """Render report.html (and residuals.csv next to it for the cefr task)."""
-    from jinja2 import Environment, PackageLoader, select_autoescape
-
-    from learnerprobe.study import plots
-
     all_sections: list[ReportSection] = []
     summary_html = ""
     if cfg.task == "cefr" and len(df):
@@ -111,11 +108,7 @@ def write_report(path: Path, cfg: Any, df: pd.DataFrame, pooled: Sequence[Pooled
             "Transfer between corpora", figures=plots.transfer_matrix(df)))
         if pooled:
             res_html = ""
-            try:
-                res = pd.DataFrame(residual_rows(pooled, data.y, data.corpora, data.n_classes))
-            except ImportError:
-                res = pd.DataFrame()
-                res_html = "<p>learnerprobe.residuals not installed: no residual table.</p>"
+            res = pd.DataFrame(residual_rows(pooled, data.y, data.corpora, data.n_classes))
             if len(res):
                 res.to_csv(Path(path).parent / "residuals.csv", index=False)
                 res_html = res.to_html(index=False, float_format=lambda v: f"{v:.3f}",

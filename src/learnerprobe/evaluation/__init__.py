@@ -1,0 +1,1 @@
+"""Evaluation shared by both tasks (the study core and NLI): result tables and scoring."""
