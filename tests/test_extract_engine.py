@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from learnerprobe.extract import extract
-from learnerprobe.extract.engine import _Runner, _tokenize, plan_batches
+from learnerprobe.extract.engine import _Runner, _tokenize, bucket_length, plan_batches
 from learnerprobe.extract.pooling import last_real_index, pool, position_ids_from_mask
 from learnerprobe.models.testing import tiny_model
 
@@ -78,13 +78,42 @@ def test_final_layer_is_last_hidden_state():
 
 def test_plan_batches_respects_token_budget():
     lengths = [100, 90, 90, 50, 40, 10, 10, 3]
-    batches = plan_batches(lengths, 200, max_padding=1.0)
-    assert [i for b in batches for i in b] == list(range(len(lengths)))
+    assert [bucket_length(n) for n in lengths] == [104, 96, 96, 56, 40, 16, 16, 16]
+    batches = plan_batches(lengths, 200)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
     for b in batches:
-        assert len(b) == 1 or max(lengths[i] for i in b) * len(b) <= 200
-    assert batches[0] == [0, 1]
-    tight = plan_batches(lengths, 10_000, max_padding=0.15)
-    assert tight == [[0, 1, 2], [3], [4], [5, 6], [7]]
+        assert len({bucket_length(lengths[i]) for i in b}) == 1  # one padded length per batch
+        assert len(b) == 1 or bucket_length(lengths[b[0]]) * len(b) <= 200
+    assert batches == [[0], [1, 2], [3], [4], [5, 6, 7]]
+    assert plan_batches(lengths, 10_000) == [[0], [1, 2], [3], [4], [5, 6, 7]]
+    # the attention cap: size x length^2 <= attn_tokens
+    assert plan_batches([300] * 5, 10_000, attn_tokens=2 * 304**2) == [[0, 1], [2, 3], [4]]
+
+
+def test_bucket_length_is_canonical_and_bounded():
+    for n in range(1, 3000):
+        b = bucket_length(n)
+        assert b >= max(n, 16) and b % 8 == 0
+        assert b == 16 or b - n < 8 or (b - n) / n <= 1 / 16
+        assert bucket_length(n, max_length=512) <= max(n, 512)
+    assert bucket_length(500, max_length=510) == 510
+
+
+def test_vectors_do_not_depend_on_batch_neighbours():
+    """A text's vector is the same bits whatever it is extracted with (batch size, batch
+    composition, a subset of the texts) -- so a cache filled by different calls, or resumed after
+    a crash, holds the vectors one fresh call would compute. The old plan padded to the batch's
+    longest text and failed this."""
+    triple = tiny_model("bert")
+    texts = TEXTS + [t + " Noch ein Satz dazu." for t in TEXTS] + [t[:20] for t in TEXTS]
+    kw = dict(cache=False, progress=False)
+    full = extract(texts, triple, batch_tokens=16384, **kw).array
+    for bt in (1, 48, 256):
+        np.testing.assert_array_equal(extract(texts, triple, batch_tokens=bt, **kw).array, full)
+    for part in (slice(0, 5), slice(5, None), slice(1, None, 3)):
+        np.testing.assert_array_equal(extract(texts[part], triple, **kw).array, full[:, part])
+    for j in range(0, len(texts), 4):
+        np.testing.assert_array_equal(extract([texts[j]], triple, **kw).array[:, 0], full[:, j])
 
 
 def test_truncation_counted_and_chunks_average_windows():

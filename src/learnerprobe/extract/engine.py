@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import ctypes
 import hashlib
+import inspect
+import json
 import os
 import shutil
 import sys
@@ -26,10 +29,24 @@ import numpy as np
 
 from learnerprobe.errors import ConfigError, LearnerprobeError
 from learnerprobe.extract.cache import ActivationCache, RowKey, ShardWriter
+from learnerprobe.extract.pooling import pool, position_ids_from_mask
+from learnerprobe.models import loading, registry
+from learnerprobe.models.device import resolve_device
 from learnerprobe.models.entry import ModelEntry
+from learnerprobe.paths import activations_dir
 from learnerprobe.records import LearnerText, text_hash
 
-ENGINE_VERSION = 1  # bump when a change to this module changes the vectors
+# heavy optional imports stay local: torch and transformers (the CLI and a cache hit never need
+# them), rich's progress bar (only when one is shown).
+
+# Test hook, not an option: when set, extraction calls it with the batch index before running
+# each batch. Tests monkeypatch it to raise and so simulate a crash in the middle of a run
+# (tests/test_extract_cache.py: resume computes only the missing rows).
+_FAULT_HOOK: Callable[[int], None] | None = None
+
+ENGINE_VERSION = 2  # bump when a change to this module changes the vectors
+# 2: every sequence padded to its canonical length bucket, batches hold one bucket (so a text's
+#    vector no longer depends on which other texts share its batch)
 DTYPE_ALIASES = {
     "auto": "auto",
     "fp32": "float32",
@@ -114,19 +131,6 @@ class Activations:
 
 
 # ----------------------------------------------------------------------------- device and dtype
-def resolve_device(device: str = "auto") -> str:
-    """``auto`` picks cuda, then mps, then cpu."""
-    import torch
-
-    if device != "auto":
-        return device
-    if torch.cuda.is_available():
-        return "cuda"
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return "mps"
-    return "cpu"
-
 
 def cpu_has_native_bf16() -> bool:
     """True when the CPU computes bf16 natively (AVX512-BF16 or AMX), where bf16 pays off."""
@@ -212,18 +216,12 @@ def _resolve_model(
         tok, mdl, entry = model
         return _ModelSpec(entry, fingerprint or state_fingerprint(mdl), model, None)
     if isinstance(model, str):
-        try:
-            from learnerprobe.models import registry
-        except ImportError as e:  # pragma: no cover - the registry ships with the package
-            raise ConfigError(f"model registry unavailable: {e}") from e
         entry = registry.get_model(model)
     elif isinstance(model, ModelEntry):
         entry = model
     else:
         raise ConfigError(f"model must be a name, a ModelEntry or a triple, not {type(model)}")
     if fingerprint is None:
-        from learnerprobe.models import loading
-
         fingerprint = loading.weights_fingerprint(entry)
     return _ModelSpec(entry, str(fingerprint), None, loader)
 
@@ -244,8 +242,6 @@ def _load(spec: _ModelSpec, device: str, dtype: str) -> tuple[Any, Any]:
     else:
         loader = spec.loader
         if loader is None:
-            from learnerprobe.models import loading
-
             loader = loading.load_model
         tok, model, _ = loader(spec.entry, device=device, dtype=dtype.replace("-autocast", ""))
     model = model.to(device=device, dtype=target)
@@ -258,6 +254,7 @@ def _load(spec: _ModelSpec, device: str, dtype: str) -> tuple[Any, Any]:
 class _Unit:
     row: int  # index into the work list
     ids: np.ndarray  # int32 token ids, special tokens included
+    window: int = 0  # position among the text's windows
 
 
 def _tokenize(
@@ -287,7 +284,8 @@ def _tokenize(
         if mapping is None:  # slow tokenizers do not window; treat as one window each
             mapping = list(range(len(part)))
         for ids, j in zip(enc["input_ids"], mapping, strict=True):
-            units[b0 + int(j)].append(_Unit(b0 + int(j), np.asarray(ids, dtype=np.int32)))
+            us = units[b0 + int(j)]
+            us.append(_Unit(b0 + int(j), np.asarray(ids, dtype=np.int32), len(us)))
     for i, us in enumerate(units):
         if not us:
             raise LearnerprobeError(f"text {i} produced no tokens")
@@ -312,8 +310,6 @@ def _release_memory() -> None:
     global _TRIM
     if _TRIM is None:
         try:
-            import ctypes
-
             _TRIM = ctypes.CDLL("libc.so.6").malloc_trim
         except (OSError, AttributeError):
             _TRIM = False
@@ -324,34 +320,51 @@ def _release_memory() -> None:
 _TRIM: Any = None
 
 
+def bucket_length(n: int, max_length: int | None = None) -> int:
+    """The padded length of a sequence of ``n`` tokens: at least 16, ``n`` rounded up to a
+    multiple of 8 below 128 tokens and of 1/16 of its power of two above (at most 6.25 % padding
+    there), never past ``max_length``. A function of ``n`` and the settings only, so a text is
+    always run at the same shape whichever texts it is extracted with. (The floor of 16: with
+    only 8 rows a matrix product took another kernel and a text alone came out different in
+    the last bit from the same text beside another.)"""
+    n = int(n)
+    if n < 1:
+        raise ValueError("a sequence has at least one token")
+    step = max(8, 1 << max(0, n.bit_length() - 5))
+    b = max(16, -(-n // step) * step)
+    return max(n, min(b, int(max_length))) if max_length else b
+
+
 def plan_batches(
-    lengths: Sequence[int], batch_tokens: int, max_padding: float = 0.15,
+    lengths: Sequence[int], batch_tokens: int, max_length: int | None = None,
     attn_tokens: int | None = None,
 ) -> list[list[int]]:
-    """Greedy packing of a length-sorted (descending) stream into batches.
+    """Batches of sequence indices; every batch holds sequences of one length bucket
+    (:func:`bucket_length`), which the runner pads to exactly that length.
 
-    A batch costs (size x its longest sequence) and stays within ``batch_tokens``; a sequence
-    shorter than ``(1 - max_padding)`` of the batch's longest starts a new batch, so no sequence
-    is padded by more than that fraction (on CPU small batches cost little; padding costs fully).
-    Attention scores grow with size x longest^2, so long sequences also get a cap on that
-    (``attn_tokens``, default ``batch_tokens * 128``): peak memory then depends on neither the
-    corpus size nor its longest text (measured: without it, peak RSS grew 1.3x from n to 4n
-    because the larger sample held longer texts).
+    Why buckets: the numerics of a sequence depend on the length it is padded to (measured on
+    the CPU: e5-small vectors moved by up to 7e-7 when a text shared a batch with a longer one,
+    and bf16 moves them far more), so a plan that pads to the batch's longest made a text's
+    vector depend on its neighbours -- on ``batch_tokens``, on which texts a call extracts, on
+    which rows an earlier or crashed run had already cached -- and an unconverged probe turned
+    those last-bit differences into different results. With one padded length per text, and
+    rows independent of the batch size (measured bit-identical for batches of 1 to 4 on the
+    CPU), a text's vector depends on the text and the settings only.
+
+    Buckets go longest first, each in input order; a batch costs (size x bucket length) and stays
+    within ``batch_tokens``, and attention scores (size x length^2) within ``attn_tokens``
+    (default ``batch_tokens * 128``), so peak memory depends on neither the corpus size nor its
+    longest text. Padding stays below 6.25 % of a sequence from 128 tokens on.
     """
     attn = batch_tokens * ATTN_PER_TOKEN if attn_tokens is None else attn_tokens
-    batches: list[list[int]] = []
-    cur: list[int] = []
-    longest = 0
+    by_bucket: dict[int, list[int]] = {}
     for i, n in enumerate(lengths):
-        m = max(longest, n)
-        b = len(cur) + 1
-        if cur and (m * b > batch_tokens or b * m * m > attn or n < (1 - max_padding) * m):
-            batches.append(cur)
-            cur, m = [], n
-        cur.append(i)
-        longest = m
-    if cur:
-        batches.append(cur)
+        by_bucket.setdefault(bucket_length(n, max_length), []).append(i)
+    batches: list[list[int]] = []
+    for length in sorted(by_bucket, reverse=True):
+        size = max(1, min(batch_tokens // length, attn // (length * length)))
+        idx = by_bucket[length]
+        batches += [idx[k : k + size] for k in range(0, len(idx), size)]
     return batches
 
 
@@ -360,8 +373,6 @@ class _Runner:
     """Pads a batch for the model's padding side, runs it and pools every kept layer."""
 
     def __init__(self, tok: Any, model: Any, entry: ModelEntry, device: str, dtype: str) -> None:
-        import inspect
-
         self.model = model
         self.device = device
         self.pooling = entry.pooling
@@ -380,13 +391,14 @@ class _Runner:
         )
         self.use_cache_kw = "use_cache" in params
         self.autocast = dtype.endswith("autocast")
+        self.pad_to: int | None = None
 
     def __call__(self, seqs: Sequence[np.ndarray], layer_idx: Sequence[int] | None) -> np.ndarray:
+        """Pooled states (layers x b x hidden); every sequence is padded to ``self.pad_to``
+        positions (the batch's bucket, set by the engine) or to the longest if that is more."""
         import torch
 
-        from learnerprobe.extract.pooling import pool, position_ids_from_mask
-
-        b, t = len(seqs), max(len(s) for s in seqs)
+        b, t = len(seqs), max(max(len(s) for s in seqs), int(self.pad_to or 0))
         ids = np.full((b, t), self.pad_id, dtype=np.int64)
         mask = np.zeros((b, t), dtype=np.int64)
         for i, s in enumerate(seqs):
@@ -538,7 +550,6 @@ def extract(
     loader: Loader | None = None,
     fingerprint: str | None = None,
     durable: bool = True,
-    _fail_after_batches: int | None = None,
 ) -> Activations:
     """Pooled activations of ``records`` (in their order) from every layer of ``model``.
 
@@ -611,7 +622,6 @@ def extract(
                     chunking=chunking,
                     progress=progress,
                     durable=durable and cache,
-                    fail_after=_fail_after_batches,
                 )
                 locs = store.locate(keys)
         if any(loc is None for loc in locs):
@@ -653,8 +663,6 @@ def extract(
 
 def _n_hidden_from(store: ActivationCache, layers: Sequence[int], n_kept: int) -> int:
     """Number of hidden states of the model (to resolve negative layer indices on a cache hit)."""
-    import json
-
     n = (store.material or {}).get("n_hidden_states")
     if not n and (store.path / "config.json").exists():
         n = json.loads((store.path / "config.json").read_text()).get("n_hidden_states")
@@ -662,8 +670,6 @@ def _n_hidden_from(store: ActivationCache, layers: Sequence[int], n_kept: int) -
 
 
 def _activations_dir() -> Path:
-    from learnerprobe.paths import activations_dir
-
     return activations_dir()
 
 
@@ -682,7 +688,6 @@ def _compute(
     chunking: str,
     progress: bool,
     durable: bool,
-    fail_after: int | None,
 ) -> tuple[int, int, int]:
     """Run the model on the rows that are not in the cache and write them, batch by batch."""
     entry = spec.entry
@@ -728,32 +733,30 @@ def _compute(
 
     texts = [entry.format(missing[k]) for _, _, k in work]
     units, stats = _tokenize(tok, texts, max_length, chunking)
-    # stream: texts by their longest window (desc), a text's windows adjacent
+    # stream: texts by their longest window (desc), a text's windows adjacent; the plan groups
+    # them by padded length (a text's windows may land in different batches)
     order = sorted(range(len(work)), key=lambda j: -max(len(u.ids) for u in units[j]))
     stream = [u for j in order for u in units[j]]
-    batches = plan_batches([len(u.ids) for u in stream], batch_tokens)
+    lengths = [len(u.ids) for u in stream]
+    batches = plan_batches(lengths, batch_tokens, max_length)
     remaining = {j: len(units[j]) for j in range(len(work))}
-    acc: dict[int, tuple[np.ndarray, float]] = {}
+    acc: dict[int, dict[int, np.ndarray]] = {}  # row -> window -> pooled (layers x hidden)
     writers: dict[int, ShardWriter] = {}
     bar = _Progress(progress and sys.stderr is not None, len(work), f"extract {entry.name}")
     tokens_done = padded = 0
     try:
         for bi, batch in enumerate(batches):
-            if fail_after is not None and bi >= fail_after:
-                raise RuntimeError(f"simulated crash after {bi} batches")
+            if _FAULT_HOOK is not None:
+                _FAULT_HOOK(bi)
             seqs = [stream[i].ids for i in batch]
+            length = runner.pad_to = bucket_length(lengths[batch[0]], max_length)
             pooled = runner(seqs, layer_idx)  # layers x b x hidden
             if bi % 8 == 7:
                 _release_memory()
             finished: list[int] = []
             for col, i in enumerate(batch):
                 u = stream[i]
-                w = float(len(u.ids))
-                if remaining[u.row] == 1 and u.row not in acc:
-                    acc[u.row] = (pooled[:, col, :], w)
-                else:
-                    s, wsum = acc.get(u.row, (np.zeros_like(pooled[:, col, :]), 0.0))
-                    acc[u.row] = (s + pooled[:, col, :] * w, wsum + w)
+                acc.setdefault(u.row, {})[u.window] = pooled[:, col, :]
                 remaining[u.row] -= 1
                 if remaining[u.row] == 0:
                     finished.append(u.row)
@@ -761,17 +764,14 @@ def _compute(
             for j in finished:
                 by_shard.setdefault(work[j][0], []).append(j)
             for si, js in by_shard.items():
-                vecs = []
-                for j in js:
-                    s, wsum = acc.pop(j)
-                    vecs.append(s if len(units[j]) == 1 else s / wsum)
+                vecs = [_combine_windows(acc.pop(j), units[j]) for j in js]
                 if si not in writers:
                     writers[si] = ShardWriter(store.shards[si], durable=durable)
                 writers[si].write(
                     [work[j][1] for j in js], np.stack(vecs, axis=1), stats[js].astype(np.int32)
                 )
             n_tok = int(sum(len(s) for s in seqs))
-            padded += len(seqs) * max(len(s) for s in seqs)
+            padded += len(seqs) * length
             tokens_done += n_tok
             bar.advance(len(finished), n_tok)
         for w in writers.values():
@@ -781,6 +781,19 @@ def _compute(
         for w in writers.values():
             w.close()
     return tokens_done, len(work), padded
+
+
+def _combine_windows(pooled: dict[int, np.ndarray], units: list[_Unit]) -> np.ndarray:
+    """A text's vector: its one window's, or the token-weighted mean of its windows, summed in
+    window order (so the result does not depend on the order the batches ran them)."""
+    if len(units) == 1:
+        return pooled[units[0].window]
+    s, wsum = None, 0.0
+    for u in sorted(units, key=lambda u: u.window):
+        w = float(len(u.ids))
+        s = pooled[u.window] * w if s is None else s + pooled[u.window] * w
+        wsum += w
+    return s / wsum
 
 
 def get_activations(

@@ -275,10 +275,22 @@ def _at_proba(score: np.ndarray, theta: np.ndarray) -> np.ndarray:
     return np.clip(np.diff(cdf, axis=1), 0.0, 1.0)
 
 
+def _one_blas_thread():
+    """BLAS pinned to one thread: OpenBLAS's results change with its thread count, and sklearn's
+    MLP (200 Adam epochs, unscaled inputs in the reference protocol, usually unconverged) carries
+    a last-bit difference through every step (measured on MERLIN, e5-small layer 6, LOCO
+    merlin-de: 1 vs 2 threads gave training loss 0.006157 vs 0.006129 and different
+    predictions). Pinned, the reference MLP depends on its inputs and seed only, not on the
+    study's ``threads`` or the machine's core count."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(1, user_api="blas")
+
+
 class _MLPProbe(_OrdinalProbe):
     """One hidden layer. ``backend="torch"``: our trainer with early stopping on an internal
     validation split (tuned); ``backend="sklearn"``: sklearn's MLP with its defaults
-    (reference)."""
+    (reference), fitted and applied with one BLAS thread so that it is reproducible."""
 
     _task = "clf"
 
@@ -319,7 +331,7 @@ class _MLPProbe(_OrdinalProbe):
             cls = MLPClassifier if self._task == "clf" else MLPRegressor
             model = cls(hidden_layer_sizes=(int(self.hidden_layer_size),), alpha=self.alpha,
                         random_state=self.random_state)
-            with warnings.catch_warnings(record=True) as caught:
+            with warnings.catch_warnings(record=True) as caught, _one_blas_thread():
                 warnings.simplefilter("always", ConvergenceWarning)
                 self.model_ = model.fit(Xs, target)
             self.converged_ = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
@@ -343,9 +355,10 @@ class _MLPProbe(_OrdinalProbe):
         X = self._check_X(X)
         Xs = self.scaler_.transform(X) if self.scaler_ is not None else X
         if self.model_ is not None:
-            if self._task == "clf":
-                return self.model_.predict_proba(Xs)
-            return self.model_.predict(Xs)[:, None]
+            with _one_blas_thread():
+                if self._task == "clf":
+                    return self.model_.predict_proba(Xs)
+                return self.model_.predict(Xs)[:, None]
         from learnerprobe.probes._torch_mlp import mlp_forward
 
         return mlp_forward(self.weights_, Xs[None])[0]
