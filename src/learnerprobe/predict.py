@@ -23,6 +23,12 @@ import numpy as np
 
 from learnerprobe.bundle import Bundle, load_bundle
 from learnerprobe.errors import BundleError, LearnerprobeError
+from learnerprobe.extract import extract
+from learnerprobe.models.device import resolve_device
+from learnerprobe.models.entry import ModelEntry
+from learnerprobe.models.loading import load_model
+from learnerprobe.models.pinning import verify_pin
+from learnerprobe.prep.mask import mask_text
 from learnerprobe.textinput import check_texts
 
 
@@ -35,8 +41,6 @@ class _Loaded:
 
 
 def _entry(model: dict[str, Any]) -> Any:
-    from learnerprobe.models.entry import ModelEntry
-
     fields = {k: v for k, v in model.items() if k in ModelEntry.__dataclass_fields__}
     fields["languages"] = tuple(fields.get("languages") or ())
     return ModelEntry(**fields)
@@ -44,8 +48,6 @@ def _entry(model: dict[str, Any]) -> Any:
 
 def _check_weights(b: Bundle) -> None:
     """Refuse a hidden-state bundle whose model files are not the pinned ones (cached hashes)."""
-    from learnerprobe.models.pinning import verify_pin
-
     m = b.manifest
     verify_pin(_entry(m["model"]), m["weights"], where=str(b.path))
 
@@ -53,9 +55,6 @@ def _check_weights(b: Bundle) -> None:
 def _load_encoder(b: Bundle, dtype: str) -> tuple[Any, ...]:
     """The bundle's model, loaded once in the dtype used in training (so no per-call copies),
     from safetensors only, and checked against the bundle's layer and estimator width."""
-    from learnerprobe.extract.engine import resolve_device
-    from learnerprobe.models.loading import load_model
-
     m = b.manifest
     entry = _entry(m["model"])
     device = resolve_device("auto")
@@ -147,8 +146,6 @@ class Predictor:
             chosen = [t for t in self.tasks if self._pre(t).get("mask")]
         if not chosen or not self._pre(chosen[0]).get("mask"):
             return {"text": text, "spans": []}
-        from learnerprobe.prep.mask import mask_text
-
         first = chosen[0]
         lang = self._pre(first).get("language") or "en"
         res = mask_text(text, lang)
@@ -171,8 +168,6 @@ class Predictor:
         pre = lo.bundle.manifest.get("preprocessing", {})
         out = [" ".join(t.split()) if pre.get("normalise_whitespace") else t for t in texts]
         if pre.get("mask"):
-            from learnerprobe.prep.mask import mask_text
-
             lang = pre.get("language") or "en"
             out = [mask_text(t, lang).text for t in out]
         return out
@@ -180,8 +175,6 @@ class Predictor:
     def _features(self, lo: _Loaded, texts: list[str]) -> Any:
         if lo.featurizer == "text":
             return np.asarray(texts, dtype=object)
-        from learnerprobe.extract import extract
-
         m = lo.bundle.manifest
         ex = m.get("preprocessing", {}).get("extraction") or {}
         if lo.encoder is None:

@@ -19,7 +19,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from learnerprobe.corpora.registry import load_corpus
 from learnerprobe.errors import ConfigError
+from learnerprobe.extract.engine import _load, _resolve_model, extract, resolve_dtype
+from learnerprobe.models.device import resolve_device
+
+# heavy optional imports stay local: torch (measurements run in a fresh worker process).
 
 
 def matmul_flops(dtype: str = "float32", size: int = 2048, seconds: float = 1.5) -> float:
@@ -57,8 +62,6 @@ def _worker(spec: dict[str, Any]) -> dict[str, Any]:
     """One measurement inside a fresh process: ``engine`` or ``naive``."""
     import torch
 
-    from learnerprobe.extract.engine import _load, _resolve_model, resolve_device, resolve_dtype
-
     texts: list[str] = json.loads(Path(spec["texts"]).read_text())
     device = resolve_device(spec.get("device", "auto"))
     sp = _resolve_model(spec["model"], None, None)
@@ -67,8 +70,6 @@ def _worker(spec: dict[str, Any]) -> dict[str, Any]:
     formatted = [entry.format(t) for t in texts]
     rss_before = _peak_rss_mb()
     if spec["mode"] == "engine":
-        from learnerprobe.extract import extract
-
         dtype = resolve_dtype(spec.get("dtype", "auto"), device, entry)
         with tempfile.TemporaryDirectory() as d:
             acts = extract(texts, spec["model"], dtype=dtype, device=device, cache_dir=d,
@@ -132,8 +133,6 @@ def _spawn(spec: dict[str, Any], timeout: float | None) -> dict[str, Any]:
 
 def merlin_texts(n: int, seed: int = 0) -> list[str]:
     """``n`` MERLIN learner texts in a fixed shuffled order (all three languages)."""
-    from learnerprobe.corpora.registry import load_corpus
-
     recs = load_corpus("merlin")
     random.Random(seed).shuffle(recs)
     if len(recs) < n:
@@ -152,8 +151,6 @@ def run_bench(
     timeout: float | None = None,
 ) -> dict[str, Any]:
     """Engine at n and scale*n texts, the naive loop at n, matmul rooflines; one JSON dict."""
-    from learnerprobe.extract.engine import _resolve_model, resolve_device, resolve_dtype
-
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev, _resolve_model(model, None, None).entry)
     with tempfile.TemporaryDirectory() as d:

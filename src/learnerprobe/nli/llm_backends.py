@@ -26,6 +26,10 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from learnerprobe.errors import LearnerprobeError
+from learnerprobe.models.device import resolve_device
+from learnerprobe.models.loading import load_model
+
+# heavy optional imports stay local: torch (local LLM) and httpx (OpenAI-compatible server).
 
 
 class BackendError(LearnerprobeError):
@@ -67,21 +71,12 @@ def _resolve_causal_lm(model: str | Path) -> tuple[Any, Any]:
 
     Offline providers (``gemma3-270m``) are prepared on first use by the model registry.
     """
-    from learnerprobe.models.loading import load_model
-
     try:
         tok, lm, _ = load_model(str(model), device="cpu", dtype="float32", causal_lm=True)
     except (OSError, ValueError) as e:
         raise BackendError(f"cannot load causal LM {str(model)!r}: {e}") from e
     return tok, lm
 
-
-def _auto_device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 class LocalCausalLM:
@@ -111,7 +106,7 @@ class LocalCausalLM:
             self.tokenizer, self.model = model
         else:
             self.tokenizer, self.model = _resolve_causal_lm(model)
-        self.device = _auto_device(device)
+        self.device = resolve_device(device, mps=False)
         torch_dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
         self.model.to(device=self.device, dtype=torch_dtype)
         self.model.eval()
