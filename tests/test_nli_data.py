@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from learnerprobe.errors import ConfigError
-from learnerprobe.nli.data import grouped_folds, prepare_l1_task
+from learnerprobe.evaluation.splits import grouped_stratified_kfold
+from learnerprobe.nli.data import prepare_l1_task
 from learnerprobe.records import LearnerText
 
 
@@ -37,7 +38,7 @@ def test_too_few_l1s_is_a_clear_config_error():
 
 def test_folds_keep_authors_together():
     task = prepare_l1_task(_recs(), min_texts_per_l1=5, mask=False)
-    for tr, te in grouped_folds(task.y, task.groups, 2, 0):
+    for tr, te in grouped_stratified_kfold(task.y, task.groups, 2, 0):
         assert not set(task.groups[tr]) & set(task.groups[te])
 
 

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from learnerprobe.corpora.registry import load_corpus
-from learnerprobe.nli.data import grouped_folds, prepare_l1_task
+from learnerprobe.evaluation.splits import grouped_stratified_kfold
+from learnerprobe.nli.data import prepare_l1_task
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +18,7 @@ def merlin_task(data_root):
 
 def _cv(make, task, X, n_splits=3):
     pred = np.empty(len(task.y), dtype=object)
-    for tr, te in grouped_folds(task.y, task.groups, n_splits, 0):
+    for tr, te in grouped_stratified_kfold(task.y, task.groups, n_splits, 0):
         m = make().fit([X[i] for i in tr], task.y[tr])
         pred[te] = m.predict([X[i] for i in te])
     return (pred == task.y).mean()

@@ -104,7 +104,7 @@ class OrdinalCalibrated(ClassifierMixin, BaseEstimator):
         if y.min() < 0 or y.max() >= k:
             raise ValueError(f"labels must be integers 0..{k - 1}")
         if cal_mask is None:
-            from learnerprobe.prep.splits import grouped_holdout
+            from learnerprobe.evaluation.splits import grouped_holdout
 
             g = np.arange(len(y)) if groups is None else np.asarray(groups)
             _, va = grouped_holdout(y, g, test_size=self.cal_size, seed=self.random_state)

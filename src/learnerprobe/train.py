@@ -78,9 +78,9 @@ def _layer_activations(cfg, records, log) -> tuple[np.ndarray, list[int], Any, d
 def train_cefr(cfg, bundle: Path, *, results_dir: Path | None, log: Callable[[str], None],
                n_boot: int = 1000) -> Path:
     from learnerprobe.bundle import save_bundle
+    from learnerprobe.evaluation.splits import grouped_holdout
     from learnerprobe.metrics import bootstrap_all, qwk
     from learnerprobe.models.pinning import weights_pin
-    from learnerprobe.prep.splits import grouped_holdout
     from learnerprobe.probes import make_probe
     from learnerprobe.probes.sweep import fit_predict_layers
     from learnerprobe.study.runner import encode, load_records
@@ -142,12 +142,12 @@ def train_l1(cfg, bundle: Path, *, results_dir: Path | None, log: Callable[[str]
              n_boot: int = 1000) -> Path:
     """Best of the n-gram model and hidden-state probes (validation macro-F1), refit on all."""
     from learnerprobe.bundle import save_bundle
+    from learnerprobe.evaluation.splits import grouped_holdout
     from learnerprobe.metrics import bootstrap_all, macro_f1
     from learnerprobe.models.pinning import weights_pin
     from learnerprobe.nli.data import prepare_l1_task
     from learnerprobe.nli.ngram import NgramClassifier
     from learnerprobe.nli.run import settings_of
-    from learnerprobe.prep.splits import grouped_holdout
     from learnerprobe.probes import make_probe
     from learnerprobe.probes.sweep import fit_predict_layers
     from learnerprobe.study.runner import load_records

@@ -24,9 +24,9 @@ def _task(corpus: str, min_texts: int, mask: bool) -> Any:
 
 
 def _fold(task: Any, seed: int) -> tuple[Any, Any]:
-    from learnerprobe.nli.data import grouped_folds
+    from learnerprobe.evaluation.splits import grouped_stratified_kfold
 
-    return next(grouped_folds(task.y, task.groups, 5, seed))
+    return grouped_stratified_kfold(task.y, task.groups, 5, seed)[0]
 
 
 def _scores(y: Any, proba: Any, classes: Any, pred: Any, task: Any) -> dict[str, float]:

@@ -1,19 +1,21 @@
 """L1 task preparation: which texts and labels an NLI experiment uses, and how they are split.
 
-Kept apart from the methods so every method sees the same texts, labels and author-grouped
-folds, and so dropped L1s and masking counts are reported once.
+Kept apart from the methods so every method sees the same texts, labels and author groups, and
+so dropped L1s and masking counts are reported once. The folds themselves come from
+``learnerprobe.evaluation.splits``, shared with the CEFR study.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from learnerprobe.errors import ConfigError
+from learnerprobe.evaluation.splits import group_keys
 from learnerprobe.records import LearnerText
 
 #: L1 values that are not a language; such texts cannot be labelled and are left out.
@@ -41,7 +43,7 @@ class L1Task:
 
     records: list[LearnerText]
     y: np.ndarray  # L1 names (str)
-    groups: np.ndarray  # author ids (text id where the author is unknown)
+    groups: np.ndarray  # corpus:author (corpus:text id where unknown): evaluation.group_keys
     labels: list[str]  # sorted L1 names kept
     dropped_l1: dict[str, int] = field(default_factory=dict)  # L1 -> texts, below the minimum
     n_unlabelled: int = 0
@@ -114,43 +116,8 @@ def prepare_l1_task(
         kept, mc = mask_records(kept)
         mask_counts = {str(k): int(v) for k, v in dict(mc).items()}
     y = np.array([r.l1 for r in kept], dtype=object)
-    groups = np.array([r.author_id or r.id for r in kept], dtype=object)
+    groups = group_keys(kept)
     return L1Task(
         records=list(kept), y=y, groups=groups, labels=labels, dropped_l1=dropped,
         n_unlabelled=n_unlabelled, mask_counts=mask_counts, masked=mask,
     )
-
-
-def grouped_folds(
-    y: Sequence[Any], groups: Sequence[Any], n_splits: int = 5, seed: int = 0
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Author-grouped stratified folds: no author appears in both train and test.
-
-    Uses the shared ``prep.splits.grouped_stratified_kfold`` so L1 and CEFR studies split
-    alike; falls back to scikit-learn's ``StratifiedGroupKFold`` (same algorithm family)
-    only while that module is not installed.
-    """
-    y = np.asarray(y)
-    groups = np.asarray(groups)
-    try:
-        from learnerprobe.prep.splits import grouped_stratified_kfold
-    except ImportError:
-        from sklearn.model_selection import StratifiedGroupKFold
-
-        cv = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-        yield from cv.split(np.zeros(len(y)), y, groups)
-        return
-    for train, test in grouped_stratified_kfold(y, groups, n_splits, seed):
-        yield np.asarray(train), np.asarray(test)
-
-
-def balance_indices(y: Sequence[Any], strategy: str | None, seed: int = 0) -> np.ndarray:
-    """Indices of a down-sampled training set ("mean"/"min"), or all indices for None/"weights"."""
-    y = np.asarray(y)
-    if strategy in (None, "none", "weights"):
-        return np.arange(len(y))
-    if strategy not in ("mean", "min"):
-        raise ConfigError(f"balance must be none, weights, mean or min; got {strategy!r}")
-    from learnerprobe.prep.balance import downsample
-
-    return np.asarray(downsample(y, strategy=strategy, seed=seed))

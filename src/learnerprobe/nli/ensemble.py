@@ -21,19 +21,10 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 
+from learnerprobe.evaluation.splits import group_keys, grouped_stratified_kfold
 from learnerprobe.nli._base import align_proba
-from learnerprobe.nli.data import grouped_folds
-from learnerprobe.records import LearnerText
 
 SELECT_BY = ("accuracy", "macro_f1", "log_loss")
-
-
-def default_groups(X: Sequence[Any]) -> np.ndarray:
-    """Author ids of records (text id where unknown); position for plain strings."""
-    return np.array(
-        [(x.author_id or x.id) if isinstance(x, LearnerText) else f"#{i}" for i, x in enumerate(X)],
-        dtype=object,
-    )
 
 
 def _score(select_by: str, y: np.ndarray, proba: np.ndarray, classes: np.ndarray) -> float:
@@ -158,7 +149,7 @@ class StackingL1Classifier(ClassifierMixin, BaseEstimator):
     def _select(self, F: np.ndarray, oof: list[np.ndarray], y: np.ndarray,
                 groups: np.ndarray) -> tuple[str, dict[str, float]]:
         """Score every combiner on held-out meta-features; return the best and all scores."""
-        folds = list(grouped_folds(y, groups, self.cv, self.seed + 1))
+        folds = grouped_stratified_kfold(y, groups, self.cv, self.seed + 1)
         scores: dict[str, float] = {}
         for name, make in self._combiners().items():
             p = np.zeros((len(y), len(self.classes_)))
@@ -178,9 +169,9 @@ class StackingL1Classifier(ClassifierMixin, BaseEstimator):
         X = list(X)
         y = np.asarray(y)
         self.classes_ = np.unique(y)
-        groups = (self.groups_of or default_groups)(X)
+        groups = (self.groups_of or group_keys)(X)
         oof = [np.zeros((len(X), len(self.classes_))) for _ in self.estimators]
-        for tr, va in grouped_folds(y, groups, self.cv, self.seed):
+        for tr, va in grouped_stratified_kfold(y, groups, self.cv, self.seed):
             X_tr, X_va = [X[i] for i in tr], [X[i] for i in va]
             for k, (_, est) in enumerate(self.estimators):
                 m = clone(est).fit(X_tr, y[tr])

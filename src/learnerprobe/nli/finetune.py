@@ -29,28 +29,26 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
 from learnerprobe.errors import BundleError, ConfigError
+from learnerprobe.evaluation.splits import downsample, group_keys, inner_validation_split
 
 FORMAT = "learnerprobe-finetune/1"
 META_FILE = "finetune.json"
 
 
-def _texts_groups(X: Sequence[Any]) -> tuple[list[str], list[str | None]]:
+def _texts(X: Sequence[Any]) -> list[str]:
     from learnerprobe.records import LearnerText
 
-    texts, groups = [], []
+    texts = []
     for i, x in enumerate(X):
         if isinstance(x, LearnerText):
             texts.append(x.text)
-            groups.append(x.author_id or x.id)
         elif isinstance(x, dict) and "text" in x:
             texts.append(str(x["text"]))
-            groups.append(x.get("author_id"))
         elif isinstance(x, str):
             texts.append(x)
-            groups.append(None)
         else:
             raise TypeError(f"item {i}: expected str, LearnerText or dict, got {type(x).__name__}")
-    return texts, groups
+    return texts
 
 
 def _device(device: str) -> str:
@@ -208,35 +206,10 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
 
     def _split(self, y: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Author-grouped, class-stratified validation split of the training data."""
-        n = len(y)
         if not self.val_size or self.val_size <= 0:
-            return np.arange(n), np.array([], dtype=int)
-        from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
-
-        k = max(2, int(round(1 / self.val_size)))
-        try:
-            tr, va = next(
-                StratifiedGroupKFold(k, shuffle=True, random_state=self.seed).split(
-                    np.zeros(n), y, groups
-                )
-            )
-        except ValueError:  # fewer groups than folds in some class
-            tr, va = next(
-                GroupShuffleSplit(1, test_size=self.val_size, random_state=self.seed).split(
-                    np.zeros(n), y, groups
-                )
-            )
-        return np.sort(tr), np.sort(va)
-
-    def _downsample(self, y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        counts = np.bincount(y)
-        counts = counts[counts > 0]
-        target = int(counts.min() if self.downsample == "min" else round(counts.mean()))
-        keep = []
-        for c in np.unique(y):
-            members = np.flatnonzero(y == c)
-            keep.append(rng.choice(members, min(target, len(members)), replace=False))
-        return np.sort(np.concatenate(keep))
+            return np.arange(len(y)), np.array([], dtype=int)
+        return inner_validation_split(y, groups, test_size=self.val_size, seed=self.seed,
+                                      fallback="unsplittable")
 
     # -- sklearn API -------------------------------------------------------------------------------
     def fit(
@@ -259,11 +232,11 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
                               f"not {self.class_weight!r}")
         if self.downsample not in (None, "min", "mean"):
             raise ConfigError(f"downsample must be 'min', 'mean' or None, not {self.downsample!r}")
-        texts, rec_groups = _texts_groups(X)
+        texts = _texts(X)
         if len(texts) != len(y):
             raise ValueError(f"X has {len(texts)} items but y has {len(y)}")
         if groups is None:
-            groups = [g if g is not None else f"_row{i}" for i, g in enumerate(rec_groups)]
+            groups = group_keys(X)
         _seed_everything(self.seed)
         rng = np.random.default_rng(self.seed)
 
@@ -278,7 +251,9 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
 
         tr, va = self._split(y_idx, np.asarray(groups, dtype=object).astype(str))
         if self.downsample:
-            tr = tr[self._downsample(y_idx[tr], rng)]
+            # rounds the mean class size half to even and draws for every class from the
+            # training generator: this estimator's stream, kept so seeded runs reproduce
+            tr = tr[downsample(y_idx[tr], self.downsample, rng, rounding="round", draw_all=True)]
         ids = self._encode(texts)
         lengths = np.array([len(x) for x in ids])
 
@@ -384,7 +359,7 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
     def predict_proba(self, X: Sequence[Any]) -> np.ndarray:
         """(n, K) class probabilities (columns in ``classes_`` order)."""
         check_is_fitted(self, "model_")
-        texts, _ = _texts_groups(X)
+        texts = _texts(X)
         if not texts:
             return np.zeros((0, len(self.classes_)))
         ids = self._encode(texts)

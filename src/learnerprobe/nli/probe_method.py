@@ -16,6 +16,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from learnerprobe.errors import LearnerprobeError
+from learnerprobe.evaluation.splits import group_keys, inner_validation_split
 from learnerprobe.nli._base import align_proba
 from learnerprobe.nli.data import as_texts
 from learnerprobe.records import LearnerText, text_hash
@@ -129,7 +130,6 @@ class HiddenStateProbeClassifier(ClassifierMixin, BaseEstimator):
 
     def fit(self, X: Sequence[Any], y: Sequence[Any]) -> HiddenStateProbeClassifier:
         from sklearn.metrics import f1_score
-        from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
 
         feat = self.featurizer if self.featurizer is not None else ExtractFeaturizer(self.model)
         self.featurizer_ = feat
@@ -138,17 +138,10 @@ class HiddenStateProbeClassifier(ClassifierMixin, BaseEstimator):
         A = feat(X)  # layers x n x hidden
         n_layers = A.shape[0]
         cand = list(range(n_layers)) if self.layers is None else list(self.layers)
-        groups = (self.groups_of(X) if self.groups_of is not None
-                  else np.array([x.author_id or x.id if isinstance(x, LearnerText) else i
-                                 for i, x in enumerate(X)], dtype=object))
+        groups = (self.groups_of or group_keys)(X)
         # Grouped, stratified validation part of the training fold (only for choosing the layer).
-        n_split = max(2, round(1 / self.val_size))
-        try:
-            cv = StratifiedGroupKFold(n_splits=n_split, shuffle=True, random_state=self.seed)
-            tr, va = next(iter(cv.split(np.zeros(len(y)), codes, groups)))
-        except ValueError:
-            gss = GroupShuffleSplit(1, test_size=self.val_size, random_state=self.seed)
-            tr, va = next(gss.split(codes, groups=groups))
+        tr, va = inner_validation_split(codes, groups, test_size=self.val_size, seed=self.seed,
+                                        fallback="unsplittable")
         self.val_scores_: dict[int, float] = {}
         for layer in cand:
             est = self._fit_one(A[layer, tr], codes[tr])

@@ -22,8 +22,10 @@ import pandas as pd
 from pydantic import ValidationError
 
 from learnerprobe.errors import ConfigError
+from learnerprobe.evaluation.cache import CellCache, read_npz, write_npz
+from learnerprobe.evaluation.splits import balance_indices, grouped_stratified_kfold
 from learnerprobe.nli._base import align_proba
-from learnerprobe.nli.data import L1Task, balance_indices, grouped_folds, prepare_l1_task
+from learnerprobe.nli.data import L1Task, prepare_l1_task
 from learnerprobe.nli.settings import TEXT_METHODS, MethodOptions, NliSettings, format_errors
 from learnerprobe.records import LearnerText
 
@@ -258,31 +260,24 @@ def method_cache_key(cfg: Any, s: NliSettings, method: str, kw: dict[str, Any], 
 
 
 def load_cached(path: Path) -> dict[str, Any] | None:
-    """A method's cached out-of-fold result, or None when absent or unreadable."""
-    if not path.exists():
+    """A method's cached out-of-fold result, or None when absent or unreadable (a miss)."""
+    z = read_npz(path, required=("proba", "idx", "fold", "layers", "notes"))
+    if z is None:
         return None
     try:
-        with np.load(path, allow_pickle=False) as z:
-            return {"proba": z["proba"], "idx": z["idx"], "fold": z["fold"],
-                    "layers": [int(v) for v in z["layers"]],
-                    "notes": json.loads(str(z["notes"]))}
-    except (OSError, ValueError, KeyError):
+        notes = json.loads(str(z["notes"]))
+    except ValueError:
         return None
+    return {"proba": z["proba"], "idx": z["idx"], "fold": z["fold"],
+            "layers": [int(v) for v in z["layers"]], "notes": notes}
 
 
 def save_cached(path: Path, res: dict[str, Any]) -> None:
-    """Write atomically, so a crash leaves either the whole result or nothing."""
-    import os
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}.npz")
-    try:
-        np.savez(tmp, proba=res["proba"], idx=res["idx"], fold=res["fold"],
-                 layers=np.asarray(res["layers"], dtype=np.int64),
-                 notes=np.asarray(json.dumps(res.get("notes", []), default=str)))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Write atomically (``evaluation.cache``): a crash or a concurrent run writing the same
+    entry leaves either a whole result or the previous one."""
+    write_npz(path, {"proba": res["proba"], "idx": res["idx"], "fold": res["fold"],
+                     "layers": np.asarray(res["layers"], dtype=np.int64),
+                     "notes": np.asarray(json.dumps(res.get("notes", []), default=str))})
 
 
 def score_method(
@@ -423,7 +418,7 @@ def run_nli(
 
     s = settings_of(cfg)
     out = Path(out_dir) / "nli"
-    cache = Path(cache_dir) if cache_dir is not None else out / "cache"
+    cache = CellCache(Path(cache_dir) if cache_dir is not None else out / "cache")
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     already_masked = bool(getattr(getattr(cfg, "prep", None), "mask", False))
@@ -458,7 +453,7 @@ def run_nli(
     ids = np.array([r.id for r in task.records], dtype=object)
     for seed in seeds:
         fac.seed = seed
-        folds = list(grouped_folds(task.y, task.groups, n_folds, seed))
+        folds = grouped_stratified_kfold(task.y, task.groups, n_folds, seed)
         rows.append({**base, "seed": seed, "model": NO_LAYER, "probe": "majority",
                      "layer": NO_LAYER, "metric": "majority_rate", "value": task.majority_rate,
                      "n": len(task.y)})
@@ -483,7 +478,7 @@ def run_nli(
                     eval_idx = _sample(task.y, s.finetune_sample, seed)
                 t0 = time.perf_counter()
                 ckey = method_cache_key(cfg, s, method, kw, seed, folds, task)
-                cpath = cache / f"{name.replace('/', '_')}-seed{seed}-{ckey[:20]}.npz"
+                cpath = cache.path(ckey[:20], prefix=f"{name.replace('/', '_')}-seed{seed}-")
                 res = load_cached(cpath)
                 if res is not None:
                     log(f"  nli {name} (seed {seed}): cached result {cpath.name}")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import os
 import platform
 import shutil
 import time
@@ -27,11 +26,12 @@ import numpy as np
 import pandas as pd
 
 from learnerprobe.errors import ConfigError, LearnerprobeError
+from learnerprobe.evaluation.cache import CellCache, content_key, read_npz, write_npz
+from learnerprobe.evaluation.protocols import Split, check_disjoint, make_splits
 from learnerprobe.outputs import converting_write_errors
 from learnerprobe.paths import cache_root
 from learnerprobe.records import LearnerText
 from learnerprobe.study.config import StudyConfig, check_labels, load_config
-from learnerprobe.study.protocols import Split, check_disjoint, make_splits
 from learnerprobe.study.results import (
     LOWER_IS_BETTER,
     NO_LAYER,
@@ -303,27 +303,26 @@ class CellResult:
     cached: bool = False
 
 
+_CELL_ARRAYS = ("pred", "proba", "has_proba", "val_scores", "selected", "seconds")
+
+
 def _cell_path(key: str) -> Path:
-    return cache_root() / "study-cells" / key[:2] / f"{key}.npz"
+    return CellCache(cache_root() / "study-cells", shard=True).path(key)
 
 
 def _load_cell(path: Path) -> CellResult | None:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            proba = z["proba"] if z["has_proba"] else None
-            return CellResult(z["pred"], proba, z["val_scores"], int(z["selected"]),
-                              float(z["seconds"]), cached=True)
-    except (OSError, KeyError, ValueError):
-        return None  # unreadable (e.g. half-written by a killed run): recompute
+    z = read_npz(path, required=_CELL_ARRAYS)  # unreadable (e.g. half-written): None, recompute
+    if z is None:
+        return None
+    proba = z["proba"] if z["has_proba"] else None
+    return CellResult(z["pred"], proba, z["val_scores"], int(z["selected"]),
+                      float(z["seconds"]), cached=True)
 
 
 def _save_cell(path: Path, r: CellResult) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}.npz")
-    np.savez(tmp, pred=r.pred, proba=r.proba if r.proba is not None else np.zeros(0),
-             has_proba=r.proba is not None, val_scores=r.val_scores, selected=r.selected,
-             seconds=r.seconds)
-    os.replace(tmp, path)  # atomic: a crash never leaves a half cell under the real name
+    write_npz(path, {"pred": r.pred, "proba": r.proba if r.proba is not None else np.zeros(0),
+                     "has_proba": r.proba is not None, "val_scores": r.val_scores,
+                     "selected": r.selected, "seconds": r.seconds})
 
 
 def run_cell(X: np.ndarray, y: np.ndarray, split: Split, probe: str, *, mode: str,
@@ -564,9 +563,9 @@ def _probe_stage(cfg: StudyConfig, data: StudyData, acts: dict[str, Acts], timer
             "seed": seed, "split": sp.digest(), "y": y_hash, "K": data.n_classes,
             "metric": cfg.selection.metric, "refit": cfg.selection.refit,
         }
-        key = hashlib.sha256(json.dumps(key_src, sort_keys=True).encode()).hexdigest()
+        key = content_key(key_src)
         path = _cell_path(key)
-        r = _load_cell(path) if cfg.cache_cells and path.exists() else None
+        r = _load_cell(path) if cfg.cache_cells else None
         ck = (m, mode, seed, sp.protocol, sp.fold, p)
         if r is None:
             X = F if p == SURFACE else acts[m].array

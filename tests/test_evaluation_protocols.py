@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from learnerprobe.study.protocols import LeakageError, check_disjoint, make_splits
+from learnerprobe.evaluation.protocols import LeakageError, check_disjoint, make_splits
 from learnerprobe.study.runner import encode, run_cell
 from study_helpers import synthetic_records, tiny_config
 

@@ -1,8 +1,9 @@
-"""Evaluation protocols as explicit index splits, so leakage can be checked and tested.
+"""Evaluation protocols (IID, LOCO, LOLO) as explicit index splits, so leakage can be checked.
 
-Every split carries the indices of the outer training fold, an inner *validation* part of that
-fold (grouped by author, used only to choose a layer) and the outer test fold. The test fold is
-never passed to the layer selector.
+Lives in ``evaluation`` (below ``study`` and ``nli``) so every task builds its folds the same
+way, from :mod:`learnerprobe.evaluation.splits`. Every split carries the indices of the outer
+training fold, an inner *validation* part of that fold (grouped by author, used only to choose
+a layer) and the outer test fold. The test fold is never passed to the layer selector.
 """
 
 from __future__ import annotations
@@ -13,6 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from learnerprobe.errors import LearnerprobeError
+from learnerprobe.evaluation.splits import (
+    grouped_holdout,
+    grouped_stratified_kfold,
+    inner_validation_split,
+)
 
 
 class LeakageError(LearnerprobeError):
@@ -43,54 +49,12 @@ class Split:
         return h.hexdigest()[:16]
 
 
-def _kfold(y: np.ndarray, groups: np.ndarray, n_splits: int, seed: int):
-    try:
-        from learnerprobe.prep.splits import grouped_stratified_kfold
-    except ImportError:  # prep area not installed yet: same algorithm straight from sklearn
-        from sklearn.model_selection import StratifiedGroupKFold
-
-        cv = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-        return list(cv.split(np.zeros(len(y)), y, groups))
-    return list(grouped_stratified_kfold(y, groups, n_splits=n_splits, seed=seed))
-
-
-def _holdout(y: np.ndarray, groups: np.ndarray, test_size: float, seed: int):
-    """Grouped, stratified holdout; falls back to sklearn when the prep module is absent."""
-    try:
-        from learnerprobe.prep.splits import grouped_holdout
-    except ImportError:
-        from sklearn.model_selection import StratifiedGroupKFold
-
-        n = max(2, round(1 / test_size))
-        cv = StratifiedGroupKFold(n_splits=n, shuffle=True, random_state=seed)
-        return next(iter(cv.split(np.zeros(len(y)), y, groups)))
-    tr, te = grouped_holdout(y, groups, test_size=test_size, seed=seed)
-    return np.asarray(tr), np.asarray(te)
-
-
 def check_disjoint(groups: np.ndarray, a: np.ndarray, b: np.ndarray, what: str) -> None:
     """Raise LeakageError when an author appears on both sides."""
     shared = set(groups[a].tolist()) & set(groups[b].tolist())
     if shared:
         ex = ", ".join(sorted(map(str, shared))[:5])
         raise LeakageError(f"{what}: {len(shared)} author(s) on both sides, e.g. {ex}")
-
-
-def inner_split(
-    y: np.ndarray, groups: np.ndarray, train: np.ndarray, val_size: float, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Split an outer training fold into inner train / validation, grouped by author."""
-    y_tr, g_tr = y[train], groups[train]
-    # Stratification needs each class twice; rare classes simply go where the groups put them.
-    counts = np.unique(y_tr, return_counts=True)[1]
-    if len(counts) > 1 and counts.min() >= 2:
-        a, b = _holdout(y_tr, g_tr, val_size, seed)
-    else:
-        from sklearn.model_selection import GroupShuffleSplit
-
-        a, b = next(GroupShuffleSplit(1, test_size=val_size, random_state=seed).split(y_tr,
-                                                                                     groups=g_tr))
-    return np.sort(train[np.asarray(a)]), np.sort(train[np.asarray(b)])
 
 
 def make_splits(
@@ -114,10 +78,10 @@ def make_splits(
     outer: list[tuple[str, np.ndarray, np.ndarray, str]] = []
     if protocol == "iid":
         if holdout:
-            tr, te = _holdout(y, groups, 0.2, seed)
+            tr, te = grouped_holdout(y, groups, test_size=0.2, seed=seed)
             outer.append(("0", np.asarray(tr), np.asarray(te), "all"))
         else:
-            for i, (tr, te) in enumerate(_kfold(y, groups, folds, seed)):
+            for i, (tr, te) in enumerate(grouped_stratified_kfold(y, groups, folds, seed)):
                 outer.append((str(i), np.asarray(tr), np.asarray(te), "all"))
     elif protocol in ("loco", "lolo"):
         values = np.asarray(corpora if protocol == "loco" else languages)
@@ -138,7 +102,8 @@ def make_splits(
     splits = []
     for fold, tr, te, tc in outer:
         check_disjoint(groups, tr, te, f"{protocol} fold {fold}")
-        itr, iva = inner_split(y, groups, np.sort(tr), val_size, seed)
+        itr, iva = inner_validation_split(y, groups, within=np.sort(tr), test_size=val_size,
+                                          seed=seed, fallback="rare_class")
         check_disjoint(groups, itr, iva, f"{protocol} fold {fold} (inner)")
         splits.append(Split(protocol, fold, itr, iva, np.sort(te), tc))
     return splits
