@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from learnerprobe.extract import extract
+from learnerprobe.extract import engine, extract
 from learnerprobe.extract.cache import ActivationCache
 from learnerprobe.models.testing import tiny_model
 from learnerprobe.records import LearnerText
@@ -103,9 +103,15 @@ def test_superset_reuses_existing_rows(tmp_path):
     np.testing.assert_allclose(b.array, fresh.array, atol=1e-5)
 
 
-def test_resume_after_crash_computes_only_missing_rows(tmp_path):
+def test_resume_after_crash_computes_only_missing_rows(tmp_path, monkeypatch):
+    def crash_at_batch_2(bi: int) -> None:
+        if bi >= 2:
+            raise RuntimeError(f"simulated crash after {bi} batches")
+
+    monkeypatch.setattr(engine, "_FAULT_HOOK", crash_at_batch_2)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        _run(tmp_path, CountingLoader(), _fail_after_batches=2)
+        _run(tmp_path, CountingLoader())
+    monkeypatch.setattr(engine, "_FAULT_HOOK", None)
     cache = ActivationCache(next(p for p in tmp_path.iterdir() if p.is_dir()))
     (shard,) = cache.shards
     assert not shard.complete and not (shard.path / "COMPLETE").exists()
