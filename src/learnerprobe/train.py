@@ -58,11 +58,8 @@ def _layer_activations(cfg, records, log) -> tuple[np.ndarray, list[int], Any, d
     from learnerprobe.models.registry import get_model
 
     ex = cfg.extraction
-    kw: dict[str, Any] = {"dtype": ex.dtype, "device": ex.device, "chunking": ex.chunking}
-    if ex.max_length is not None:
-        kw["max_length"] = ex.max_length
     entry = get_model(cfg.models[0])
-    acts = get_activations(records, entry, **kw)
+    acts = get_activations(records, entry, **ex.kwargs())
     layers = list(getattr(acts, "layers", None) or range(acts.array.shape[0]))
     if cfg.layers != "all":
         rows = [layers.index(x) for x in cfg.layers]
@@ -79,10 +76,10 @@ def train_cefr(cfg, bundle: Path, *, results_dir: Path | None, log: Callable[[st
                n_boot: int = 1000) -> Path:
     from learnerprobe.bundle import save_bundle
     from learnerprobe.evaluation.splits import grouped_holdout
-    from learnerprobe.metrics import bootstrap_all, qwk
+    from learnerprobe.methods.registry import get_method
+    from learnerprobe.methods.sweep import best_index, select_layer
+    from learnerprobe.metrics import bootstrap_all
     from learnerprobe.models.pinning import weights_pin
-    from learnerprobe.probes import make_probe
-    from learnerprobe.probes.sweep import fit_predict_layers
     from learnerprobe.study.runner import encode, load_records
 
     records, info = load_records(cfg)
@@ -91,20 +88,20 @@ def train_cefr(cfg, bundle: Path, *, results_dir: Path | None, log: Callable[[st
     seed = cfg.seeds[0]
     tr, va = grouped_holdout(data.y, data.groups, test_size=cfg.selection.val_size, seed=seed)
     K = data.n_classes
-    best: tuple[float, str, int, np.ndarray] | None = None
+    sels = {}
     for probe in cfg.probe_names:
-        out = fit_predict_layers(X[:, tr], data.y[tr], X[:, va], probe, mode="tuned",
-                                 n_classes=K, seed=seed, width=X.shape[-1], n_jobs=1)
-        scores = [qwk(data.y[va], p, labels=K) for p in out["pred"]]
-        i = int(np.nanargmax(scores))
-        log(f"  {probe}: best validation QWK {scores[i]:.3f} at layer {layers[i]}")
-        if best is None or scores[i] > best[0]:
-            best = (float(scores[i]), probe, i, out["pred"][i])
-    if best is None:
+        sels[probe] = sel = select_layer(
+            X[:, tr], data.y[tr], X[:, va], data.y[va], probe, metric="qwk", n_classes=K,
+            mode="tuned", seed=seed, width=X.shape[-1], n_jobs=1)
+        log(f"  {probe}: best validation QWK {sel.score:.3f} at layer {layers[sel.layer_index]}")
+    if not sels:
         raise ConfigError("the config lists no probe to train (surface alone cannot be bundled)")
-    _, probe, li, pred_va = best
+    probe = list(sels)[best_index([s.score for s in sels.values()])]  # ties: the first listed
+    li = sels[probe].layer_index
+    pred_va = sels[probe].val_pred[li]
     val = bootstrap_all(data.y[va], pred_va, task="ordinal", labels=K, n_boot=n_boot, seed=seed)
-    est = make_probe(probe, mode="tuned", n_classes=K, width=X.shape[-1], seed=seed)
+    est = get_method(probe, kind="probe").build(mode="tuned", n_classes=K, width=X.shape[-1],
+                                                seed=seed)
     calibration = None
     if not hasattr(est, "predict_proba"):  # a regressor: ordered-logit probabilities (see below)
         from learnerprobe.calibration import OrdinalCalibrated
@@ -143,13 +140,12 @@ def train_l1(cfg, bundle: Path, *, results_dir: Path | None, log: Callable[[str]
     """Best of the n-gram model and hidden-state probes (validation macro-F1), refit on all."""
     from learnerprobe.bundle import save_bundle
     from learnerprobe.evaluation.splits import grouped_holdout
+    from learnerprobe.methods.registry import BuildContext, get_method, l1_probe_names
+    from learnerprobe.methods.sweep import best_index, select_layer
     from learnerprobe.metrics import bootstrap_all, macro_f1
     from learnerprobe.models.pinning import weights_pin
     from learnerprobe.nli.data import prepare_l1_task
-    from learnerprobe.nli.ngram import NgramClassifier
     from learnerprobe.nli.run import settings_of
-    from learnerprobe.probes import make_probe
-    from learnerprobe.probes.sweep import fit_predict_layers
     from learnerprobe.study.runner import load_records
 
     s = settings_of(cfg)
@@ -162,27 +158,34 @@ def train_l1(cfg, bundle: Path, *, results_dir: Path | None, log: Callable[[str]
     tr, va = grouped_holdout(y, task.groups, test_size=cfg.selection.val_size, seed=seed)
     texts = np.asarray(task.texts, dtype=object)
     cw = "balanced" if s.balance == "weights" else None
-    ngram_kw = {k: tuple(v) if isinstance(v, list) else v for k, v in s.ngram.items()}
+    ctx = BuildContext(seed=seed, class_weight=cw)
+    text_methods = [m for m in s.methods if m not in s.variants and get_method(m).bundle
+                    and get_method(m).kind != "probe"]
+
+    def build_text(m: str) -> Any:  # list options as tuples: how bundles have always stored them
+        opts = {k: tuple(v) if isinstance(v, list) else v for k, v in s.table(m).items()}
+        return get_method(m).build(ctx, opts)
+
     cands: list[tuple[float, str, int | None, np.ndarray, np.ndarray | None]] = []
-    if "ngram" in s.methods:
-        ng = NgramClassifier(class_weight=cw, seed=seed, **ngram_kw).fit(texts[tr], y[tr])
-        proba = ng.predict_proba(texts[va])
-        pred = ng.classes_[np.argmax(proba, axis=1)]
-        cands.append((macro_f1(y[va], pred), "ngram", None, pred, proba))
-        log(f"  ngram: validation macro-F1 {cands[-1][0]:.3f}")
+    for m in text_methods:
+        est = build_text(m).fit(texts[tr], y[tr])
+        proba = est.predict_proba(texts[va])
+        pred = est.classes_[np.argmax(proba, axis=1)]
+        cands.append((macro_f1(y[va], pred), m, None, pred, proba))
+        log(f"  {m}: validation macro-F1 {cands[-1][0]:.3f}")
     X = layers = entry = extraction = None
     if "probe" in s.methods:
         X, layers, entry, extraction = _layer_activations(cfg, task.records, log)
-        for probe in [p for p in cfg.probe_names if p in ("logistic", "mlp_clf")]:
-            out = fit_predict_layers(X[:, tr], y[tr], X[:, va], probe, mode="tuned",
-                                     n_classes=len(labels), seed=seed, width=X.shape[-1], n_jobs=1)
-            f1 = [macro_f1(y[va], p) for p in out["pred"]]
-            i = int(np.nanargmax(f1))
-            cands.append((f1[i], probe, i, out["pred"][i], out["proba"][i]))
-            log(f"  {probe}: validation macro-F1 {f1[i]:.3f} at layer {layers[i]}")
+        for probe in [p for p in cfg.probe_names if p in l1_probe_names()]:
+            sel = select_layer(X[:, tr], y[tr], X[:, va], y[va], probe, metric="macro_f1",
+                               target="nominal", n_classes=len(labels), mode="tuned", seed=seed,
+                               width=X.shape[-1], n_jobs=1)
+            i = sel.layer_index
+            cands.append((sel.score, probe, i, sel.val_pred[i], sel.val_proba[i]))
+            log(f"  {probe}: validation macro-F1 {sel.score:.3f} at layer {layers[i]}")
     if not cands:
         raise ConfigError("nli.methods lists nothing that can be bundled (ngram or probe)")
-    f1, method, li, pred, proba = max(cands, key=lambda c: c[0])
+    f1, method, li, pred, proba = cands[best_index([c[0] for c in cands])]
     val = bootstrap_all(y[va], pred, proba=proba, task="nominal", labels=len(labels),
                         n_boot=n_boot, seed=seed)
     langs = sorted({r.language for r in task.records})
@@ -197,11 +200,12 @@ def train_l1(cfg, bundle: Path, *, results_dir: Path | None, log: Callable[[str]
               "selection": f"{method} chosen on a grouped validation split by macro-F1"},
     )
     pre = {"mask": bool(s.mask), "language": langs[0] if len(langs) == 1 else None}
-    if method == "ngram":
-        est = NgramClassifier(class_weight=cw, seed=seed, **ngram_kw).fit(texts, y)
-        return save_bundle(bundle, method="ngram", estimator=est,
+    if method in text_methods:
+        est = build_text(method).fit(texts, y)
+        return save_bundle(bundle, method=method, estimator=est,
                            preprocessing={**pre, "features": "text"}, **common)
-    est = make_probe(method, mode="tuned", n_classes=len(labels), width=X.shape[-1], seed=seed)
+    est = get_method(method, kind="probe").build(mode="tuned", n_classes=len(labels),
+                                                 width=X.shape[-1], seed=seed)
     est.fit(X[li], y)
     return save_bundle(bundle, method=method, estimator=est, model=entry.to_dict(),
                        weights=weights_pin(entry), layer=int(layers[li]),

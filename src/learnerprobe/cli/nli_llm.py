@@ -13,6 +13,9 @@ from rich.console import Console
 
 from learnerprobe.cli.bench import bench_app
 
+# heavy imports stay local: numpy, sklearn, the NLI modules and metrics load only when a
+# benchmark runs, so `learnerprobe --help` stays fast.
+
 console = Console()
 
 
@@ -31,15 +34,14 @@ def _fold(task: Any, seed: int) -> tuple[Any, Any]:
 
 def _scores(y: Any, proba: Any, classes: Any, pred: Any, task: Any) -> dict[str, float]:
     import numpy as np
-    from sklearn.metrics import f1_score
+
+    from learnerprobe.metrics import accuracy, macro_f1, top_k_accuracy
 
     y = np.asarray(y)
-    ranked = np.asarray(classes)[np.argsort(-proba, axis=1, kind="stable")]
     out = {
         "n": int(len(y)),
-        "accuracy": float((np.asarray(pred) == y).mean()),
-        "macro_f1": float(f1_score(y, pred, labels=list(classes), average="macro",
-                                   zero_division=0)),
+        "accuracy": accuracy(y, pred),
+        "macro_f1": macro_f1(y, pred, labels=classes),
         "majority_rate_train_labels": float(task.majority_rate),
         "majority_rate_sample": float(
             max(np.mean(y == c) for c in np.unique(y))
@@ -48,7 +50,7 @@ def _scores(y: Any, proba: Any, classes: Any, pred: Any, task: Any) -> dict[str,
     }
     for k in (1, 3, 5):
         if k <= len(classes):
-            out[f"top{k}"] = float(np.mean([y[i] in ranked[i, :k] for i in range(len(y))]))
+            out[f"top{k}"] = top_k_accuracy(y, np.asarray(proba), k, labels=list(classes))
     return out
 
 

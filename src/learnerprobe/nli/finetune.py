@@ -26,18 +26,25 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.metrics import f1_score
+from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.validation import check_is_fitted
 
 from learnerprobe.errors import BundleError, ConfigError
 from learnerprobe.evaluation.splits import downsample, group_keys, inner_validation_split
+from learnerprobe.models.device import resolve_device
+from learnerprobe.models.loading import model_folder
+from learnerprobe.models.registry import get_model
+from learnerprobe.records import LearnerText
+
+# heavy optional imports stay local: torch and transformers (fitting or loading a fine-tuned
+# model only).
 
 FORMAT = "learnerprobe-finetune/1"
 META_FILE = "finetune.json"
 
 
 def _texts(X: Sequence[Any]) -> list[str]:
-    from learnerprobe.records import LearnerText
-
     texts = []
     for i, x in enumerate(X):
         if isinstance(x, LearnerText):
@@ -50,13 +57,6 @@ def _texts(X: Sequence[Any]) -> list[str]:
             raise TypeError(f"item {i}: expected str, LearnerText or dict, got {type(x).__name__}")
     return texts
 
-
-def _device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 @contextmanager
@@ -148,9 +148,6 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
     # -- model loading ---------------------------------------------------------------------------
     def _source(self) -> tuple[str, str]:
         """(folder or hub id, text template) for ``self.model``."""
-        from learnerprobe.models.loading import model_folder
-        from learnerprobe.models.registry import get_model
-
         entry = get_model(str(self.model))
         if entry.source.startswith("tiny:"):
             raise ConfigError("finetune needs a saved model folder, not a tiny: test entry")
@@ -224,7 +221,6 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
 
     def _fit(self, X: Sequence[Any], y: Sequence[str], groups: Sequence[Any] | None) -> Any:
         import torch
-        from sklearn.metrics import f1_score
         from transformers import get_linear_schedule_with_warmup
 
         if self.class_weight not in (None, "none", "balanced"):
@@ -245,7 +241,7 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
         K = len(self.classes_)
         if K < 2:
             raise ConfigError("finetune needs at least two L1 classes")
-        self.device_ = _device(self.device)
+        self.device_ = resolve_device(self.device, mps=False)
         self._load_pretrained(K)
         self.model_.to(self.device_)
 
@@ -259,8 +255,6 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
 
         weight = None
         if self.class_weight == "balanced":
-            from sklearn.utils.class_weight import compute_class_weight
-
             present = np.unique(y_idx[tr])
             w = np.ones(K)
             w[present] = compute_class_weight("balanced", classes=present, y=y_idx[tr])
@@ -415,7 +409,7 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
         est.history_ = meta.get("history", [])
         est.best_score_ = meta.get("best_score")
         est.n_steps_ = meta.get("n_steps")
-        est.device_ = _device(device)
+        est.device_ = resolve_device(device, mps=False)
         est.tokenizer_ = AutoTokenizer.from_pretrained(d)
         est.model_ = AutoModelForSequenceClassification.from_pretrained(d, dtype="float32")
         est.model_.to(est.device_).eval()

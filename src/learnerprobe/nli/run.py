@@ -10,6 +10,8 @@ analyses (confusion heatmaps, within-family errors, accuracy by CEFR level) unde
 
 from __future__ import annotations
 
+import hashlib
+import html
 import inspect
 import json
 import time
@@ -19,48 +21,25 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import ValidationError
+from sklearn.model_selection import train_test_split
 
-from learnerprobe.errors import ConfigError
+from learnerprobe import __version__
+from learnerprobe.cefr import LEVELS, base_level
 from learnerprobe.evaluation.cache import CellCache, read_npz, write_npz
+from learnerprobe.evaluation.results import HookResult, ReportSection
 from learnerprobe.evaluation.splits import balance_indices, grouped_stratified_kfold
+from learnerprobe.extract import get_activations
+from learnerprobe.methods.registry import BuildContext, get_method, l1_probe_names
+from learnerprobe.metrics import bootstrap_all, paired_bootstrap_diff, score_all
+from learnerprobe.nli import analysis as A
 from learnerprobe.nli._base import align_proba
 from learnerprobe.nli.data import L1Task, prepare_l1_task
-from learnerprobe.nli.settings import TEXT_METHODS, MethodOptions, NliSettings, format_errors
+from learnerprobe.nli.probe_method import ActivationLookup
+from learnerprobe.nli.settings import MethodOptions, NliSettings, probe_names, settings_of
 from learnerprobe.records import LearnerText
 
-NOMINAL_PROBES = ("logistic", "mlp_clf")
 NO_LAYER = "none"
-__all__ = ["TEXT_METHODS", "NliSettings", "run_nli", "settings_of", "validate_config"]
-
-
-def settings_of(cfg: Any) -> NliSettings:
-    """Validate the config's ``nli`` table; ConfigError naming the bad key."""
-    raw = getattr(cfg, "nli", None) or {}
-    if isinstance(raw, NliSettings):
-        return raw
-    if not isinstance(raw, dict):
-        raise ConfigError(f"invalid [nli] settings: expected a table, not {type(raw).__name__}")
-    try:
-        return NliSettings.model_validate(raw)
-    except ValidationError as e:
-        raise ConfigError(f"invalid [nli] settings: {format_errors(e)}") from None
-
-
-def validate_config(cfg: Any) -> None:
-    """Called by ``study.config.check_names`` for task = "l1"."""
-    s = settings_of(cfg)
-    if s.uses("probe"):
-        bad = [p for p in _probe_names(cfg) if p not in NOMINAL_PROBES]
-        if not _probe_names(cfg):
-            raise ConfigError(f"method 'probe' needs probes = one of {list(NOMINAL_PROBES)}")
-        if bad:
-            raise ConfigError(f"probes {bad} are not nominal classifiers; for L1 use "
-                              f"{list(NOMINAL_PROBES)}")
-
-
-def _probe_names(cfg: Any) -> list[str]:
-    return [p for p in getattr(cfg, "probes", []) if p != "surface"]
+__all__ = ["run_nli"]
 
 
 # --------------------------------------------------------------------------- method factory
@@ -69,24 +48,6 @@ def _accepts(cls: Any, name: str) -> bool:
         return name in inspect.signature(cls).parameters
     except (TypeError, ValueError):
         return False
-
-
-def _external(module: str, names: Sequence[str], opts: dict[str, Any], extra: dict[str, Any]):
-    """Instantiate the zero-shot / fine-tuning classifier written in another module."""
-    import importlib
-
-    try:
-        mod = importlib.import_module(f"learnerprobe.nli.{module}")
-    except ImportError as e:
-        raise ConfigError(f"method needs learnerprobe.nli.{module}, not available: {e}") from None
-    cls = next((getattr(mod, n) for n in names if hasattr(mod, n)), None)
-    if cls is None:
-        raise ConfigError(f"learnerprobe.nli.{module} has none of {list(names)}")
-    kw = dict(opts)
-    for k, v in extra.items():
-        if k not in kw and _accepts(cls, k):
-            kw[k] = v
-    return cls(**kw)
 
 
 class MethodFactory:
@@ -108,57 +69,27 @@ class MethodFactory:
 
     def probe_keys(self) -> list[tuple[str, str]]:
         """(model, probe) pairs the 'probe' method expands to."""
-        return [(m, p) for m in self.models for p in (_probe_names(self.cfg) or ["logistic"])]
+        return [(m, p) for m in self.models for p in (probe_names(self.cfg) or ["logistic"])]
+
+    def context(self) -> BuildContext:
+        """What this run gives every method's registry factory."""
+        return BuildContext(seed=self.seed, class_weight=self.class_weight, models=self.models,
+                            language=self.language, probes=probe_names(self.cfg),
+                            featurizers=self.featurizers, embedder=self.embedder,
+                            settings=self.s, build=self.make)
 
     def make(self, method: str, *, model: str | None = None, probe: str | None = None) -> Any:
-        s, cw, seed = self.s, self.class_weight, self.seed
+        """A fresh estimator for a method or variant name, from its registry entry
+        (:mod:`learnerprobe.methods.registry`). Options, later ones winning: the method's
+        ``[nli.<method>]`` table, the variant's own, the (model, probe) pair of this run."""
+        s = self.s
         over: dict[str, Any] = {}
         if method in s.variants:  # a named variant: its method's table, then its own options
             over = {k: v for k, v in s.variants[method].items() if k != "method"}
             method = s.variants[method]["method"]
-        if method == "ngram":
-            from learnerprobe.nli.ngram import NgramClassifier
-
-            return NgramClassifier(**{"class_weight": cw, "seed": seed, **s.ngram, **over})
-        if method == "sentence-sgd":
-            from learnerprobe.nli.sentence_sgd import SentenceSGDClassifier
-
-            kw = {"class_weight": cw, "seed": seed, "model": self.models[0], **s.sentence_sgd,
-                  **over}
-            if self.embedder is not None:
-                kw["embedder"] = self.embedder
-            return SentenceSGDClassifier(**kw)
-        if method == "probe":
-            from learnerprobe.nli.probe_method import HiddenStateProbeClassifier
-
-            kw = {**s.probe, **over}
-            m = model or kw.pop("model", None) or self.models[0]
-            p = probe or kw.pop("probe", None) or self.probe_keys()[0][1]
-            return HiddenStateProbeClassifier(
-                featurizer=self.featurizers.get(m), model=m, probe=p, class_weight=cw, seed=seed,
-                **kw)
-        if method == "metadata":
-            from learnerprobe.nli.metadata_baseline import MetadataBaseline
-
-            return MetadataBaseline(**{**s.metadata, **over})
-        if method == "zeroshot":
-            return _external("zeroshot", ("ZeroShotClassifier", "ZeroShotL1Classifier"),
-                             {**s.zeroshot, **over}, {"language": self.language, "seed": seed})
-        if method == "finetune":
-            return _external("finetune", ("FineTuneClassifier", "FinetuneClassifier",
-                                          "FineTunedClassifier"),
-                             {**s.finetune, **over}, {"seed": seed, "class_weight": cw,
-                                          "model": self.models[0]})
-        if method == "ensemble":
-            from learnerprobe.nli.ensemble import StackingL1Classifier
-
-            # The bases already carry the class balance (weights or down-sampling); weighting
-            # the meta-classifier again double-corrects and costs accuracy (MERLIN Italian, our
-            # development corpus: 0.79 with a weighted meta-classifier vs 0.84 without).
-            return StackingL1Classifier(
-                [(m, self.make(m)) for m in s.ensemble_of], cv=s.ensemble_cv, seed=seed,
-                class_weight=s.ensemble_meta_class_weight)
-        raise ConfigError(f"unknown NLI method {method!r}")
+        pick = {k: v for k, v in (("model", model), ("probe", probe)) if v is not None}
+        entry = get_method(method, task="l1")
+        return entry.build(self.context(), {**s.table(method), **over, **pick})
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -166,8 +97,6 @@ def _sample(y: np.ndarray, n: int | None, seed: int) -> np.ndarray:
     """Stratified bounded sample of indices (all when n is None or >= len)."""
     if n is None or n >= len(y):
         return np.arange(len(y))
-    from sklearn.model_selection import train_test_split
-
     idx, _ = train_test_split(np.arange(len(y)), train_size=n, stratify=y, random_state=seed)
     return np.sort(idx)
 
@@ -230,10 +159,6 @@ def method_cache_key(cfg: Any, s: NliSettings, method: str, kw: dict[str, Any], 
     """Hash of everything that changes one method's out-of-fold predictions: its settings
     (and its bases' for the ensemble), models, extraction, class balance, the task's texts and
     labels, the folds and the seed."""
-    import hashlib
-
-    from learnerprobe import __version__
-
     methods = [method] + (list(s.ensemble_of) if method == "ensemble" else [])
     tables = {m: {t: _plain(getattr(s, t)) for t in _METHOD_TABLES.get(s.base_method(m), ())}
               for m in methods}
@@ -246,7 +171,7 @@ def method_cache_key(cfg: Any, s: NliSettings, method: str, kw: dict[str, Any], 
         "tables": tables, "balance": s.balance,
         "ensemble": [s.ensemble_of, s.ensemble_cv] if method == "ensemble" else None,
         "models": list(getattr(cfg, "models", []) or []),
-        "probes": _probe_names(cfg), "layers": getattr(cfg, "layers", "all"),
+        "probes": probe_names(cfg), "layers": getattr(cfg, "layers", "all"),
         "extraction": ex.model_dump() if hasattr(ex, "model_dump") else None,
     }
     if method in METHOD_CACHE_VERSION:  # only then, so other methods' keys stay put
@@ -284,8 +209,6 @@ def score_method(
     res: dict[str, Any], task: L1Task, *, n_boot: int, seed: int
 ) -> tuple[list[dict[str, Any]], np.ndarray]:
     """Metric rows (accuracy, macro-F1, top-k with CIs; per-L1 P/R/F1) for one method."""
-    from learnerprobe.metrics import bootstrap_all, score_all
-
     K = len(task.labels)
     y_codes = np.array([task.labels.index(v) for v in task.y[res["idx"]]])
     pred = np.argmax(res["proba"], axis=1)
@@ -308,8 +231,6 @@ def _fig_bytes(path: Path) -> bytes:
 
 
 def _levels(recs: Sequence[LearnerText]) -> tuple[list[str | None], np.ndarray]:
-    from learnerprobe.cefr import LEVELS, base_level
-
     lev = [base_level(r.cefr) if r.cefr else None for r in recs]
     return lev, np.array([LEVELS.index(x) if x else np.nan for x in lev], dtype=float)
 
@@ -318,8 +239,6 @@ def analyse(
     method: str, res: dict[str, Any], pred: np.ndarray, task: L1Task, out: Path,
 ) -> tuple[list[dict[str, Any]], list[tuple[str, bytes]], dict[str, Any]]:
     """Confusion heatmaps, within-family error share, accuracy by CEFR level for one method."""
-    from learnerprobe.nli import analysis as A
-
     labels = task.labels
     y_true = task.y[res["idx"]]
     y_pred = np.asarray(labels, dtype=object)[pred]
@@ -343,8 +262,6 @@ def analyse(
     lev, lev_int = _levels(recs)
     correct = y_true == y_pred
     if sum(x is not None for x in lev) >= 10 and len({x for x in lev if x}) >= 2:
-        from learnerprobe.cefr import LEVELS
-
         abl = A.accuracy_by_level(correct, lev, order=LEVELS)
         abl["per_level"].to_csv(out / f"accuracy_by_level_{slug}.csv", index=False)
         for _, r in abl["per_level"].iterrows():
@@ -374,18 +291,8 @@ def analyse(
 
 # --------------------------------------------------------------------------- entry point
 def _extract(cfg: Any, task: L1Task, models: Sequence[str], log: Callable[[str], None]):
-    from learnerprobe.extract import get_activations
-    from learnerprobe.nli.probe_method import ActivationLookup
-
     ex = getattr(cfg, "extraction", None)
-    kw: dict[str, Any] = {}
-    if ex is not None:
-        kw = {"dtype": ex.dtype, "device": ex.device}
-        for k in ("max_length", "batch_tokens"):
-            if getattr(ex, k, None) is not None:
-                kw[k] = getattr(ex, k)
-        if getattr(ex, "chunking", "truncate") != "truncate":
-            kw["chunking"] = ex.chunking
+    kw: dict[str, Any] = ex.kwargs() if ex is not None else {}
     layers = getattr(cfg, "layers", "all")
     out = {}
     for m in models:
@@ -406,7 +313,7 @@ def run_nli(
     embedder: Callable | None = None,
     cache_dir: str | Path | None = None,
 ):
-    """Evaluate every configured NLI method; return a ``study.results.HookResult``.
+    """Evaluate every configured NLI method; return an ``evaluation.results.HookResult``.
 
     Analyses go to ``out_dir/nli/``; each method's out-of-fold result is cached (atomically)
     in ``cache_dir`` (default ``out_dir/nli/cache``): the study runner stages the analyses
@@ -414,8 +321,6 @@ def run_nli(
     ``featurizers`` (model -> items -> layers x n x hidden) and ``embedder`` (sentences -> n x d)
     bypass extraction and the static embeddings; tests use them to stay fast.
     """
-    from learnerprobe.study.results import HookResult, ReportSection
-
     s = settings_of(cfg)
     out = Path(out_dir) / "nli"
     cache = CellCache(Path(cache_dir) if cache_dir is not None else out / "cache")
@@ -540,8 +445,6 @@ def run_nli(
 def _comparisons(results: dict[str, dict[str, Any]], compare: Sequence[str], task: L1Task,
                  base: dict[str, Any], seed: int, n_boot: int) -> list[dict[str, Any]]:
     """Paired bootstrap of ``compare[0]`` minus each other listed method (same texts)."""
-    from learnerprobe.metrics import paired_bootstrap_diff
-
     if not compare or compare[0] not in results:
         return []
     a = results[compare[0]]
@@ -550,7 +453,7 @@ def _comparisons(results: dict[str, dict[str, Any]], compare: Sequence[str], tas
         b = results.get(other)
         if b is None and other == "probe":  # the first hidden-state probe, e.g. logistic@model
             other, b = next(((k, v) for k, v in results.items()
-                             if k.split("@")[0] in NOMINAL_PROBES), (other, None))
+                             if k.split("@")[0] in l1_probe_names()), (other, None))
         if b is None:
             continue
         common = np.intersect1d(a["idx"], b["idx"])
@@ -571,8 +474,6 @@ def _summary_html(summary: dict[str, Any], rows: list[dict[str, Any]],
                   combiners: dict[str, list[dict[str, Any]]] | None = None) -> str:
     """A compact HTML table: accuracy and macro-F1 (95% CI) per method, majority and chance,
     and which combiner each stacking fold chose on its inner out-of-fold data."""
-    import html
-
     df = pd.DataFrame(rows)
     df = df[df.metric.isin(["accuracy", "macro_f1"])]
     if not len(df):

@@ -8,7 +8,8 @@ The per-method tables (``[nli.ngram]``, ``[nli.sentence_sgd]``, ...) are option 
 *set* values are handed to the method's estimator (unset ones keep the estimator's default),
 so they behave like the mappings they replace: ``**settings.ngram`` and
 ``settings.ngram.items()`` give exactly what the user wrote (validated). Only pydantic is
-imported here, so the study config can use this module cheaply.
+imported here, so the study config can use this module cheaply: ``validate_config`` (the NLI
+checks of a ``task = "l1"`` config) lives here for that reason.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import PydanticCustomError
+
+from learnerprobe.errors import ConfigError
+from learnerprobe.methods.registry import get_method, l1_probe_names, method_names
 
 TEXT_METHODS = ("ngram", "sentence-sgd", "finetune", "zeroshot", "metadata")
 BASE_METHODS = (*TEXT_METHODS, "probe")
@@ -240,16 +244,20 @@ class NliSettings(BaseModel):
     @classmethod
     def _variants(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         out = {}
+        bases = [m for m in method_names(task="l1") if get_method(m).kind != "ensemble"]
         for name, opts in v.items():
-            if name in {*BASE_METHODS, "ensemble"}:
+            if name in method_names(task="l1"):
                 raise ValueError(f"variant name {name!r} is a method name")
             base = opts.get("method")
-            if not isinstance(base, str) or base not in BASE_METHODS:
+            if not isinstance(base, str) or base not in bases:
                 raise ValueError(f"variant {name!r} needs method = one of "
-                                 f"{sorted(BASE_METHODS)}, not {base!r}")
+                                 f"{sorted(bases)}, not {base!r}")
             rest = {k: x for k, x in opts.items() if k != "method"}
+            model = get_method(base).options_model
+            if model is None:  # a method without typed options takes none
+                model = MethodOptions
             try:
-                checked = OPTIONS[base].model_validate(rest).as_kwargs()
+                checked = model.model_validate(rest).as_kwargs()
             except ValidationError as e:
                 raise PydanticCustomError(
                     "nli_variant", "{detail}",
@@ -259,7 +267,7 @@ class NliSettings(BaseModel):
 
     @model_validator(mode="after")
     def _known(self) -> NliSettings:
-        known = {*BASE_METHODS, "ensemble", *self.variants}
+        known = {*method_names(task="l1"), *self.variants}  # the methods registry
         bad = [m for m in [*self.methods, *self.ensemble_of] if m not in known]
         if bad:
             raise ValueError(f"unknown NLI method(s) {bad}; known: {sorted(known)}")
@@ -272,6 +280,11 @@ class NliSettings(BaseModel):
     def base_method(self, name: str) -> str:
         """The method a (possibly variant) name runs."""
         return self.variants[name]["method"] if name in self.variants else name
+
+    def table(self, method: str) -> dict[str, Any]:
+        """The options set in ``[nli.<method>]`` ({} for a method without a table)."""
+        v = getattr(self, method.replace("-", "_"), None)
+        return v.as_kwargs() if isinstance(v, MethodOptions) else {}
 
     def uses(self, method: str) -> bool:
         """Whether a run needs ``method`` (directly, as a variant, or inside the ensemble)."""
@@ -289,3 +302,36 @@ def format_errors(e: ValidationError) -> str:
         parts.append(f"nli.{'.'.join(map(str, er['loc']))}: "
                      f"{'unknown key' if er['type'] == 'extra_forbidden' else er['msg']}")
     return "; ".join(parts)
+
+
+# --------------------------------------------------------------------------- config checks
+
+
+def settings_of(cfg: Any) -> NliSettings:
+    """Validate the config's ``nli`` table; ConfigError naming the bad key."""
+    raw = getattr(cfg, "nli", None) or {}
+    if isinstance(raw, NliSettings):
+        return raw
+    if not isinstance(raw, dict):
+        raise ConfigError(f"invalid [nli] settings: expected a table, not {type(raw).__name__}")
+    try:
+        return NliSettings.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(f"invalid [nli] settings: {format_errors(e)}") from None
+
+
+def probe_names(cfg: Any) -> list[str]:
+    """The config's probes that the NLI 'probe' method uses (the surface baseline is CEFR's)."""
+    return [p for p in getattr(cfg, "probes", []) if p != "surface"]
+
+
+def validate_config(cfg: Any) -> None:
+    """NLI checks of a ``task = "l1"`` study config (called by ``study.config.check_names``)."""
+    s = settings_of(cfg)
+    if s.uses("probe"):
+        nominal = l1_probe_names()  # registered probes that are nominal, with probabilities
+        bad = [p for p in probe_names(cfg) if p not in nominal]
+        if not probe_names(cfg):
+            raise ConfigError(f"method 'probe' needs probes = one of {nominal}")
+        if bad:
+            raise ConfigError(f"probes {bad} are not nominal classifiers; for L1 use {nominal}")

@@ -19,9 +19,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from learnerprobe.cefr import SCHEMES, CefrScheme, get_scheme
-from learnerprobe.corpora.registry import CorpusSpec, as_spec
+from learnerprobe.corpora.registry import CORPORA, CorpusSpec, as_spec
 from learnerprobe.errors import ConfigError
+from learnerprobe.methods.registry import method_names
+from learnerprobe.models.registry import MODELS, get_model
 from learnerprobe.nli.settings import NliSettings
+from learnerprobe.nli.settings import validate_config as validate_nli_config
+
+# Probe and method names come from learnerprobe.methods.registry, which names its estimators
+# lazily: reading a config imports no sklearn or torch.
 
 PROTOCOLS = ("iid", "loco", "lolo")
 SURFACE = "surface"
@@ -64,6 +70,16 @@ class ExtractionConfig(_Strict):
     max_length: int | None = None
     chunking: Literal["truncate", "chunks"] = "truncate"
     batch_tokens: int | None = None
+
+    def kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``extract.get_activations`` (unset options keep its defaults);
+        the one place the study runner, the NLI protocol and ``train`` build them."""
+        kw: dict[str, Any] = {"dtype": self.dtype, "device": self.device,
+                              "chunking": self.chunking}
+        for k in ("max_length", "batch_tokens"):
+            if getattr(self, k) is not None:
+                kw[k] = getattr(self, k)
+        return kw
 
 
 class PrepConfig(_Strict):
@@ -193,22 +209,14 @@ def _format_validation(e: ValidationError, source: str) -> str:
 
 def _known(kind: str) -> Sequence[str]:
     if kind == "corpus":
-        from learnerprobe.corpora.registry import CORPORA
-
         return list(CORPORA)
     if kind == "model":
-        from learnerprobe.models.registry import MODELS
-
         return list(MODELS)
-    from learnerprobe.probes import PROBES
-
-    return [*PROBES, SURFACE]
+    return method_names(task="cefr")  # the methods registry: five probes and the surface baseline
 
 
 def _model_ok(name: str) -> bool:
     """Models beyond the registry: a local transformers folder or a hub id (org/name)."""
-    from learnerprobe.models.registry import get_model
-
     try:
         get_model(name)
     except (ConfigError, OSError, ValueError, RuntimeError):
@@ -237,11 +245,7 @@ def check_names(cfg: StudyConfig, source: str = "config") -> None:
         except ConfigError as e:
             raise ConfigError(f"{source}: corpora: {e}") from None
     if cfg.task == "l1":
-        from learnerprobe.study.runner import nli_hook
-
-        validate = getattr(nli_hook(), "validate_config", None)
-        if validate is not None:
-            validate(cfg)
+        validate_nli_config(cfg)
 
 
 def parse_config(data: dict[str, Any], source: str = "config", check: bool = True) -> StudyConfig:

@@ -14,6 +14,7 @@ import hashlib
 import json
 import platform
 import shutil
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -24,16 +25,15 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import tomli_w
+from joblib import Parallel, delayed
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from threadpoolctl import threadpool_limits
 
 from learnerprobe.errors import ConfigError, LearnerprobeError
 from learnerprobe.evaluation.cache import CellCache, content_key, read_npz, write_npz
 from learnerprobe.evaluation.protocols import Split, check_disjoint, make_splits
-from learnerprobe.outputs import converting_write_errors
-from learnerprobe.paths import cache_root
-from learnerprobe.records import LearnerText
-from learnerprobe.study.config import StudyConfig, check_labels, load_config
-from learnerprobe.study.results import (
-    LOWER_IS_BETTER,
+from learnerprobe.evaluation.results import (
     NO_LAYER,
     SELECTED,
     HookResult,
@@ -42,20 +42,22 @@ from learnerprobe.study.results import (
     results_frame,
     score_rows,
 )
+from learnerprobe.extract import get_activations
+from learnerprobe.methods.sweep import fit_layers, select_layer
+from learnerprobe.nli.run import run_nli
+from learnerprobe.outputs import converting_write_errors
+from learnerprobe.paths import cache_root
+from learnerprobe.prep.clean import clean
+from learnerprobe.prep.mask import mask_records
+from learnerprobe.probes.surface import SurfaceBaseline, surface_features
+from learnerprobe.records import LearnerText
+from learnerprobe.study import report as study_report
+from learnerprobe.study.config import StudyConfig, check_labels, load_config
 from learnerprobe.study.rundir import abandon, begin_run, publish
 
 CELL_VERSION = 1
 SURFACE = "surface"
 
-
-# --------------------------------------------------------------------------- hooks
-def nli_hook() -> Any:
-    """The NLI entry point module: ``learnerprobe.nli.run`` with ``run_nli`` (see docs/STUDY.md)."""
-    try:
-        from learnerprobe.nli import run as nli_run
-    except ImportError as e:
-        raise ConfigError(f"task = 'l1' needs learnerprobe.nli.run.run_nli: {e}") from None
-    return nli_run
 
 
 # --------------------------------------------------------------------------- timing
@@ -112,8 +114,6 @@ def load_records(cfg: StudyConfig) -> tuple[list[LearnerText], dict[str, Any]]:
                                                                      "corpus_loader": r.corpus})
             for r in recs)
     if cfg.prep.clean:
-        from learnerprobe.prep.clean import clean
-
         records, report = clean(records)
         info["clean"] = _jsonable(report)
     if cfg.prep.dedupe:
@@ -126,8 +126,6 @@ def load_records(cfg: StudyConfig) -> tuple[list[LearnerText], dict[str, Any]]:
         info["duplicates_dropped"] = len(records) - len(kept)
         records = kept
     if cfg.prep.mask:
-        from learnerprobe.prep.mask import mask_records
-
         records, counts = mask_records(records)
         info["mask"] = _jsonable(counts)
     return records, info
@@ -183,10 +181,7 @@ class Acts:
 
 
 def _acts_key(a: Any) -> str:
-    for attr in ("key", "cache_key"):
-        v = getattr(a, attr, None)
-        if v:
-            return str(v)
+    """The activation cache folder's name (it is the cache key), else a hash of the array."""
     path = getattr(a, "cache_path", None)
     if path:
         return Path(path).name
@@ -225,15 +220,8 @@ def adapt_activations(a: Any, data: StudyData, cfg_layers: Any) -> Acts:
 def extract_all(cfg: StudyConfig, data: StudyData, log: Callable[[str], None],
                 progress: bool = True) -> dict[str, Any]:
     """Activations for every configured model (cached by the extract module)."""
-    from learnerprobe.extract import get_activations
-
     out = {}
-    ex = cfg.extraction
-    kw: dict[str, Any] = {"dtype": ex.dtype, "device": ex.device}
-    for k in ("max_length", "batch_tokens"):
-        if getattr(ex, k) is not None:
-            kw[k] = getattr(ex, k)
-    kw["chunking"] = ex.chunking
+    kw = cfg.extraction.kwargs()
     layers = None if cfg.layers == "all" else cfg.layers
     for m in cfg.models:
         t0 = time.perf_counter()
@@ -245,45 +233,20 @@ def extract_all(cfg: StudyConfig, data: StudyData, log: Callable[[str], None],
 
 
 # --------------------------------------------------------------------------- cells
-def _metric(y: np.ndarray, pred: np.ndarray, metric: str, n_classes: int) -> float:
-    from learnerprobe.metrics import score_all
-
-    return float(score_all(y, pred, labels=n_classes)[metric])
-
-
-def select_layer(y_val: np.ndarray, pred_val: np.ndarray, metric: str = "qwk",
-                 n_classes: int | None = None) -> tuple[int, np.ndarray]:
-    """Index of the best layer on the *validation* predictions (layers x m), and all scores.
-
-    Ties go to the earliest layer. Only validation data reach this function.
-    """
-    k = int(n_classes or max(int(y_val.max()), int(pred_val.max())) + 1)
-    scores = np.array([_metric(y_val, p, metric, k) for p in pred_val])
-    scores = np.nan_to_num(scores, nan=np.inf if metric in LOWER_IS_BETTER else -np.inf)
-    best = int(np.argmin(scores) if metric in LOWER_IS_BETTER else np.argmax(scores))
-    return best, scores
-
-
 def fit_predict(X_train, y_train, X_test, probe, *, mode, n_classes, seed, width, n_jobs=1):
     """All layers of one probe: ``{"pred": layers x m, "proba": layers x m x K | None}``.
 
     ``learnerprobe.probes.sweep``: tuned mode shares standardisation and closed-form ridge across
     layers; reference mode is the plain per-layer loop of the published protocol.
     """
-    from learnerprobe.probes.sweep import fit_predict_layers
-
-    return fit_predict_layers(X_train, y_train, X_test, probe, mode=mode, n_classes=n_classes,
-                              seed=seed, width=width, n_jobs=n_jobs)
+    return fit_layers(X_train, y_train, X_test, probe, mode=mode, n_classes=n_classes,
+                      seed=seed, width=width, n_jobs=n_jobs)
 
 
 def surface_fit_predict(F_train, y_train, F_test, *, mode, n_classes, seed):
     """Surface baseline (gradient boosting on length features) as one pseudo-layer.
 
     It keeps its defaults in both modes, so it is the same yardstick everywhere."""
-    from threadpoolctl import threadpool_limits
-
-    from learnerprobe.probes.surface import SurfaceBaseline
-
     # OpenMP threads buy nothing on a few thousand rows x 3 features and, on a busy machine,
     # oversubscription made one fit take 50 s instead of 0.4 s.
     with threadpool_limits(1, user_api="openmp"):
@@ -330,30 +293,30 @@ def run_cell(X: np.ndarray, y: np.ndarray, split: Split, probe: str, *, mode: st
              n_jobs: int = 1) -> CellResult:
     """Fit all layers on the inner training part; choose the layer on validation only."""
     t0 = time.perf_counter()
-    fp = surface_fit_predict if probe == SURFACE else fit_predict
-    kw: dict[str, Any] = {"mode": mode, "n_classes": n_classes, "seed": seed}
-    if probe != SURFACE:
-        kw.update(probe=probe, width=width, n_jobs=n_jobs)
-
-    def call(train_idx, test_idx):
-        if probe == SURFACE:  # features: texts x f
-            return fp(X[train_idx], y[train_idx], X[test_idx], **kw)
-        return fp(X[:, train_idx], y[train_idx], X[:, test_idx], **kw)
-
-    nv = len(split.val)
-    out = call(split.train, np.concatenate([split.val, split.test]))
-    pred = np.asarray(out["pred"])
-    proba = out.get("proba")
-    best, scores = select_layer(y[split.val], pred[:, :nv], metric, n_classes)
-    pred_t = pred[:, nv:]
-    proba_t = None if proba is None else np.asarray(proba)[:, nv:]
+    kw: dict[str, Any] = {"mode": mode, "seed": seed}
+    if probe == SURFACE:  # features (texts x f) as one pseudo-layer
+        XL, fit = X[None], _surface_layer
+    else:
+        XL, fit = X, fit_predict
+        kw.update(width=width, n_jobs=n_jobs)
+    sel = select_layer(XL[:, split.train], y[split.train], XL[:, split.val], y[split.val], probe,
+                       metric=metric, n_classes=n_classes, X_test=XL[:, split.test], fit=fit,
+                       **kw)
+    pred_t, proba_t = sel.test_pred, sel.test_proba
     if refit:
-        out = call(split.fit_all, split.test)
+        out = fit(XL[:, split.fit_all], y[split.fit_all], XL[:, split.test], probe,
+                  n_classes=n_classes, **kw)
         pred_t = np.asarray(out["pred"])
         proba_t = None if out.get("proba") is None else np.asarray(out["proba"])
     return CellResult(pred_t.astype(np.int64),
                       None if proba_t is None else proba_t.astype(np.float32),
-                      scores, best, time.perf_counter() - t0)
+                      sel.scores, sel.layer_index, time.perf_counter() - t0)
+
+
+def _surface_layer(F_train, y_train, F_test, probe, *, mode, n_classes, seed):
+    """:func:`surface_fit_predict` with the layer axis of the probes (one pseudo-layer)."""
+    return surface_fit_predict(F_train[0], y_train, F_test[0], mode=mode, n_classes=n_classes,
+                               seed=seed)
 
 
 def _compute_cell(ck: tuple, X: np.ndarray, y: np.ndarray, sp: Split, probe: str,
@@ -362,8 +325,6 @@ def _compute_cell(ck: tuple, X: np.ndarray, y: np.ndarray, sp: Split, probe: str
 
     Cells run side by side (``n_jobs``); unbounded thread pools oversubscribe the cores (on a
     busy 2-core machine a logistic fit went from 0.3 s to 3 s)."""
-    from threadpoolctl import threadpool_limits
-
     with threadpool_limits(threads):
         r = run_cell(X, y, sp, probe, **kw)
     if path is not None:
@@ -448,12 +409,11 @@ def _run_staged(cfg: StudyConfig, src_path: Path | None, out_dir: Path, stage: P
         log(f"  {len(data.y)} labelled texts\n{counts.to_string()}")
 
     if cfg.task == "l1":
-        hook = nli_hook()
         with timer.stage("nli"):
             # analyses are staged with the other outputs; method results are cached in place
             # (OUT/nli/cache) so that a crashed run resumes
-            res: HookResult = hook.run_nli(cfg, data.records, stage, log=log,
-                                           cache_dir=out_dir / "nli" / "cache")
+            res: HookResult = run_nli(cfg, data.records, stage, log=log,
+                                      cache_dir=out_dir / "nli" / "cache")
         rows, preds, sections = res.rows, res.predictions, res.sections
         acts_keys: dict[str, str] = {}
         timer.stages.update({f"nli.{k}": v for k, v in res.timings.items()})
@@ -490,9 +450,7 @@ def _run_staged(cfg: StudyConfig, src_path: Path | None, out_dir: Path, stage: P
             (stage / "config.toml").write_text(config_toml(cfg))
         if report:
             with timer.stage("report"):
-                from learnerprobe.study.report import write_report
-
-                write_report(stage / "report.html", cfg, df, pooled, data, sections, manifest,
+                study_report.write_report(stage / "report.html", cfg, df, pooled, data, sections, manifest,
                              timer.stages)
         timings = {"stages": timer.stages, "total": time.perf_counter() - t_all}
         timings.update(getattr(timer, "extra", {}))
@@ -503,8 +461,6 @@ def _run_staged(cfg: StudyConfig, src_path: Path | None, out_dir: Path, stage: P
 
 
 def _git_rev() -> str | None:
-    import subprocess
-
     try:
         r = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
                            timeout=5, cwd=Path(__file__).parent)
@@ -516,16 +472,12 @@ def _git_rev() -> str | None:
 def config_toml(cfg: StudyConfig) -> str:
     """The config of a programmatic run as TOML that `load_config` reads back to the same config
     (tomli-w, not a hand-written writer: corpus tables and nested option tables must survive)."""
-    import tomli_w
-
     return tomli_w.dumps(cfg.model_dump(mode="json", exclude_none=True, by_alias=True))
 
 
 def _probe_stage(cfg: StudyConfig, data: StudyData, acts: dict[str, Acts], timer: Timer,
                  log: Callable[[str], None], progress: bool) -> list[Pooled]:
     """Compute (or load) every cell, then pool out-of-fold predictions per layer."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     jobs: list[tuple[str, str, int, Split, str]] = []
     split_cache: dict[tuple, list[Split]] = {}
     for mode in cfg.modes:
@@ -548,8 +500,6 @@ def _probe_stage(cfg: StudyConfig, data: StudyData, acts: dict[str, Acts], timer
                         jobs.append((SURFACE, mode, seed, sp, SURFACE))
     F = None
     if cfg.with_surface:
-        from learnerprobe.probes.surface import surface_features
-
         F = np.asarray(surface_features([r.text for r in data.records]), dtype=np.float32)
     y_hash = hashlib.sha256(data.y.tobytes() + "|".join(data.ids).encode()).hexdigest()[:16]
     results: dict[tuple, CellResult] = {}
@@ -582,12 +532,10 @@ def _probe_stage(cfg: StudyConfig, data: StudyData, acts: dict[str, Acts], timer
         disable=not progress, transient=False,
     ) as bar:
         task = bar.add_task("probing", total=len(jobs), completed=n_cached)
-        if cfg.n_jobs == 1:  # in-process (tests spy on run_cell here)
+        if cfg.n_jobs == 1:  # one job: a plain loop in this process, no worker start-up
             done = (_compute_cell(ck, X, data.y, sp, p, kw, path, cfg.threads)
                     for ck, X, sp, p, kw, path in pending)
         else:
-            from joblib import Parallel, delayed
-
             done = Parallel(n_jobs=cfg.n_jobs, return_as="generator_unordered")(
                 delayed(_compute_cell)(ck, X, data.y, sp, p, kw, path, cfg.threads)
                 for ck, X, sp, p, kw, path in pending)
@@ -655,7 +603,6 @@ def _pool(cfg, data, acts, split_cache, results) -> list[Pooled]:
 def _evaluate(cfg: StudyConfig, data: StudyData, pooled: list[Pooled],
               log: Callable[[str], None]) -> tuple[list[dict], pd.DataFrame]:
     """Bootstrap every pooled cell (in parallel over cells) and collect predictions."""
-    from joblib import Parallel, delayed
 
     def one(p: Pooled) -> list[dict]:
         return score_rows(p, data.y, data.corpora, task=cfg.task, n_classes=data.n_classes,
