@@ -67,6 +67,7 @@ from pydantic import (
 )
 
 from learnerprobe.errors import BundleError
+from learnerprobe.methods.registry import get_method, method_names
 
 FORMAT = "learnerprobe-bundle"
 FORMAT_VERSION = 2
@@ -95,7 +96,14 @@ TRUSTED_TYPES: frozenset[str] = frozenset({
     "sklearn.calibration._SigmoidCalibration",
     "sklearn.model_selection._split.StratifiedKFold",
 })
-METHODS = ("ridge", "logistic", "ordinal", "mlp_reg", "mlp_clf", "ngram")
+
+
+def bundle_methods() -> list[str]:
+    """Methods a bundle may hold: registered with ``bundle=True`` (learnerprobe.methods.registry;
+    built in: the five probes and ngram). A method registered at run time is accepted only in
+    a process that registered it, and its estimator still has to pass TRUSTED_TYPES."""
+    return [m for m in method_names() if get_method(m).bundle]
+
 DTYPES = ("auto", "float32", "fp32", "float", "bfloat16", "bf16", "float16", "fp16", "half",
           "bf16-autocast", "bfloat16-autocast")
 _LIBS = ("learnerprobe", "scikit-learn", "numpy", "scipy", "skops", "torch", "transformers",
@@ -214,7 +222,7 @@ class Manifest(_Strict):
     format: Literal["learnerprobe-bundle"]
     format_version: Literal[2]
     task: Literal["cefr", "l1"]
-    method: Literal[METHODS]  # type: ignore[valid-type]
+    method: Name
     labels: Annotated[list[Label], Field(min_length=2, max_length=1000)]
     model: ModelSpec | None = None
     weights: WeightsPin | None = None
@@ -234,7 +242,10 @@ class Manifest(_Strict):
         if ESTIMATOR not in self.files:
             raise ValueError(f"files must list {ESTIMATOR}")
         pre = self.preprocessing
-        if (self.method == "ngram") != (pre.features == "text"):
+        if self.method not in bundle_methods():
+            raise ValueError(f"method {self.method!r} is not a bundle method; known: "
+                             f"{', '.join(bundle_methods())}")
+        if (get_method(self.method).kind != "probe") != (pre.features == "text"):
             raise ValueError(f"method {self.method!r} does not go with features {pre.features!r}")
         if pre.features == "hidden":
             missing = [k for k in ("model", "weights", "layer") if getattr(self, k) is None]

@@ -17,6 +17,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 from learnerprobe.errors import LearnerprobeError
 from learnerprobe.evaluation.splits import group_keys, inner_validation_split
+from learnerprobe.methods.registry import get_method
+from learnerprobe.methods.sweep import select_layer
 from learnerprobe.nli._base import align_proba
 from learnerprobe.nli.data import as_texts
 from learnerprobe.records import LearnerText, text_hash
@@ -75,23 +77,9 @@ def make_l1_probe(
     name: str, seed: int = 0, class_weight: str | None = None, n_classes: int | None = None,
     mode: str = "tuned",
 ) -> Any:
-    """A nominal probe from the probes registry; scikit-learn's scaled logistic regression
-    (what the registry's "logistic" probe is) while that module is not installed."""
-    try:
-        from learnerprobe.probes import make_probe
-    except ImportError:
-        make_probe = None
-    if make_probe is not None:
-        return make_probe(name, mode=mode, seed=seed, n_classes=n_classes)
-    if name != "logistic":
-        raise LearnerprobeError(f"probe {name!r} needs learnerprobe.probes (not installed)")
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    return make_pipeline(
-        StandardScaler(), LogisticRegression(C=0.1, max_iter=2000, class_weight=class_weight)
-    )
+    """A fresh probe ``name`` from the methods registry (``class_weight`` is not passed on: the
+    registered probes balance nothing themselves)."""
+    return get_method(name, kind="probe").build(mode=mode, seed=seed, n_classes=n_classes)
 
 
 class HiddenStateProbeClassifier(ClassifierMixin, BaseEstimator):
@@ -128,9 +116,14 @@ class HiddenStateProbeClassifier(ClassifierMixin, BaseEstimator):
         have = np.asarray(getattr(est, "classes_", np.arange(len(self.classes_))))
         return align_proba(np.asarray(est.predict_proba(F)), have, np.arange(len(self.classes_)))
 
-    def fit(self, X: Sequence[Any], y: Sequence[Any]) -> HiddenStateProbeClassifier:
-        from sklearn.metrics import f1_score
+    def _fit_layers(self, X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray,
+                    probe: str, *, n_classes: int) -> dict[str, np.ndarray]:
+        """This probe fitted on each layer (the fitting engine handed to the layer sweep)."""
+        pred = [np.argmax(self._proba(self._fit_one(Xl, y_train), Xt), axis=1)
+                for Xl, Xt in zip(X_train, X_test, strict=True)]
+        return {"pred": np.stack(pred)}
 
+    def fit(self, X: Sequence[Any], y: Sequence[Any]) -> HiddenStateProbeClassifier:
         feat = self.featurizer if self.featurizer is not None else ExtractFeaturizer(self.model)
         self.featurizer_ = feat
         y = np.asarray(y)
@@ -142,12 +135,13 @@ class HiddenStateProbeClassifier(ClassifierMixin, BaseEstimator):
         # Grouped, stratified validation part of the training fold (only for choosing the layer).
         tr, va = inner_validation_split(codes, groups, test_size=self.val_size, seed=self.seed,
                                         fallback="unsplittable")
-        self.val_scores_: dict[int, float] = {}
-        for layer in cand:
-            est = self._fit_one(A[layer, tr], codes[tr])
-            pred = np.argmax(self._proba(est, A[layer, va]), axis=1)
-            self.val_scores_[layer] = float(f1_score(codes[va], pred, average="macro"))
-        self.layer_ = max(cand, key=lambda k: (self.val_scores_[k], -k))
+        cand = sorted(set(cand))  # ascending, so a tie goes to the shallowest layer
+        Ac = A[cand]
+        sel = select_layer(Ac[:, tr], codes[tr], Ac[:, va], codes[va], self.probe,
+                           metric="macro_f1", target="nominal", n_classes=len(self.classes_),
+                           fit=self._fit_layers)
+        self.val_scores_: dict[int, float] = dict(zip(cand, sel.scores.tolist(), strict=True))
+        self.layer_ = cand[sel.layer_index]
         # Hidden-state index of the chosen slice (0 = embeddings) when the featurizer knows it.
         names = getattr(feat, "layers", None)
         self.layer_index_ = int(names[self.layer_]) if names else int(self.layer_)
