@@ -80,10 +80,11 @@ def train_cefr(cfg, bundle: Path, *, results_dir: Path | None, log: Callable[[st
     from learnerprobe.methods.sweep import best_index, select_layer
     from learnerprobe.metrics import bootstrap_all
     from learnerprobe.models.pinning import weights_pin
-    from learnerprobe.study.runner import encode, load_records
+    from learnerprobe.study.runner import load_records
+    from learnerprobe.tasks import get_task
 
     records, info = load_records(cfg)
-    data = encode(cfg, records)
+    data = get_task("cefr").prepare(cfg, records)
     X, layers, entry, extraction = _layer_activations(cfg, data.records, log)
     seed = cfg.seeds[0]
     tr, va = grouped_holdout(data.y, data.groups, test_size=cfg.selection.val_size, seed=seed)
@@ -144,14 +145,14 @@ def train_l1(cfg, bundle: Path, *, results_dir: Path | None, log: Callable[[str]
     from learnerprobe.methods.sweep import best_index, select_layer
     from learnerprobe.metrics import bootstrap_all, macro_f1
     from learnerprobe.models.pinning import weights_pin
-    from learnerprobe.nli.data import prepare_l1_task
-    from learnerprobe.nli.run import settings_of
+    from learnerprobe.nli.settings import settings_of
     from learnerprobe.study.runner import load_records
+    from learnerprobe.tasks.l1 import select_l1
 
     s = settings_of(cfg)
     records, info = load_records(cfg)
-    task = prepare_l1_task(records, min_texts_per_l1=s.min_texts_per_l1, mask=s.mask,
-                           include=s.include_l1, exclude=s.exclude_l1)
+    # masks again when [prep] mask already did (unlike run_nli): kept as it was, see the report
+    task = select_l1(records, s)
     labels = task.labels
     y = np.array([labels.index(v) for v in task.y])
     seed = cfg.seeds[0]
@@ -221,5 +222,9 @@ def train_bundle(config: str | Path, bundle: str | Path, *, results_dir: str | P
     check_writable(bundle)  # before training: a bad destination should not cost a training run
     cfg = load_config(config)
     rd = Path(results_dir) if results_dir else None
-    fn = train_cefr if cfg.task == "cefr" else train_l1
+    trainers = {"cefr": train_cefr, "l1": train_l1}
+    if cfg.task not in trainers:
+        raise ConfigError(f"task {cfg.task!r} cannot be trained into a bundle; "
+                          f"trainable tasks: {', '.join(trainers)}")
+    fn = trainers[cfg.task]
     return fn(cfg, Path(bundle), results_dir=rd, log=log, n_boot=cfg.n_boot)

@@ -71,12 +71,17 @@ def score_rows(
     corpora: np.ndarray,
     *,
     task: str,
+    kind: str | None = None,
     n_classes: int,
     n_boot: int,
     seed: int,
     shared_levels: bool,
 ) -> list[dict[str, Any]]:
-    """Rows for one pooled cell: pooled ("all") and per test corpus, all/shared levels."""
+    """Rows for one pooled cell: pooled ("all") and per test corpus, all/shared levels.
+
+    ``kind``: the labels' kind, ``"ordinal"`` or ``"nominal"`` (the task's ``label_kind``;
+    default: ordinal for ``task="cefr"``, else nominal), which picks the metrics."""
+    kind = kind or ("ordinal" if task == "cefr" else "nominal")
     rows: list[dict[str, Any]] = []
     text_corpus = corpora[p.idx]
     groups: list[tuple[str, np.ndarray]] = [("all", np.ones(len(p.idx), bool))]
@@ -97,7 +102,7 @@ def score_rows(
             yt = y[p.idx[mm]]
             proba = None if p.proba is None else p.proba[mm]
             ci = bootstrap_all(yt, p.pred[mm], proba=proba, n_boot=n_boot, seed=seed,
-                               task="ordinal" if task == "cefr" else "nominal",
+                               task=kind,
                                labels=n_classes)
             for metric, (v, lo, hi) in ci.items():
                 rows.append({

@@ -1,25 +1,22 @@
-"""L1 task preparation: which texts and labels an NLI experiment uses, and how they are split.
-
-Kept apart from the methods so every method sees the same texts, labels and author groups, and
-so dropped L1s and masking counts are reported once. The folds themselves come from
-``learnerprobe.evaluation.splits``, shared with the CEFR study.
+"""NLI inputs: :func:`as_texts` (what every method accepts) and, re-exported from
+:mod:`learnerprobe.tasks.l1`, the L1 task preparation (which texts and labels an NLI experiment
+uses, and how they are grouped), kept apart from the methods so every method sees the same
+texts, labels and author groups. The folds come from ``learnerprobe.evaluation.splits``.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
-from learnerprobe.errors import ConfigError
-from learnerprobe.evaluation.splits import group_keys
 from learnerprobe.records import LearnerText
 
-#: L1 values that are not a language; such texts cannot be labelled and are left out.
-NON_L1 = frozenset({"other", "others", "not reported", "unknown", "none", "n/a", "na", ""})
+# The preparation itself lives in learnerprobe.tasks.l1 (one implementation, shared with the
+# study runner and `learnerprobe train`); its names stay importable from here.
+from learnerprobe.tasks.l1 import NON_L1, prepare_l1_task
+from learnerprobe.tasks.l1 import L1Data as L1Task
+
+__all__ = ["NON_L1", "L1Task", "as_texts", "prepare_l1_task"]
 
 
 def as_texts(X: Sequence[Any]) -> list[str]:
@@ -35,89 +32,3 @@ def as_texts(X: Sequence[Any]) -> list[str]:
         else:
             raise TypeError(f"item {i}: expected str, LearnerText or dict with 'text', got {type(x)}")
     return out
-
-
-@dataclass
-class L1Task:
-    """The prepared task: records, labels, author groups and what was left out (and why)."""
-
-    records: list[LearnerText]
-    y: np.ndarray  # L1 names (str)
-    groups: np.ndarray  # corpus:author (corpus:text id where unknown): evaluation.group_keys
-    labels: list[str]  # sorted L1 names kept
-    dropped_l1: dict[str, int] = field(default_factory=dict)  # L1 -> texts, below the minimum
-    n_unlabelled: int = 0
-    mask_counts: dict[str, int] = field(default_factory=dict)
-    masked: bool = True
-
-    @property
-    def texts(self) -> list[str]:
-        return [r.text for r in self.records]
-
-    @property
-    def majority_rate(self) -> float:
-        return float(Counter(self.y.tolist()).most_common(1)[0][1] / len(self.y))
-
-    @property
-    def chance(self) -> float:
-        return 1.0 / len(self.labels)
-
-    def summary(self) -> dict[str, Any]:
-        """JSON-ready description for the report (counts per L1, dropped L1s, masking)."""
-        return {
-            "n_texts": len(self.records),
-            "n_authors": int(len(set(self.groups.tolist()))),
-            "labels": self.labels,
-            "counts": dict(Counter(self.y.tolist()).most_common()),
-            "majority_rate": self.majority_rate,
-            "chance": self.chance,
-            "dropped_l1": self.dropped_l1,
-            "n_unlabelled": self.n_unlabelled,
-            "masked": self.masked,
-            "mask_counts": self.mask_counts,
-        }
-
-
-def prepare_l1_task(
-    records: Sequence[LearnerText],
-    *,
-    min_texts_per_l1: int = 30,
-    mask: bool = True,
-    include: Sequence[str] | None = None,
-    exclude: Sequence[str] = (),
-) -> L1Task:
-    """Select labelled texts, drop L1s with fewer than ``min_texts_per_l1`` texts, mask.
-
-    Masking is on by default: names, places and nationalities ("from Brazil") would let a
-    model identify the L1 without learning anything about the learner's language.
-    """
-    excl = {e.lower() for e in exclude}
-    labelled = [
-        r for r in records
-        if r.l1 is not None and r.l1.strip().lower() not in NON_L1 and r.l1.lower() not in excl
-    ]
-    n_unlabelled = len(records) - len(labelled)
-    if include:
-        inc = set(include)
-        labelled = [r for r in labelled if r.l1 in inc]
-    counts = Counter(r.l1 for r in labelled)
-    dropped = {k: v for k, v in sorted(counts.items()) if v < min_texts_per_l1}
-    kept = [r for r in labelled if r.l1 not in dropped]
-    labels = sorted({r.l1 for r in kept})
-    if len(labels) < 2:
-        raise ConfigError(
-            f"L1 task needs at least 2 L1s with >= {min_texts_per_l1} texts; found "
-            f"{dict(counts.most_common())} (lower min_texts_per_l1 or pick another corpus)"
-        )
-    mask_counts: dict[str, int] = {}
-    if mask:
-        from learnerprobe.prep.mask import mask_records
-
-        kept, mc = mask_records(kept)
-        mask_counts = {str(k): int(v) for k, v in dict(mc).items()}
-    y = np.array([r.l1 for r in kept], dtype=object)
-    groups = group_keys(kept)
-    return L1Task(
-        records=list(kept), y=y, groups=groups, labels=labels, dropped_l1=dropped,
-        n_unlabelled=n_unlabelled, mask_counts=mask_counts, masked=mask,
-    )

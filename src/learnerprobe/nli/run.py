@@ -33,10 +33,11 @@ from learnerprobe.methods.registry import BuildContext, get_method, l1_probe_nam
 from learnerprobe.metrics import bootstrap_all, paired_bootstrap_diff, score_all
 from learnerprobe.nli import analysis as A
 from learnerprobe.nli._base import align_proba
-from learnerprobe.nli.data import L1Task, prepare_l1_task
+from learnerprobe.nli.data import L1Task
 from learnerprobe.nli.probe_method import ActivationLookup
 from learnerprobe.nli.settings import MethodOptions, NliSettings, probe_names, settings_of
 from learnerprobe.records import LearnerText
+from learnerprobe.tasks.l1 import select_l1
 
 NO_LAYER = "none"
 __all__ = ["run_nli"]
@@ -327,9 +328,7 @@ def run_nli(
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     already_masked = bool(getattr(getattr(cfg, "prep", None), "mask", False))
-    task = prepare_l1_task(records, min_texts_per_l1=s.min_texts_per_l1,
-                           mask=s.mask and not already_masked, include=s.include_l1,
-                           exclude=s.exclude_l1)
+    task = select_l1(records, s, mask=s.mask and not already_masked)
     summary = task.summary()
     summary["masked"] = s.mask or already_masked
     log(f"  L1 task: {summary['n_texts']} texts, {len(task.labels)} L1s, majority "

@@ -24,7 +24,7 @@ from learnerprobe.errors import ConfigError
 from learnerprobe.methods.registry import method_names
 from learnerprobe.models.registry import MODELS, get_model
 from learnerprobe.nli.settings import NliSettings
-from learnerprobe.nli.settings import validate_config as validate_nli_config
+from learnerprobe.tasks import TASKS, get_task
 
 # Probe and method names come from learnerprobe.methods.registry, which names its estimators
 # lazily: reading a config imports no sklearn or torch.
@@ -102,7 +102,7 @@ class StudyConfig(_Strict):
     """The whole study; see docs/STUDY.md for every field."""
 
     name: str
-    task: Literal["cefr", "l1"] = "cefr"
+    task: str = "cefr"  # a name in learnerprobe.tasks.TASKS (cefr, l1, ...)
     # A registry name or a table {name, root, as, loader options...}; see docs/STUDY.md.
     corpora: list[str | CorpusSpec] = Field(min_length=1)
     labels: LabelConfig = LabelConfig()
@@ -129,6 +129,13 @@ class StudyConfig(_Strict):
     # The [nli] table, typed (learnerprobe.nli.settings): wrong types and unknown keys are
     # errors naming the key. Absent (None) unless the config has one.
     nli: NliSettings | None = None
+
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, v: str) -> str:
+        if v not in TASKS:
+            raise ValueError(f"unknown task {v!r}; known: {', '.join(TASKS)}")
+        return v
 
     @field_validator("corpora")
     @classmethod
@@ -167,7 +174,7 @@ class StudyConfig(_Strict):
 
     @model_validator(mode="after")
     def _cefr_needs_probes(self) -> StudyConfig:
-        if self.task == "cefr" and not self.probes:
+        if get_task(self.task).uses_probes and not self.probes:
             raise ValueError("probes is empty: list at least one probe (or 'surface')")
         return self
 
@@ -229,7 +236,8 @@ def check_names(cfg: StudyConfig, source: str = "config") -> None:
     """Reject unknown corpus, model or probe names, listing the valid ones."""
     checks: list[tuple[str, list[str]]] = [("corpus", [s.name for s in cfg.corpus_specs]),
                                            ("model", cfg.models)]
-    if cfg.task == "cefr":
+    task = get_task(cfg.task)
+    if task.uses_probes:  # probe-pipeline tasks: probes are CEFR registry probes
         checks.append(("probe", cfg.probes))
     for kind, names in checks:
         valid = _known(kind)
@@ -244,8 +252,7 @@ def check_names(cfg: StudyConfig, source: str = "config") -> None:
             spec.check()
         except ConfigError as e:
             raise ConfigError(f"{source}: corpora: {e}") from None
-    if cfg.task == "l1":
-        validate_nli_config(cfg)
+    task.validate_config(cfg)  # the task's own settings (l1: nli.settings.validate_config)
 
 
 def parse_config(data: dict[str, Any], source: str = "config", check: bool = True) -> StudyConfig:
@@ -294,20 +301,6 @@ def check_labels(cfg: StudyConfig, labels_by_corpus: dict[str, list[str | None]]
     """After loading: every class of the scheme must have texts (pooled), else ConfigError.
 
     ``labels_by_corpus`` holds the mapped labels of each corpus (None = unlabelled/dropped).
+    The check belongs to the task (``learnerprobe.tasks``; CEFR: ``check_cefr_labels``).
     """
-    if cfg.task != "cefr":
-        return
-    classes = cfg.scheme().labels
-    counts: Counter[str] = Counter()
-    for labs in labels_by_corpus.values():
-        counts.update(x for x in labs if x is not None)
-    empty = [c for c in classes if counts[c] == 0]
-    if empty:
-        seen = ", ".join(f"{k}={counts[k]}" for k in classes if counts[k])
-        raise ConfigError(
-            f"label scheme leaves class(es) {', '.join(empty)} empty in corpora "
-            f"{', '.join(labels_by_corpus)} (counts: {seen or 'none'}); merge them, e.g. "
-            f"labels.merge = [[\"C1\", \"C2\"]], or choose another scheme"
-        )
-    if len(classes) < 2:
-        raise ConfigError("label scheme has fewer than two classes")
+    get_task(cfg.task).check_labels(cfg, labels_by_corpus)

@@ -44,7 +44,6 @@ from learnerprobe.evaluation.results import (
 )
 from learnerprobe.extract import get_activations
 from learnerprobe.methods.sweep import fit_layers, select_layer
-from learnerprobe.nli.run import run_nli
 from learnerprobe.outputs import converting_write_errors
 from learnerprobe.paths import cache_root
 from learnerprobe.prep.clean import clean
@@ -52,8 +51,9 @@ from learnerprobe.prep.mask import mask_records
 from learnerprobe.probes.surface import SurfaceBaseline, surface_features
 from learnerprobe.records import LearnerText
 from learnerprobe.study import report as study_report
-from learnerprobe.study.config import StudyConfig, check_labels, load_config
+from learnerprobe.study.config import StudyConfig, load_config
 from learnerprobe.study.rundir import abandon, begin_run, publish
+from learnerprobe.tasks import TaskData, get_task
 
 CELL_VERSION = 1
 SURFACE = "surface"
@@ -78,21 +78,8 @@ class Timer:
 
 
 # --------------------------------------------------------------------------- data
-@dataclass
-class StudyData:
-    """Records with encoded labels and the arrays protocols need."""
-
-    records: list[LearnerText]
-    y: np.ndarray
-    ids: np.ndarray
-    groups: np.ndarray
-    corpora: np.ndarray
-    languages: np.ndarray
-    labels: list[str]
-
-    @property
-    def n_classes(self) -> int:
-        return len(self.labels)
+#: Records with encoded labels and the arrays protocols need (``learnerprobe.tasks.TaskData``).
+StudyData = TaskData
 
 
 def load_records(cfg: StudyConfig) -> tuple[list[LearnerText], dict[str, Any]]:
@@ -132,40 +119,9 @@ def load_records(cfg: StudyConfig) -> tuple[list[LearnerText], dict[str, Any]]:
 
 
 def encode(cfg: StudyConfig, records: list[LearnerText]) -> StudyData:
-    """Map labels with the configured scheme, drop unlabelled texts, validate classes."""
-    if cfg.task == "cefr":
-        scheme = cfg.scheme()
-        by_corpus: dict[str, list[str | None]] = {}
-        mapped = []
-        for r in records:
-            try:
-                lab = scheme.map(r.cefr)
-            except ValueError as e:
-                raise LearnerprobeError(f"{r.corpus} text {r.id}: bad CEFR label: {e}") from None
-            by_corpus.setdefault(r.corpus, []).append(lab)
-            mapped.append(lab)
-        for c in cfg.corpus_names:
-            by_corpus.setdefault(c, [])
-        check_labels(cfg, by_corpus)
-        labels = scheme.labels
-        keep = [i for i, lab in enumerate(mapped) if lab is not None]
-        y = np.array([labels.index(mapped[i]) for i in keep], dtype=np.int64)
-    else:
-        labels = sorted({r.l1 for r in records if r.l1})
-        keep = [i for i, r in enumerate(records) if r.l1]
-        y = np.array([labels.index(records[i].l1) for i in keep], dtype=np.int64)
-    recs = [records[i] for i in keep]
-    if not recs:
-        raise ConfigError(f"no labelled texts in corpora {', '.join(cfg.corpus_names)}")
-    return StudyData(
-        records=recs,
-        y=y,
-        ids=np.array([r.id for r in recs], dtype=object),
-        groups=np.array([f"{r.corpus}:{r.author_id or r.id}" for r in recs], dtype=object),
-        corpora=np.array([r.corpus for r in recs], dtype=object),
-        languages=np.array([r.language for r in recs], dtype=object),
-        labels=list(labels),
-    )
+    """The configured task's data (``learnerprobe.tasks``): labels mapped, unlabelled texts
+    dropped, classes checked."""
+    return get_task(cfg.task).prepare(cfg, records)
 
 
 # --------------------------------------------------------------------------- activations
@@ -408,15 +364,15 @@ def _run_staged(cfg: StudyConfig, src_path: Path | None, out_dir: Path, stage: P
         counts = pd.crosstab(data.corpora, np.array(data.labels)[data.y])
         log(f"  {len(data.y)} labelled texts\n{counts.to_string()}")
 
-    if cfg.task == "l1":
-        with timer.stage("nli"):
+    task = get_task(cfg.task)
+    if not task.uses_probes:  # the task's own protocol (NLI)
+        with timer.stage(task.stage):
             # analyses are staged with the other outputs; method results are cached in place
-            # (OUT/nli/cache) so that a crashed run resumes
-            res: HookResult = run_nli(cfg, data.records, stage, log=log,
-                                      cache_dir=out_dir / "nli" / "cache")
+            # (OUT/<stage>/cache) so that a crashed run resumes
+            res: HookResult = task.evaluate(cfg, data, stage, out_dir, log=log)
         rows, preds, sections = res.rows, res.predictions, res.sections
         acts_keys: dict[str, str] = {}
-        timer.stages.update({f"nli.{k}": v for k, v in res.timings.items()})
+        timer.stages.update({f"{task.stage}.{k}": v for k, v in res.timings.items()})
         pooled: list[Pooled] = []
         extra_manifest = res.manifest
     else:
@@ -502,6 +458,7 @@ def _probe_stage(cfg: StudyConfig, data: StudyData, acts: dict[str, Acts], timer
     if cfg.with_surface:
         F = np.asarray(surface_features([r.text for r in data.records]), dtype=np.float32)
     y_hash = hashlib.sha256(data.y.tobytes() + "|".join(data.ids).encode()).hexdigest()[:16]
+    metric = get_task(cfg.task).selection_metric(cfg)  # [selection] metric, else the task's
     results: dict[tuple, CellResult] = {}
     per_mode: dict[str, float] = {}
     per_probe: dict[str, float] = {}
@@ -511,7 +468,7 @@ def _probe_stage(cfg: StudyConfig, data: StudyData, acts: dict[str, Acts], timer
             "v": CELL_VERSION, "acts": "surface" if p == SURFACE else acts[m].key,
             "layers": [] if p == SURFACE else acts[m].layers, "probe": p, "mode": mode,
             "seed": seed, "split": sp.digest(), "y": y_hash, "K": data.n_classes,
-            "metric": cfg.selection.metric, "refit": cfg.selection.refit,
+            "metric": metric, "refit": cfg.selection.refit,
         }
         key = content_key(key_src)
         path = _cell_path(key)
@@ -521,7 +478,7 @@ def _probe_stage(cfg: StudyConfig, data: StudyData, acts: dict[str, Acts], timer
             X = F if p == SURFACE else acts[m].array
             kw = dict(mode=mode, n_classes=data.n_classes, seed=seed,
                       width=1 if p == SURFACE else acts[m].width,
-                      metric=cfg.selection.metric, refit=cfg.selection.refit,
+                      metric=metric, refit=cfg.selection.refit,
                       n_jobs=cfg.sweep_jobs)
             pending.append((ck, X, sp, p, kw, path if cfg.cache_cells else None))
         else:
@@ -603,9 +560,11 @@ def _pool(cfg, data, acts, split_cache, results) -> list[Pooled]:
 def _evaluate(cfg: StudyConfig, data: StudyData, pooled: list[Pooled],
               log: Callable[[str], None]) -> tuple[list[dict], pd.DataFrame]:
     """Bootstrap every pooled cell (in parallel over cells) and collect predictions."""
+    kind = get_task(cfg.task).label_kind
 
     def one(p: Pooled) -> list[dict]:
-        return score_rows(p, data.y, data.corpora, task=cfg.task, n_classes=data.n_classes,
+        return score_rows(p, data.y, data.corpora, task=cfg.task, kind=kind,
+                          n_classes=data.n_classes,
                           n_boot=cfg.n_boot, seed=cfg.seeds[0], shared_levels=cfg.shared_levels)
 
     n_jobs = cfg.n_jobs if cfg.n_jobs > 0 else -1
