@@ -14,11 +14,21 @@ Rules:
   (``multi="none"``);
 - anything not recognised (e.g. "Slavic background", a bare number) -> None; the corpus
   loaders always keep the original string in ``l1_raw``.
+
+This module owns language names for the whole package: the one alias table (:data:`ALIASES`),
+corpus-field normalisation (:func:`normalise_l1`, :func:`language_code`) and the name index
+free-text LLM answers are resolved with (``language_code(name, answers=True)``,
+:func:`english_name`; :mod:`learnerprobe.nli.aliases` adds only what is specific to parsing
+answers: lead-ins, demonyms, candidate matching). Where the two former tables disagreed, each
+caller keeps its old result: :data:`ANSWER_ONLY` and :data:`CORPUS_ONLY` say which aliases a
+caller does not accept, and answers fold varieties onto one code ("Chinese" and "Mandarin" are
+one answer, two corpus labels).
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from functools import lru_cache
 from typing import Literal
 
@@ -30,29 +40,70 @@ MISSING = {
 }
 # Locales whose language names we accept as input (the corpora's and the masking languages).
 _LOCALES = ("en", "de", "it", "cs", "es", "pt", "fr", "nl", "pl", "ru")
-# Overrides where the CLDR name is not what learner-corpus research uses, or where corpora use
-# a spelling CLDR does not list (feminine adjectives, "Farsi", Chinese varieties).
-_ALIASES = {
+#: The one alias table (corpus L1 fields and free-text LLM answers): casefolded alias -> the
+#: project's English language name. Overrides where the CLDR name is not what learner-corpus
+#: research uses, and spellings CLDR does not list (feminine adjectives, "Farsi", Chinese
+#: varieties, informal names in answers). Two aliases sets below keep each caller's results as
+#: they were when the two old tables were merged:
+ALIASES: dict[str, str] = {
     "other": "Other",
     "others": "Other",
     "mandarin": "Mandarin",
     "mandarin chinese": "Mandarin",
     "chinese (mandarin)": "Mandarin",
     "chinese(mandarin)": "Mandarin",
+    "putonghua": "Mandarin",
     "cmn": "Mandarin",
+    "chinese": "Chinese",
     "cantonese": "Cantonese",
     "yue": "Cantonese",
+    "hokkien": "Min Nan Chinese",
     "farsi": "Persian",
+    "persian": "Persian",
+    "dari": "Persian",
     "russa": "Russian",
     "bangla": "Bengali",
     "bengali": "Bengali",
     "filipino": "Tagalog",
-    "hokkien": "Min Nan Chinese",
+    "pilipino": "Tagalog",
+    "tagalog": "Tagalog",
     "greek": "Greek",
     "modern greek": "Greek",
     "panjabi": "Punjabi",
+    "punjabi": "Punjabi",
     "castilian": "Spanish",
+    "hispanic": "Spanish",
+    "latino": "Spanish",
+    "latina": "Spanish",
+    "flemish": "Dutch",
+    "arab": "Arabic",
+    "arabian": "Arabic",
+    "moldovan": "Romanian",
+    "moldavian": "Romanian",
+    "bosnian": "Bosnian",
+    "croat": "Croatian",
+    "serb": "Serbian",
+    "hebrew": "Hebrew",
+    "kazakh": "Kazakh",
+    "kirghiz": "Kyrgyz",
+    "pashto": "Pashto",
+    "swahili": "Swahili",
 }
+#: Aliases only answer parsing (``language_code(name, answers=True)``) accepts. Corpus L1 fields
+#: (:func:`normalise_l1`) never resolved them -- "Serb", "Dari" stayed None and "Latino" is CLDR's
+#: Italian/Spanish name of Latin -- and keep doing so, so that no corpus label changes.
+ANSWER_ONLY = frozenset({
+    "putonghua", "dari", "pilipino", "hispanic", "latino", "latina", "flemish", "arab",
+    "arabian", "moldovan", "moldavian", "croat", "serb", "kirghiz",
+})
+#: Aliases only corpus L1 fields accept. Answer parsing never resolved them ("other" is no
+#: language, codes like "cmn" are not answers) or resolved them another way ("modern greek" by
+#: its word "greek"), and keeps doing so.
+CORPUS_ONLY = frozenset({
+    "other", "others", "chinese (mandarin)", "chinese(mandarin)", "cmn", "yue", "hokkien",
+    "russa", "modern greek",
+})
+_CORPUS_ALIASES = {k: v for k, v in ALIASES.items() if k not in ANSWER_ONLY}
 _SPLIT = re.compile(r"\s*(?:[,;/&+|]|\band\b|\bund\b|\be\b|\by\b)\s*", re.I)
 
 
@@ -89,11 +140,11 @@ def _one(token: str) -> str | None:
     t = " ".join(token.replace("\xa0", " ").split()).strip(" .").lower()
     if t in MISSING:
         return None
-    if t in _ALIASES:
-        return _ALIASES[t]
+    if t in _CORPUS_ALIASES:
+        return _CORPUS_ALIASES[t]
     hit = _name_table().get(t)
     if hit is not None:
-        return _ALIASES.get(hit.lower(), hit)
+        return _CORPUS_ALIASES.get(hit.lower(), hit)
     return None
 
 
@@ -134,9 +185,23 @@ def split_l1(label: str | None) -> list[str]:
     return [] if not label else label.split("/")
 
 
+def language_code(raw: str, *, answers: bool = False) -> str | None:
+    """ISO 639 code of a language name or code.
+
+    Corpus fields (default): the ISO 639-1 code of the name :func:`normalise_l1` gives
+    ("German", "deu", "de" -> "de"; "Mandarin" -> None, as before).
+    ``answers=True`` (free-text LLM answers, :mod:`learnerprobe.nli.aliases`): names in 20
+    display languages and ISO 639 names, the answer aliases, and codes folded onto the one code
+    answers are compared on (Mandarin/Chinese/Putonghua -> "zh", Farsi/Dari -> "fa").
+    """
+    if answers:
+        key = clean_name(raw)
+        return answer_index().get(key) if key else None
+    return _corpus_code(raw)
+
+
 @lru_cache(maxsize=1024)
-def language_code(raw: str) -> str | None:
-    """ISO 639-1 code for a language name or code ("German", "deu", "de" -> "de")."""
+def _corpus_code(raw: str) -> str | None:
     from babel import Locale
 
     t = str(raw).strip()
@@ -151,3 +216,80 @@ def language_code(raw: str) -> str | None:
         if n == name and len(code) == 2:
             return code
     return None
+
+
+# ----------------------------------------------------------------------------- answers
+#: Display languages whose language names answers may use (answers sometimes come in the target
+#: language or the L1 itself).
+_DISPLAY_LOCALES = (
+    "en", "de", "it", "cs", "es", "fr", "pt", "pl", "ru", "tr", "hu", "nl", "sv", "ar", "zh",
+    "ja", "ko", "uk", "ro", "el",
+)
+#: Codes answers are compared on: macrolanguage members and variants collapse onto one code.
+_CODE_FOLD = {
+    "cmn": "zh", "zho": "zh", "chi": "zh", "pes": "fa", "prs": "fa", "per": "fa", "fas": "fa",
+    "arb": "ar", "ara": "ar", "nb": "no", "nn": "no", "nob": "no", "fil": "tl", "iw": "he",
+    "in": "id", "zh-hans": "zh", "zh-hant": "zh",
+}
+#: Answer labels that differ from CLDR's English display name (the project calls Chinese
+#: "Mandarin"; corpus fields keep "Chinese" and "Mandarin" apart).
+CANONICAL_NAMES: dict[str, str] = {"zh": "Mandarin"}
+
+
+def fold_code(code: str) -> str:
+    """The code answers are compared on ("cmn", "zho" -> "zh"; ISO 639-2/3 -> 639-1)."""
+    code = code.lower().replace("_", "-")
+    code = _CODE_FOLD.get(code, code)
+    if len(code) == 3:
+        import pycountry
+
+        lang = pycountry.languages.get(alpha_3=code)
+        if lang is not None and getattr(lang, "alpha_2", None):
+            code = lang.alpha_2
+    return _CODE_FOLD.get(code, code)
+
+
+def clean_name(s: str) -> str:
+    """Casefold, keep letters with their accents ("Türkisch"), drop punctuation and markup."""
+    s = unicodedata.normalize("NFKC", s).casefold()
+    s = s.replace("*", " ").replace("_", " ").replace("`", " ")
+    s = re.sub(r"[^\w\s-]", " ", s)  # punctuation, quotes, brackets
+    return re.sub(r"\s+", " ", s).strip()
+
+
+@lru_cache(maxsize=1)
+def answer_index() -> dict[str, str]:
+    """Cleaned language name (several display languages, ISO names, aliases) -> folded code."""
+    import pycountry
+    from babel import Locale
+
+    index: dict[str, str] = {}
+    for lang in pycountry.languages:
+        code = getattr(lang, "alpha_2", None)
+        if code is None:  # ISO 639-3 also names thousands of small languages ("Are", "Even")
+            continue
+        for attr in ("name", "common_name"):
+            name = getattr(lang, attr, None)
+            if name:
+                index.setdefault(clean_name(name), fold_code(code))
+    for loc in _DISPLAY_LOCALES:  # later locales never override earlier ones
+        for code, name in Locale.parse(loc).languages.items():
+            if "_" in code or len(code) > 3:
+                continue
+            index.setdefault(clean_name(name), fold_code(code))
+    # English names win over ISO oddities ("Greek, Modern (1453-)" etc. never collide).
+    for code, name in Locale.parse("en").languages.items():
+        if "_" not in code and len(code) <= 3:
+            index[clean_name(name)] = fold_code(code)
+    by_name = {clean_name(n): c for c, n in CANONICAL_NAMES.items()}
+    codes = {a: by_name.get(clean_name(n)) or index[clean_name(n)] for a, n in ALIASES.items()
+             if a not in CORPUS_ONLY}
+    index.update(codes)
+    return index
+
+
+def english_name(code: str) -> str | None:
+    """Answer label of an ISO 639 code (``"ru"`` -> ``"Russian"``, ``"zh"`` -> ``"Mandarin"``)."""
+    from babel import Locale
+
+    return CANONICAL_NAMES.get(code) or Locale.parse("en").languages.get(code)

@@ -9,7 +9,7 @@ Two scorers:
   removes the bias against names split into many tokens at the price of no longer being a
   likelihood.
 * ``generate``: greedy free answer of a few tokens, normalised with
-  :func:`learnerprobe.nli.aliases.normalise_l1`. Parsed answers get probability 1. Answers
+  :func:`learnerprobe.nli.aliases.match_answer`. Parsed answers get probability 1. Answers
   that name no candidate are never dropped: they are counted (``n_unparsed_``, ``answers_``),
   ``predict`` returns :attr:`UNPARSED` for them (always an error), and ``predict_proba`` gives
   them a uniform row (``unparsed="uniform"``, the default, so top-k and log-loss stay defined
@@ -30,7 +30,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
 from learnerprobe.errors import ConfigError
-from learnerprobe.nli.aliases import normalise_l1, parse_language
+from learnerprobe.nli.aliases import match_answer, parse_language
 
 #: Reconstruction of the reference work's prompt; ``{target_language}`` and ``{text}`` are filled.
 DEFAULT_TEMPLATE = (
@@ -211,7 +211,7 @@ class ZeroShotL1Classifier(ClassifierMixin, BaseEstimator):
                 names = self._names()
                 back = dict(zip(names, self.classes_, strict=True))
                 for m, a in zip(todo, answers, strict=True):
-                    lab = normalise_l1(a, names)
+                    lab = match_answer(a, names)
                     self._memo[m] = (a, None if lab is None else back[lab])
         results = [self._memo[m] for m in msgs]
         if self.scorer == "closed":
@@ -235,7 +235,7 @@ class ZeroShotL1Classifier(ClassifierMixin, BaseEstimator):
         names = self._names()
         counts = {"parsed": 0, "other_language": 0, "unparsed": 0}
         for a in self.answers_:
-            if normalise_l1(a, names) is not None:
+            if match_answer(a, names) is not None:
                 counts["parsed"] += 1
             elif parse_language(a) is not None:
                 counts["other_language"] += 1
