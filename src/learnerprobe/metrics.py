@@ -20,6 +20,8 @@ ORDINAL_METRICS: tuple[str, ...] = (
 )
 NOMINAL_METRICS: tuple[str, ...] = ("accuracy", "macro_f1", "top1", "top3", "top5")
 TOP_K: tuple[int, ...] = (1, 3, 5)
+#: Metrics where a smaller value is better (layer selection, report tables).
+LOWER_IS_BETTER = frozenset({"mae"})
 
 
 # --------------------------------------------------------------------------- encoding

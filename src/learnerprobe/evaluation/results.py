@@ -27,7 +27,6 @@ PREDICTION_COLUMNS: list[str] = [
 ]
 SELECTED = "selected"  # value of `layer` for the validation-chosen layer's rows
 NO_LAYER = "none"  # value of `layer` for baselines that do not use activations
-LOWER_IS_BETTER = {"mae"}
 
 
 @dataclass

@@ -29,8 +29,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-LOWER_IS_BETTER = frozenset({"mae"})
-ORDINAL_METRICS = ("qwk", "accuracy", "adjacent_accuracy", "macro_f1", "mae", "spearman")
+from learnerprobe.metrics import LOWER_IS_BETTER, ORDINAL_METRICS
+
 NOMINAL_METRICS = ("macro_f1", "accuracy")
 Target = Literal["ordinal", "nominal"]
 #: ``fit(X_train, y_train, X_test, probe, *, n_classes, **kw) -> {"pred": layers x m, ...}``

@@ -21,6 +21,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_serializer,
@@ -30,9 +31,6 @@ from pydantic_core import PydanticCustomError
 
 from learnerprobe.errors import ConfigError
 from learnerprobe.methods.registry import get_method, l1_probe_names, method_names
-
-TEXT_METHODS = ("ngram", "sentence-sgd", "finetune", "zeroshot", "metadata")
-BASE_METHODS = (*TEXT_METHODS, "probe")
 
 
 # --------------------------------------------------------------------------- option types
@@ -186,11 +184,21 @@ class FineTuneOptions(MethodOptions):
     verbose: bool = False
 
 
-#: Options model of each base method (its ``[nli.<table>]`` and its variants' options).
-OPTIONS: dict[str, type[MethodOptions]] = {
-    "ngram": NgramOptions, "sentence-sgd": SentenceSGDOptions, "probe": ProbeOptions,
-    "metadata": MetadataOptions, "zeroshot": ZeroShotOptions, "finetune": FineTuneOptions,
-}
+def options_models() -> dict[str, type[MethodOptions]]:
+    """Options model of each registered NLI method that has one (its ``[nli.<table>]`` and its
+    variants' options), from the method registry: a newly registered method is included."""
+    out = {}
+    for name in method_names(task="l1"):
+        model = get_method(name).options_model
+        if model is not None:
+            out[name] = model
+    return out
+
+
+def __getattr__(name: str) -> Any:
+    if name == "OPTIONS":  # the former constant, now read from the registry
+        return options_models()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _error_text(e: ValidationError, prefix: str) -> str:
@@ -231,6 +239,34 @@ class NliSettings(BaseModel):
     # Named variants of a method with other options, usable in `methods` and `ensemble_of`:
     # [nli.variants.char-svm] method = "ngram", word_ngrams = []  (char n-grams only).
     variants: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # [nli.<name>] tables of registered methods without a field above (typed by the entry's
+    # options model); dumped only when set, so the built-in configs dump as before.
+    _tables: dict[str, MethodOptions] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _registered_tables(cls, data: Any, handler: Any) -> NliSettings:
+        raw: dict[str, Any] = {}
+        if isinstance(data, dict):
+            data = dict(data)
+            for key in [k for k in data if k not in cls.model_fields]:
+                model = options_models().get(key) or options_models().get(key.replace("_", "-"))
+                if model is not None:
+                    raw[key] = (model, data.pop(key))
+        self = handler(data)
+        for key, (model, table) in raw.items():
+            try:
+                self._tables[key.replace("_", "-")] = model.model_validate(table)
+            except ValidationError as e:
+                raise PydanticCustomError(
+                    "nli_variant", "{detail}", {"detail": _error_text(e, f"nli.{key}")}) from None
+        return self
+
+    @model_serializer(mode="wrap")
+    def _dump_tables(self, handler: Any) -> dict[str, Any]:
+        out = handler(self)
+        out.update({k: v.as_kwargs() for k, v in self._tables.items()})
+        return out
 
     @field_validator("methods", "ensemble_of")
     @classmethod
@@ -284,6 +320,8 @@ class NliSettings(BaseModel):
     def table(self, method: str) -> dict[str, Any]:
         """The options set in ``[nli.<method>]`` ({} for a method without a table)."""
         v = getattr(self, method.replace("-", "_"), None)
+        if not isinstance(v, MethodOptions):
+            v = self._tables.get(method)
         return v.as_kwargs() if isinstance(v, MethodOptions) else {}
 
     def uses(self, method: str) -> bool:
