@@ -16,6 +16,7 @@ import inspect
 import json
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -304,6 +305,181 @@ def _extract(cfg: Any, task: L1Task, models: Sequence[str], log: Callable[[str],
     return out
 
 
+@dataclass
+class _NliRun:
+    """What one run_nli call accumulates: rows, predictions, report sections, analyses."""
+
+    cfg: Any
+    s: NliSettings
+    task: L1Task
+    fac: MethodFactory
+    out: Path
+    cache: CellCache
+    log: Callable[[str], None]
+    n_boot: int
+    base: dict[str, Any]  # columns every row of this run shares
+    first_seed: int
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    preds: list[pd.DataFrame] = field(default_factory=list)
+    sections: list[ReportSection] = field(default_factory=list)
+    analyses: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _prepare_task(cfg: Any, s: NliSettings, records: Sequence[LearnerText], out: Path,
+                  log: Callable[[str], None]) -> tuple[L1Task, dict[str, Any]]:
+    """The L1 task (``tasks.l1``; not masked twice when ``[prep]`` masked), logged and saved
+    to ``nli/task.json``."""
+    already_masked = bool(getattr(getattr(cfg, "prep", None), "mask", False))
+    task = select_l1(records, s, mask=s.mask and not already_masked)
+    summary = task.summary()
+    summary["masked"] = s.mask or already_masked
+    log(f"  L1 task: {summary['n_texts']} texts, {len(task.labels)} L1s, majority "
+        f"{task.majority_rate:.3f}; dropped (< {s.min_texts_per_l1} texts): {task.dropped_l1}")
+    (out / "task.json").write_text(json.dumps(summary, indent=2, default=str))
+    return task, summary
+
+
+def _base_row(task: L1Task) -> dict[str, Any]:
+    """Columns shared by every NLI row (one protocol: tuned, iid, pooled over corpora)."""
+    K = len(task.labels)
+    corpus = ",".join(sorted({r.corpus for r in task.records}))
+    return {"task": "l1", "mode": "tuned", "protocol": "iid", "test_corpus": "all",
+            "levels": "all", "majority_rate": task.majority_rate, "chance": 1.0 / K,
+            "n_classes": K, "corpus": corpus}
+
+
+def _baseline_rows(run: _NliRun, seed: int) -> list[dict[str, Any]]:
+    """Majority rate and chance: the yardsticks beside every method's figures."""
+    task, n = run.task, len(run.task.y)
+    return [{**run.base, "seed": seed, "model": NO_LAYER, "probe": "majority",
+             "layer": NO_LAYER, "metric": "majority_rate", "value": task.majority_rate, "n": n},
+            {**run.base, "seed": seed, "model": NO_LAYER, "probe": "chance",
+             "layer": NO_LAYER, "metric": "chance", "value": 1.0 / len(task.labels), "n": n}]
+
+
+def _method_runs(method: str, s: NliSettings, fac: MethodFactory
+                 ) -> list[tuple[str, str, dict[str, Any]]]:
+    """(row name, model column, build options) of each evaluation of one configured method:
+    the ``probe`` method expands to every (model, probe) pair."""
+    if method == "probe":
+        return [(p, m, {"model": m, "probe": p}) for m, p in fac.probe_keys()]
+    uses_model = s.base_method(method) in ("sentence-sgd", "finetune", "probe") or (
+        method == "ensemble"
+        and any(s.base_method(b) in ("sentence-sgd", "probe") for b in s.ensemble_of))
+    return [(method, fac.models[0] if uses_model else NO_LAYER, {})]
+
+
+def _eval_idx(s: NliSettings, method: str, y: np.ndarray, seed: int) -> np.ndarray | None:
+    """Test texts scored by a slow method (a bounded stratified sample), None: all."""
+    base_m = s.base_method(method)
+    if base_m == "zeroshot":
+        return _sample(y, s.zeroshot_sample, seed)
+    if base_m == "finetune":
+        return _sample(y, s.finetune_sample, seed)
+    return None
+
+
+def _cached_cv(run: _NliRun, method: str, name: str, kw: dict[str, Any], seed: int,
+               folds: list[tuple[np.ndarray, np.ndarray]]) -> tuple[dict[str, Any], float]:
+    """One method's out-of-fold result, from ``nli/cache`` or computed and cached; seconds."""
+    t0 = time.perf_counter()
+    ckey = method_cache_key(run.cfg, run.s, method, kw, seed, folds, run.task)
+    cpath = run.cache.path(ckey[:20], prefix=f"{name.replace('/', '_')}-seed{seed}-")
+    res = load_cached(cpath)
+    if res is not None:
+        run.log(f"  nli {name} (seed {seed}): cached result {cpath.name}")
+    else:
+        run.log(f"  nli {name} (seed {seed}) ...")
+        res = cross_validate_method(
+            lambda: run.fac.make(method, **kw), run.task, folds, balance=run.s.balance,
+            seed=seed, eval_idx=_eval_idx(run.s, method, run.task.y, seed))
+        save_cached(cpath, res)
+    dt = time.perf_counter() - t0
+    if res["notes"]:
+        choices = [n["meta_choice"] for n in res["notes"]]
+        run.log(f"  nli {name}: combiner chosen per fold on inner out-of-fold data: {choices}")
+    return res, dt
+
+
+def _method_rows(run: _NliRun, res: dict[str, Any], name: str, model: str, seed: int,
+                 dt: float) -> tuple[dict[str, Any], np.ndarray]:
+    """Score one method (rows appended, result logged): the columns its rows share, and the
+    predicted class indices."""
+    task, K = run.task, len(run.task.labels)
+    layer = str(int(np.bincount(res["layers"]).argmax())) if res["layers"] else NO_LAYER
+    mrows, pred = score_method(res, task, n_boot=run.n_boot, seed=seed)
+    sel = ",".join(map(str, res["layers"])) or None
+    common = {**run.base, "seed": seed, "model": model, "probe": name, "layer": layer,
+              "selected_layer": int(layer) if layer != NO_LAYER else None,
+              "selected_layers": sel, "n": len(res["idx"])}
+    run.rows += [{**common, **r} for r in mrows]
+    acc = next(r["value"] for r in mrows if r["metric"] == "accuracy")
+    f1 = next(r["value"] for r in mrows if r["metric"] == "macro_f1")
+    run.log(f"  nli {name}: accuracy {acc:.3f}, macro-F1 {f1:.3f} (n={len(res['idx'])}, "
+            f"majority {task.majority_rate:.3f}, chance {1 / K:.3f}; {dt:.0f} s)")
+    return common, pred
+
+
+def _prediction_frame(task: L1Task, res: dict[str, Any], pred: np.ndarray, name: str,
+                      model: str, layer: str, seed: int) -> pd.DataFrame:
+    """predictions.parquet rows of one method (plus the L1 names, true and predicted)."""
+    ids = np.array([r.id for r in task.records], dtype=object)
+    return pd.DataFrame({
+        "task": "l1", "model": model, "mode": "tuned", "seed": seed,
+        "protocol": "iid", "fold": res["fold"].astype(str), "probe": name,
+        "layer": layer, "id": ids[res["idx"]],
+        "corpus": [task.records[i].corpus for i in res["idx"]],
+        "true": [task.labels.index(v) for v in task.y[res["idx"]]],
+        "pred": pred.astype(np.int64),
+        "proba": list(res["proba"].astype(np.float32)),
+        "true_l1": task.y[res["idx"]], "pred_l1": np.asarray(task.labels, dtype=object)[pred],
+    })
+
+
+def _analyse_method(run: _NliRun, res: dict[str, Any], pred: np.ndarray, title: str, key: str,
+                    common: dict[str, Any]) -> None:
+    """Confusion, family and level analyses of one method: rows, analyses.json, a section."""
+    arows, figs, info = analyse(title, res, pred, run.task, run.out)
+    run.rows += [{**common, "ci_low": None, "ci_high": None, **r} for r in arows]
+    if res["notes"]:
+        info["combiner"] = res["notes"]
+    run.analyses[key] = info
+    run.sections.append(ReportSection(f"NLI {key}: confusion", "", figs))
+
+
+def _evaluate_seed(run: _NliRun, seed: int, n_folds: int) -> None:
+    """Every configured method on the same author-grouped folds of one seed."""
+    run.fac.seed = seed
+    folds = grouped_stratified_kfold(run.task.y, run.task.groups, n_folds, seed)
+    run.rows += _baseline_rows(run, seed)
+    results: dict[str, dict[str, Any]] = {}
+    for method in run.s.methods:
+        for name, model, kw in _method_runs(method, run.s, run.fac):
+            res, dt = _cached_cv(run, method, name, kw, seed, folds)
+            run.timings[f"{name}.seed{seed}"] = dt
+            key = f"{name}@{model}" if method == "probe" else name
+            results[key] = res
+            common, pred = _method_rows(run, res, name, model, seed, dt)
+            res["pred"] = pred
+            run.preds.append(_prediction_frame(run.task, res, pred, name, model,
+                                               common["layer"], seed))
+            if run.s.analyses and seed == run.first_seed:
+                _analyse_method(run, res, pred, name if method != "probe" else key, key, common)
+    run.rows += _comparisons(results, run.s.compare, run.task, run.base, seed, run.n_boot)
+
+
+def _finish(run: _NliRun, summary: dict[str, Any]):
+    """analyses.json, the summary section first, and the HookResult for the runner."""
+    (run.out / "analyses.json").write_text(json.dumps(run.analyses, indent=2, default=str))
+    combiners = {k: v["combiner"] for k, v in run.analyses.items() if v.get("combiner")}
+    run.sections.insert(0, ReportSection("NLI: task and summary",
+                                         _summary_html(summary, run.rows, combiners)))
+    return HookResult(rows=run.rows, predictions=pd.concat(run.preds, ignore_index=True)
+                      if run.preds else None, sections=run.sections, timings=run.timings,
+                      manifest={"nli": {"task": summary, "settings": run.s.model_dump()}})
+
+
 def run_nli(
     cfg: Any,
     records: Sequence[LearnerText],
@@ -326,119 +502,18 @@ def run_nli(
     out = Path(out_dir) / "nli"
     cache = CellCache(Path(cache_dir) if cache_dir is not None else out / "cache")
     out.mkdir(parents=True, exist_ok=True)
-    timings: dict[str, float] = {}
-    already_masked = bool(getattr(getattr(cfg, "prep", None), "mask", False))
-    task = select_l1(records, s, mask=s.mask and not already_masked)
-    summary = task.summary()
-    summary["masked"] = s.mask or already_masked
-    log(f"  L1 task: {summary['n_texts']} texts, {len(task.labels)} L1s, majority "
-        f"{task.majority_rate:.3f}; dropped (< {s.min_texts_per_l1} texts): {task.dropped_l1}")
-    (out / "task.json").write_text(json.dumps(summary, indent=2, default=str))
+    task, summary = _prepare_task(cfg, s, records, out, log)
     fac = MethodFactory(cfg, s, task, featurizers, embedder)
-    needs_probe = s.uses("probe")
-    if needs_probe and featurizers is None:
+    seeds = list(getattr(cfg, "seeds", [0]) or [0])
+    run = _NliRun(cfg, s, task, fac, out, cache, log, n_boot=int(getattr(cfg, "n_boot", 1000)),
+                  base=_base_row(task), first_seed=seeds[0])
+    if s.uses("probe") and featurizers is None:
         t0 = time.perf_counter()
         fac.featurizers = _extract(cfg, task, fac.models, log)
-        timings["extract"] = time.perf_counter() - t0
-
-    seeds = list(getattr(cfg, "seeds", [0]) or [0])
-    n_folds = int(getattr(cfg, "folds", 5))
-    n_boot = int(getattr(cfg, "n_boot", 1000))
-    corpus = ",".join(sorted({r.corpus for r in task.records}))
-    K = len(task.labels)
-    base = {"task": "l1", "mode": "tuned", "protocol": "iid", "test_corpus": "all",
-            "levels": "all", "majority_rate": task.majority_rate, "chance": 1.0 / K,
-            "n_classes": K, "corpus": corpus}
-    rows: list[dict[str, Any]] = []
-    preds: list[pd.DataFrame] = []
-    sections: list[ReportSection] = []
-    analyses: dict[str, Any] = {}
-    label_arr = np.asarray(task.labels, dtype=object)
-    ids = np.array([r.id for r in task.records], dtype=object)
+        run.timings["extract"] = time.perf_counter() - t0
     for seed in seeds:
-        fac.seed = seed
-        folds = grouped_stratified_kfold(task.y, task.groups, n_folds, seed)
-        rows.append({**base, "seed": seed, "model": NO_LAYER, "probe": "majority",
-                     "layer": NO_LAYER, "metric": "majority_rate", "value": task.majority_rate,
-                     "n": len(task.y)})
-        rows.append({**base, "seed": seed, "model": NO_LAYER, "probe": "chance",
-                     "layer": NO_LAYER, "metric": "chance", "value": 1.0 / K, "n": len(task.y)})
-        results: dict[str, dict[str, Any]] = {}
-        for method in s.methods:
-            runs: list[tuple[str, str, dict[str, Any]]]
-            base_m = s.base_method(method)
-            if method == "probe":
-                runs = [(p, m, {"model": m, "probe": p}) for m, p in fac.probe_keys()]
-            else:
-                uses_model = base_m in ("sentence-sgd", "finetune", "probe") or (
-                    method == "ensemble"
-                    and any(s.base_method(b) in ("sentence-sgd", "probe") for b in s.ensemble_of))
-                runs = [(method, fac.models[0] if uses_model else NO_LAYER, {})]
-            for name, model, kw in runs:
-                eval_idx = None
-                if base_m == "zeroshot":
-                    eval_idx = _sample(task.y, s.zeroshot_sample, seed)
-                elif base_m == "finetune":
-                    eval_idx = _sample(task.y, s.finetune_sample, seed)
-                t0 = time.perf_counter()
-                ckey = method_cache_key(cfg, s, method, kw, seed, folds, task)
-                cpath = cache.path(ckey[:20], prefix=f"{name.replace('/', '_')}-seed{seed}-")
-                res = load_cached(cpath)
-                if res is not None:
-                    log(f"  nli {name} (seed {seed}): cached result {cpath.name}")
-                else:
-                    log(f"  nli {name} (seed {seed}) ...")
-                    res = cross_validate_method(
-                        lambda method=method, kw=kw: fac.make(method, **kw), task, folds,
-                        balance=s.balance, seed=seed, eval_idx=eval_idx)
-                    save_cached(cpath, res)
-                dt = time.perf_counter() - t0
-                if res["notes"]:
-                    choices = [n["meta_choice"] for n in res["notes"]]
-                    log(f"  nli {name}: combiner chosen per fold on inner out-of-fold data: "
-                        f"{choices}")
-                timings[f"{name}.seed{seed}"] = dt
-                key = f"{name}@{model}" if method == "probe" else name
-                results[key] = res
-                layer = (str(int(np.bincount(res["layers"]).argmax())) if res["layers"]
-                         else NO_LAYER)
-                mrows, pred = score_method(res, task, n_boot=n_boot, seed=seed)
-                res["pred"] = pred
-                sel = ",".join(map(str, res["layers"])) or None
-                common = {**base, "seed": seed, "model": model, "probe": name, "layer": layer,
-                          "selected_layer": int(layer) if layer != NO_LAYER else None,
-                          "selected_layers": sel, "n": len(res["idx"])}
-                rows += [{**common, **r} for r in mrows]
-                acc = next(r["value"] for r in mrows if r["metric"] == "accuracy")
-                f1 = next(r["value"] for r in mrows if r["metric"] == "macro_f1")
-                log(f"  nli {name}: accuracy {acc:.3f}, macro-F1 {f1:.3f} (n={len(res['idx'])}, "
-                    f"majority {task.majority_rate:.3f}, chance {1 / K:.3f}; {dt:.0f} s)")
-                preds.append(pd.DataFrame({
-                    "task": "l1", "model": model, "mode": "tuned", "seed": seed,
-                    "protocol": "iid", "fold": res["fold"].astype(str), "probe": name,
-                    "layer": layer, "id": ids[res["idx"]],
-                    "corpus": [task.records[i].corpus for i in res["idx"]],
-                    "true": [task.labels.index(v) for v in task.y[res["idx"]]],
-                    "pred": pred.astype(np.int64),
-                    "proba": list(res["proba"].astype(np.float32)),
-                    "true_l1": task.y[res["idx"]], "pred_l1": label_arr[pred],
-                }))
-                if s.analyses and seed == seeds[0]:
-                    arows, figs, info = analyse(name if method != "probe" else key, res, pred,
-                                                task, out)
-                    rows += [{**common, "ci_low": None, "ci_high": None, **r} for r in arows]
-                    if res["notes"]:
-                        info["combiner"] = res["notes"]
-                    analyses[key] = info
-                    sections.append(ReportSection(f"NLI {key}: confusion", "", figs))
-        rows += _comparisons(results, s.compare, task, base, seed, n_boot)
-    (out / "analyses.json").write_text(json.dumps(analyses, indent=2, default=str))
-    combiners = {k: v["combiner"] for k, v in analyses.items() if v.get("combiner")}
-    sections.insert(0, ReportSection("NLI: task and summary",
-                                     _summary_html(summary, rows, combiners)))
-    return HookResult(rows=rows, predictions=pd.concat(preds, ignore_index=True) if preds
-                      else None, sections=sections, timings=timings,
-                      manifest={"nli": {"task": summary, "settings": s.model_dump()}})
+        _evaluate_seed(run, seed, int(getattr(cfg, "folds", 5)))
+    return _finish(run, summary)
 
 
 def _comparisons(results: dict[str, dict[str, Any]], compare: Sequence[str], task: L1Task,
