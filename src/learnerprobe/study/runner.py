@@ -364,27 +364,10 @@ def _run_staged(cfg: StudyConfig, src_path: Path | None, out_dir: Path, stage: P
         counts = pd.crosstab(data.corpora, np.array(data.labels)[data.y])
         log(f"  {len(data.y)} labelled texts\n{counts.to_string()}")
 
-    task = get_task(cfg.task)
-    if not task.uses_probes:  # the task's own protocol (NLI)
-        with timer.stage(task.stage):
-            # analyses are staged with the other outputs; method results are cached in place
-            # (OUT/<stage>/cache) so that a crashed run resumes
-            res: HookResult = task.evaluate(cfg, data, stage, out_dir, log=log)
-        rows, preds, sections = res.rows, res.predictions, res.sections
-        acts_keys: dict[str, str] = {}
-        timer.stages.update({f"{task.stage}.{k}": v for k, v in res.timings.items()})
-        pooled: list[Pooled] = []
-        extra_manifest = res.manifest
-    else:
-        with timer.stage("extract"):
-            raw = activations if activations is not None else extract_all(cfg, data, log, progress)
-            acts = {m: adapt_activations(raw[m], data, cfg.layers) for m in cfg.models}
-        acts_keys = {m: a.key for m, a in acts.items()}
-        pooled = _probe_stage(cfg, data, acts, timer, log, progress)
-        with timer.stage("evaluate"):
-            rows, preds = _evaluate(cfg, data, pooled, log)
-        sections = []
-        extra_manifest = {}
+    ev = _evaluate_task(cfg, data, stage, out_dir, activations=activations, timer=timer,
+                        log=log, progress=progress)
+    rows, preds, sections, pooled = ev.rows, ev.predictions, ev.sections, ev.pooled
+    acts_keys, extra_manifest = ev.acts_keys, ev.manifest
 
     df = results_frame(rows)
     manifest = {
@@ -414,6 +397,40 @@ def _run_staged(cfg: StudyConfig, src_path: Path | None, out_dir: Path, stage: P
     manifest = publish(out_dir, stage, manifest)  # completion marker written last
     log(f"[stage] total: {timings['total']:.1f} s -> {out_dir}")
     return RunResult(out_dir, df, timings, manifest)
+
+
+@dataclass
+class _Evaluated:
+    """What evaluating a task gives the writer: result rows, predictions, report input."""
+
+    rows: list[dict[str, Any]]
+    predictions: pd.DataFrame | None
+    sections: list[Any]
+    pooled: list[Pooled]
+    acts_keys: dict[str, str]
+    manifest: dict[str, Any]
+
+
+def _evaluate_task(cfg: StudyConfig, data: StudyData, stage: Path, out_dir: Path, *,
+                   activations: dict[str, Any] | None, timer: Timer,
+                   log: Callable[[str], None], progress: bool) -> _Evaluated:
+    """The task's own protocol (NLI) when it has one, else the probe pipeline
+    (extract -> cells -> pooled out-of-fold predictions -> score rows)."""
+    task = get_task(cfg.task)
+    if not task.uses_probes:
+        with timer.stage(task.stage):
+            # analyses are staged with the other outputs; method results are cached in place
+            # (OUT/<stage>/cache) so that a crashed run resumes
+            res: HookResult = task.evaluate(cfg, data, stage, out_dir, log=log)
+        timer.stages.update({f"{task.stage}.{k}": v for k, v in res.timings.items()})
+        return _Evaluated(res.rows, res.predictions, res.sections, [], {}, res.manifest)
+    with timer.stage("extract"):
+        raw = activations if activations is not None else extract_all(cfg, data, log, progress)
+        acts = {m: adapt_activations(raw[m], data, cfg.layers) for m in cfg.models}
+    pooled = _probe_stage(cfg, data, acts, timer, log, progress)
+    with timer.stage("evaluate"):
+        rows, preds = _evaluate(cfg, data, pooled, log)
+    return _Evaluated(rows, preds, [], pooled, {m: a.key for m, a in acts.items()}, {})
 
 
 def _git_rev() -> str | None:
