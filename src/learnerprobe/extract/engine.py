@@ -562,6 +562,51 @@ def extract(
     loaded when none are.
     """
     t0 = time.perf_counter()
+    rows = _checked_rows(records, chunking=chunking, batch_tokens=batch_tokens, limit=limit)
+    spec = _resolve_model(model, loader, fingerprint)
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev, spec.entry)
+    max_len = int(max_length or spec.entry.max_length)
+    layers = _ordered_layers(layers)
+    material = cache_material(spec, layers=layers, max_length=max_len, dtype=dt, chunking=chunking)
+    root, tmp_root = _cache_root(cache, cache_dir)
+    store = ActivationCache.for_material(root, material)
+    keys: list[RowKey] = [(i, text_hash(t)) for i, t in rows]
+    try:
+        locs = store.locate(keys)
+        hit = all(loc is not None for loc in locs)
+        layer_sel: list[int] | None = None
+        if not hit and layers is not None and cache:
+            served = _serve_from_full_cache(root, material, keys, layers)
+            if served is not None:
+                store, locs, layer_sel = served
+                hit = True
+        counts = (0, 0, 0)
+        if not hit:
+            locs, counts = _compute_locked(
+                store, spec, rows, keys, layers=layers, batch_tokens=batch_tokens, device=dev,
+                dtype=dt, max_length=max_len, chunking=chunking, progress=progress,
+                durable=durable and cache,
+            )
+        return _activations(
+            store, keys, locs, layers, layer_sel, counts, hit=hit, temporary=tmp_root is not None,
+            chunking=chunking, t0=t0, model=spec.entry.name, dtype=dt, device=dev,
+            material=material,
+        )
+    finally:
+        if tmp_root is not None:  # memmaps keep their (unlinked) files alive
+            shutil.rmtree(tmp_root, ignore_errors=True)
+
+
+def resolve_layer_indices(layers: Sequence[int], n_hidden: int) -> list[int]:
+    """Hidden-state indices with negative ones counted from the end (-1 = the final layer)."""
+    return [x if x >= 0 else n_hidden + x for x in layers]
+
+
+def _checked_rows(
+    records: Sequence[LearnerText | str], *, chunking: str, batch_tokens: int, limit: int | None
+) -> list[tuple[str, str]]:
+    """The (id, text) rows to extract, after checking the arguments that need no model."""
     if chunking not in CHUNKING:
         raise ConfigError(f"chunking must be one of {CHUNKING}, not {chunking!r}")
     if batch_tokens < 1:
@@ -571,94 +616,97 @@ def extract(
         rows = rows[: int(limit)]
     if not rows:
         raise ConfigError("no texts to extract")
-    spec = _resolve_model(model, loader, fingerprint)
-    entry = spec.entry
-    dev = resolve_device(device)
-    dt = resolve_dtype(dtype, dev, entry)
-    max_len = int(max_length or entry.max_length)
-    if layers is not None:
-        given = {int(x) for x in layers}  # non-negative first, then counted from the end
-        layers = sorted(x for x in given if x >= 0) + sorted(x for x in given if x < 0)
-    material = cache_material(spec, layers=layers, max_length=max_len, dtype=dt, chunking=chunking)
+    return rows
 
-    tmp_root = None
+
+def _ordered_layers(layers: Sequence[int] | None) -> list[int] | None:
+    """Requested layers without repeats: non-negative ones first, then those counted from the end."""
+    if layers is None:
+        return None
+    given = {int(x) for x in layers}
+    return sorted(x for x in given if x >= 0) + sorted(x for x in given if x < 0)
+
+
+def _cache_root(cache: bool, cache_dir: str | Path | None) -> tuple[Path, Path | None]:
+    """The cache folder, and the temporary folder to remove afterwards when ``cache`` is off."""
     if cache:
-        root = Path(cache_dir) if cache_dir is not None else _activations_dir()
-    else:
-        root = Path(tempfile.mkdtemp(prefix="learnerprobe-acts-"))
-        tmp_root = root
-    store = ActivationCache.for_material(root, material)
-    keys: list[RowKey] = [(i, text_hash(t)) for i, t in rows]
+        return (Path(cache_dir) if cache_dir is not None else _activations_dir()), None
+    root = Path(tempfile.mkdtemp(prefix="learnerprobe-acts-"))
+    return root, root
 
-    try:
-        locs = store.locate(keys)
-        hit = all(loc is not None for loc in locs)
-        layer_sel: list[int] | None = None
-        if not hit and layers is not None and cache:
-            # a subset of layers can be served from a complete all-layers cache
-            full = ActivationCache.for_material(root, {**material, "layers": "all"})
-            flocs = full.locate(keys)
-            if flocs and all(loc is not None for loc in flocs):
-                n_all = full.shards[flocs[0][0]].n_layers  # type: ignore[index]
-                sel = [x if x >= 0 else n_all + x for x in layers]
-                if all(0 <= x < n_all for x in sel):
-                    store, locs, hit, layer_sel = full, flocs, True, sel
-        computed_tokens = computed_texts = padded = 0
-        if not hit:
-            with store.lock():
-                store.refresh()
-                locs = store.locate(keys)
-                computed_tokens, computed_texts, padded = _compute(
-                    store,
-                    spec,
-                    rows,
-                    keys,
-                    locs,
-                    layers=layers,
-                    batch_tokens=batch_tokens,
-                    device=dev,
-                    dtype=dt,
-                    max_length=max_len,
-                    chunking=chunking,
-                    progress=progress,
-                    durable=durable and cache,
-                )
-                locs = store.locate(keys)
-        if any(loc is None for loc in locs):
-            raise LearnerprobeError(f"activation cache {store.path} is missing rows after extraction")
-        full_locs = [loc for loc in locs if loc is not None]
-        array, path = store.gather(full_locs, layer_sel)
-        st = store.stats_for(full_locs)
-        sh = store.shards[full_locs[0][0]]
-        if layer_sel is not None:
-            kept = layer_sel
-        elif layers is None:
-            kept = list(range(sh.n_layers))
-        else:
-            n_all = _n_hidden_from(store, layers, sh.n_layers)
-            kept = [x if x >= 0 else n_all + x for x in layers]
-        return Activations(
-            array=array,
-            ids=[k[0] for k in keys],
-            hashes=[k[1] for k in keys],
-            layers=kept,
-            hidden_size=sh.hidden_size,
-            cache_path=None if tmp_root else store.path,
-            cache_hit=hit,
-            n_truncated=int((st[:, 1] < st[:, 0]).sum()) if chunking == "truncate" else 0,
-            seconds=time.perf_counter() - t0,
-            tokens=int(st[:, 1].sum()),
-            tokens_computed=computed_tokens,
-            texts_computed=computed_texts,
-            padded_tokens=padded,
-            model=entry.name,
-            dtype=dt,
-            device=dev,
-            config=material,
-        )
-    finally:
-        if tmp_root is not None:  # memmaps keep their (unlinked) files alive
-            shutil.rmtree(tmp_root, ignore_errors=True)
+
+def _serve_from_full_cache(
+    root: Path, material: dict[str, Any], keys: list[RowKey], layers: list[int]
+) -> tuple[ActivationCache, list[tuple[int, int] | None], list[int]] | None:
+    """A subset of layers served from a complete all-layers cache: (store, locs, layer indices),
+    or None when that cache misses a row or a layer."""
+    full = ActivationCache.for_material(root, {**material, "layers": "all"})
+    flocs = full.locate(keys)
+    if not flocs or not all(loc is not None for loc in flocs):
+        return None
+    n_all = full.shards[flocs[0][0]].n_layers  # type: ignore[index]
+    sel = resolve_layer_indices(layers, n_all)
+    if not all(0 <= x < n_all for x in sel):
+        return None
+    return full, flocs, sel
+
+
+def _compute_locked(
+    store: ActivationCache, spec: _ModelSpec, rows: list[tuple[str, str]], keys: list[RowKey],
+    **kw: Any,
+) -> tuple[list[tuple[int, int] | None], tuple[int, int, int]]:
+    """Compute the rows still missing under the cache lock; their locations and the counts
+    (tokens computed, texts computed, padded positions)."""
+    with store.lock():
+        store.refresh()
+        counts = _compute(store, spec, rows, keys, store.locate(keys), **kw)
+        return store.locate(keys), counts
+
+
+def _kept_layers(
+    store: ActivationCache, layers: list[int] | None, layer_sel: list[int] | None, n_stored: int
+) -> list[int]:
+    """The hidden-state index of each returned layer."""
+    if layer_sel is not None:
+        return layer_sel
+    if layers is None:
+        return list(range(n_stored))
+    return resolve_layer_indices(layers, _n_hidden_from(store, layers, n_stored))
+
+
+def _activations(
+    store: ActivationCache, keys: list[RowKey], locs: list[tuple[int, int] | None],
+    layers: list[int] | None, layer_sel: list[int] | None, counts: tuple[int, int, int], *,
+    hit: bool, temporary: bool, chunking: str, t0: float, model: str, dtype: str, device: str,
+    material: dict[str, Any],
+) -> Activations:
+    """Gather the rows from the cache into the result."""
+    if any(loc is None for loc in locs):
+        raise LearnerprobeError(f"activation cache {store.path} is missing rows after extraction")
+    full_locs = [loc for loc in locs if loc is not None]
+    array, _ = store.gather(full_locs, layer_sel)
+    st = store.stats_for(full_locs)
+    sh = store.shards[full_locs[0][0]]
+    computed_tokens, computed_texts, padded = counts
+    return Activations(
+        array=array,
+        ids=[k[0] for k in keys],
+        hashes=[k[1] for k in keys],
+        layers=_kept_layers(store, layers, layer_sel, sh.n_layers),
+        hidden_size=sh.hidden_size,
+        cache_path=None if temporary else store.path,
+        cache_hit=hit,
+        n_truncated=int((st[:, 1] < st[:, 0]).sum()) if chunking == "truncate" else 0,
+        seconds=time.perf_counter() - t0,
+        tokens=int(st[:, 1].sum()),
+        tokens_computed=computed_tokens,
+        texts_computed=computed_texts,
+        padded_tokens=padded,
+        model=model,
+        dtype=dtype,
+        device=device,
+        config=material,
+    )
 
 
 def _n_hidden_from(store: ActivationCache, layers: Sequence[int], n_kept: int) -> int:
@@ -691,35 +739,71 @@ def _compute(
 ) -> tuple[int, int, int]:
     """Run the model on the rows that are not in the cache and write them, batch by batch."""
     entry = spec.entry
-    missing: dict[RowKey, str] = {}
-    for (_, text), k, loc in zip(rows, keys, locs, strict=True):
-        if loc is None and k not in missing:
-            missing[k] = text
+    missing = _missing_texts(rows, keys, locs)
     if not missing:
         return 0, 0, 0
     tok, model = _load(spec, device, dtype)
     runner = _Runner(tok, model, entry, device, dtype)
     n_hidden = runner.n_hidden_states()
-    if layers is not None:
-        bad = [x for x in layers if not -n_hidden <= x < n_hidden]
-        if bad:
-            raise ConfigError(f"layers {bad} out of range for {entry.name} (0..{n_hidden - 1})")
-        layer_idx: list[int] | None = [x % n_hidden for x in layers]
-    else:
-        layer_idx = None
+    layer_idx = _layer_indices(layers, n_hidden, entry.name)
     n_store = n_hidden if layer_idx is None else len(layer_idx)
     if store.material is not None:
         store.material["n_hidden_states"] = n_hidden
-    hidden = int(model.config.hidden_size) if hasattr(model.config, "hidden_size") else None
-    if hidden is None:
-        hidden = int(model.config.get_text_config().hidden_size)
-    limit_pos = getattr(model.config, "max_position_embeddings", None)
-    if limit_pos is not None and max_length > int(limit_pos):
-        raise ConfigError(
-            f"max_length {max_length} exceeds {entry.name}'s {limit_pos} positions"
+    hidden = _hidden_size(model.config)
+    _check_positions(model.config, max_length, entry.name)
+    work = _work_list(store, missing, n_store, hidden)
+    texts = [entry.format(missing[k]) for _, _, k in work]
+    units, stats = _tokenize(tok, texts, max_length, chunking)
+    stream, batches = _stream_and_batches(units, batch_tokens, max_length)
+    bar = _Progress(progress and sys.stderr is not None, len(work), f"extract {entry.name}")
+    try:
+        tokens_done, padded = _run_batches(
+            store, runner, work, units, stats, stream, batches, layer_idx,
+            max_length=max_length, durable=durable, bar=bar,
         )
+    finally:
+        bar.close()
+    return tokens_done, len(work), padded
 
-    # work list: resume rows of partial shards first, then a new shard for the rest
+
+def _missing_texts(
+    rows: list[tuple[str, str]], keys: list[RowKey], locs: list[tuple[int, int] | None]
+) -> dict[RowKey, str]:
+    """Text of each row the cache does not hold (each key once, in input order)."""
+    missing: dict[RowKey, str] = {}
+    for (_, text), k, loc in zip(rows, keys, locs, strict=True):
+        if loc is None and k not in missing:
+            missing[k] = text
+    return missing
+
+
+def _layer_indices(layers: list[int] | None, n_hidden: int, model: str) -> list[int] | None:
+    """Requested layers as hidden-state indices (None = all); ConfigError when out of range."""
+    if layers is None:
+        return None
+    bad = [x for x in layers if not -n_hidden <= x < n_hidden]
+    if bad:
+        raise ConfigError(f"layers {bad} out of range for {model} (0..{n_hidden - 1})")
+    return resolve_layer_indices(layers, n_hidden)
+
+
+def _hidden_size(config: Any) -> int:
+    if hasattr(config, "hidden_size"):
+        return int(config.hidden_size)
+    return int(config.get_text_config().hidden_size)
+
+
+def _check_positions(config: Any, max_length: int, model: str) -> None:
+    limit_pos = getattr(config, "max_position_embeddings", None)
+    if limit_pos is not None and max_length > int(limit_pos):
+        raise ConfigError(f"max_length {max_length} exceeds {model}'s {limit_pos} positions")
+
+
+def _work_list(
+    store: ActivationCache, missing: dict[RowKey, str], n_store: int, hidden: int
+) -> list[tuple[int, int, RowKey]]:
+    """(shard, row, key) to compute: rows of partial shards first (resume), then a new shard
+    for the rest; every shard involved must have the model's shape."""
     work: list[tuple[int, int, RowKey]] = list(store.pending(set(missing)))
     resumed = {k for _, _, k in work}
     rest = [k for k in missing if k not in resumed]
@@ -730,46 +814,42 @@ def _compute(
         sh = store.shards[si]
         if sh.n_layers != n_store or sh.hidden_size != hidden:
             raise LearnerprobeError(f"cache shard {sh.path} does not match the model's shape")
+    return work
 
-    texts = [entry.format(missing[k]) for _, _, k in work]
-    units, stats = _tokenize(tok, texts, max_length, chunking)
-    # stream: texts by their longest window (desc), a text's windows adjacent; the plan groups
-    # them by padded length (a text's windows may land in different batches)
-    order = sorted(range(len(work)), key=lambda j: -max(len(u.ids) for u in units[j]))
+
+def _stream_and_batches(
+    units: list[list[_Unit]], batch_tokens: int, max_length: int
+) -> tuple[list[_Unit], list[list[int]]]:
+    """The windows in run order -- texts by their longest window (desc), a text's windows
+    adjacent -- and the batches of stream positions (grouped by padded length, so a text's
+    windows may land in different batches)."""
+    order = sorted(range(len(units)), key=lambda j: -max(len(u.ids) for u in units[j]))
     stream = [u for j in order for u in units[j]]
-    lengths = [len(u.ids) for u in stream]
-    batches = plan_batches(lengths, batch_tokens, max_length)
+    return stream, plan_batches([len(u.ids) for u in stream], batch_tokens, max_length)
+
+
+def _run_batches(
+    store: ActivationCache, runner: _Runner, work: list[tuple[int, int, RowKey]],
+    units: list[list[_Unit]], stats: np.ndarray, stream: list[_Unit], batches: list[list[int]],
+    layer_idx: list[int] | None, *, max_length: int, durable: bool, bar: _Progress,
+) -> tuple[int, int]:
+    """Run the batches, writing each text's vector once all its windows are pooled; returns
+    (tokens run, padded positions run)."""
     remaining = {j: len(units[j]) for j in range(len(work))}
     acc: dict[int, dict[int, np.ndarray]] = {}  # row -> window -> pooled (layers x hidden)
     writers: dict[int, ShardWriter] = {}
-    bar = _Progress(progress and sys.stderr is not None, len(work), f"extract {entry.name}")
     tokens_done = padded = 0
     try:
         for bi, batch in enumerate(batches):
             if _FAULT_HOOK is not None:
                 _FAULT_HOOK(bi)
             seqs = [stream[i].ids for i in batch]
-            length = runner.pad_to = bucket_length(lengths[batch[0]], max_length)
+            length = runner.pad_to = bucket_length(len(seqs[0]), max_length)
             pooled = runner(seqs, layer_idx)  # layers x b x hidden
             if bi % 8 == 7:
                 _release_memory()
-            finished: list[int] = []
-            for col, i in enumerate(batch):
-                u = stream[i]
-                acc.setdefault(u.row, {})[u.window] = pooled[:, col, :]
-                remaining[u.row] -= 1
-                if remaining[u.row] == 0:
-                    finished.append(u.row)
-            by_shard: dict[int, list[int]] = {}
-            for j in finished:
-                by_shard.setdefault(work[j][0], []).append(j)
-            for si, js in by_shard.items():
-                vecs = [_combine_windows(acc.pop(j), units[j]) for j in js]
-                if si not in writers:
-                    writers[si] = ShardWriter(store.shards[si], durable=durable)
-                writers[si].write(
-                    [work[j][1] for j in js], np.stack(vecs, axis=1), stats[js].astype(np.int32)
-                )
+            finished = _collect(pooled, [stream[i] for i in batch], acc, remaining)
+            _write_finished(store, writers, work, units, stats, acc, finished, durable)
             n_tok = int(sum(len(s) for s in seqs))
             padded += len(seqs) * length
             tokens_done += n_tok
@@ -777,10 +857,41 @@ def _compute(
         for w in writers.values():
             w.finish()
     finally:
-        bar.close()
         for w in writers.values():
             w.close()
-    return tokens_done, len(work), padded
+    return tokens_done, padded
+
+
+def _collect(
+    pooled: np.ndarray, batch: list[_Unit], acc: dict[int, dict[int, np.ndarray]],
+    remaining: dict[int, int],
+) -> list[int]:
+    """File a batch's pooled windows by text; the texts whose windows are now all pooled."""
+    finished: list[int] = []
+    for col, u in enumerate(batch):
+        acc.setdefault(u.row, {})[u.window] = pooled[:, col, :]
+        remaining[u.row] -= 1
+        if remaining[u.row] == 0:
+            finished.append(u.row)
+    return finished
+
+
+def _write_finished(
+    store: ActivationCache, writers: dict[int, ShardWriter], work: list[tuple[int, int, RowKey]],
+    units: list[list[_Unit]], stats: np.ndarray, acc: dict[int, dict[int, np.ndarray]],
+    finished: list[int], durable: bool,
+) -> None:
+    """Write the finished texts' vectors to their shards (a writer opened per shard)."""
+    by_shard: dict[int, list[int]] = {}
+    for j in finished:
+        by_shard.setdefault(work[j][0], []).append(j)
+    for si, js in by_shard.items():
+        vecs = [_combine_windows(acc.pop(j), units[j]) for j in js]
+        if si not in writers:
+            writers[si] = ShardWriter(store.shards[si], durable=durable)
+        writers[si].write(
+            [work[j][1] for j in js], np.stack(vecs, axis=1), stats[js].astype(np.int32)
+        )
 
 
 def _combine_windows(pooled: dict[int, np.ndarray], units: list[_Unit]) -> np.ndarray:
