@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+# start-up time: heavy imports (numpy, torch, sklearn, the pipeline modules) stay inside the commands
 import sys
 
 import typer
 from rich.console import Console
 
 from learnerprobe.errors import LearnerprobeError
+from learnerprobe.outputs import WRITE_ERRNOS, write_error_message
 
 app = typer.Typer(
     name="learnerprobe",
@@ -60,8 +62,6 @@ def main() -> None:
     User-facing errors (LearnerprobeError) and "cannot write" OS errors (disk full, read-only,
     not a folder...) exit with 2, Ctrl-C with 130, without a traceback. Usage errors are
     click's (exit 2)."""
-    from learnerprobe.outputs import WRITE_ERRNOS, write_error_message
-
     try:
         app()
     except LearnerprobeError as e:

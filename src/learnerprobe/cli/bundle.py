@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+# start-up time: heavy imports (numpy, torch, sklearn, the pipeline modules) stay inside the commands
 import json
 from pathlib import Path
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+# start-up time: heavy imports (numpy, torch, sklearn, the pipeline modules) stay inside the commands
 import json
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,8 @@ from rich.console import Console
 from rich.table import Table
 
 from learnerprobe.cli import app
-from learnerprobe.errors import ConfigError
+from learnerprobe.errors import ConfigError, LearnerprobeError
+from learnerprobe.outputs import atomic_write, check_writable
 
 corpus_app = typer.Typer(no_args_is_help=True, help="Learner corpora: list, count, export.")
 app.add_typer(corpus_app, name="corpus")
@@ -127,8 +129,6 @@ def export(
 ) -> None:
     """Write a corpus as LearnerText rows to Parquet or JSONL (by the suffix of --out)."""
     from learnerprobe.corpora.io import write_records
-    from learnerprobe.errors import LearnerprobeError
-    from learnerprobe.outputs import atomic_write, check_writable
 
     if out.suffix.lower() not in (".parquet", ".jsonl"):
         raise LearnerprobeError(f"--out {out}: use a .parquet or .jsonl file name")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+# start-up time: heavy imports (numpy, torch, sklearn, the pipeline modules) stay inside the commands
 import json
 from datetime import datetime
 from pathlib import Path
@@ -11,6 +12,8 @@ import typer
 from learnerprobe.cli import app
 from learnerprobe.cli.bench import bench_app
 from learnerprobe.errors import ConfigError
+from learnerprobe.outputs import atomic_write_text, check_writable, converting_write_errors
+from learnerprobe.paths import activations_dir
 
 
 def _parse_layers(spec: str | None) -> list[int] | None:
@@ -40,8 +43,6 @@ def extract_cmd(
     from learnerprobe.corpora.registry import load_corpus
     from learnerprobe.extract import extract
     from learnerprobe.models.registry import get_model
-    from learnerprobe.outputs import check_writable, converting_write_errors
-    from learnerprobe.paths import activations_dir
 
     # Cheap checks first: an unknown model or an unwritable cache fails before the corpus is
     # read and the model loaded.
@@ -97,7 +98,6 @@ def bench_extract_cmd(
 ) -> None:
     """Engine vs a naive reference loop: tokens/s, padding, peak RSS, fraction of matmul FLOP/s."""
     from learnerprobe.extract.bench import run_bench
-    from learnerprobe.outputs import atomic_write_text, check_writable
 
     if out is None:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")

@@ -6,6 +6,7 @@ configs/nli-merlin-de.toml --out DIR`` (task = "l1").
 
 from __future__ import annotations
 
+# start-up time: heavy imports (numpy, torch, sklearn, the pipeline modules) stay inside the commands
 import json
 
 import typer

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+# start-up time: heavy imports (numpy, torch, sklearn, the pipeline modules) stay inside the commands
 import json
 from pathlib import Path
 
 import typer
 
 from learnerprobe.cli import app
+from learnerprobe.errors import LearnerprobeError
 
 
 @app.command("run")
@@ -69,7 +71,6 @@ def results_cmd(
     from rich.markup import escape
     from rich.table import Table
 
-    from learnerprobe.errors import LearnerprobeError
     from learnerprobe.study.results import read_run_results
     from learnerprobe.study.summary import comparisons, headline, to_markdown
 
