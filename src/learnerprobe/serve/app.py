@@ -239,15 +239,57 @@ def create_app(
         title="learnerprobe", version="1", description="CEFR level and L1 of learner texts",
         docs_url=None, redoc_url=None, swagger_ui_oauth2_redirect_url=None, lifespan=lifespan,
     )
+    queue = _Queue(executor, max_queue)
     app.state.predictor = predictor
     app.state.executor = executor
-    in_flight = {"n": 0}
-    lock = threading.Lock()
-    app.state.in_flight = lambda: in_flight["n"]
+    app.state.in_flight = queue.in_flight
     app.add_middleware(
         _Hardening, max_body=max_body_bytes or max_chars * 4 + 4096,
         docs_prefixes=("/docs",) if swagger else (),
     )
+    _add_error_handlers(app)
+    _add_api_routes(app, predictor, queue, max_chars=max_chars, timeout_s=timeout_s,
+                    chunk_size=chunk_size)
+    _add_page_routes(app)
+    if swagger is not None:
+        _add_docs_routes(app, swagger)
+    return app
+
+
+class _Queue:
+    """Predictions queued or running, bounded: a full queue answers 503 instead of piling up
+    work that would only time out."""
+
+    def __init__(self, executor: ThreadPoolExecutor, limit: int) -> None:
+        self.executor, self.limit = executor, limit
+        self._n = 0
+        self._lock = threading.Lock()
+
+    def in_flight(self) -> int:
+        return self._n
+
+    def submit(self, fn: Callable[[], Any]) -> Future | None:
+        """The future of `fn`, or None when the queue is full (raises RuntimeError when the
+        executor is shutting down)."""
+        with self._lock:
+            if self._n >= self.limit:
+                return None
+            self._n += 1
+        try:
+            fut = self.executor.submit(fn)
+        except RuntimeError:
+            self._release()
+            raise
+        fut.add_done_callback(lambda _f: self._release())  # also when cancelled unstarted
+        return fut
+
+    def _release(self) -> None:
+        with self._lock:
+            self._n -= 1
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every error as a JSON body with a 4xx status (500 only for a bug), never echoing input."""
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -279,13 +321,50 @@ def create_app(
     async def _crash(_request: Request, exc: Exception) -> JSONResponse:  # a bug: say so in JSON
         return _json_error(500, f"internal error ({type(exc).__name__})")
 
+
+def _request_texts(req: PredictIn, max_chars: int) -> list[str] | JSONResponse:
+    """The request's texts, checked, or the error response that refuses them."""
+    if (req.text is None) == (req.texts is None):
+        return _json_error(422, "give exactly one of 'text' or 'texts'")
+    texts = [req.text] if req.text is not None else list(req.texts or [])
+    if not texts:
+        return _json_error(422, "'texts' is empty")
+    for t in texts:
+        if len(t) > max_chars:
+            return _json_error(413, f"text over {max_chars} characters")
+    return check_texts(texts)  # TextInputError -> 422
+
+
+def _prediction_work(predictor: PredictorLike, req: PredictIn, texts: list[str],
+                     chunk_size: int, cancel: threading.Event) -> Callable[[], Any]:
+    """The work of one request, in chunks, stopping at the first check after `cancel` is set."""
+
+    def work() -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        results: list[dict[str, Any]] = []
+        for i in range(0, len(texts), chunk_size):
+            if cancel.is_set():
+                raise _Cancelled
+            results.extend(predictor.predict(texts[i : i + chunk_size], req.top_k))
+        if cancel.is_set():
+            raise _Cancelled
+        masked = None
+        if req.text is not None:
+            # Masking works on the NFC form and its spans index that form (a decomposed "é"
+            # is one code point there): send it along so the page can rebuild the text.
+            source = unicodedata.normalize("NFC", req.text)
+            masked = {**predictor.mask(source), "source": source}
+        return results, masked
+
+    return work
+
+
+def _add_api_routes(app: FastAPI, predictor: PredictorLike, queue: _Queue, *, max_chars: int,
+                    timeout_s: float, chunk_size: int) -> None:
+    """`GET /api/bundles` and `POST /api/predict` (bounded queue, timeout that stops the work)."""
+
     @app.get("/api/bundles")
     def bundles() -> dict[str, Any]:
         return predictor.manifests
-
-    def _release(_f: Future) -> None:
-        with lock:
-            in_flight["n"] -= 1
 
     @app.post(
         "/api/predict",
@@ -297,52 +376,20 @@ def create_app(
         },
     )
     async def predict(req: PredictIn) -> Any:
-        if (req.text is None) == (req.texts is None):
-            return _json_error(422, "give exactly one of 'text' or 'texts'")
-        texts = [req.text] if req.text is not None else list(req.texts or [])
-        if not texts:
-            return _json_error(422, "'texts' is empty")
-        for t in texts:
-            if len(t) > max_chars:
-                return _json_error(413, f"text over {max_chars} characters")
-        texts = check_texts(texts)  # TextInputError -> 422
+        texts = _request_texts(req, max_chars)
+        if isinstance(texts, JSONResponse):
+            return texts
         cancel = threading.Event()
-
-        def work() -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-            results: list[dict[str, Any]] = []
-            for i in range(0, len(texts), chunk_size):
-                if cancel.is_set():
-                    raise _Cancelled
-                results.extend(predictor.predict(texts[i : i + chunk_size], req.top_k))
-            if cancel.is_set():
-                raise _Cancelled
-            masked = None
-            if req.text is not None:
-                # Masking works on the NFC form and its spans index that form (a decomposed "é"
-                # is one code point there): send it along so the page can rebuild the text.
-                source = unicodedata.normalize("NFC", req.text)
-                masked = {**predictor.mask(source), "source": source}
-            return results, masked
-
-        with lock:
-            if in_flight["n"] >= max_queue:
-                busy = True
-            else:
-                busy = False
-                in_flight["n"] += 1
-        if busy:
+        try:
+            fut = queue.submit(_prediction_work(predictor, req, texts, chunk_size, cancel))
+        except RuntimeError:  # shutting down
+            return _json_error(503, "server is shutting down", {"Retry-After": "5"})
+        if fut is None:
             retry = str(max(1, math.ceil(min(timeout_s, 30.0))))
             return _json_error(
-                503, f"server busy ({max_queue} predictions queued); retry later",
+                503, f"server busy ({queue.limit} predictions queued); retry later",
                 {"Retry-After": retry},
             )
-        try:
-            fut = executor.submit(work)
-        except RuntimeError:  # shutting down
-            with lock:
-                in_flight["n"] -= 1
-            return _json_error(503, "server is shutting down", {"Retry-After": "5"})
-        fut.add_done_callback(_release)  # runs when the work ends, fails or is cancelled unstarted
         try:
             results, masked = await asyncio.wait_for(asyncio.wrap_future(fut), timeout=timeout_s)
         except TimeoutError:
@@ -354,11 +401,12 @@ def create_app(
             fut.cancel()
             raise
         if req.text is not None:
-            out = dict(results[0])
-            out["masked"] = masked
-            return out
+            return {**results[0], "masked": masked}
         return {"results": results}
 
+
+def _add_page_routes(app: FastAPI) -> None:
+    """The page and its whitelisted static files (nothing else under /static is reachable)."""
     page_html = resources.files("learnerprobe.serve").joinpath("page.html").read_text("utf-8")
     static_dir = resources.files("learnerprobe.serve").joinpath("static")
     static = {name: static_dir.joinpath(name).read_bytes() for name in STATIC}
@@ -373,23 +421,23 @@ def create_app(
             return _json_error(404, "Not Found")
         return Response(static[name], media_type=STATIC[name], headers={"cache-control": "no-cache"})
 
-    if swagger is not None:
-        assets = {n: swagger.joinpath(n).read_bytes() for n in SWAGGER_FILES}
-        docs_js = static_dir.joinpath("docs.js").read_bytes()
 
-        @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
-        def docs_page() -> HTMLResponse:
-            return HTMLResponse(_DOCS_HTML)
+def _add_docs_routes(app: FastAPI, swagger: Any) -> None:
+    """Swagger UI at /docs from local files only."""
+    assets = {n: swagger.joinpath(n).read_bytes() for n in SWAGGER_FILES}
+    docs_js = resources.files("learnerprobe.serve").joinpath("static", "docs.js").read_bytes()
 
-        @app.get("/docs/assets/{name}", include_in_schema=False)
-        def docs_asset(name: str) -> Response:
-            if name == "docs.js":
-                return Response(docs_js, media_type="text/javascript; charset=utf-8")
-            if name not in assets:
-                return _json_error(404, "Not Found")
-            return Response(assets[name], media_type=SWAGGER_FILES[name])
+    @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
+    def docs_page() -> HTMLResponse:
+        return HTMLResponse(_DOCS_HTML)
 
-    return app
+    @app.get("/docs/assets/{name}", include_in_schema=False)
+    def docs_asset(name: str) -> Response:
+        if name == "docs.js":
+            return Response(docs_js, media_type="text/javascript; charset=utf-8")
+        if name not in assets:
+            return _json_error(404, "Not Found")
+        return Response(assets[name], media_type=SWAGGER_FILES[name])
 
 
 def _swagger_assets() -> Any:
