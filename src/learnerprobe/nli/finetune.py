@@ -220,14 +220,9 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
             return self._fit(X, y, groups)
 
     def _fit(self, X: Sequence[Any], y: Sequence[str], groups: Sequence[Any] | None) -> Any:
-        import torch
-        from transformers import get_linear_schedule_with_warmup
-
-        if self.class_weight not in (None, "none", "balanced"):
-            raise ConfigError(f"class_weight must be 'balanced', 'none' or None, "
-                              f"not {self.class_weight!r}")
-        if self.downsample not in (None, "min", "mean"):
-            raise ConfigError(f"downsample must be 'min', 'mean' or None, not {self.downsample!r}")
+        """Seed, split off the validation authors, then train with early stopping on macro-F1.
+        The order of the steps is part of the result: they draw from one seeded generator."""
+        self._check_params()
         texts = _texts(X)
         if len(texts) != len(y):
             raise ValueError(f"X has {len(texts)} items but y has {len(y)}")
@@ -245,21 +240,52 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
         self._load_pretrained(K)
         self.model_.to(self.device_)
 
-        tr, va = self._split(y_idx, np.asarray(groups, dtype=object).astype(str))
+        tr, va = self._train_rows(y_idx, np.asarray(groups, dtype=object).astype(str), rng)
+        ids = self._encode(texts)
+        loss_fn = self._loss_fn(y_idx[tr], K)
+        optim, sched, total, steps_per_epoch = self._optimiser(len(tr))
+        best_state, best = self._train(ids, y_idx, tr, va, loss_fn, optim, sched, total,
+                                       self.eval_every or steps_per_epoch, rng)
+        if best_state is not None:
+            self.model_.load_state_dict(best_state)
+        self.best_score_ = best if best_state is not None else None
+        self.n_train_, self.n_val_ = int(len(tr)), int(len(va))
+        self.model_.eval()
+        return self
+
+    def _check_params(self) -> None:
+        if self.class_weight not in (None, "none", "balanced"):
+            raise ConfigError(f"class_weight must be 'balanced', 'none' or None, "
+                              f"not {self.class_weight!r}")
+        if self.downsample not in (None, "min", "mean"):
+            raise ConfigError(f"downsample must be 'min', 'mean' or None, not {self.downsample!r}")
+
+    def _train_rows(self, y_idx: np.ndarray, groups: np.ndarray,
+                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Training and validation rows (author-grouped), the training rows down-sampled."""
+        tr, va = self._split(y_idx, groups)
         if self.downsample:
             # rounds the mean class size half to even and draws for every class from the
             # training generator: this estimator's stream, kept so seeded runs reproduce
             tr = tr[downsample(y_idx[tr], self.downsample, rng, rounding="round", draw_all=True)]
-        ids = self._encode(texts)
-        lengths = np.array([len(x) for x in ids])
+        return tr, va
+
+    def _loss_fn(self, y_train: np.ndarray, K: int) -> Any:
+        """Cross-entropy, class-weighted over the classes present in training when asked."""
+        import torch  # heavy optional import stays local
 
         weight = None
         if self.class_weight == "balanced":
-            present = np.unique(y_idx[tr])
+            present = np.unique(y_train)
             w = np.ones(K)
-            w[present] = compute_class_weight("balanced", classes=present, y=y_idx[tr])
+            w[present] = compute_class_weight("balanced", classes=present, y=y_train)
             weight = torch.tensor(w, dtype=torch.float32, device=self.device_)
-        loss_fn = torch.nn.CrossEntropyLoss(weight=weight)
+        return torch.nn.CrossEntropyLoss(weight=weight)
+
+    def _optimiser(self, n_train: int) -> tuple[Any, Any, int, int]:
+        """AdamW (no decay on biases and norms) with linear warm-up and decay over the run."""
+        import torch  # heavy optional imports stay local
+        from transformers import get_linear_schedule_with_warmup
 
         if self.freeze_embeddings:
             self.model_.get_input_embeddings().weight.requires_grad_(False)
@@ -273,17 +299,27 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
             ],
             lr=self.lr,
         )
-        steps_per_epoch = int(np.ceil(len(tr) / self.batch_size))
+        steps_per_epoch = int(np.ceil(n_train / self.batch_size))
         total = steps_per_epoch * self.epochs
         if self.max_steps is not None:
             total = min(total, int(self.max_steps))
         sched = get_linear_schedule_with_warmup(optim, int(self.warmup_ratio * total), total)
-        eval_every = self.eval_every or steps_per_epoch
-        amp = self.device_.startswith("cuda")
+        return optim, sched, total, steps_per_epoch
 
+    def _train(self, ids: list[list[int]], y_idx: np.ndarray, tr: np.ndarray, va: np.ndarray,
+               loss_fn: Any, optim: Any, sched: Any, total: int, eval_every: int,
+               rng: np.random.Generator) -> tuple[dict[str, Any] | None, float]:
+        """The training loop; returns the state with the best validation macro-F1 (None when
+        never validated) and that score. Stops after `total` steps or `patience` evaluations
+        without improvement."""
+        import torch  # heavy optional import stays local
+
+        lengths = np.array([len(x) for x in ids])
+        amp = self.device_.startswith("cuda")
         self.loss_curve_: list[float] = []
         self.history_: list[dict[str, Any]] = []
-        best, best_state, bad, step, stop = -1.0, None, 0, 0, False
+        best, best_state, bad, step = -1.0, None, 0, 0
+        self.n_steps_ = 0
         y_t = torch.as_tensor(y_idx, device=self.device_)
         for epoch in range(self.epochs):
             self.model_.train()
@@ -300,37 +336,37 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
                 optim.zero_grad(set_to_none=True)
                 self.loss_curve_.append(float(loss.item()))
                 step += 1
+                self.n_steps_ = step
                 if len(va) and step % eval_every == 0:
-                    pred = self._proba_ids(ids, va).argmax(axis=1)
-                    f1 = float(f1_score(y_idx[va], pred, average="macro"))
-                    acc = float((pred == y_idx[va]).mean())
-                    self.history_.append({"epoch": epoch + 1, "step": step, "val_macro_f1": f1,
-                                          "val_accuracy": acc,
-                                          "train_loss": float(np.mean(self.loss_curve_[-eval_every:]))})
-                    if self.verbose:
-                        print(f"finetune: epoch {epoch + 1} step {step} val macro-F1 {f1:.3f}")
+                    f1 = self._validate(ids, y_idx, va, epoch, step, eval_every)
                     if f1 > best:
                         best, bad = f1, 0
                         best_state = {k: v.detach().to("cpu", copy=True)
                                       for k, v in self.model_.state_dict().items()}
                         self.best_step_ = step
+                        stop = False
                     else:
                         bad += 1
-                        if bad >= self.patience:
-                            stop = True
+                        stop = bad >= self.patience
                     self.model_.train()
-                if stop or step >= total:
-                    stop = True
-                    break
-            if stop:
-                break
-        if best_state is not None:
-            self.model_.load_state_dict(best_state)
-        self.best_score_ = best if best_state is not None else None
-        self.n_steps_ = step
-        self.n_train_, self.n_val_ = int(len(tr)), int(len(va))
-        self.model_.eval()
-        return self
+                    if stop:
+                        return best_state, best
+                if step >= total:
+                    return best_state, best
+        return best_state, best
+
+    def _validate(self, ids: list[list[int]], y_idx: np.ndarray, va: np.ndarray, epoch: int,
+                  step: int, eval_every: int) -> float:
+        """Validation macro-F1 at this step, logged in `history_`."""
+        pred = self._proba_ids(ids, va).argmax(axis=1)
+        f1 = float(f1_score(y_idx[va], pred, average="macro"))
+        acc = float((pred == y_idx[va]).mean())
+        self.history_.append({"epoch": epoch + 1, "step": step, "val_macro_f1": f1,
+                              "val_accuracy": acc,
+                              "train_loss": float(np.mean(self.loss_curve_[-eval_every:]))})
+        if self.verbose:
+            print(f"finetune: epoch {epoch + 1} step {step} val macro-F1 {f1:.3f}")
+        return f1
 
     def _proba_ids(self, ids: list[list[int]], rows: np.ndarray) -> np.ndarray:
         import torch
