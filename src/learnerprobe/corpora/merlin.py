@@ -51,6 +51,7 @@ from learnerprobe.corpora._common import (
     note,
     read_text_file,
 )
+from learnerprobe.corpora.languages import normalise_l1
 from learnerprobe.errors import ConfigError, CorpusNotFoundError, DataFormatError
 from learnerprobe.records import LearnerText
 
@@ -92,6 +93,44 @@ def parse_file(
     if text is None:
         text = read_text_file(path)
     text = text.replace("\r\n", "\n")
+    rules = _check_layout(path, text)
+    header = text[: rules[0].start()]
+    fields = _header_fields(path, text, header)
+    body, hyps = _learner_and_hypotheses(path, text, header, rules, hypotheses)
+    author = fields["Author ID"]
+    task, task_id = _task(fields.get("Task", ""))
+    age, age_range = _age(_na(fields.get("Age")))
+    cefr_raw = fields.get("Overall CEFR rating")
+    l1_raw = fields.get("Mother tongue")
+    return LearnerText(
+        id=author,
+        corpus="merlin",
+        language=LANG_NAMES[fields["Test language"]],
+        text=body,
+        text_corrected=hyps.get(1),
+        cefr=cefr_label(_na(cefr_raw), strict=strict,
+                        where=f"{path}: line {_line_of(text, 'Overall CEFR rating')}"),
+        cefr_raw=cefr_raw,
+        l1=normalise_l1(l1_raw),
+        l1_raw=l1_raw,
+        author_id=author,
+        task=task,
+        meta={
+            "test_level": _na(fields.get("CEFR level of test")),
+            "task_id": task_id,
+            "age": age,
+            "age_range": age_range,
+            "age_raw": fields.get("Age"),
+            "gender": _na(fields.get("Gender")),
+            "ratings": {k: fields.get(k) for k in SUB_RATINGS},
+            "target_hypothesis_2": hyps.get(2),
+            "source": f"{path.parent.name}/{path.name}",
+        },
+    )
+
+
+def _check_layout(path: Path, text: str) -> list[re.Match[str]]:
+    """The section rules of a complete file (it ends with a newline and starts with METADATA)."""
     if text and not text.endswith("\n"):
         raise DataFormatError(
             f"{path}: line {text.count(chr(10)) + 1}: file ends mid-line (every MERLIN file ends "
@@ -102,35 +141,42 @@ def parse_file(
     rules = list(_RULE.finditer(text))
     if not rules:
         raise DataFormatError(f"{path}: no '----------------' rule after the metadata header")
-    header = text[: rules[0].start()]
+    return rules
+
+
+def _header_fields(path: Path, text: str, header: str) -> dict[str, str]:
+    """The metadata fields, with the ones every file needs checked."""
     fields: dict[str, str] = {}
     for line in header.split("\n"):
         m = _FIELD.match(line)
         if m and m.group(1) not in ("General", "Rating"):
             fields[m.group(1).strip()] = m.group(2).strip()
-
-    def need(key: str) -> str:
+    for key in ("Author ID", "Test language"):
         if key not in fields:
             line = header.count("\n") + 1
             raise DataFormatError(f"{path}: metadata (lines 1-{line}): missing field {key!r}")
-        return fields[key]
-
-    author = need("Author ID")
-    if not author:
+    if not fields["Author ID"]:
         raise DataFormatError(f"{path}: line {_line_of(text, 'Author ID')}: empty Author ID")
-    lang_name = need("Test language")
-    if lang_name not in LANG_NAMES:
+    if fields["Test language"] not in LANG_NAMES:
         raise DataFormatError(
             f"{path}: line {_line_of(text, 'Test language')}: unknown test language "
-            f"{lang_name!r} (expected Czech, German or Italian)"
+            f"{fields['Test language']!r} (expected Czech, German or Italian)"
         )
-    # Sections after the metadata: learner text, then target hypotheses. Text between the
-    # "Learner text:" section and the first hypothesis section is joined back, so a dashed
-    # line written by a learner does not truncate the text.
-    sections = _sections(text, rules)
+    return fields
+
+
+def _learner_and_hypotheses(
+    path: Path, text: str, header: str, rules: list[re.Match[str]], hypotheses: bool | None,
+) -> tuple[str, dict[int, str | None]]:
+    """The learner text and the target hypotheses (None where "not available").
+
+    Sections after the metadata: learner text, then target hypotheses. Text between the
+    "Learner text:" section and the first hypothesis section is joined back, so a dashed line
+    written by a learner does not truncate the text.
+    """
     learner: list[str] | None = None
     hyps: dict[int, str | None] = {}
-    for sec in sections:
+    for sec in _sections(text, rules):
         s = sec.lstrip("\n")
         m = re.match(r"(Target hypothesis (\d):[ \t]*\n)|(No target hypothesis (\d) available\.)", s)
         if m:
@@ -155,46 +201,23 @@ def parse_file(
             "meta_ltext_THs file ends with both); the file looks truncated"
         )
     # Drop the blank lead-in and trailing whitespace; keep the learner's own inner layout.
-    body = "\n----------------".join(learner).strip()
-    task_raw = fields.get("Task", "")
+    return "\n----------------".join(learner).strip(), hyps
+
+
+def _task(task_raw: str) -> tuple[str | None, str | None]:
+    """("Task name", "task id") from MERLIN's "Task" field."""
     tm = _TASK_ID.match(task_raw)
-    task, task_id = (tm.group(1), tm.group(2)) if tm else (task_raw or None, None)
-    age_raw = _na(fields.get("Age"))
-    age, age_range = None, None
+    return (tm.group(1), tm.group(2)) if tm else (task_raw or None, None)
+
+
+def _age(age_raw: str | None) -> tuple[int | None, str | None]:
+    """An age ("17") or an age range ("1620" -> "16-20"); anything else is unknown."""
     if age_raw and age_raw.isdigit():
         if len(age_raw) <= 2:
-            age = int(age_raw)
-        elif len(age_raw) == 4:
-            age_range = f"{age_raw[:2]}-{age_raw[2:]}"
-    cefr_raw = fields.get("Overall CEFR rating")
-    from learnerprobe.corpora.languages import normalise_l1
-
-    l1_raw = fields.get("Mother tongue")
-    return LearnerText(
-        id=author,
-        corpus="merlin",
-        language=LANG_NAMES[lang_name],
-        text=body,
-        text_corrected=hyps.get(1),
-        cefr=cefr_label(_na(cefr_raw), strict=strict,
-                        where=f"{path}: line {_line_of(text, 'Overall CEFR rating')}"),
-        cefr_raw=cefr_raw,
-        l1=normalise_l1(l1_raw),
-        l1_raw=l1_raw,
-        author_id=author,
-        task=task,
-        meta={
-            "test_level": _na(fields.get("CEFR level of test")),
-            "task_id": task_id,
-            "age": age,
-            "age_range": age_range,
-            "age_raw": fields.get("Age"),
-            "gender": _na(fields.get("Gender")),
-            "ratings": {k: fields.get(k) for k in SUB_RATINGS},
-            "target_hypothesis_2": hyps.get(2),
-            "source": f"{path.parent.name}/{path.name}",
-        },
-    )
+            return int(age_raw), None
+        if len(age_raw) == 4:
+            return None, f"{age_raw[:2]}-{age_raw[2:]}"
+    return None, None
 
 
 def _sections(text: str, rules: list[re.Match[str]]) -> list[str]:
