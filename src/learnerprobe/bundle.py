@@ -66,6 +66,7 @@ from pydantic import (
     model_validator,
 )
 
+from learnerprobe import outputs
 from learnerprobe.errors import BundleError
 from learnerprobe.methods.registry import get_method, method_names
 
@@ -544,17 +545,10 @@ def check_writable(out: str | Path) -> None:
             f"refusing to write a bundle to {out}: the folder exists, is not empty and is not a "
             "bundle (it would be replaced)"
         )
-    anc = out.absolute().parent
-    while not anc.exists() and anc != anc.parent:
-        anc = anc.parent
-    if not anc.is_dir():
-        raise BundleError(f"cannot write a bundle to {out}: {anc} is not a folder")
     try:
-        fd, probe = tempfile.mkstemp(prefix=".learnerprobe-write-test-", dir=anc)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        raise BundleError(f"cannot write a bundle to {out}: {anc}: {e.strerror or e}") from None
+        outputs.check_writable(out, folder=True)  # the one probe-file check
+    except outputs.OutputError as e:
+        raise BundleError(str(e)) from None
 
 
 def _os_error(out: Path, e: OSError) -> BundleError:

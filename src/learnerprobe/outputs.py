@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -95,6 +96,15 @@ def tmp_sibling(path: str | Path) -> Path:
     """A temporary name next to ``path`` that keeps its suffix (writers that go by suffix)."""
     p = Path(path)
     return p.with_name(f".{p.stem}.tmp-{os.getpid()}{p.suffix}")
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
+    """sha256 of a file, read in chunks (model weights are hundreds of MB)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:

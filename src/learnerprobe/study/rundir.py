@@ -17,7 +17,6 @@ place (each entry atomically) and kept, so a crashed run resumes.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -25,7 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from learnerprobe.errors import LearnerprobeError
-from learnerprobe.outputs import atomic_write_text, check_writable, converting_write_errors
+from learnerprobe.outputs import (
+    atomic_write_text,
+    check_writable,
+    converting_write_errors,
+    sha256_file,
+)
 
 MARKER = "manifest.json"
 STAGING_PREFIX = ".staging-"
@@ -40,14 +44,6 @@ MARKER_FORMAT = 1
 
 class IncompleteRunError(LearnerprobeError):
     """A run folder without a complete marker (crashed, running, or from an older version)."""
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # --------------------------------------------------------------------------- writer side
