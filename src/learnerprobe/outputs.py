@@ -12,6 +12,7 @@ import contextlib
 import errno
 import hashlib
 import os
+import secrets
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -93,9 +94,29 @@ def converting_write_errors(path: str | Path | None = None, *,
 
 
 def tmp_sibling(path: str | Path) -> Path:
-    """A temporary name next to ``path`` that keeps its suffix (writers that go by suffix)."""
+    """A fresh temporary name next to ``path`` that keeps its suffix (writers that go by suffix,
+    e.g. ``np.savez`` or parquet). Unique per call (pid plus a random token), so two threads or
+    two processes writing the same target never share a temporary file."""
     p = Path(path)
-    return p.with_name(f".{p.stem}.tmp-{os.getpid()}{p.suffix}")
+    return p.with_name(f".{p.stem}.tmp-{os.getpid()}-{secrets.token_hex(6)}{p.suffix}")
+
+
+def _fsync_path(path: Path, *, folder: bool = False) -> None:
+    """Flush a file (or a folder's entries, after a rename) to disk; best effort for folders,
+    where some file systems refuse ``fsync``."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        if folder:
+            return
+        raise
+    try:
+        os.fsync(fd)
+    except OSError:
+        if not folder:
+            raise
+    finally:
+        os.close(fd)
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
@@ -107,15 +128,22 @@ def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
-def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
-    """Call ``write(tmp)`` for a temporary sibling, then move it onto ``path`` in one step.
+def atomic_write(path: str | Path, write: Callable[[Path], object], *,
+                 durable: bool = True) -> Path:
+    """Call ``write(tmp)`` for a fresh temporary sibling, then move it onto ``path`` in one step.
 
-    On any error the temporary file is removed (nothing half-written under the real name) and
-    disk errors become an OutputError naming ``path``."""
+    The one atomic writer of the package (run outputs, cache entries, activation shards, model
+    hashes). Readers see the old file or the whole new one; concurrent writers of one target
+    each use their own temporary file, so the last rename wins with a whole file. ``durable``
+    fsyncs the file before the rename and the folder after it, so a power cut cannot leave an
+    empty file under the real name. On any error the temporary file is removed and disk errors
+    become an OutputError naming ``path``."""
     path = Path(path)
     tmp = tmp_sibling(path)
     try:
         write(tmp)
+        if durable:
+            _fsync_path(tmp)
         os.replace(tmp, path)
     except BaseException as e:
         with contextlib.suppress(OSError):
@@ -123,6 +151,8 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
         if isinstance(e, OSError):  # name the real file, not the temporary one
             raise OutputError(write_error_message(e, path)) from None
         raise
+    if durable:
+        _fsync_path(path.parent, folder=True)
     return path
 
 

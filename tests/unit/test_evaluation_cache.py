@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from learnerprobe.evaluation.cache import CellCache, content_key, read_npz, write_npz
+from learnerprobe.outputs import OutputError
 
 
 def test_content_key_is_canonical():
@@ -103,7 +104,7 @@ def test_a_failed_write_keeps_the_previous_entry(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(np, "savez", boom)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(OutputError, match="cannot write .*k.npz: disk full"):
         write_npz(path, _entry(2))
     monkeypatch.undo()
     assert int(read_npz(path)["writer"]) == 1
@@ -126,3 +127,19 @@ def test_runner_and_nli_caches_treat_a_truncated_entry_as_a_miss(tmp_path):
     assert load_cached(nli)["layers"] == [4]
     nli.write_bytes(nli.read_bytes()[:-40])
     assert load_cached(nli) is None
+
+
+def test_the_one_atomic_writer_is_safe_across_threads(tmp_path):
+    """Threads of one process writing one target each use their own temporary file (a pid-only
+    temporary name let two threads interleave their bytes)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from learnerprobe.outputs import atomic_write_bytes
+
+    target = tmp_path / "shared.bin"
+    payloads = [bytes([i]) * 200_000 for i in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda b: atomic_write_bytes(target, b), payloads * 4))
+    data = target.read_bytes()
+    assert data in payloads  # one writer's whole payload, never a mix
+    assert [p.name for p in tmp_path.iterdir()] == ["shared.bin"]

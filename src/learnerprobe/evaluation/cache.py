@@ -6,8 +6,8 @@ that changes its result lets a crashed run resume and a finished one rerun in se
 a changed setting misses and recomputes. Entries are plain ``.npz`` files (no pickle).
 
 Writes are safe for concurrent runs: each writer saves into its own temporary file in the
-entry's folder (``tempfile.mkstemp``), fsyncs it and renames it over the entry
-(``os.replace``), so a reader sees a whole entry or none and two runs writing the same key
+entry's folder, fsyncs it and renames it over the entry (``outputs.atomic_write``, the
+package's one atomic writer), so a reader sees a whole entry or none and two runs writing the same key
 never interleave. An unreadable entry (truncated, corrupt, missing an array) is a miss, so the
 caller recomputes and overwrites it.
 """
@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import zipfile
 import zlib
 from collections.abc import Iterable, Mapping
@@ -25,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from learnerprobe.outputs import atomic_write
 
 _UNREADABLE = (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
 
@@ -36,21 +36,11 @@ def content_key(payload: Any) -> str:
 
 
 def write_npz(path: str | Path, arrays: Mapping[str, Any]) -> Path:
-    """Save ``arrays`` as ``path`` atomically (unique temp file, fsync, ``os.replace``)."""
+    """Save ``arrays`` as ``path`` atomically (``outputs.atomic_write``: own temporary file,
+    fsync, ``os.replace``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; entries are shared like np.savez's files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: np.savez(tmp, **arrays))
 
 
 def read_npz(path: str | Path, required: Iterable[str] = ()) -> dict[str, np.ndarray] | None:

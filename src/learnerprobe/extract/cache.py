@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from learnerprobe.errors import LearnerprobeError
+from learnerprobe.outputs import atomic_write, atomic_write_bytes
 
 CACHE_FORMAT = 1
 RowKey = tuple[str, str]  # (text id, text hash)
@@ -48,19 +49,9 @@ def cache_key(material: dict[str, Any]) -> str:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    """Write-then-rename with fsync, so readers see the old file or the whole new one."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    with contextlib.suppress(OSError):  # make the rename itself durable
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+    """Write-then-rename with fsync (``outputs.atomic_write``), so readers see the old file or
+    the whole new one."""
+    atomic_write_bytes(path, data)
 
 
 def _npy_header_len(path: Path) -> int:
@@ -71,6 +62,27 @@ def _npy_header_len(path: Path) -> int:
         else:
             np.lib.format.read_array_header_2_0(f)
         return f.tell()
+
+
+def _write_view(tmp: Path, src: Sequence[np.ndarray], locs: Sequence[tuple[int, int]],
+                layers: Sequence[int], h: int) -> None:
+    """Write the gathered rows as one ``.npy`` (layers x rows x hidden) block by block, so a
+    view of a large corpus never needs the whole array in memory."""
+    header = np.lib.format.header_data_from_array_1_0(np.empty((0,), np.float32))
+    header["shape"] = (len(layers), len(locs), h)
+    si_arr = np.array([s for s, _ in locs], dtype=np.int64)
+    r_arr = np.array([r for _, r in locs], dtype=np.int64)
+    block = 4096
+    with open(tmp, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, header)
+        for layer in layers:
+            for b0 in range(0, len(locs), block):
+                s_b, r_b = si_arr[b0 : b0 + block], r_arr[b0 : b0 + block]
+                chunk = np.empty((len(s_b), h), dtype=np.float32)
+                for s in np.unique(s_b):
+                    m = s_b == s
+                    chunk[m] = src[s][layer][r_b[m]]
+                f.write(chunk.tobytes())
 
 
 @dataclass
@@ -277,26 +289,8 @@ class ActivationCache:
         views.mkdir(parents=True, exist_ok=True)
         out = views / f"{digest}.npy"
         if not out.exists():
-            tmp = views / f".{digest}.tmp{os.getpid()}"
-            header = np.lib.format.header_data_from_array_1_0(np.empty((0,), np.float32))
-            header["shape"] = (len(layers), len(locs), h)
             src = [sh.array() for sh in self.shards]
-            si_arr = np.array([s for s, _ in locs], dtype=np.int64)
-            r_arr = np.array([r for _, r in locs], dtype=np.int64)
-            block = 4096
-            with open(tmp, "wb") as f:
-                np.lib.format.write_array_header_1_0(f, header)
-                for layer in layers:
-                    for b0 in range(0, len(locs), block):
-                        s_b, r_b = si_arr[b0 : b0 + block], r_arr[b0 : b0 + block]
-                        chunk = np.empty((len(s_b), h), dtype=np.float32)
-                        for s in np.unique(s_b):
-                            m = s_b == s
-                            chunk[m] = src[s][layer][r_b[m]]
-                        f.write(chunk.tobytes())
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, out)
+            atomic_write(out, lambda tmp: _write_view(tmp, src, locs, layers, h))
         return np.load(out, mmap_mode="r"), out
 
     def stats_for(self, locs: Sequence[tuple[int, int]]) -> np.ndarray:

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +27,7 @@ from learnerprobe.models.entry import ModelEntry
 from learnerprobe.models.loading import model_folder
 from learnerprobe.models.registry import provider_name
 from learnerprobe.models.testing import tiny_model
-from learnerprobe.outputs import sha256_file
+from learnerprobe.outputs import OutputError, atomic_write_text, sha256_file
 
 # heavy optional imports stay local: huggingface_hub (only for hub ids).
 
@@ -79,11 +77,8 @@ def cached_hashes(folder: Path, names: list[str]) -> dict[str, str]:
     if fresh != cache:
         try:  # best effort: a read-only folder or cache just means hashing again next time
             side.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".hashes-", dir=side.parent)
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(fresh, f)
-            os.replace(tmp, side)
-        except OSError:
+            atomic_write_text(side, json.dumps(fresh))
+        except (OSError, OutputError):
             pass
     return out
 
