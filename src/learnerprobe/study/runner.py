@@ -42,6 +42,7 @@ from learnerprobe.evaluation.results import (
     results_frame,
     score_rows,
 )
+from learnerprobe.execution.cells import map_cells
 from learnerprobe.extract import get_activations
 from learnerprobe.methods.sweep import fit_layers, select_layer
 from learnerprobe.outputs import converting_write_errors
@@ -506,13 +507,10 @@ def _probe_stage(cfg: StudyConfig, data: StudyData, acts: dict[str, Acts], timer
         disable=not progress, transient=False,
     ) as bar:
         task = bar.add_task("probing", total=len(jobs), completed=n_cached)
-        if cfg.n_jobs == 1:  # one job: a plain loop in this process, no worker start-up
-            done = (_compute_cell(ck, X, data.y, sp, p, kw, path, cfg.threads)
-                    for ck, X, sp, p, kw, path in pending)
-        else:
-            done = Parallel(n_jobs=cfg.n_jobs, return_as="generator_unordered")(
-                delayed(_compute_cell)(ck, X, data.y, sp, p, kw, path, cfg.threads)
-                for ck, X, sp, p, kw, path in pending)
+        # local: a plain loop (n_jobs 1) or joblib processes; ray: one Ray task per cell
+        done = map_cells(_compute_cell, [(ck, X, data.y, sp, p, kw, path, cfg.threads)
+                                         for ck, X, sp, p, kw, path in pending],
+                         n_jobs=cfg.n_jobs, execution=cfg.execution)
         for ck, r in done:
             results[ck] = r
             mode, p = ck[1], ck[5]
