@@ -12,6 +12,7 @@ import typer
 from learnerprobe.cli import app
 from learnerprobe.cli.bench import bench_app
 from learnerprobe.errors import ConfigError
+from learnerprobe.execution.settings import ExecutionConfig
 from learnerprobe.outputs import atomic_write_text, check_writable, converting_write_errors
 from learnerprobe.paths import activations_dir
 
@@ -38,6 +39,13 @@ def extract_cmd(
     batch_tokens: int = typer.Option(16384, "--batch-tokens", help="Token budget per batch."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Activation cache folder."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    backend: str = typer.Option("local", "--backend", help="local (this process) or ray."),
+    address: str | None = typer.Option(None, "--address", help="Ray address (auto, "
+                                       "ray://head:10001); default: a private local Ray."),
+    workers: int = typer.Option(1, "--workers", help="Ray: extraction actors (model replicas)."),
+    gpus_per_worker: float = typer.Option(0.0, "--gpus-per-worker", help="Ray: 1 on GPU nodes."),
+    cache_uri: str | None = typer.Option(None, "--cache-uri", help="Ray: write the cache to a "
+                                         "shared path or pyarrow.fs URI (s3://...)."),
 ) -> None:
     """Pooled hidden states of every layer for a corpus, cached (a rerun does no model work)."""
     from learnerprobe.corpora.registry import load_corpus
@@ -57,8 +65,20 @@ def extract_cmd(
         raise ConfigError(f"--batch-tokens must be positive, got {batch_tokens}")
     cache = Path(cache_dir) if cache_dir is not None else activations_dir()
     check_writable(cache, folder=True)
+    execution = _execution(backend, address=address, workers=workers,
+                           gpus_per_worker=gpus_per_worker, cache_uri=cache_uri)
     records = load_corpus(corpus)
+    if limit is not None:
+        records = records[:limit]
     with converting_write_errors(cache):  # disk full / read-only while caching: one line
+        if execution.is_ray:
+            from learnerprobe.execution.ray_extract import cluster_extract, sync_cache
+
+            res = cluster_extract(records, model, execution=execution, layers=layer_list,
+                                  batch_tokens=batch_tokens, device=device, dtype=dtype,
+                                  max_length=max_length, chunking=chunking, cache_dir=cache_dir)
+            if cache_uri:  # read back through the local cache folder
+                sync_cache(cache_uri, res.key, cache)
         acts = extract(
             records,
             model,
@@ -84,6 +104,17 @@ def extract_cmd(
         f"{acts.n_truncated} truncated, {acts.seconds:.1f}s, {acts.dtype} on {acts.device})\n"
         f"cache: {acts.cache_path}"
     )
+
+
+def _execution(backend: str, **kw: object) -> ExecutionConfig:
+    """The [execution] settings from CLI flags (ConfigError on a bad value)."""
+    from pydantic import ValidationError
+
+    try:
+        return ExecutionConfig.model_validate({"backend": backend, **kw})
+    except ValidationError as e:
+        msg = "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
+        raise ConfigError(f"--backend/--workers/...: {msg}") from None
 
 
 @bench_app.command("extract")

@@ -20,6 +20,11 @@ def run_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout "
                                  "(progress and stage times go to stderr)."),
     no_report: bool = typer.Option(False, "--no-report", help="Skip report.html."),
+    backend: str | None = typer.Option(None, "--backend", help="local or ray (overrides the "
+                                       "config's [execution] backend)."),
+    address: str | None = typer.Option(None, "--address", help="Ray address (auto, "
+                                       "ray://head:10001)."),
+    workers: int | None = typer.Option(None, "--workers", help="Ray extraction actors."),
 ) -> None:
     """Run a study: extract -> probe -> evaluate -> report (resumes from cached cells)."""
     from rich.console import Console
@@ -27,8 +32,12 @@ def run_cmd(
     from learnerprobe.study.runner import run
 
     console = Console(stderr=as_json)
-    res = run(config, out, log=lambda s: console.print(s, markup=False, highlight=False),
-              report=not no_report)
+
+    def log(s: str) -> None:
+        console.print(s, markup=False, highlight=False)
+
+    cfg = configured(config, backend=backend, address=address, workers=workers, log=log)
+    res = run(cfg, out, log=log, report=not no_report)
     d = res.results
     sel = d[(d.metric == "qwk") & d.layer.isin(["selected", "none"]) & (d.test_corpus == "all")
             & (d.levels == "all")]
@@ -54,6 +63,20 @@ def run_cmd(
     report = f"  report: {res.out / 'report.html'}" if not no_report else ""
     console.print(f"results: {res.out / 'results.csv'}{report}", markup=False,
                   highlight=False, soft_wrap=True)
+
+
+def configured(config: Path, *, log, all_layers: bool = False, **flags):  # noqa: ANN001
+    """The config file as given (a path), or, with a Ray backend (from the file or the flags),
+    the loaded config with the flags applied after its activations were filled on the cluster."""
+    from learnerprobe.study.cluster import prefill_activations, with_execution
+    from learnerprobe.study.config import load_config
+
+    cfg = load_config(config)
+    cfg2 = with_execution(cfg, **flags)
+    if not cfg2.execution.is_ray:
+        return config if cfg2 is cfg else cfg2
+    prefill_activations(cfg2, all_layers=all_layers, log=log)
+    return cfg2
 
 
 @app.command("results")

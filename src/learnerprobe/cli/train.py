@@ -16,6 +16,11 @@ def train(
     bundle: Path = typer.Option(..., "--bundle", help="Folder to write the bundle to."),
     results: Path = typer.Option(None, "--results", help="A finished run's folder: attach its "
                                  "out-of-fold test scores to the bundle card."),
+    backend: str | None = typer.Option(None, "--backend", help="local or ray: where the "
+                                       "activations are extracted."),
+    address: str | None = typer.Option(None, "--address", help="Ray address (auto, "
+                                       "ray://head:10001)."),
+    workers: int | None = typer.Option(None, "--workers", help="Ray extraction actors."),
 ) -> None:
     """Train the config's best validation-chosen model on all its data and save a bundle.
 
@@ -27,7 +32,15 @@ def train(
 
     console = Console(stderr=True)
     from learnerprobe.bundle import bundle_digest
+    from learnerprobe.cli.study import configured
+    from learnerprobe.errors import ConfigError
 
+    if backend not in (None, "local", "ray"):
+        raise ConfigError(f"--backend must be local or ray, not {backend!r}")
+    # With Ray the activations (all layers) are extracted on the cluster first; training then
+    # reads them from the cache exactly as with the local backend.
+    configured(config, backend=backend, address=address, workers=workers, all_layers=True,
+               log=console.print)
     path = train_bundle(config, bundle, results_dir=results, log=console.print)
     print(f"bundle written to {path}")
     print(f"digest: {bundle_digest(path)}  (pin it: --expect-digest; check: learnerprobe bundle "

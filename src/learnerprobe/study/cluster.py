@@ -1,0 +1,64 @@
+"""A study's activations filled on the configured cluster before the runner reads them.
+
+With ``[execution] backend = "ray"`` the configured models' activations of the study's texts are
+computed by Ray Data actors into the activation cache (same key, rows and done flags as the
+local engine); the runner's and ``train``'s extraction is then a cache hit and every later step
+is unchanged. With the local backend this does nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import ValidationError
+
+from learnerprobe.errors import ConfigError
+from learnerprobe.execution.settings import ExecutionConfig
+from learnerprobe.records import LearnerText
+from learnerprobe.study.config import StudyConfig
+from learnerprobe.tasks import get_task
+
+
+def with_execution(cfg: StudyConfig, **overrides: Any) -> StudyConfig:
+    """``cfg`` with ``[execution]`` settings replaced by the given non-None values (CLI flags)."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if not given:
+        return cfg
+    try:
+        ex = ExecutionConfig.model_validate({**cfg.execution.model_dump(), **given})
+    except ValidationError as e:
+        msg = "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
+        raise ConfigError(f"execution settings: {msg}") from None
+    return cfg.model_copy(update={"execution": ex})
+
+
+def prefill_activations(cfg: StudyConfig, records: list[LearnerText] | None = None, *,
+                        all_layers: bool = False,
+                        log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """Run the extraction of every configured model on the cluster (no-op for ``local``).
+
+    ``records``: the loaded corpus (default: loaded as the runner loads it); the texts extracted
+    are the task's prepared ones, as the runner extracts them. ``all_layers``: every layer
+    whatever ``layers`` says (``train`` reads all layers)."""
+    if not cfg.execution.is_ray:
+        return []
+    from learnerprobe.execution.ray_extract import cluster_extract
+    from learnerprobe.study.runner import load_records
+
+    if records is None:
+        records, _ = load_records(cfg)
+    texts = get_task(cfg.task).prepare(cfg, records).records
+    layers = None if all_layers or cfg.layers == "all" else cfg.layers
+    out = []
+    for m in cfg.models:
+        res = cluster_extract(texts, m, execution=cfg.execution, layers=layers,
+                              **cfg.extraction.kwargs())
+        log(f"  ray extraction {m}: {res.texts_computed}/{res.n_texts} texts computed "
+            f"on {res.workers} worker(s), {res.shards_written} shard(s) in {res.seconds:.1f} s")
+        if cfg.execution.cache_uri:  # the runner reads the local cache folder: copy it there
+            from learnerprobe.execution.ray_extract import sync_cache
+
+            sync_cache(cfg.execution.cache_uri, res.key)
+        out.append(res.summary())
+    return out
