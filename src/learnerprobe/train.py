@@ -147,12 +147,11 @@ def train_l1(cfg, bundle: Path, *, results_dir: Path | None, log: Callable[[str]
     from learnerprobe.models.pinning import weights_pin
     from learnerprobe.nli.settings import settings_of
     from learnerprobe.study.runner import load_records
-    from learnerprobe.tasks.l1 import select_l1
+    from learnerprobe.tasks import get_task
 
     s = settings_of(cfg)
     records, info = load_records(cfg)
-    already_masked = bool(cfg.prep.mask)  # as run_nli: never mask twice
-    task = select_l1(records, s, mask=s.mask and not already_masked)
+    task = get_task("l1").select(cfg, records)  # as the NLI protocol: never masks twice
     labels = task.labels
     y = np.array([labels.index(v) for v in task.y])
     seed = cfg.seeds[0]
@@ -200,7 +199,7 @@ def train_l1(cfg, bundle: Path, *, results_dir: Path | None, log: Callable[[str]
                         f"only); L1s {', '.join(labels)}; any other L1 is forced into one of these",
               "selection": f"{method} chosen on a grouped validation split by macro-F1"},
     )
-    pre = {"mask": bool(s.mask or already_masked), "language": langs[0] if len(langs) == 1 else None}
+    pre = {"mask": bool(task.masked), "language": langs[0] if len(langs) == 1 else None}
     if method in text_methods:
         est = build_text(method).fit(texts, y)
         return save_bundle(bundle, method=method, estimator=est,

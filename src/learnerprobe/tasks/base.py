@@ -42,7 +42,7 @@ class TaskData:
         return len(self.labels)
 
 
-def _resolve(ref: str) -> Any:
+def resolve_ref(ref: str) -> Any:
     from learnerprobe.methods.registry import resolve
 
     return resolve(ref)
@@ -122,7 +122,7 @@ class Task:
 
     def validate_config(self, cfg: Any) -> None:
         if self.validator is not None:
-            _resolve(self.validator)(cfg)
+            resolve_ref(self.validator)(cfg)
 
     def evaluate(self, cfg: Any, data: TaskData, stage_dir: Path, out_dir: Path, *,
                  log: Callable[[str], None]) -> Any:
@@ -130,5 +130,5 @@ class Task:
         ``stage_dir``; a cache that must survive a crash under ``out_dir/<stage>/cache``."""
         if self.evaluator is None:
             raise TypeError(f"task {self.name!r} is evaluated by the probe pipeline")
-        return _resolve(self.evaluator)(cfg, data.records, stage_dir, log=log,
+        return resolve_ref(self.evaluator)(cfg, data.records, stage_dir, log=log,
                                         cache_dir=out_dir / self.stage / "cache")

@@ -9,8 +9,9 @@ protocol, ``learnerprobe train`` and the NLI CLI commands.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,7 @@ import numpy as np
 from learnerprobe.errors import ConfigError
 from learnerprobe.evaluation.splits import group_keys
 from learnerprobe.records import LearnerText
-from learnerprobe.tasks.base import Task
+from learnerprobe.tasks.base import Task, TaskData, resolve_ref
 
 #: L1 values that are not a language; such texts cannot be labelled and are left out.
 NON_L1 = frozenset({"other", "others", "not reported", "unknown", "none", "n/a", "na", ""})
@@ -121,6 +122,11 @@ def select_l1(records: Sequence[LearnerText], settings: Any, *,
 
 
 class L1Task(Task):
+    """L1 identification. :meth:`prepare` is the one step from loaded records to the texts an
+    NLI experiment uses: the runner, the NLI protocol and ``learnerprobe train`` all go through
+    it, so the selection (minimum texts, include/exclude) and the masking rule (never mask
+    twice when ``[prep]`` already masked) cannot drift apart."""
+
     name = "l1"
     label_kind = "nominal"
     default_metric = "macro_f1"
@@ -132,7 +138,33 @@ class L1Task(Task):
     def label_of(self, cfg: Any, record: LearnerText) -> str | None:
         return record.l1 or None
 
-    def select(self, records: Sequence[LearnerText], settings: Any, *,
-               mask: bool | None = None) -> L1Data:
-        """:func:`select_l1`: the ``[nli]`` settings applied to :func:`prepare_l1_task`."""
-        return select_l1(records, settings, mask=mask)
+    def select(self, cfg: Any, records: Sequence[LearnerText]) -> L1Data:
+        """The config's ``[nli]`` settings applied to the records (masked unless ``[prep]``
+        already masked them; ``L1Data.masked`` says whether the texts are masked)."""
+        settings = resolve_ref("learnerprobe.nli.settings:settings_of")(cfg)
+        already_masked = bool(getattr(getattr(cfg, "prep", None), "mask", False))
+        data = select_l1(records, settings, mask=settings.mask and not already_masked)
+        data.masked = settings.mask or already_masked
+        return data
+
+    def prepare(self, cfg: Any, records: Sequence[LearnerText]) -> TaskData:
+        """:meth:`select`, as the runner's task data; the selection itself travels in
+        ``info["l1"]`` so the NLI protocol does not select (or mask) a second time."""
+        d = self.select(cfg, records)
+        return TaskData(
+            records=list(d.records),
+            y=np.array([d.labels.index(v) for v in d.y], dtype=np.int64),
+            ids=np.array([r.id for r in d.records], dtype=object),
+            groups=d.groups,
+            corpora=np.array([r.corpus for r in d.records], dtype=object),
+            languages=np.array([r.language for r in d.records], dtype=object),
+            labels=list(d.labels),
+            info={"l1": d},
+        )
+
+    def evaluate(self, cfg: Any, data: TaskData, stage_dir: Path, out_dir: Path, *,
+                 log: Callable[[str], None]) -> Any:
+        """The NLI protocol on the task data prepared by :meth:`prepare`."""
+        return resolve_ref(self.evaluator)(cfg, data.records, stage_dir, log=log,
+                                        cache_dir=out_dir / self.stage / "cache",
+                                        prepared=data.info.get("l1"))
