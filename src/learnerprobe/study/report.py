@@ -18,6 +18,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from learnerprobe.evaluation.results import NO_LAYER, SELECTED, Pooled, ReportSection
 from learnerprobe.residuals import residual_analysis
 from learnerprobe.study import plots
+from learnerprobe.tasks import get_task
 
 PROTO_NAMES = {"iid": "IID", "loco": "leave-one-corpus-out", "lolo": "leave-one-language-out"}
 
@@ -101,7 +102,7 @@ def write_report(path: Path, cfg: Any, df: pd.DataFrame, pooled: Sequence[Pooled
     """Render report.html (and residuals.csv next to it for the cefr task)."""
     all_sections: list[ReportSection] = []
     summary_html = ""
-    if cfg.task == "cefr" and len(df):
+    if get_task(cfg.task).uses_probes and len(df):  # the probe pipeline's sections
         summary_html = _table_html(summary_table(df))
         all_sections.append(ReportSection("Layer curves", figures=plots.layer_curves(df)))
         all_sections.append(ReportSection(
