@@ -102,7 +102,8 @@ def write_report(path: Path, cfg: Any, df: pd.DataFrame, pooled: Sequence[Pooled
     """Render report.html (and residuals.csv next to it for the cefr task)."""
     all_sections: list[ReportSection] = []
     summary_html = ""
-    if get_task(cfg.task).uses_probes and len(df):  # the probe pipeline's sections
+    task = get_task(cfg.task)  # ordinal probe tasks get curves, transfer, residuals, confusions
+    if task.uses_probes and task.label_kind == "ordinal" and len(df):
         summary_html = _table_html(summary_table(df))
         all_sections.append(ReportSection("Layer curves", figures=plots.layer_curves(df)))
         all_sections.append(ReportSection(
