@@ -30,7 +30,7 @@ def _ci_dict(b: dict[str, tuple[float, float, float]]) -> dict[str, dict[str, fl
             for k, (v, lo, hi) in b.items()}
 
 
-def _study_metrics(results_dir: Path | None, task: str, probe: str) -> dict[str, Any]:
+def study_metrics(results_dir: Path | None, task: str, probe: str) -> dict[str, Any]:
     """Selected-layer, pooled test scores of `probe` from a study's results.csv, if given."""
     if results_dir is None:
         return {}
@@ -127,7 +127,7 @@ def train_cefr(cfg, bundle: Path, *, results_dir: Path | None, log: Callable[[st
                        "languages": langs,
                        "by_label": {lab: int((data.y == i).sum()) for i, lab in enumerate(data.labels)},
                        "prep": info},
-        metrics={"validation": _ci_dict(val), "study": _study_metrics(results_dir, "cefr", probe)},
+        metrics={"validation": _ci_dict(val), "study": study_metrics(results_dir, "cefr", probe)},
         card={"limits": f"trained on {', '.join(cfg.corpus_names)} ({', '.join(langs)} learner texts "
                         f"only); levels {', '.join(data.labels)}; other languages, genres or "
                         "populations are out of distribution (the study's OOD scores apply)",
@@ -194,7 +194,7 @@ def train_l1(cfg, bundle: Path, *, results_dir: Path | None, log: Callable[[str]
         training_data={"corpora": cfg.corpus_names, "n_texts": len(task.records), "languages": langs,
                        **task.summary(), "prep": info},
         metrics={"validation": _ci_dict(val), "majority_rate": task.majority_rate,
-                 "chance": task.chance, "study": _study_metrics(results_dir, "l1", method)},
+                 "chance": task.chance, "study": study_metrics(results_dir, "l1", method)},
         card={"limits": f"trained on {', '.join(cfg.corpus_names)} ({', '.join(langs)} learner texts "
                         f"only); L1s {', '.join(labels)}; any other L1 is forced into one of these",
               "selection": f"{method} chosen on a grouped validation split by macro-F1"},

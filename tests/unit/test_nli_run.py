@@ -46,7 +46,7 @@ def test_a_corrupt_cache_file_is_recomputed(tmp_path):
 def test_compare_probe_resolves_to_the_hidden_state_probe():
     from types import SimpleNamespace
 
-    from learnerprobe.nli.run import _comparisons
+    from learnerprobe.nli.run import paired_comparisons
 
     y = np.array(["A", "B"] * 20, dtype=object)
     task = SimpleNamespace(labels=["A", "B"], y=y)
@@ -54,7 +54,7 @@ def test_compare_probe_resolves_to_the_hidden_state_probe():
     idx = np.arange(40)
     results = {"ensemble": {"idx": idx, "pred": codes},
                "logistic@e5": {"idx": idx, "pred": np.zeros(40, int)}}
-    rows = _comparisons(results, ["ensemble", "probe"], task, {}, 0, 50)
+    rows = paired_comparisons(results, ["ensemble", "probe"], task, {}, 0, 50)
     assert [r["metric"] for r in rows] == ["diff_accuracy_vs_logistic@e5",
                                            "diff_macro_f1_vs_logistic@e5"]
     assert rows[0]["value"] == pytest.approx(0.5)

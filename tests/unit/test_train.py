@@ -9,11 +9,11 @@ def test_train_refuses_results_of_an_incomplete_run(tmp_path):
     killed while writing) is refused instead of being copied into a bundle card."""
 
     from learnerprobe.study.results import IncompleteRunError
-    from learnerprobe.train import _study_metrics
+    from learnerprobe.train import study_metrics
 
     (tmp_path / "results.csv").write_text("task,probe,test_corpus,metric,value\n")
     with pytest.raises(IncompleteRunError):
-        _study_metrics(tmp_path, "cefr", "ridge")
+        study_metrics(tmp_path, "cefr", "ridge")
 
 
 @pytest.mark.parametrize("prep_mask,nli_mask,want_select",

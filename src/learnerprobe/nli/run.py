@@ -464,7 +464,7 @@ def _evaluate_seed(run: _NliRun, seed: int, n_folds: int) -> None:
                                                common["layer"], seed))
             if run.s.analyses and seed == run.first_seed:
                 _analyse_method(run, res, pred, name if method != "probe" else key, key, common)
-    run.rows += _comparisons(results, run.s.compare, run.task, run.base, seed, run.n_boot)
+    run.rows += paired_comparisons(results, run.s.compare, run.task, run.base, seed, run.n_boot)
 
 
 def _finish(run: _NliRun, summary: dict[str, Any]):
@@ -517,7 +517,7 @@ def run_nli(
     return _finish(run, summary)
 
 
-def _comparisons(results: dict[str, dict[str, Any]], compare: Sequence[str], task: L1Task,
+def paired_comparisons(results: dict[str, dict[str, Any]], compare: Sequence[str], task: L1Task,
                  base: dict[str, Any], seed: int, n_boot: int) -> list[dict[str, Any]]:
     """Paired bootstrap of ``compare[0]`` minus each other listed method (same texts)."""
     if not compare or compare[0] not in results:
