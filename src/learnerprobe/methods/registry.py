@@ -87,6 +87,10 @@ class MethodEntry:
     layer_engine: Any = None
     bundle: bool = False
     description: str = ""
+    # Transfer methods (tasks "transfer"): adapts to unlabeled target rows at prediction time,
+    # and the grid of options the nested protocol chooses from ({option: [values]}).
+    transductive: bool = False
+    grid: Any = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -257,5 +261,65 @@ def _builtins() -> list[MethodEntry]:
     return out
 
 
-for _entry in _builtins():
+# --------------------------------------------------------------------------- transfer methods
+_TP = "learnerprobe.transfer.estimators:TransferProbe"
+_CS = [0.003, 0.01, 0.03]
+
+
+def transfer_factory(cls_ref: str, fixed: dict[str, Any]) -> Factory:
+    """A transfer estimator: the method's fixed settings, then the options (one grid point)."""
+    def build(ctx: BuildContext, options: dict[str, Any]) -> Any:
+        cls = resolve(cls_ref)
+        kw = {k: v for k, v in (("n_classes", ctx.n_classes), ("random_state", ctx.seed))
+              if _accepts(cls, k)}
+        return cls(**{**kw, **fixed, **options})
+    return build
+
+
+def _transfer() -> list[MethodEntry]:
+    """Issue 11's methods: each is the plain probe plus one change (``combined``: several),
+    its design choices and hyper-parameters left to the nested protocol (``grid``)."""
+    both = {"decode": ["ev", "thresholds"], "erase": [None, "leace"],
+            "class_weight": [None, "balanced"]}
+    rows = [  # name, estimator, fixed, grid, transductive, description
+        ("plain", _TP, {}, {"C": _CS}, False, "logistic probe, argmax (the comparison base)"),
+        ("ev_decode", _TP, {"decode": "ev"}, {"C": _CS}, False,
+         "expected-value decoding of the class probabilities"),
+        ("thresholds", _TP, {"decode": "thresholds"}, {"C": _CS}, False,
+         "cut points on the expected level tuned for QWK on cross-fitted training predictions"),
+        ("class_balance", _TP, {"class_weight": "balanced"}, {"C": _CS}, False,
+         "balanced class weights (against the pull to the training label mix)"),
+        ("leace", _TP, {"erase": "leace"}, {"C": _CS}, False,
+         "LEACE erasure of corpus identity (closed form), fitted on training corpora"),
+        ("mean_erasure", _TP, {"erase": "mean"}, {"C": _CS}, False,
+         "projection removing the corpus-mean differences"),
+        ("domain_standardize", _TP, {"standardize": "domain"}, {"C": _CS}, True,
+         "each corpus z-scored by its own statistics (target: unlabeled rows)"),
+        ("em_prior", _TP, {"prior": "em"}, {"C": _CS}, True,
+         "EM re-estimation of the target label prior (Saerens et al. 2002)"),
+        ("bbse", _TP, {"prior": "bbse"}, {"C": _CS}, True,
+         "black-box shift estimation of the target prior (Lipton et al. 2018)"),
+        ("hidden_surface", _TP, {"features": "hidden+surface"}, {"C": _CS}, False,
+         "hidden states and surface features in one probe"),
+        ("stack_surface", _TP, {"stack_surface": True}, {"C": _CS}, False,
+         "stacking: probe's cross-fitted expected level + surface features"),
+        ("dann", "learnerprobe.transfer.torch_probes:DomainAdversarialMLP",
+         {"class_weight": None, "decode": "argmax"}, {"lambda_": [0.1, 0.5]}, False,
+         "domain-adversarial MLP (gradient reversal against corpus identity)"),
+        ("scalar_mix", "learnerprobe.transfer.torch_probes:ScalarMixProbe",
+         {"class_weight": None, "decode": "argmax"}, {"weight_decay": [1e-3, 1e-2]}, False,
+         "learnt softmax mix of all candidate layers + linear head"),
+        ("combined", _TP, {"features": "hidden+surface", "C": 0.01}, both, False,
+         "hidden+surface probe; class weights, erasure and decoding chosen by nested LOCO"),
+        ("combined_tta", _TP, {"features": "hidden+surface", "C": 0.01, "decode": "ev"},
+         {"class_weight": [None, "balanced"], "erase": [None, "leace"],
+          "prior": [None, "em"]}, True,
+         "combined, with EM prior correction on the target among the choices"),
+    ]
+    return [MethodEntry(n, "probe", transfer_factory(cls, fixed), ("transfer",), _ACT, True,
+                        "ordinal", transductive=tr, grid=grid, description=d)
+            for n, cls, fixed, grid, tr, d in rows]
+
+
+for _entry in [*_builtins(), *_transfer()]:
     register(_entry)

@@ -25,6 +25,7 @@ from learnerprobe.execution.settings import ExecutionConfig
 from learnerprobe.methods.registry import method_names
 from learnerprobe.models.registry import MODELS, get_model
 from learnerprobe.nli.settings import NliSettings
+from learnerprobe.study.transfer_config import TransferSettings, validate_transfer
 from learnerprobe.tasks import TASKS, get_task
 
 # Probe and method names come from learnerprobe.methods.registry, which names its estimators
@@ -130,6 +131,9 @@ class StudyConfig(_Strict):
     # The [nli] table, typed (learnerprobe.nli.settings): wrong types and unknown keys are
     # errors naming the key. Absent (None) unless the config has one.
     nli: NliSettings | None = None
+    # The [transfer] table (learnerprobe.study.transfer_config): transfer methods under nested
+    # leave-one-corpus-out selection, run after the probe stage. Absent (None) unless given.
+    transfer: TransferSettings | None = None
     # Where the work runs (learnerprobe.execution): local (default) or ray. Changes no result.
     execution: ExecutionConfig = ExecutionConfig()
 
@@ -257,6 +261,7 @@ def check_names(cfg: StudyConfig, source: str = "config") -> None:
         except ConfigError as e:
             raise ConfigError(f"{source}: corpora: {e}") from None
     task.validate_config(cfg)  # the task's own settings (l1: nli.settings.validate_config)
+    validate_transfer(cfg, source)  # [transfer] method names and grid options
 
 
 def parse_config(data: dict[str, Any], source: str = "config", check: bool = True) -> StudyConfig:

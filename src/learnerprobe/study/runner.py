@@ -54,6 +54,7 @@ from learnerprobe.records import LearnerText
 from learnerprobe.study import report as study_report
 from learnerprobe.study.config import StudyConfig, load_config
 from learnerprobe.study.rundir import abandon, begin_run, publish
+from learnerprobe.study.transfer import run_transfer
 from learnerprobe.tasks import TaskData, get_task
 
 CELL_VERSION = 1
@@ -230,7 +231,7 @@ def _cell_path(key: str) -> Path:
     return CellCache(cache_root() / "study-cells", shard=True).path(key)
 
 
-def _load_cell(path: Path) -> CellResult | None:
+def load_cell(path: Path) -> CellResult | None:
     z = read_npz(path, required=_CELL_ARRAYS)  # unreadable (e.g. half-written): None, recompute
     if z is None:
         return None
@@ -239,7 +240,7 @@ def _load_cell(path: Path) -> CellResult | None:
                       float(z["seconds"]), cached=True)
 
 
-def _save_cell(path: Path, r: CellResult) -> None:
+def save_cell(path: Path, r: CellResult) -> None:
     write_npz(path, {"pred": r.pred, "proba": r.proba if r.proba is not None else np.zeros(0),
                      "has_proba": r.proba is not None, "val_scores": r.val_scores,
                      "selected": r.selected, "seconds": r.seconds})
@@ -285,7 +286,7 @@ def _compute_cell(ck: tuple, X: np.ndarray, y: np.ndarray, sp: Split, probe: str
     with threadpool_limits(threads):
         r = run_cell(X, y, sp, probe, **kw)
     if path is not None:
-        _save_cell(path, r)
+        save_cell(path, r)
     return ck, r
 
 
@@ -431,7 +432,14 @@ def _evaluate_task(cfg: StudyConfig, data: StudyData, stage: Path, out_dir: Path
     pooled = _probe_stage(cfg, data, acts, timer, log, progress)
     with timer.stage("evaluate"):
         rows, preds = _evaluate(cfg, data, pooled, log)
-    return _Evaluated(rows, preds, [], pooled, {m: a.key for m, a in acts.items()}, {})
+    extra: dict[str, Any] = {}
+    if cfg.transfer is not None:  # issue 11: transfer methods, nested LOCO selection
+        with timer.stage("transfer"):
+            tr = run_transfer(cfg, data, acts, log=log)
+        rows, pooled, extra = rows + tr.rows, pooled + tr.pooled, tr.manifest
+        preds = pd.concat([preds, tr.predictions], ignore_index=True)
+        timer.stages.update({f"transfer.{k}": v for k, v in tr.timings.items()})
+    return _Evaluated(rows, preds, [], pooled, {m: a.key for m, a in acts.items()}, extra)
 
 
 def _git_rev() -> str | None:
@@ -490,7 +498,7 @@ def _probe_stage(cfg: StudyConfig, data: StudyData, acts: dict[str, Acts], timer
         }
         key = content_key(key_src)
         path = _cell_path(key)
-        r = _load_cell(path) if cfg.cache_cells else None
+        r = load_cell(path) if cfg.cache_cells else None
         ck = (m, mode, seed, sp.protocol, sp.fold, p)
         if r is None:
             X = F if p == SURFACE else acts[m].array

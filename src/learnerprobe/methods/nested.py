@@ -1,0 +1,154 @@
+"""Nested leave-one-corpus-out selection: choose a method's variant without the held-out corpus.
+
+With three corpora, choosing a method (or its layer, decoding, erasure, C ...) on the
+leave-one-corpus-out test scores is selection on test data. Here every choice is made inside
+the outer training corpora: for each outer fold (one corpus held out), each *training* corpus is
+held out in turn as validation (the inner folds; authors of a validation corpus are removed from
+its inner training part), every candidate is fitted on the inner training part and predicts the
+inner validation corpus, the candidates are scored on the pooled inner-validation predictions
+and the best (:func:`learnerprobe.methods.sweep.best_index`: ties to the earliest candidate,
+NaN never wins) is refitted on all training corpora and predicts the held-out corpus.
+
+The held-out corpus's labels never enter: a job carries ``y_train`` (labels of its training
+rows only) and the indices of the rows it predicts; transductive methods see those rows'
+features, never their labels. With fewer than two training corpora there is no inner LOCO; the
+outer split's own grouped validation part (``split.train`` / ``split.val``) is used instead and
+the fold is marked ``inner = "holdout"``.
+
+Fitting is the caller's (``fit_many``: a list of :class:`Job` -> ``(pred, proba)`` per job), so
+the study can cache and parallelise it; this module only plans, scores and chooses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from learnerprobe.methods.sweep import best_index
+from learnerprobe.metrics import LOWER_IS_BETTER, score_all
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One variant: options of the method (a grid point) and the layer input (an index into the
+    layer axis, or ``"mix"`` for a probe over all candidate layers)."""
+
+    options: tuple[tuple[str, Any], ...]
+    layer: Any
+
+    @property
+    def label(self) -> str:
+        opts = ",".join(f"{k}={v}" for k, v in self.options)
+        return f"{opts or 'defaults'}@{self.layer}"
+
+
+@dataclass(frozen=True)
+class Job:
+    """Fit ``candidate`` on ``train`` rows (labels ``y_train``), predict ``predict`` rows."""
+
+    candidate: Candidate
+    train: np.ndarray
+    y_train: np.ndarray
+    predict: np.ndarray
+
+
+@dataclass
+class OuterPlan:
+    """One outer fold: its training rows, the held-out rows and the inner (train, val) folds."""
+
+    fold: str
+    train: np.ndarray
+    test: np.ndarray
+    inner: list[tuple[str, np.ndarray, np.ndarray]]
+    inner_kind: str = "loco"
+
+
+@dataclass
+class NestedFold:
+    """The outcome of one outer fold."""
+
+    fold: str
+    test: np.ndarray
+    chosen: int
+    inner_scores: np.ndarray
+    pred: np.ndarray
+    proba: np.ndarray | None
+    inner_kind: str = "loco"
+    candidates: list[Candidate] = field(default_factory=list)
+
+    @property
+    def choice(self) -> Candidate:
+        return self.candidates[self.chosen]
+
+
+FitMany = Callable[[Sequence[Job]], Sequence[tuple[np.ndarray, np.ndarray | None]]]
+
+
+def plan(splits: Sequence[Any], domains: np.ndarray, groups: np.ndarray) -> list[OuterPlan]:
+    """Inner leave-one-training-corpus-out folds of each outer split (``.fit_all``, ``.test``,
+    ``.fold``; :class:`learnerprobe.evaluation.protocols.Split`)."""
+    domains = np.asarray(domains)
+    groups = np.asarray(groups)
+    out = []
+    for sp in splits:
+        train = np.asarray(sp.fit_all)
+        names = list(dict.fromkeys(domains[train].tolist()))
+        if len(names) < 2:
+            out.append(OuterPlan(str(sp.fold), train, np.asarray(sp.test),
+                                 [("holdout", np.asarray(sp.train), np.asarray(sp.val))],
+                                 "holdout"))
+            continue
+        inner = []
+        for v in names:
+            va = train[domains[train] == v]
+            tr = train[domains[train] != v]
+            tr = tr[~np.isin(groups[tr], groups[va])]  # an author never straddles
+            inner.append((str(v), tr, va))
+        out.append(OuterPlan(str(sp.fold), train, np.asarray(sp.test), inner))
+    return out
+
+
+def inner_jobs(p: OuterPlan, candidates: Sequence[Candidate], y: np.ndarray) -> list[Job]:
+    """Every (candidate, inner fold) fit of one outer fold; labels of training rows only."""
+    return [Job(c, tr, y[tr], va) for c in candidates for _, tr, va in p.inner]
+
+
+def select(p: OuterPlan, candidates: Sequence[Candidate], results: Sequence[tuple], y: np.ndarray,
+           *, metric: str, n_classes: int) -> tuple[int, np.ndarray]:
+    """Score each candidate on its pooled inner-validation predictions; the best index.
+
+    ``results`` are in :func:`inner_jobs` order. Only inner-validation labels (training
+    corpora) are read."""
+    n_in = len(p.inner)
+    val = np.concatenate([va for _, _, va in p.inner])
+    scores = np.empty(len(candidates))
+    for i in range(len(candidates)):
+        pred = np.concatenate([np.asarray(results[i * n_in + j][0]) for j in range(n_in)])
+        scores[i] = score_all(y[val], pred, labels=n_classes)[metric]
+    return best_index(scores, lower_is_better=metric in LOWER_IS_BETTER), scores
+
+
+def nested_loco(plans: Sequence[OuterPlan], candidates: Sequence[Candidate], y: np.ndarray,
+                fit_many: FitMany, *, metric: str = "qwk", n_classes: int) -> list[NestedFold]:
+    """Choose a candidate per outer fold by inner LOCO, refit it on the outer training rows and
+    predict the held-out rows. ``y`` is only ever indexed at training rows."""
+    y = np.asarray(y)
+    cands = list(candidates)
+    jobs: list[Job] = []
+    for p in plans:
+        jobs += inner_jobs(p, cands, y)
+    results = list(fit_many(jobs))
+    chosen, offset = [], 0
+    for p in plans:
+        n = len(cands) * len(p.inner)
+        chosen.append(select(p, cands, results[offset:offset + n], y, metric=metric,
+                             n_classes=n_classes))
+        offset += n
+    final = list(fit_many([Job(cands[c], p.train, y[p.train], p.test)
+                           for p, (c, _) in zip(plans, chosen, strict=True)]))
+    return [NestedFold(p.fold, p.test, c, s, np.asarray(pr), None if pb is None else
+                       np.asarray(pb), p.inner_kind, cands)
+            for p, (c, s), (pr, pb) in zip(plans, chosen, final, strict=True)]

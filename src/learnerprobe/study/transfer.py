@@ -1,0 +1,319 @@
+"""The transfer stage (issue 11): transfer methods under nested leave-one-corpus-out selection.
+
+Runs after the probe stage when a config has a ``[transfer]`` table. For every configured
+transfer method (``learnerprobe.methods.registry``, ``tasks = ("transfer",)``) and every
+outer LOCO fold, :mod:`learnerprobe.methods.nested` chooses the method's variant (a grid point
+of its options) and layer on the training corpora only (each held out in turn), refits the
+choice on all training corpora and predicts the held-out corpus. The pooled held-out
+predictions are scored like every other cell (``evaluation.results.score_rows``, layer
+``nested``) and compared, on the same texts, to the plain probe and to the surface baseline by
+a paired bootstrap (``metrics.paired_bootstrap_diff``; rows ``diff_qwk_vs_plain`` and
+``diff_qwk_vs_surface``, per held-out corpus and pooled). Rows carry ``transductive`` (the
+method adapts to the unlabeled held-out texts) and ``chosen`` (the variant per fold).
+
+Every fit is cached (``cache_root()/transfer-cells``, keyed by method, options, layer,
+activations, rows and training labels), so a rerun is fast and gives the same numbers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from joblib import Parallel, delayed
+from threadpoolctl import threadpool_limits
+
+from learnerprobe.errors import ConfigError
+from learnerprobe.evaluation.cache import CellCache, content_key
+from learnerprobe.evaluation.protocols import make_splits
+from learnerprobe.evaluation.results import Pooled, prediction_frame, score_rows
+from learnerprobe.methods import nested
+from learnerprobe.methods.registry import BuildContext, get_method
+from learnerprobe.metrics import paired_bootstrap_diff
+from learnerprobe.paths import cache_root
+from learnerprobe.probes.surface import SurfaceBaseline, surface_features
+from learnerprobe.study.transfer_config import TransferSettings, method_grid
+
+if TYPE_CHECKING:
+    from learnerprobe.study.config import StudyConfig
+
+TRANSFER_VERSION = 1
+NESTED = "nested"  # value of `layer` for transfer rows: variant and layer chosen by nested LOCO
+SURFACE = "surface"
+N_SURFACE = 3  # surface columns appended for methods with `n_surface` (log length features)
+
+
+def _inputs(name: str) -> tuple[bool, bool]:
+    """(uses all candidate layers at once, takes surface columns) from the estimator params."""
+    params = get_method(name).build(n_classes=2).get_params()
+    return "n_layers" in params, "n_surface" in params
+
+
+# --------------------------------------------------------------------------- fitting
+@dataclass
+class _Inputs:
+    """What fits read: activations, surface columns, domains, model key."""
+
+    acts: np.ndarray  # layers x n x d (the candidate layers only)
+    layers: list[int]
+    surface: np.ndarray  # n x N_SURFACE
+    domains: np.ndarray
+    acts_key: str
+    n_classes: int
+    seed: int
+
+
+def _matrix(inp: _Inputs, layer: Any, rows: np.ndarray, mix: bool, surf: bool) -> np.ndarray:
+    if mix:
+        X = np.concatenate([inp.acts[i][rows] for i in range(len(inp.layers))], axis=1)
+    else:
+        X = inp.acts[int(layer)][rows]
+    return np.hstack([X, inp.surface[rows]]) if surf else X
+
+
+def _fit_one(method: str, options: dict[str, Any], X_tr: np.ndarray, y_tr: np.ndarray,
+             d_tr: np.ndarray, X_te: np.ndarray, d_te: np.ndarray, n_classes: int, seed: int,
+             surf: bool, n_layers: int | None, threads: int) -> tuple[np.ndarray, np.ndarray]:
+    """Worker: one fit and prediction. The held-out rows come with features and corpus names,
+    never labels."""
+    opts = dict(options)
+    if surf:
+        opts["n_surface"] = N_SURFACE
+    if n_layers is not None:
+        opts["n_layers"] = n_layers
+    est = get_method(method).build(BuildContext(n_classes=n_classes, seed=seed), opts)
+    with threadpool_limits(threads):
+        est.fit(X_tr, y_tr, domains=d_tr)
+        proba = np.asarray(est.predict_proba(X_te, domains=d_te), dtype=np.float32)
+        pred = np.asarray(est.predict(X_te, domains=d_te), dtype=np.int64)
+    return pred, proba
+
+
+def _digest(a: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()[:16]
+
+
+def make_fit_many(method: str, inp: _Inputs, *, n_jobs: int, threads: int, cache: bool,
+                  stats: dict[str, float]) -> nested.FitMany:
+    """``fit_many`` for :func:`learnerprobe.methods.nested.nested_loco`: cached, parallel."""
+    mix, surf = _inputs(method)
+    store = CellCache(cache_root() / "transfer-cells", shard=True)
+
+    def key(job: nested.Job) -> str:
+        return content_key({
+            "v": TRANSFER_VERSION, "method": method, "options": list(job.candidate.options),
+            "layer": job.candidate.layer if not mix else inp.layers, "acts": inp.acts_key,
+            "layer_id": None if mix else inp.layers[int(job.candidate.layer)],
+            "train": _digest(job.train), "y": _digest(job.y_train.astype(np.int64)),
+            "predict": _digest(job.predict), "K": inp.n_classes, "seed": inp.seed,
+            "domains": _digest(np.array([str(x) for x in inp.domains]).astype("U")),
+            "surface": surf and _digest(inp.surface),
+        })
+
+    def fit_many(jobs: Sequence[nested.Job]) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        out: list[Any] = [None] * len(jobs)
+        todo = []
+        for i, job in enumerate(jobs):
+            k = key(job)
+            z = store.load(k, required=("pred", "proba")) if cache else None
+            if z is not None:
+                out[i] = (z["pred"], z["proba"])
+            else:
+                todo.append((i, k, job))
+        t0 = time.perf_counter()
+        args = [(method, dict(job.candidate.options),
+                 _matrix(inp, job.candidate.layer, job.train, mix, surf), job.y_train,
+                 inp.domains[job.train], _matrix(inp, job.candidate.layer, job.predict, mix,
+                                                 surf),
+                 inp.domains[job.predict], inp.n_classes, inp.seed, surf,
+                 len(inp.layers) if mix else None, threads) for _, _, job in todo]
+        if n_jobs == 1 or len(todo) < 2:
+            done = [_fit_one(*a) for a in args]
+        else:
+            done = Parallel(n_jobs=n_jobs)(delayed(_fit_one)(*a) for a in args)
+        for (i, k, _), (pred, proba) in zip(todo, done, strict=True):
+            if cache:
+                store.save(k, {"pred": pred, "proba": proba})
+            out[i] = (pred, proba)
+        stats["fits"] = stats.get("fits", 0) + len(todo)
+        stats["cached"] = stats.get("cached", 0) + len(jobs) - len(todo)
+        stats["seconds"] = stats.get("seconds", 0.0) + time.perf_counter() - t0
+        return out
+
+    return fit_many
+
+
+# --------------------------------------------------------------------------- the stage
+@dataclass
+class TransferResult:
+    rows: list[dict[str, Any]]
+    predictions: pd.DataFrame
+    pooled: list[Pooled]
+    timings: dict[str, float] = field(default_factory=dict)
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+
+def run_transfer(cfg: StudyConfig, data: Any, acts: dict[str, Any], *,
+                 log: Callable[[str], None] = print) -> TransferResult:
+    """Every transfer method x model x seed, nested LOCO; rows, predictions, pooled cells."""
+    s = cfg.transfer
+    assert s is not None
+    F = np.asarray(surface_features([r.text for r in data.records]), dtype=np.float64)
+    S = np.log1p(F)
+    rows: list[dict[str, Any]] = []
+    preds: list[pd.DataFrame] = []
+    pooled: list[Pooled] = []
+    timings: dict[str, float] = {}
+    chosen: dict[str, Any] = {}
+    for m, a in acts.items():
+        want = a.layers if s.layers == "all" else list(s.layers)
+        bad = [x for x in want if x not in a.layers]
+        if bad:
+            raise ConfigError(f"transfer.layers {bad} not extracted; available: {a.layers}")
+        pos = [a.layers.index(x) for x in want]
+        for seed in cfg.seeds:
+            splits = make_splits("loco", data.y, data.groups, data.corpora, data.languages,
+                                 folds=cfg.folds, seed=seed, val_size=cfg.selection.val_size)
+            plans = nested.plan(splits, data.corpora, data.groups)
+            inp = _Inputs(a.array[pos], want, S, np.asarray(data.corpora), a.key,
+                          data.n_classes, seed)
+            base = _surface_cell(cfg, data, F, splits, seed)
+            cells: dict[str, Pooled] = {}
+            for name in s.method_list():
+                t0 = time.perf_counter()
+                stats: dict[str, float] = {}
+                folds = _run_method(cfg, name, inp, plans, data, stats)
+                cells[name] = _pooled(m, seed, name, folds, splits, data, want)
+                dt = time.perf_counter() - t0
+                timings[f"{m}.{name}"] = timings.get(f"{m}.{name}", 0.0) + dt
+                chosen[f"{m}.seed{seed}.{name}"] = {f.fold: f.choice.label for f in folds}
+                log(f"  transfer {name}: {int(stats.get('fits', 0))} fits "
+                    f"({int(stats.get('cached', 0))} cached), {dt:.1f} s; chosen "
+                    + "; ".join(f"{f.fold}: {f.choice.label}" for f in folds))
+            rows += _rows(cfg, data, cells, base, s, chosen, m, seed)
+            pooled += list(cells.values())
+            preds += [prediction_frame(p, np.asarray(data.ids), data.corpora, data.y,
+                                       cfg.task) for p in cells.values()]
+            if not cfg.with_surface:
+                rows += _tag(score_rows(base, data.y, data.corpora, task=cfg.task,
+                                        kind="ordinal", n_classes=data.n_classes,
+                                        n_boot=cfg.n_boot, seed=cfg.seeds[0],
+                                        shared_levels=cfg.shared_levels), False, None)
+                pooled.append(base)
+    frame = pd.concat(preds, ignore_index=True) if preds else pd.DataFrame()
+    return TransferResult(rows, frame, pooled, timings, {"transfer_chosen": chosen})
+
+
+def _run_method(cfg: StudyConfig, name: str, inp: _Inputs, plans: list[nested.OuterPlan],
+                data: Any, stats: dict[str, float]) -> list[nested.NestedFold]:
+    mix, _ = _inputs(name)
+    grid = method_grid(name, cfg.transfer)
+    layers = ["mix"] if mix else list(range(len(inp.layers)))
+    cands = [nested.Candidate(g, L) for L in layers for g in grid]
+    n_jobs = 1 if cfg.n_jobs == 1 else (cfg.n_jobs if cfg.n_jobs > 0 else -1)
+    fit_many = make_fit_many(name, inp, n_jobs=n_jobs, threads=cfg.threads,
+                             cache=cfg.cache_cells, stats=stats)
+    metric = cfg.transfer.metric
+    return nested.nested_loco(plans, cands, data.y, fit_many, metric=metric,
+                              n_classes=data.n_classes)
+
+
+def _pooled(model: str, seed: int, name: str, folds: list[nested.NestedFold], splits: list,
+            data: Any, layers: list[int]) -> Pooled:
+    idx = np.concatenate([f.test for f in folds])
+    fold = np.concatenate([[f.fold] * len(f.test) for f in folds])
+    pred = np.concatenate([f.pred for f in folds])
+    proba = None if any(f.proba is None for f in folds) else np.concatenate(
+        [f.proba for f in folds])
+    by = {sp.fold: sp for sp in splits}
+    shared = np.concatenate([np.isin(data.y[f.test], np.unique(data.y[by[f.fold].fit_all]))
+                             for f in folds])
+    train_labels = np.concatenate([data.y[by[f.fold].fit_all] for f in folds])
+    priors = {f.fold: data.y[by[f.fold].fit_all] for f in folds}
+    sel = None
+    if all(f.choice.layer != "mix" for f in folds):
+        sel = [int(layers[int(f.choice.layer)]) for f in folds]
+    return Pooled({"model": model, "mode": "tuned", "seed": seed, "protocol": "loco",
+                   "probe": name, "layer": NESTED}, idx, pred, proba, fold, shared,
+                  train_labels, selected_layers=sel, fold_priors=priors)
+
+
+def _surface_cell(cfg: StudyConfig, data: Any, F: np.ndarray, splits: list, seed: int
+                  ) -> Pooled:
+    """The surface baseline on the same outer folds (as the probe stage fits it)."""
+    parts = []
+    with threadpool_limits(1, user_api="openmp"):
+        for sp in splits:
+            est = SurfaceBaseline(n_classes=data.n_classes, random_state=seed)
+            est.fit(F[sp.fit_all], data.y[sp.fit_all])
+            proba = np.asarray(est.predict_proba(F[sp.test]), dtype=np.float32)
+            parts.append((sp, proba.argmax(1), proba))
+    idx = np.concatenate([sp.test for sp, _, _ in parts])
+    return Pooled({"model": SURFACE, "mode": "tuned", "seed": seed, "protocol": "loco",
+                   "probe": SURFACE, "layer": "none"}, idx,
+                  np.concatenate([p for _, p, _ in parts]),
+                  np.concatenate([b for _, _, b in parts]),
+                  np.concatenate([[sp.fold] * len(sp.test) for sp, _, _ in parts]),
+                  np.concatenate([np.isin(data.y[sp.test], np.unique(data.y[sp.fit_all]))
+                                  for sp, _, _ in parts]),
+                  np.concatenate([data.y[sp.fit_all] for sp, _, _ in parts]),
+                  fold_priors={sp.fold: data.y[sp.fit_all] for sp, _, _ in parts})
+
+
+def _tag(rows: list[dict[str, Any]], transductive: bool, chosen: str | None
+         ) -> list[dict[str, Any]]:
+    for r in rows:
+        r["transductive"] = transductive
+        r["chosen"] = chosen
+    return rows
+
+
+def _aligned(p: Pooled, order: np.ndarray) -> np.ndarray:
+    """``p.pred`` in the row order ``order`` (record indices)."""
+    pos = {int(i): k for k, i in enumerate(p.idx)}
+    return p.pred[[pos[int(i)] for i in order]]
+
+
+def _rows(cfg: StudyConfig, data: Any, cells: dict[str, Pooled], surface: Pooled,
+          s: TransferSettings, chosen: dict[str, Any], model: str, seed: int
+          ) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    plain = cells[s.plain]
+    for name, p in cells.items():
+        tr = get_method(name).transductive
+        label = "; ".join(f"{k}: {v}" for k, v in chosen[f"{model}.seed{seed}.{name}"].items())
+        out += _tag(score_rows(p, data.y, data.corpora, task=cfg.task, kind="ordinal",
+                               n_classes=data.n_classes, n_boot=cfg.n_boot, seed=cfg.seeds[0],
+                               shared_levels=cfg.shared_levels), tr, label)
+        refs = [("surface", surface)] + ([] if name == s.plain else [("plain", plain)])
+        out += _tag(paired_rows(cfg, data, p, refs), tr, label)
+    return out
+
+
+def paired_rows(cfg: StudyConfig, data: Any, p: Pooled, refs: list[tuple[str, Pooled]]
+                ) -> list[dict[str, Any]]:
+    """``diff_<metric>_vs_<ref>`` rows: paired bootstrap of ``p`` minus each reference on the
+    same held-out texts, pooled and per held-out corpus."""
+    metric = cfg.transfer.metric if cfg.transfer else "qwk"
+    corp = data.corpora[p.idx]
+    groups = [("all", np.ones(len(p.idx), bool))]
+    groups += [(c, corp == c) for c in dict.fromkeys(corp.tolist())]
+    out = []
+    for ref_name, ref in refs:
+        ref_pred = _aligned(ref, p.idx)
+        for name, m in groups:
+            yt = data.y[p.idx[m]]
+            d, lo, hi = paired_bootstrap_diff(yt, p.pred[m], ref_pred[m], metric,
+                                              n_classes=data.n_classes, n_boot=cfg.n_boot,
+                                              seed=cfg.seeds[0])
+            out.append({"task": cfg.task, **p.key,
+                        "selected_layer": None, "selected_layers": None,
+                        "test_corpus": name, "levels": "all",
+                        "metric": f"diff_{metric}_vs_{ref_name}", "value": d, "ci_low": lo,
+                        "ci_high": hi, "n": int(m.sum())})
+    return out

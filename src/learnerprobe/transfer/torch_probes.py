@@ -1,0 +1,225 @@
+"""Two torch probes for transfer: a domain-adversarial MLP and a scalar mix of layers.
+
+- :class:`DomainAdversarialMLP` (Ganin et al. 2016, "Domain-adversarial training of neural
+  networks"): one hidden layer feeds the level head and, through a gradient-reversal layer, a
+  corpus head; the hidden features are trained to predict the level while making the training
+  corpora indistinguishable. Needs ``fit(X, y, domains=...)`` with at least two domains
+  (otherwise it is a plain MLP).
+- :class:`ScalarMixProbe` (the ELMo scalar mix, Peters et al. 2018): ``X`` holds all layers side
+  by side (``n x (L * d)``, ``n_layers = L``); a softmax-weighted sum of the per-layer
+  standardised states feeds a linear level head, weights and head learnt together. One probe
+  over every layer instead of choosing one.
+
+Both train full-batch with Adam for a fixed number of epochs (no early stopping: a random
+validation split of the training corpora says little about a new corpus), seeded, with torch
+limited to one thread during the fit (reproducible, and polite on a shared machine). torch is
+imported inside the methods (heavy).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from learnerprobe.transfer.adapt import expected_value
+
+
+class _TorchProbe(ClassifierMixin, BaseEstimator):
+    """Label contract of the probes, class weights, decoding and the seeded torch context."""
+
+    def _encode_y(self, y: np.ndarray) -> np.ndarray:
+        if getattr(self, "n_classes", None) is not None:
+            k = int(self.n_classes)
+            yi = np.asarray(y).astype(int)
+            if not np.array_equal(yi, y) or yi.min() < 0 or yi.max() >= k:
+                raise ValueError(f"with n_classes={k}, labels must be integers 0..{k - 1}")
+            self.classes_ = np.arange(k)
+            return yi
+        check_classification_targets(y)
+        self.classes_, yi = np.unique(y, return_inverse=True)
+        return yi
+
+    def _weights(self, yi: np.ndarray) -> np.ndarray:
+        k = len(self.classes_)
+        cnt = np.bincount(yi, minlength=k).astype(float)
+        if self.class_weight != "balanced":
+            return np.ones(k)
+        present = cnt > 0
+        return np.where(present, len(yi) / (present.sum() * np.maximum(cnt, 1)), 0.0)
+
+    def _decode(self, proba: np.ndarray) -> np.ndarray:
+        if self.decode == "ev":
+            k = len(self.classes_)
+            return np.clip(np.rint(expected_value(proba)), 0, k - 1).astype(int)
+        return proba.argmax(1)
+
+    def predict(self, X, domains=None) -> np.ndarray:
+        return self.classes_[self._decode(self.predict_proba(X, domains))]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.poor_score = True
+        return tags
+
+
+class _OneThread:
+    """torch limited to one thread and seeded for the duration of a fit or prediction."""
+
+    def __init__(self, seed: int | None = None):
+        self.seed = seed
+
+    def __enter__(self):
+        import torch
+
+        self.torch = torch
+        self.before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        if self.seed is not None:
+            torch.manual_seed(int(self.seed))
+        return torch
+
+    def __exit__(self, *exc: Any) -> None:
+        self.torch.set_num_threads(self.before)
+
+
+class DomainAdversarialMLP(_TorchProbe):
+    """MLP probe with a gradient-reversed corpus head (``lambda_`` scales the reversal)."""
+
+    def __init__(self, hidden: int = 128, lambda_: float = 0.3, epochs: int = 150,
+                 lr: float = 1e-3, weight_decay: float = 1e-2, dropout: float = 0.2,
+                 class_weight: str | None = "balanced", decode: str = "ev",
+                 n_classes: int | None = None, random_state: int = 0):
+        self.hidden = hidden
+        self.lambda_ = lambda_
+        self.epochs = epochs
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.dropout = dropout
+        self.class_weight = class_weight
+        self.decode = decode
+        self.n_classes = n_classes
+        self.random_state = random_state
+
+    def fit(self, X, y, domains=None):
+        X, y = validate_data(self, X, y, dtype=np.float32)
+        yi = self._encode_y(y)
+        dom = np.zeros(len(yi), dtype=object) if domains is None else np.asarray(domains,
+                                                                                 dtype=object)
+        _, di = np.unique(dom, return_inverse=True)
+        self.mean_ = X.mean(0)
+        sd = X.std(0)
+        self.scale_ = np.where(sd > 1e-6, sd, 1.0).astype(np.float32)
+        Z = (X - self.mean_) / self.scale_
+        with _OneThread(self.random_state) as torch:
+            self.net_ = self._train(torch, Z, yi, di, int(di.max()) + 1)
+        return self
+
+    def _train(self, torch: Any, Z: np.ndarray, yi: np.ndarray, di: np.ndarray,
+               n_dom: int) -> Any:
+        nn = torch.nn
+        k = len(self.classes_)
+
+        class Reverse(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, lam):
+                ctx.lam = lam
+                return x.view_as(x)
+
+            @staticmethod
+            def backward(ctx, g):
+                return -ctx.lam * g, None
+
+        body = nn.Sequential(nn.Linear(Z.shape[1], self.hidden), nn.ReLU(),
+                             nn.Dropout(self.dropout))
+        head, dhead = nn.Linear(self.hidden, k), nn.Linear(self.hidden, max(n_dom, 1))
+        params = [*body.parameters(), *head.parameters(), *dhead.parameters()]
+        opt = torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
+        x = torch.from_numpy(np.ascontiguousarray(Z, dtype=np.float32))
+        t = torch.from_numpy(yi.astype(np.int64))
+        td = torch.from_numpy(di.astype(np.int64))
+        w = torch.from_numpy(self._weights(yi).astype(np.float32))
+        adversarial = n_dom > 1 and self.lambda_ > 0
+        for _ in range(int(self.epochs)):
+            opt.zero_grad()
+            h = body(x)
+            loss = nn.functional.cross_entropy(head(h), t, weight=w)
+            if adversarial:
+                loss = loss + nn.functional.cross_entropy(
+                    dhead(Reverse.apply(h, float(self.lambda_))), td)
+            loss.backward()
+            opt.step()
+        return nn.Sequential(body, head).eval()
+
+    def predict_proba(self, X, domains=None) -> np.ndarray:
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=np.float32)
+        Z = (X - self.mean_) / self.scale_
+        with _OneThread() as torch, torch.no_grad():
+            logits = self.net_(torch.from_numpy(np.ascontiguousarray(Z, dtype=np.float32)))
+            return torch.softmax(logits, 1).numpy().astype(float)
+
+
+class ScalarMixProbe(_TorchProbe):
+    """A learnt softmax mix of ``n_layers`` layers (``X``: ``n x (n_layers * d)``) + linear head.
+
+    ``layer_weights_`` are the learnt mixing weights (they sum to 1)."""
+
+    def __init__(self, n_layers: int = 1, epochs: int = 300, lr: float = 1e-2,
+                 weight_decay: float = 1e-3, class_weight: str | None = "balanced",
+                 decode: str = "ev", n_classes: int | None = None, random_state: int = 0):
+        self.n_layers = n_layers
+        self.epochs = epochs
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.class_weight = class_weight
+        self.decode = decode
+        self.n_classes = n_classes
+        self.random_state = random_state
+
+    def _stack(self, X: np.ndarray) -> np.ndarray:
+        L = int(self.n_layers)
+        if L < 1 or X.shape[1] % L:
+            raise ValueError(f"X has {X.shape[1]} columns, not a multiple of n_layers={L}")
+        return X.reshape(len(X), L, -1)
+
+    def fit(self, X, y, domains=None):
+        X, y = validate_data(self, X, y, dtype=np.float32)
+        yi = self._encode_y(y)
+        S = self._stack(X)
+        self.mean_ = S.mean(0)
+        sd = S.std(0)
+        self.scale_ = np.where(sd > 1e-6, sd, 1.0).astype(np.float32)
+        Z = (S - self.mean_) / self.scale_
+        with _OneThread(self.random_state) as torch:
+            nn = torch.nn
+            a = nn.Parameter(torch.zeros(S.shape[1]))
+            head = nn.Linear(S.shape[2], len(self.classes_))
+            opt = torch.optim.Adam([a, *head.parameters()], lr=self.lr)
+            x = torch.from_numpy(np.ascontiguousarray(Z, dtype=np.float32))
+            t = torch.from_numpy(yi.astype(np.int64))
+            w = torch.from_numpy(self._weights(yi).astype(np.float32))
+            for _ in range(int(self.epochs)):
+                opt.zero_grad()
+                mixed = torch.einsum("l,nld->nd", torch.softmax(a, 0), x)
+                loss = nn.functional.cross_entropy(head(mixed), t, weight=w)
+                loss = loss + self.weight_decay * (head.weight ** 2).sum()
+                loss.backward()
+                opt.step()
+            self.layer_weights_ = torch.softmax(a.detach(), 0).numpy().astype(float)
+            self.coef_ = head.weight.detach().numpy().astype(float)
+            self.intercept_ = head.bias.detach().numpy().astype(float)
+        return self
+
+    def predict_proba(self, X, domains=None) -> np.ndarray:
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=np.float32)
+        Z = (self._stack(X) - self.mean_) / self.scale_
+        mixed = np.einsum("l,nld->nd", self.layer_weights_, Z)
+        logits = mixed @ self.coef_.T + self.intercept_
+        logits -= logits.max(1, keepdims=True)
+        p = np.exp(logits)
+        return p / p.sum(1, keepdims=True)
