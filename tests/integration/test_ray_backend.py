@@ -44,6 +44,7 @@ def test_tiny_model_ray_equals_local_and_rerun_computes_nothing(tmp_path):
     assert again.texts_computed == 0
 
 
+@pytest.mark.slow  # ~30 s
 def test_selected_layers_decoder_and_chunks_equal_local(tmp_path):
     kw = {"layers": [0, -1], "chunking": "chunks", "max_length": 32}
     rx.cluster_extract(TEXTS[:40], tiny_entry("qwen3"), execution=EX, cache_dir=tmp_path / "ray",
@@ -99,6 +100,7 @@ def test_pyarrow_filesystem_destination(tmp_path):
         np.asarray(got.array), np.asarray(_local(TEXTS[:60], tiny_entry("bert"), tmp_path).array))
 
 
+@pytest.mark.slow  # ~80 s on a busy 2-core machine; e5-small on two nodes: test_ray_cluster.py
 def test_e5_small_ray_equals_local(tmp_path, data_root):
     from learnerprobe.corpora.registry import load_corpus
 
