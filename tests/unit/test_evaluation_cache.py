@@ -113,13 +113,13 @@ def test_a_failed_write_keeps_the_previous_entry(tmp_path, monkeypatch):
 
 def test_runner_and_nli_caches_treat_a_truncated_entry_as_a_miss(tmp_path):
     from learnerprobe.nli.run import load_cached, save_cached
-    from learnerprobe.study.runner import CellResult, _load_cell, _save_cell
+    from learnerprobe.study.runner import CellResult, load_cell, save_cell
 
     cell = tmp_path / "ab" / "cell.npz"
-    _save_cell(cell, CellResult(np.zeros((2, 3), np.int64), None, np.ones(2), 1, 0.5))
-    assert _load_cell(cell).selected == 1
+    save_cell(cell, CellResult(np.zeros((2, 3), np.int64), None, np.ones(2), 1, 0.5))
+    assert load_cell(cell).selected == 1
     cell.write_bytes(cell.read_bytes()[:-40])
-    assert _load_cell(cell) is None
+    assert load_cell(cell) is None
     res = {"proba": np.eye(3), "idx": np.arange(3), "fold": np.zeros(3, int), "layers": [4],
            "notes": []}
     nli = tmp_path / "metadata-seed0-abc.npz"
