@@ -78,7 +78,8 @@ class TransferProbe(ClassifierMixin, BaseEstimator):
                  decode: str = "argmax", erase: str | None = None,
                  standardize: str | None = None, prior: str | None = None,
                  features: str = "hidden", n_surface: int = 0, stack_surface: bool = False,
-                 n_classes: int | None = None, max_iter: int = 2000, random_state: int = 0):
+                 n_classes: int | None = None, max_iter: int = 2000, tol: float = 1e-3,
+                 random_state: int = 0):
         self.base = base
         self.C = C
         self.class_weight = class_weight
@@ -91,6 +92,7 @@ class TransferProbe(ClassifierMixin, BaseEstimator):
         self.stack_surface = stack_surface
         self.n_classes = n_classes
         self.max_iter = max_iter
+        self.tol = tol
         self.random_state = random_state
 
     # ------------------------------------------------------------------ contract helpers
@@ -169,7 +171,7 @@ class TransferProbe(ClassifierMixin, BaseEstimator):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             return LogisticRegression(C=self.C, class_weight=self.class_weight,
-                                      max_iter=self.max_iter,
+                                      max_iter=self.max_iter, tol=self.tol,
                                       random_state=self.random_state).fit(Z, yi)
 
     def _base_proba(self, model: Any, Z: np.ndarray) -> np.ndarray:
@@ -196,6 +198,8 @@ class TransferProbe(ClassifierMixin, BaseEstimator):
         d = _domains(domains, len(yi))
         Z = self._features(X, d, fit=True)
         self.model_ = self._fit_base(Z, yi)
+        n_iter = getattr(self.model_, "n_iter_", None)
+        self.n_iter_ = 1 if n_iter is None else int(np.max(n_iter))
         need_cf = self.decode == "thresholds" or self.prior == "bbse" or self.stack_surface
         self.thresholds_ = None
         if need_cf:

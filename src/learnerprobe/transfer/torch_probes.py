@@ -58,6 +58,7 @@ class _TorchProbe(ClassifierMixin, BaseEstimator):
         return proba.argmax(1)
 
     def predict(self, X, domains=None) -> np.ndarray:
+        check_is_fitted(self)
         return self.classes_[self._decode(self.predict_proba(X, domains))]
 
     def __sklearn_tags__(self):
@@ -87,14 +88,15 @@ class _OneThread:
 
 
 class DomainAdversarialMLP(_TorchProbe):
-    """MLP probe with a gradient-reversed corpus head (``lambda_`` scales the reversal)."""
+    """MLP probe with a gradient-reversed corpus head (``reversal``: the reversed gradient's
+    scale, lambda in Ganin et al.)."""
 
-    def __init__(self, hidden: int = 128, lambda_: float = 0.3, epochs: int = 150,
+    def __init__(self, hidden: int = 128, reversal: float = 0.3, epochs: int = 150,
                  lr: float = 1e-3, weight_decay: float = 1e-2, dropout: float = 0.2,
-                 class_weight: str | None = "balanced", decode: str = "ev",
+                 class_weight: str | None = None, decode: str = "argmax",
                  n_classes: int | None = None, random_state: int = 0):
         self.hidden = hidden
-        self.lambda_ = lambda_
+        self.reversal = reversal
         self.epochs = epochs
         self.lr = lr
         self.weight_decay = weight_decay
@@ -142,14 +144,14 @@ class DomainAdversarialMLP(_TorchProbe):
         t = torch.from_numpy(yi.astype(np.int64))
         td = torch.from_numpy(di.astype(np.int64))
         w = torch.from_numpy(self._weights(yi).astype(np.float32))
-        adversarial = n_dom > 1 and self.lambda_ > 0
+        adversarial = n_dom > 1 and self.reversal > 0
         for _ in range(int(self.epochs)):
             opt.zero_grad()
             h = body(x)
             loss = nn.functional.cross_entropy(head(h), t, weight=w)
             if adversarial:
                 loss = loss + nn.functional.cross_entropy(
-                    dhead(Reverse.apply(h, float(self.lambda_))), td)
+                    dhead(Reverse.apply(h, float(self.reversal))), td)
             loss.backward()
             opt.step()
         return nn.Sequential(body, head).eval()
@@ -169,8 +171,8 @@ class ScalarMixProbe(_TorchProbe):
     ``layer_weights_`` are the learnt mixing weights (they sum to 1)."""
 
     def __init__(self, n_layers: int = 1, epochs: int = 300, lr: float = 1e-2,
-                 weight_decay: float = 1e-3, class_weight: str | None = "balanced",
-                 decode: str = "ev", n_classes: int | None = None, random_state: int = 0):
+                 weight_decay: float = 1e-3, class_weight: str | None = None,
+                 decode: str = "argmax", n_classes: int | None = None, random_state: int = 0):
         self.n_layers = n_layers
         self.epochs = epochs
         self.lr = lr
