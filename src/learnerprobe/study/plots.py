@@ -210,3 +210,47 @@ def signed_error(pooled: Sequence[Pooled], y: np.ndarray, labels: list[str]
         axes[0][-1].legend(fontsize=7)
         out.append((f"Mean signed error per true level, {model}, {mode}", _png(fig)))
     return out
+
+
+def transfer_distributions(pooled: Sequence[Pooled], y: np.ndarray, labels: list[str]
+                           ) -> list[tuple[str, bytes]]:
+    """Per held-out corpus: true / predicted / training-prior / uniform level distributions of
+    the plain probe and every transfer method (rows: methods; columns: held-out corpora).
+
+    The transfer methods' first question is whether they undo the pull towards the training
+    label mix; bars side by side answer it before any score does."""
+    plt = _plt()
+    ps = [p for p in pooled if p.key["layer"] == "nested"]
+    if not ps:
+        return []
+    K = len(labels)
+    x = np.arange(K)
+    out = []
+    for model in dict.fromkeys(p.key["model"] for p in ps):
+        mp = [p for p in ps if p.key["model"] == model]
+        folds = list(dict.fromkeys(f for p in mp for f in dict.fromkeys(p.fold)))
+        fig, axes = plt.subplots(len(mp), len(folds), figsize=(2.6 * len(folds) + 0.6,
+                                 1.35 * len(mp) + 0.6), sharex=True, sharey=True,
+                                 squeeze=False)
+        for i, p in enumerate(mp):
+            for j, f in enumerate(folds):
+                ax = axes[i][j]
+                m = p.fold == f
+                dist = [np.bincount(a, minlength=K)[:K] / max(len(a), 1)
+                        for a in (y[p.idx[m]], p.pred[m], p.fold_priors.get(f, []))]
+                w = 0.27
+                ax.bar(x - w, dist[0], w, label="true", color="#888")
+                ax.bar(x, dist[1], w, label="predicted", color="C3")
+                ax.bar(x + w, dist[2], w, label="training prior", color="C0")
+                ax.axhline(1 / K, ls=":", color="k", lw=1, label="uniform")
+                ax.set_xticks(x, labels, fontsize=6)
+                ax.tick_params(axis="y", labelsize=6)
+                if j == 0:
+                    ax.set_ylabel(p.key["probe"], fontsize=7)
+                if i == 0:
+                    ax.set_title(f"held out: {f}", fontsize=8)
+        axes[0][-1].legend(fontsize=6, loc="upper right")
+        out.append((f"Level distributions per held-out corpus, {model}: true (grey), predicted "
+                    "(red), training prior (blue), uniform (dotted), for the plain probe and "
+                    "each transfer method (nested-LOCO-chosen variant)", _png(fig)))
+    return out

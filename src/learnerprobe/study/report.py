@@ -18,13 +18,24 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from learnerprobe.evaluation.results import NO_LAYER, SELECTED, Pooled, ReportSection
 from learnerprobe.residuals import residual_analysis
 from learnerprobe.study import plots
+from learnerprobe.study.summary import transfer_table
 from learnerprobe.tasks import get_task
 
+NESTED = "nested"  # layer value of transfer rows (learnerprobe.study.transfer)
 PROTO_NAMES = {"iid": "IID", "loco": "leave-one-corpus-out", "lolo": "leave-one-language-out"}
 
 
 def _fmt(r: pd.Series) -> str:
     return f"{r.value:.3f} [{r.ci_low:.2f}, {r.ci_high:.2f}]"
+
+
+def _cell_html(v: Any) -> str:
+    """A "value [low, high]" cell on two lines (the interval smaller), so wide tables fit."""
+    text = html.escape(str(v))
+    if " [" in text:
+        value, _, ci = text.partition(" [")
+        return f'{value}<br><span class="ci">[{ci}</span>'
+    return text
 
 
 def summary_table(df: pd.DataFrame, metric: str = "qwk") -> pd.DataFrame:
@@ -65,12 +76,40 @@ def _table_html(tab: pd.DataFrame) -> str:
     rows = []
     for idx, r in tab.iterrows():
         cls = ' class="surface"' if idx[1] == "surface" else ""
-        cells = "".join(f"<td>{html.escape(str(v))}</td>" for v in r.values)
+        cells = "".join(f"<td>{_cell_html(v)}</td>" for v in r.values)
         rows.append(f'<tr{cls}><td class="l">{html.escape(idx[0])}</td>'
                     f'<td class="l">{html.escape(idx[1])}</td>{cells}</tr>')
-    return (f'<table class="summary" id="summary-table"><tr><th class="l">model</th>'
-            f'<th class="l">probe</th>{head1}</tr><tr><th></th><th></th>{head2}</tr>'
-            + "".join(rows) + "</table>")
+    # cells wrap (value over interval) and the wrapper scrolls rather than overflow the page
+    return (f'<div class="tablewrap"><table class="summary" id="summary-table"><tr>'
+            f'<th class="l">model</th><th class="l">probe</th>{head1}</tr>'
+            f'<tr><th></th><th></th>{head2}</tr>' + "".join(rows) + "</table></div>")
+
+
+def transfer_html(df: pd.DataFrame) -> str:
+    """The transfer table (``study.summary.transfer_table``): methods x held-out corpus with
+    paired differences to the plain probe and the surface baseline; empty without one."""
+    tab = transfer_table(df)
+    if tab.empty:
+        return ""
+    left = ("method", "transductive")
+    head = "".join(f'<th{" class=l" if c in left else ""}>{html.escape(str(c))}</th>'
+                   for c in tab.columns)
+    rows = []
+    for _, r in tab.iterrows():
+        cls = ' class="surface"' if r["method"] == "surface" else ""
+        cells = "".join(
+            f'<td class="l">{html.escape(str(v))}</td>' if c in left or c.startswith("chosen")
+            else f"<td>{_cell_html(v)}</td>" for c, v in r.items())
+        rows.append(f"<tr{cls}>{cells}</tr>")
+    note = ('<p class="note">Held-out corpus = the leave-one-corpus-out test corpus. Each '
+            "method's variant and layer are chosen by <b>nested</b> leave-one-corpus-out "
+            "inside the training corpora (each held out in turn), never on the held-out "
+            "corpus. <i>vs plain</i> / <i>vs surface</i>: paired bootstrap difference of QWK "
+            "on the same texts with its 95% CI; an interval above 0 is a reliable gain. "
+            "<i>transductive</i>: the method adapts to the unlabeled held-out texts (never "
+            "their labels).</p>")
+    return (note + '<div class="tablewrap"><table class="transfer" id="transfer-table"><tr>'
+            + head + "</tr>" + "".join(rows) + "</table></div>")
 
 
 def residual_rows(pooled: Sequence[Pooled], y: np.ndarray, corpora: np.ndarray,
@@ -78,7 +117,7 @@ def residual_rows(pooled: Sequence[Pooled], y: np.ndarray, corpora: np.ndarray,
     """Residual analysis (learnerprobe.residuals) of every selected-layer cell and test corpus."""
     out = []
     for p in pooled:
-        if p.key["layer"] not in (SELECTED, NO_LAYER):
+        if p.key["layer"] not in (SELECTED, NO_LAYER, NESTED):
             continue
         if p.key["protocol"] == "iid":
             parts = [("all", np.ones(len(p.idx), bool), p.train_labels)]
@@ -101,10 +140,17 @@ def write_report(path: Path, cfg: Any, df: pd.DataFrame, pooled: Sequence[Pooled
                  timings: dict[str, float]) -> Path:
     """Render report.html (and residuals.csv next to it for the cefr task)."""
     all_sections: list[ReportSection] = []
+    lead: list[ReportSection] = []
     summary_html = ""
     task = get_task(cfg.task)  # ordinal probe tasks get curves, transfer, residuals, confusions
     if task.uses_probes and task.label_kind == "ordinal" and len(df):
         summary_html = _table_html(summary_table(df))
+        t_html = transfer_html(df)
+        if t_html:  # issue 11: what the transfer methods do to the label mix comes first
+            lead.append(ReportSection(
+                "Transfer to a held-out corpus: predicted vs true level distributions",
+                figures=plots.transfer_distributions(pooled, data.y, data.labels)))
+            lead.append(ReportSection("Transfer methods: paired comparisons", html=t_html))
         all_sections.append(ReportSection("Layer curves", figures=plots.layer_curves(df)))
         all_sections.append(ReportSection(
             "Transfer between corpora", figures=plots.transfer_matrix(df)))
@@ -128,11 +174,15 @@ def write_report(path: Path, cfg: Any, df: pd.DataFrame, pooled: Sequence[Pooled
     all_sections.extend(sections)
     env = Environment(loader=PackageLoader("learnerprobe.study", "templates"),
                       autoescape=select_autoescape(["html"]))
-    view = [{"title": s.title, "html": s.html,
-             "images": [(c, base64.b64encode(b).decode("ascii")) for c, b in s.figures]}
-            for s in all_sections]
+    def views(secs: Sequence[ReportSection]) -> list[dict[str, Any]]:
+        return [{"title": s.title, "html": s.html,
+                 "images": [(c, base64.b64encode(b).decode("ascii")) for c, b in s.figures]}
+                for s in secs]
+
+    view = views(all_sections)
     text = env.get_template("report.html").render(
         title=f"learnerprobe study: {cfg.name}", manifest=manifest, models=cfg.models,
-        summary_html=summary_html, sections=view, timings=timings)
+        summary_html=summary_html, sections=view, lead_sections=views(lead),
+        timings=timings)
     Path(path).write_text(text, encoding="utf-8")
     return Path(path)

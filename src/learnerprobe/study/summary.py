@@ -36,7 +36,7 @@ def headline(df: pd.DataFrame, task: str | None = None, metrics: Sequence[str] |
     metrics = list(metrics or DEFAULT_METRICS.get(task, ("accuracy",)))
     keep = d.metric.isin(metrics)
     if task != "l1":  # L1 rows are already one per method, at the validation-chosen layer
-        keep &= d.layer.astype(str).isin(["selected", "none"])
+        keep &= d.layer.astype(str).isin(["selected", "none", "nested"])  # nested: transfer
     if "test_corpus" in d:
         keep &= d.test_corpus.astype(str).eq("all")
     sel = d[keep]
@@ -68,13 +68,57 @@ def headline(df: pd.DataFrame, task: str | None = None, metrics: Sequence[str] |
 
 
 def comparisons(df: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
-    """Paired-bootstrap difference rows (``diff_*``) as "system, metric, difference [CI]"."""
+    """Paired-bootstrap difference rows (``diff_*``) as "system, metric, difference [CI]",
+    with the test corpus (``all`` = pooled) and, for transfer methods, whether the method is
+    transductive (adapts to the unlabeled held-out texts)."""
     d = df[df.metric.astype(str).str.startswith("diff_")]
     if d.empty:
         return pd.DataFrame(columns=["probe", "metric", "difference", "n"])
-    return pd.DataFrame({"probe": d.probe.values, "metric": d.metric.values,
-                         "difference": [_cell(r, digits) for _, r in d.iterrows()],
-                         "n": d.n.values})
+    out = pd.DataFrame({"probe": d.probe.values, "metric": d.metric.values,
+                        "difference": [_cell(r, digits) for _, r in d.iterrows()],
+                        "n": d.n.values})
+    if "test_corpus" in d:
+        out.insert(1, "test_corpus", d.test_corpus.astype(str).values)
+    if "transductive" in d and d.transductive.notna().any():
+        out.insert(1, "transductive", d.transductive.map(
+            lambda v: "yes" if v is True or v == "True" else "").values)
+    return out
+
+
+def transfer_table(df: pd.DataFrame, metric: str = "qwk", digits: int = 3) -> pd.DataFrame:
+    """Transfer methods (rows) x held-out corpus and pooled (columns): the score, its paired
+    difference to the plain probe and to the surface baseline, each "value [CI]"; the
+    surface baseline's own row first. Empty when the run has no transfer stage."""
+    d = df[df.layer.astype(str).eq("nested")]
+    if "levels" in d:
+        d = d[d.levels.astype(str).eq("all")]
+    if d.empty:
+        return pd.DataFrame()
+    surf = df[(df.probe == "surface") & (df.protocol == "loco") & (df.metric == metric)
+              & (df.levels.astype(str) == "all")].drop_duplicates(["test_corpus"])
+    corpora = [c for c in dict.fromkeys(d.test_corpus.astype(str)) if c != "all"] + ["all"]
+    parts = {"": metric, "vs plain": f"diff_{metric}_vs_plain",
+             "vs surface": f"diff_{metric}_vs_surface"}
+    rows = []
+    systems = list(dict.fromkeys(zip(d.model, d.probe, strict=True)))
+    if len(surf):
+        rows.append({"method": "surface", "transductive": "",
+                     **{f"{c} {metric}": _cell(r, digits) for c in corpora
+                        for _, r in surf[surf.test_corpus == c].iterrows()}})
+    for model, probe in systems:
+        g = d[(d.model == model) & (d.probe == probe)]
+        tr = g.transductive.iloc[0] if "transductive" in g else False
+        row = {"method": probe if len({m for m, _ in systems}) == 1 else f"{model}/{probe}",
+               "transductive": "yes" if tr is True or tr == "True" else ""}
+        for c in corpora:
+            for label, m in parts.items():
+                hit = g[(g.test_corpus.astype(str) == c) & (g.metric == m)]
+                col = f"{c} {metric}" if not label else f"{c} {label}"
+                row[col] = _cell(hit.iloc[0], digits) if len(hit) else ""
+        if "chosen" in g and g.chosen.notna().any():
+            row["chosen (per held-out corpus)"] = str(g.chosen.dropna().iloc[0])
+        rows.append(row)
+    return pd.DataFrame(rows).fillna("")
 
 
 def to_markdown(tab: pd.DataFrame) -> str:
