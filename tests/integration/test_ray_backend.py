@@ -129,3 +129,16 @@ def test_study_results_csv_identical_local_and_ray(tmp_path, monkeypatch, tiny_f
             report=False)
         out[backend] = (tmp_path / backend / "results.csv").read_bytes()
     assert out["local"] == out["ray"]
+
+
+def test_streaming_stats_on_ray_equal_local_stream():
+    from learnerprobe.execution.streaming import cluster_layer_stats, stream_layer_stats
+
+    y = np.arange(len(TEXTS)) % 4
+    local = stream_layer_stats(TEXTS, y, tiny_entry("bert"), n_classes=4, chunk_texts=32)
+    dist = cluster_layer_stats(TEXTS, y, tiny_entry("bert"), n_classes=4, execution=EX,
+                               chunk_texts=32)
+    assert dist.n == local.n == len(TEXTS)
+    np.testing.assert_allclose(dist.sxx, local.sxx, rtol=1e-9, atol=1e-9)
+    path_d, path_l = dist.ridge_path([0.1, 10.0]), local.ridge_path([0.1, 10.0])
+    np.testing.assert_allclose(path_d.coef, path_l.coef, rtol=1e-6, atol=1e-6)

@@ -144,14 +144,59 @@ def bench_extract_cmd(
     from rich.table import Table
 
     t = Table(title=f"bench extract {model} (n={n}, {res['dtype']} on {res['device']})")
-    for col in ("run", "n", "dtype", "tok/s", "padded", "peak RSS MB", "roofline"):
+    for col in ("run", "n", "dtype", "tok/s", "padded", "peak RSS MB", "of 2048^2 matmul",
+                "of model GEMMs", "load avg"):
         t.add_column(col)
     for key, r in res["runs"].items():
-        frac = r.get("roofline_fraction")
+        frac, gemm = r.get("roofline_fraction"), r.get("model_gemm_fraction")
+        load = r.get("load_avg_before") or [float("nan")]
         t.add_row(key, str(r["n"]), r["dtype"], f"{r['tokens_per_s']:.0f}",
                   f"{r['padded_fraction']:.1%}", f"{r['peak_rss_mb']:.0f}",
-                  "-" if frac is None else f"{frac:.1%}")
+                  "-" if frac is None else f"{frac:.1%}", "-" if gemm is None else f"{gemm:.1%}",
+                  f"{load[0]:.1f}")
     c = Console()
     c.print(t)
     c.print(f"speed-up vs naive fp32: {res['speedup_vs_naive']}x; "
             f"RSS growth at {scale}n: {res['rss_growth_scale_n']}x; saved {out}")
+
+
+@bench_app.command("scale")
+def bench_scale_cmd(
+    n: int = typer.Option(200_000, "--n", help="Synthetic texts for the tiny-model runs "
+                          "(local, Ray 1 and 2 workers); local and Ray 1 worker also at scale*n."),
+    e5_n: int = typer.Option(5000, "--e5-n", help="Texts for the e5-small runs (0: skip)."),
+    scale: int = typer.Option(4, "--scale", help="Corpus growth for the peak-memory check."),
+    out: Path | None = typer.Option(None, "--out", help="JSON file (default runs/bench/...)."),
+) -> None:
+    """Local vs Ray extraction throughput, memory per worker and Ray overhead on this machine,
+    and the projected wall time and storage of EFCAMDAT x Qwen3-Embedding-8B on 1/8/64 GPUs."""
+    from learnerprobe.execution.bench import run_scale
+
+    if n < 1 or scale < 1 or e5_n < 0:
+        raise ConfigError("--n and --scale must be at least 1, --e5-n at least 0")
+    if out is None:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        out = Path("runs/bench") / f"scale-n{n}-{stamp}.json"
+    check_writable(out, folder=False)
+    res = run_scale(n, e5_n, scale, log=typer.echo)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, json.dumps(res, indent=2))
+    from rich.console import Console
+    from rich.table import Table
+
+    c = Console()
+    t = Table(title=f"bench scale (this machine: {res['cpus']} CPUs)")
+    for col in ("run", "texts", "tokens/s", "wall s", "peak RSS MB / worker", "load avg"):
+        t.add_column(col)
+    for key, r in res["runs"].items():
+        t.add_row(key, str(r["n"]), f"{r['tokens_per_s']:.0f}", f"{r['wall_s']:.1f}",
+                  f"{r['peak_rss_mb']:.0f}", str(r["load_avg"][0]))
+    c.print(t)
+    c.print(res["summary"])
+    p = Table(title="EFCAMDAT x Qwen3-Embedding-8B (H200 8B figure; projected)")
+    for col in ("GPUs", "storage policy", "wall h", "storage GB"):
+        p.add_column(col)
+    for r in res["projection"]:
+        p.add_row(str(r["gpus"]), r["policy"], f"{r['wall_h']:.2f}", f"{r['storage_gb']:.1f}")
+    c.print(p)
+    c.print(f"saved {out}")

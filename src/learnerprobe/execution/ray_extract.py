@@ -53,6 +53,10 @@ from learnerprobe.records import LearnerText, text_hash
 # written its first item. Tests set it to simulate a lost worker and a killed job.
 _FAULT: str | None = None
 
+# Figures of the last job run in this process (actor busy time, peak RSS per actor process):
+# read by the scale benchmark; informational only.
+_LAST_JOB: dict[str, Any] = {}
+
 CHARS_PER_ITEM_TOKEN = 4  # rough characters per token, only to size items (not batches)
 
 
@@ -168,6 +172,18 @@ def _chunks(keys: list[RowKey], size: int) -> Iterator[list[RowKey]]:
 
 
 # ----------------------------------------------------------------------------- the actor
+def load_for_extract(entry: ModelEntry, device: str, dtype: str) -> tuple[Any, Any, ModelEntry]:
+    """(tokenizer, model, entry) loaded once, on ``device`` in the engine's weight dtype for
+    ``dtype`` (fp32 weights under bf16 autocast), ready for ``extract`` as a loaded triple."""
+    import torch
+
+    dev = resolve_device(device)
+    tok, model, _ = loading.load_model(entry, device=dev, dtype=dtype.replace("-autocast", ""))
+    target = torch.float32 if dtype.endswith("autocast") else {
+        "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+    return tok, model.to(device=dev, dtype=target).eval(), entry
+
+
 class ExtractActor:
     """One model replica; ``__call__`` takes a Ray Data batch of JSON work items."""
 
@@ -175,15 +191,8 @@ class ExtractActor:
                  layers: list[int] | None, max_length: int, chunking: str, batch_tokens: int,
                  key: str, dest: str, remote: bool, n_store: int, hidden: int,
                  fault: str | None = None) -> None:
-        import torch
-
         self.dev = resolve_device(device)
-        tok, model, _ = loading.load_model(entry, device=self.dev,
-                                           dtype=dtype.replace("-autocast", ""))
-        target = torch.float32 if dtype.endswith("autocast") else {
-            "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
-        model = model.to(device=self.dev, dtype=target).eval()
-        self.triple = (tok, model, entry)
+        self.triple = load_for_extract(entry, self.dev, dtype)
         self.kw = {"fingerprint": fingerprint, "layers": layers, "max_length": max_length,
                    "chunking": chunking, "batch_tokens": batch_tokens, "dtype": dtype,
                    "device": self.dev}
@@ -243,13 +252,20 @@ class ExtractActor:
             shutil.rmtree(tmp, ignore_errors=True)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        out: dict[str, list] = {"shard": [], "texts": [], "tokens": []}
+        import resource
+
+        out: dict[str, list] = {k: [] for k in ("shard", "texts", "tokens", "seconds", "pid",
+                                                "peak_rss_mb")}
         for blob in batch["item"]:
             item = json.loads(str(blob))
+            t0 = time.perf_counter()
             tokens = self._write_remote(item) if self.remote else self._write_in_place(item)
             out["shard"].append(item["shard"])
             out["texts"].append(len(item["rows"]))
             out["tokens"].append(tokens)
+            out["seconds"].append(time.perf_counter() - t0)
+            out["pid"].append(os.getpid())
+            out["peak_rss_mb"].append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
             self.items_done += 1
             self._maybe_fail()
         return {k: np.asarray(v) for k, v in out.items()}
@@ -477,9 +493,13 @@ def _map(items: list[dict[str, Any]], actor_kw: dict[str, Any], ex: ExecutionCon
         num_gpus=ex.gpus_per_worker or None,
         num_cpus=ex.cpus_per_worker,
     )
-    tokens = 0
+    tokens, busy, peak = 0, 0.0, {}
     for row in ds.iter_rows():
         tokens += int(row["tokens"])
+        busy += float(row["seconds"])
+        pid = int(row["pid"])
+        peak[pid] = max(peak.get(pid, 0.0), float(row["peak_rss_mb"]))
+    _LAST_JOB.update(tokens=tokens, busy_seconds=busy, worker_peak_rss_mb=peak)
     return tokens
 
 

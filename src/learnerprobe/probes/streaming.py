@@ -82,8 +82,8 @@ class LayerStats:
 
     def merge(self, other: LayerStats) -> LayerStats:
         """Add another stream's statistics (exact: everything is a sum)."""
-        for k in ("sx", "sxx", "sxy", "nk", "sxk"):
-            getattr(self, k).__iadd__(getattr(other, k))
+        for k in ("sx", "sxx", "sxy", "nk", "sxk"):  # new arrays: either may be read-only
+            setattr(self, k, getattr(self, k) + getattr(other, k))
         self.n += other.n
         self.sy += other.sy
         self.syy += other.syy
