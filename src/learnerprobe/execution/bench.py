@@ -107,9 +107,8 @@ def run_ray(texts: list[str], model: Any, dtype: str, workers: int) -> dict[str,
         wall = time.perf_counter() - t0
     finally:
         shutil.rmtree(d, ignore_errors=True)
-    job = rx._LAST_JOB
-    peaks = list(job.get("worker_peak_rss_mb", {}).values())
-    out = {"tokens": res.tokens_computed, "wall_s": wall, "busy_s": job.get("busy_seconds"),
+    peaks = list(res.worker_peak_rss_mb.values())
+    out = {"tokens": res.tokens_computed, "wall_s": wall, "busy_s": round(res.busy_seconds, 2),
            "peak_rss_mb": max(peaks) if peaks else None, "workers_seen": len(peaks)}
     return _rates(out, len(texts))
 

@@ -27,7 +27,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -53,10 +53,6 @@ from learnerprobe.records import LearnerText, text_hash
 # written its first item. Tests set it to simulate a lost worker and a killed job.
 _FAULT: str | None = None
 
-# Figures of the last job run in this process (actor busy time, peak RSS per actor process):
-# read by the scale benchmark; informational only.
-_LAST_JOB: dict[str, Any] = {}
-
 CHARS_PER_ITEM_TOKEN = 4  # rough characters per token, only to size items (not batches)
 
 
@@ -75,6 +71,8 @@ class ClusterResult:
     workers: int
     dtype: str
     device: str
+    busy_seconds: float = 0.0  # time the actors spent on items (wall minus start-up and waits)
+    worker_peak_rss_mb: dict[int, float] = field(default_factory=dict)  # actor pid -> peak RSS
 
     def summary(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -392,11 +390,13 @@ def cluster_extract(
                   max_length=max_len, chunking=chunking, batch_tokens=bt, key=key, dest=dest,
                   remote=remote, fault=_FAULT)
     run = _run_remote if remote else _run_in_place
-    computed, tokens, shards, n_items = run(keys, text_of, material, common, execution, bt)
+    computed, job, shards, n_items = run(keys, text_of, material, common, execution, bt)
     return ClusterResult(cache_path=f"{dest.rstrip('/')}/{key}", key=key, n_texts=len(rows),
-                         texts_computed=computed, tokens_computed=tokens, shards_written=shards,
-                         items=n_items, seconds=time.perf_counter() - t0,
-                         workers=execution.workers, dtype=dt, device=dev)
+                         texts_computed=computed, tokens_computed=job.get("tokens", 0),
+                         shards_written=shards, items=n_items, seconds=time.perf_counter() - t0,
+                         workers=execution.workers, dtype=dt, device=dev,
+                         busy_seconds=job.get("busy_seconds", 0.0),
+                         worker_peak_rss_mb=job.get("worker_peak_rss_mb", {}))
 
 
 def _shape(material: dict[str, Any], entry: ModelEntry, layers: list[int] | None) -> tuple[int, int]:
@@ -411,7 +411,7 @@ def _shape(material: dict[str, Any], entry: ModelEntry, layers: list[int] | None
 
 
 def _run_in_place(keys: list[RowKey], text_of: dict[RowKey, str], material: dict[str, Any],
-                  common: dict[str, Any], ex: ExecutionConfig, bt: int) -> tuple[int, int, int, int]:
+                  common: dict[str, Any], ex: ExecutionConfig, bt: int) -> tuple[int, dict, int, int]:
     """Shared-disk destination: shards created here, filled in place by the actors."""
     store = ActivationCache.for_material(Path(common["dest"]), material)
     with store.lock():  # no local engine fills this key meanwhile (actors do not take it)
@@ -419,7 +419,7 @@ def _run_in_place(keys: list[RowKey], text_of: dict[RowKey, str], material: dict
         missing = [k for k, loc in zip(keys, store.locate(keys), strict=True) if loc is None]
         missing = list(dict.fromkeys(missing))
         if not missing:
-            return 0, 0, 0, 0
+            return 0, {}, 0, 0
         n_store, hidden = _shape(material, common["entry"], common["layers"])
         by_shard: dict[str, list[tuple[int, RowKey, str]]] = {}
         resumed: set[RowKey] = set()
@@ -436,7 +436,7 @@ def _run_in_place(keys: list[RowKey], text_of: dict[RowKey, str], material: dict
             by_shard[store.shards[si].path.name] = [(r, k, text_of[k]) for r, k in enumerate(chunk)]
             new += 1
         items = _items(by_shard, ex, bt, whole=False)
-        tokens = _map(items, common | {"n_store": n_store, "hidden": hidden}, ex)
+        job = _map(items, common | {"n_store": n_store, "hidden": hidden}, ex)
         store.refresh()
         for sh in store.shards:  # rows written by several actors: the driver marks completion
             if not sh.complete and sh.done.all():
@@ -448,17 +448,17 @@ def _run_in_place(keys: list[RowKey], text_of: dict[RowKey, str], material: dict
         left = [k for k, loc in zip(missing, store.locate(missing), strict=True) if loc is None]
         if left:
             raise LearnerprobeError(f"{len(left)} rows still missing after the cluster job; rerun")
-        return len(missing), tokens, len(by_shard), len(items)
+        return len(missing), job, len(by_shard), len(items)
 
 
 def _run_remote(keys: list[RowKey], text_of: dict[RowKey, str], material: dict[str, Any],
-                common: dict[str, Any], ex: ExecutionConfig, bt: int) -> tuple[int, int, int, int]:
+                common: dict[str, Any], ex: ExecutionConfig, bt: int) -> tuple[int, dict, int, int]:
     """pyarrow.fs destination: one item per shard, uploaded whole by its actor."""
     complete, names = _remote_shards(common["dest"], common["key"])
     have = {k for ks in complete.values() for k in ks}
     missing = list(dict.fromkeys(k for k in keys if k not in have))
     if not missing:
-        return 0, 0, 0, 0
+        return 0, {}, 0, 0
     n_store, hidden = _shape(material, common["entry"], common["layers"])
     fs, base = _fs(common["dest"])
     kdir = f"{base.rstrip('/')}/{common['key']}"
@@ -473,12 +473,14 @@ def _run_remote(keys: list[RowKey], text_of: dict[RowKey, str], material: dict[s
         order = np.argsort(it["rows"])
         for f in ("rows", "ids", "hashes", "texts"):
             it[f] = [it[f][i] for i in order]
-    tokens = _map(items, common | {"n_store": n_store, "hidden": hidden}, ex)
-    return len(missing), tokens, len(by_shard), len(items)
+    job = _map(items, common | {"n_store": n_store, "hidden": hidden}, ex)
+    return len(missing), job, len(by_shard), len(items)
 
 
-def _map(items: list[dict[str, Any]], actor_kw: dict[str, Any], ex: ExecutionConfig) -> int:
-    """Run the items through ``map_batches`` on the actor pool; tokens computed."""
+def _map(items: list[dict[str, Any]], actor_kw: dict[str, Any],
+         ex: ExecutionConfig) -> dict[str, Any]:
+    """Run the items through ``map_batches`` on the actor pool; tokens computed, actor busy
+    seconds and peak RSS per actor process."""
     ensure_ray(ex)
     import ray.data
 
@@ -499,22 +501,5 @@ def _map(items: list[dict[str, Any]], actor_kw: dict[str, Any], ex: ExecutionCon
         busy += float(row["seconds"])
         pid = int(row["pid"])
         peak[pid] = max(peak.get(pid, 0.0), float(row["peak_rss_mb"]))
-    _LAST_JOB.update(tokens=tokens, busy_seconds=busy, worker_peak_rss_mb=peak)
-    return tokens
+    return {"tokens": tokens, "busy_seconds": busy, "worker_peak_rss_mb": peak}
 
-
-def extract_with(execution: ExecutionConfig | None, records: Sequence[LearnerText | str],
-                 model: str | ModelEntry, **kw: Any) -> Any:
-    """``extract.extract`` through the configured backend: with Ray the cluster fills the cache
-    first, then the local engine reads it (a cache hit: same key, same rows, same vectors)."""
-    if execution is not None and execution.is_ray:
-        cluster_kw = {k: kw[k] for k in ("layers", "batch_tokens", "device", "dtype",
-                                         "max_length", "chunking", "cache_dir") if k in kw}
-        res = cluster_extract(records, model, execution=execution, **cluster_kw)
-        if "://" in res.cache_path:
-            root = kw.get("cache_dir") or activations_dir()
-            sync_cache(str(execution.cache_uri), res.key, root)
-            kw["cache_dir"] = root
-        elif execution.cache_uri:
-            kw["cache_dir"] = execution.cache_uri
-    return extract(records, model, **kw)
