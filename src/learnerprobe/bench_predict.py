@@ -1,9 +1,22 @@
-"""Prediction benchmark: single-text latency percentiles and batch throughput of loaded bundles."""
+"""Prediction benchmark: cold-process wall time, single-text latency percentiles and batch
+throughput of loaded bundles.
+
+The cold figure is what a user of `learnerprobe predict --bundle B TEXT` waits: a fresh
+interpreter that imports the CLI, loads and verifies the bundles and predicts one text. It runs
+in a subprocess (its peak RSS is that child's). Every figure comes with the load average, since
+on a shared machine the wall times depend on it.
+"""
 
 from __future__ import annotations
 
+import os
+import platform
+import resource
+import subprocess
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -20,14 +33,43 @@ def sample_text(n_words: int = 200) -> str:
     return " ".join((_WORDS * reps)[:n_words])
 
 
-def run_bench(bundles: list[Path], *, n: int = 50, batch: int = 200) -> dict:
+def cold_predict(bundles: list[Path], text: str, *, timeout: float = 600.0) -> dict[str, Any]:
+    """Wall seconds and peak RSS of `learnerprobe predict --bundle ... TEXT` in a new process."""
+    cmd = [sys.executable, "-m", "learnerprobe.cli", "predict", "--json"]
+    for b in bundles:
+        cmd += ["--bundle", str(b)]
+    cmd.append(text)
+    load = os.getloadavg()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {
+        "wall_seconds": round(wall, 3),
+        "cpu_seconds": round((after.ru_utime + after.ru_stime)
+                             - (before.ru_utime + before.ru_stime), 3),
+        "peak_rss_mb": round(after.ru_maxrss / 1024.0, 1),
+        "returncode": proc.returncode,
+        "error": proc.stderr.strip().splitlines()[-1] if proc.returncode and proc.stderr else None,
+        "load_avg_before": [round(x, 2) for x in load],
+    }
+
+
+def run_bench(bundles: list[Path], *, n: int = 50, batch: int = 200, cold: bool = True) -> dict:
+    """Cold one-text CLI run (optional), then in this process: load, p50/p95 latency of a
+    200-word text, texts/s over ``batch`` texts of 150-249 words in batches of 32."""
+    cold_res = cold_predict(bundles, sample_text(200)) if cold else None
     from learnerprobe.predict import Predictor
 
+    load_before = os.getloadavg()
     t0 = time.perf_counter()
     pred = Predictor.load(*bundles)
     load_s = time.perf_counter() - t0
     text = sample_text(200)
-    pred.predict([text])  # warm-up
+    t = time.perf_counter()
+    pred.predict([text])  # first call: loads what the bundles need (the encoder)
+    first_s = time.perf_counter() - t
     lat = []
     for _ in range(n):
         t = time.perf_counter()
@@ -39,11 +81,18 @@ def run_bench(bundles: list[Path], *, n: int = 50, batch: int = 200) -> dict:
         pred.predict(texts[i : i + 32])
     batch_s = time.perf_counter() - t
     return {
+        "bench": "predict",
+        "bundles": [str(b) for b in bundles],
         "tasks": pred.tasks,
+        "cold_cli_one_text": cold_res,
         "load_seconds": round(load_s, 3),
+        "first_call_seconds": round(first_s, 3),
         "latency_p50_ms": round(1000 * float(np.percentile(lat, 50)), 2),
         "latency_p95_ms": round(1000 * float(np.percentile(lat, 95)), 2),
         "batch_texts_per_s": round(batch / batch_s, 1),
         "n_single": n,
         "n_batch": batch,
+        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                    "load_avg_before": [round(x, 2) for x in load_before],
+                    "load_avg_after": [round(x, 2) for x in os.getloadavg()]},
     }

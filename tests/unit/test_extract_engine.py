@@ -159,3 +159,24 @@ def test_bf16_close_to_fp32():
     )
     assert cos.min() > 0.99
     assert not np.array_equal(a.array, b.array)
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+@pytest.mark.parametrize("kind", ["bert", "xlmr", "qwen3"])
+def test_layers_below_the_last_skip_deeper_layers_bit_identically(kind, side):
+    """Asking for layers below the final one runs the model only that deep (a bundle on layer 5
+    of 12 pays for 5 layers) and gives exactly the vectors the full forward gives."""
+    tok, model, entry = tiny_model(kind, padding_side=side)
+    full = extract(TEXTS, (tok, model, entry), cache=False, progress=False)
+    ran: list[int] = []
+    blocks = [m for m in model.modules() if isinstance(m, type(model)._can_record_outputs["hidden_states"])]
+    handles = [b.register_forward_hook(lambda m, a, o, i=i: ran.append(i)) for i, b in enumerate(blocks)]
+    try:
+        for layers in ([0], [1], [1, 0]):
+            ran.clear()
+            sub = extract(TEXTS, (tok, model, entry), cache=False, progress=False, layers=layers)
+            np.testing.assert_array_equal(sub.array, full.array[sorted(layers)])
+            assert max(ran, default=-1) < max(layers)  # block i makes hidden state i + 1
+    finally:
+        for h in handles:
+            h.remove()

@@ -258,14 +258,20 @@ def bench_predict(
     n: int = typer.Option(50, "--n", help="Single-text requests timed for p50/p95."),
     batch: int = typer.Option(200, "--batch", help="Texts in the batch-mode measurement."),
     out: Path = typer.Option(Path("runs/bench/predict.json"), "--out"),
+    cold: bool = typer.Option(True, "--cold/--no-cold", help="Also time a cold CLI process."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """p50/p95 latency for a 200-word text and texts/s in batch mode."""
+    """Cold one-text CLI wall time, p50/p95 latency for a 200-word text, texts/s in batches."""
     from learnerprobe.bench_predict import run_bench
+    from learnerprobe.outputs import atomic_write_text, check_writable
 
-    res = run_bench(bundle, n=n, batch=batch)
+    if n < 1 or batch < 1:
+        raise LearnerprobeError(f"--n and --batch must be at least 1 (got {n}, {batch})")
+    _check_bundles(bundle, None)
+    check_writable(out, folder=False)  # before the benchmark, not after it
+    res = run_bench(bundle, n=n, batch=batch, cold=cold)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=2))
+    atomic_write_text(out, json.dumps(res, indent=2))
     if as_json:
         print(json.dumps(res))
     else:

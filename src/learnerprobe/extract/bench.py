@@ -2,7 +2,9 @@
 
 Each measurement runs in its own subprocess so peak RSS and timings are not polluted by the
 others. Figures: tokens/s (real tokens), padded-token fraction, peak RSS, and the achieved FLOP/s of
-the forward pass as a fraction of this machine's measured matmul FLOP/s in the same dtype.
+the forward pass as a fraction of two ceilings measured on this machine, in the dtype the run
+actually used: a square 2048^2 matmul, and the model's own dense-layer shapes (the tighter one
+for a small encoder). Every run records the load average before and after.
 """
 
 from __future__ import annotations
@@ -21,7 +23,13 @@ from typing import Any
 
 from learnerprobe.corpora.registry import load_corpus
 from learnerprobe.errors import ConfigError
-from learnerprobe.extract.engine import _load, _resolve_model, extract, resolve_dtype
+from learnerprobe.extract.engine import (
+    _load,
+    _resolve_model,
+    cpu_has_native_bf16,
+    extract,
+    resolve_dtype,
+)
 from learnerprobe.models.device import resolve_device
 
 # heavy optional imports stay local: torch (measurements run in a fresh worker process).
@@ -44,6 +52,54 @@ def matmul_flops(dtype: str = "float32", size: int = 2048, seconds: float = 1.5)
     return 2 * size**3 * n / (time.perf_counter() - t0)
 
 
+def per_cpu_second(fn: Any, *args: Any, **kw: Any) -> tuple[float, float]:
+    """``fn``'s FLOP/s figure and the same work per CPU-second of this process (all threads):
+    the second barely moves when other jobs share the cores, the first drops with the load."""
+    c0, t0 = _cpu_seconds(), time.perf_counter()
+    rate = fn(*args, **kw)
+    wall, cpu = time.perf_counter() - t0, _cpu_seconds() - c0
+    return rate, rate * wall / cpu if cpu > 0 else float("nan")
+
+
+def model_gemm_flops(model: Any, dtype: str = "float32", tokens: int = 4096,
+                     seconds: float = 1.5) -> float:
+    """Measured FLOP/s of the model's own dense layers: every distinct (in x out) shape of its
+    non-embedding ``nn.Linear`` weights, applied to a (tokens x in) input, weighted by how often
+    the shape occurs -- the ceiling the forward pass's matmuls can reach on this machine.
+
+    Why beside the square matmul: a small encoder's matmuls are thin (K = 384 for e5-small),
+    and a thin matmul reaches a lower FLOP/s than a 2048^2 one, so a share of the square
+    figure mixes up "the engine wastes time" with "these shapes are slower"."""
+    import torch
+
+    dt = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[
+        dtype.replace("-autocast", "")
+    ]
+    shapes: dict[tuple[int, int], int] = {}
+    for name, m in model.named_modules():
+        if isinstance(m, torch.nn.Linear) and "embed" not in name and "pooler" not in name:
+            key = (int(m.in_features), int(m.out_features))
+            shapes[key] = shapes.get(key, 0) + 1
+    if not shapes:
+        return matmul_flops(dtype, seconds=seconds)
+    flops = time_s = 0.0
+    per = seconds / len(shapes)
+    with torch.inference_mode():
+        for (k, n), count in shapes.items():
+            x, w = torch.randn(tokens, k, dtype=dt), torch.randn(n, k, dtype=dt)
+            b = torch.zeros(n, dtype=dt)
+            for _ in range(2):
+                torch.nn.functional.linear(x, w, b)
+            reps, t0 = 0, time.perf_counter()
+            while time.perf_counter() - t0 < per:
+                torch.nn.functional.linear(x, w, b)
+                reps += 1
+            rate = 2 * tokens * k * n * reps / (time.perf_counter() - t0)
+            flops += count * 2 * tokens * k * n
+            time_s += count * 2 * tokens * k * n / rate
+    return flops / time_s
+
+
 def forward_flops(model: Any, lengths: list[int]) -> float:
     """Useful forward FLOPs: 2 x non-embedding params x tokens + attention (4 L T^2 H per text)."""
     p_ne = sum(
@@ -54,6 +110,11 @@ def forward_flops(model: Any, lengths: list[int]) -> float:
     return float(sum(2 * p_ne * t + 4 * n_layers * t * t * hidden for t in lengths))
 
 
+def _cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
@@ -62,9 +123,19 @@ def _worker(spec: dict[str, Any]) -> dict[str, Any]:
     """One measurement inside a fresh process: ``engine`` or ``naive``."""
     import torch
 
-    texts: list[str] = json.loads(Path(spec["texts"]).read_text())
     device = resolve_device(spec.get("device", "auto"))
     sp = _resolve_model(spec["model"], None, None)
+    if spec["mode"] == "roofline":
+        dt = spec["dtype"].replace("-autocast", "")
+        _, model = _load(sp, device, dt)
+        sq, sq_cpu = per_cpu_second(matmul_flops, dt)
+        gemm, gemm_cpu = per_cpu_second(model_gemm_flops, model, dt)
+        return {"dtype": dt, "square_2048": sq, "model_gemm": gemm,
+                "square_2048_per_cpu_s": sq_cpu, "model_gemm_per_cpu_s": gemm_cpu,
+                "threads": torch.get_num_threads(), "load_avg": os.getloadavg()}
+    texts: list[str] = json.loads(Path(spec["texts"]).read_text())
+    load_before = os.getloadavg()
+    cpu0 = _cpu_seconds()
     entry = sp.entry
     max_len = int(entry.max_length)
     formatted = [entry.format(t) for t in texts]
@@ -102,6 +173,7 @@ def _worker(spec: dict[str, Any]) -> dict[str, Any]:
         seconds = time.perf_counter() - t0
         shape = list(arr.shape)
         peak = _peak_rss_mb()
+    cpu_s = _cpu_seconds() - cpu0
     lengths = [len(x) for x in tok(formatted, truncation=True, max_length=max_len)["input_ids"]]
     flops = forward_flops(model, lengths)
     return {
@@ -112,6 +184,10 @@ def _worker(spec: dict[str, Any]) -> dict[str, Any]:
         "seconds": round(seconds, 3),
         "tokens": tokens,
         "tokens_per_s": round(tokens / seconds, 1),
+        # CPU seconds of the worker (all its threads): on a shared machine the wall time
+        # depends on the load, tokens per CPU-second much less
+        "cpu_seconds": round(cpu_s, 3),
+        "tokens_per_cpu_s": round(tokens / cpu_s, 1) if cpu_s > 0 else None,
         "texts_per_s": round(len(texts) / seconds, 2),
         "padded_fraction": round(1 - tokens / padded, 4) if padded else 0.0,
         "forward_flops": flops,
@@ -119,6 +195,9 @@ def _worker(spec: dict[str, Any]) -> dict[str, Any]:
         "peak_rss_mb": round(peak, 1),
         "peak_rss_before_run_mb": round(rss_before, 1),
         "shape": shape,
+        "threads": torch.get_num_threads(),
+        "load_avg_before": [round(x, 2) for x in load_before],
+        "load_avg_after": [round(x, 2) for x in os.getloadavg()],
     }
 
 
@@ -166,13 +245,25 @@ def run_bench(
                  "batch_size": naive_batch_size},
                 timeout,
             )
-    roof = {"float32": matmul_flops("float32")} if dev == "cpu" else {}
-    if dev == "cpu" and dt != "float32":
-        roof[dt] = matmul_flops(dt)
+    roofs: dict[str, dict[str, Any]] = {}
+    if dev == "cpu":  # in the dtype each run actually used (fp32 where the CPU lacks bf16)
+        for d in sorted({r["dtype"].replace("-autocast", "") for r in runs.values()}):
+            roofs[d] = _spawn({"mode": "roofline", "model": model, "dtype": d, "device": dev},
+                              timeout)
+    roof = {d: r["square_2048"] for d, r in roofs.items()}
     for r in runs.values():
-        peak = roof.get(r["dtype"].replace("-autocast", ""))
+        ceil = roofs.get(r["dtype"].replace("-autocast", ""), {})
+        peak, gemm = ceil.get("square_2048"), ceil.get("model_gemm")
         r["roofline_flops"] = peak
         r["roofline_fraction"] = round(r["achieved_flops"] / peak, 4) if peak else None
+        r["model_gemm_flops"] = gemm
+        r["model_gemm_fraction"] = round(r["achieved_flops"] / gemm, 4) if gemm else None
+        # the same shares per CPU-second (load-robust; equal to the above on an idle machine
+        # when the threads scale perfectly)
+        per_cpu = r["forward_flops"] / r["cpu_seconds"] if r.get("cpu_seconds") else None
+        for key, ref in (("roofline_fraction_cpu", "square_2048_per_cpu_s"),
+                         ("model_gemm_fraction_cpu", "model_gemm_per_cpu_s")):
+            r[key] = round(per_cpu / ceil[ref], 4) if per_cpu and ceil.get(ref) else None
     eng, naive = runs["engine"], runs["naive_fp32"]
     big = runs.get(f"engine_{scale}n")
     return {
@@ -187,6 +278,8 @@ def run_bench(
         "speedup_vs_naive": round(eng["tokens_per_s"] / naive["tokens_per_s"], 2),
         "rss_growth_scale_n": round(big["peak_rss_mb"] / eng["peak_rss_mb"], 3) if big else None,
         "matmul_flops": roof,
+        "rooflines": roofs,
+        "native_bf16": cpu_has_native_bf16() if dev == "cpu" else None,
     }
 
 

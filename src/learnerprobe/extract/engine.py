@@ -392,6 +392,7 @@ class _Runner:
         self.use_cache_kw = "use_cache" in params
         self.autocast = dtype.endswith("autocast")
         self.pad_to: int | None = None
+        self.layer_modules = _recorded_layers(model)
 
     def __call__(self, seqs: Sequence[np.ndarray], layer_idx: Sequence[int] | None) -> np.ndarray:
         """Pooled states (layers x b x hidden); every sequence is padded to ``self.pad_to``
@@ -426,6 +427,10 @@ class _Runner:
             else contextlib.nullcontext()
         )
         with torch.inference_mode(), ctx:
+            early = self._early_exit(layer_idx)
+            if early is not None:
+                pooled = torch.stack(early(kw, attn, self.pooling))
+                return pooled.cpu().numpy()
             out = self.model(**kw)
             hs = getattr(out, "hidden_states", None)
             if hs is None:
@@ -434,12 +439,101 @@ class _Runner:
             pooled = torch.stack([pool(hs[i], attn, self.pooling) for i in sel])
         return pooled.cpu().numpy()
 
+    def _early_exit(self, layer_idx: Sequence[int] | None) -> _EarlyExit | None:
+        """A forward that stops after the deepest requested layer, or None when it cannot
+        (all layers wanted, the final layer wanted, or a model whose layers we cannot find)."""
+        mods = self.layer_modules
+        if layer_idx is None or mods is None or not layer_idx:
+            return None
+        if max(layer_idx) >= len(mods) or min(layer_idx) < 0:  # the final layer: full forward
+            return None
+        return _EarlyExit(self.model, mods, list(layer_idx))
+
     def n_hidden_states(self) -> int:
         cfg = self.model.config
         n = getattr(cfg, "num_hidden_layers", None)
         if n is None and hasattr(cfg, "get_text_config"):
             n = cfg.get_text_config().num_hidden_layers
         return int(n) + 1
+
+
+def _recorded_layers(model: Any) -> list[Any] | None:
+    """The modules whose outputs transformers records as ``hidden_states[1:]``, in order, or
+    None when they cannot be identified unambiguously.
+
+    transformers (5.x) collects hidden states with forward hooks on every instance of the class
+    named in the model's ``_can_record_outputs["hidden_states"]``: state 0 is the first such
+    module's input, state i the output (first element if a tuple) of the i-th. We hook the same
+    modules, so the tensors pooled are the very ones ``output_hidden_states`` would return. Only
+    a plain class spec on a model with exactly ``num_hidden_layers`` such modules and no nested
+    model qualifies; anything else (recorders by name, composite models) keeps the full forward.
+    """
+    import torch
+
+    spec = (getattr(type(model), "_can_record_outputs", None) or {}).get("hidden_states")
+    if not isinstance(spec, type) or not issubclass(spec, torch.nn.Module):
+        return None
+    cfg = getattr(model, "config", None)
+    n = getattr(cfg, "num_hidden_layers", None)
+    mods = [m for m in model.modules() if isinstance(m, spec)]
+    nested = any(
+        m is not model and hasattr(m, "_can_record_outputs") and hasattr(m, "config")
+        for m in model.modules()
+    )
+    if not isinstance(n, int) or len(mods) != n or nested:
+        return None
+    return mods
+
+
+class _StopForward(Exception):
+    """Raised from a hook once the deepest requested layer has been pooled."""
+
+
+class _EarlyExit:
+    """Runs the model only up to the deepest requested hidden state, pooling each requested
+    state as soon as it exists (so per-token states of other layers are never kept).
+
+    Why: a bundle or a study that needs layer 5 of 12 otherwise pays for all 12 layers and
+    holds every layer's per-token states. The layers below the exit compute exactly what the
+    full forward computes, so the vectors are bit-identical (tested).
+    """
+
+    def __init__(self, model: Any, mods: list[Any], layer_idx: list[int]) -> None:
+        self.model, self.mods, self.want = model, mods, layer_idx
+        self.deepest = max(layer_idx)
+
+    def __call__(self, kw: dict[str, Any], attn: Any, pooling: str) -> list[Any]:
+        got: dict[int, Any] = {}
+        want = set(self.want)
+
+        def keep(i: int, h: Any) -> None:
+            if i in want:
+                got[i] = pool(h, attn, pooling)
+            if i == self.deepest:
+                raise _StopForward
+
+        def pre0(_m: Any, args: tuple[Any, ...]) -> None:
+            keep(0, args[0])
+
+        def post(i: int) -> Callable[..., None]:
+            def hook(_m: Any, _args: Any, out: Any) -> None:
+                keep(i, out[0] if isinstance(out, tuple) else out)
+            return hook
+
+        handles = [self.mods[0].register_forward_pre_hook(pre0)]
+        handles += [self.mods[i - 1].register_forward_hook(post(i))
+                    for i in range(1, self.deepest + 1)]
+        kw = {**kw, "output_hidden_states": False}
+        try:
+            self.model(**kw)
+        except _StopForward:
+            pass
+        finally:
+            for h in handles:
+                h.remove()
+        if set(got) != want:
+            raise LearnerprobeError(f"early exit pooled layers {sorted(got)}, wanted {sorted(want)}")
+        return [got[i] for i in self.want]
 
 
 # ----------------------------------------------------------------------------- progress
