@@ -38,7 +38,7 @@ def test_transfer_config_runs_and_prints_paired_comparisons(tmp_path, data_root)
     assert res.exit_code == 0, res.output
     df = pd.read_csv(out / "results.csv")
     t = df[df.layer == "nested"]
-    assert set(t.probe) == {"plain", "em_prior", "combined"}
+    assert set(t.probe) == {"plain", "em_prior", "combined", "nested_best", "nested_best_tta"}
     assert set(t.test_corpus) == {"all", "merlin-cs", "merlin-de", "merlin-it"}
     diffs = t[t.metric.str.startswith("diff_qwk_vs_")]
     assert set(diffs.metric) == {"diff_qwk_vs_plain", "diff_qwk_vs_surface"}
@@ -47,6 +47,11 @@ def test_transfer_config_runs_and_prints_paired_comparisons(tmp_path, data_root)
     qwk = t[(t.metric == "qwk") & (t.test_corpus == "all")].set_index("probe")
     assert qwk.loc["plain", "transductive"] == False  # noqa: E712 (read back from CSV)
     assert qwk.loc["em_prior", "transductive"] == True  # noqa: E712
+    assert qwk.loc["nested_best", "transductive"] == False  # noqa: E712
+    assert qwk.loc["nested_best_tta", "transductive"] == True  # noqa: E712
+    # the best-of row takes one of its methods per held-out corpus (never em_prior: inductive)
+    assert "method=em_prior" not in qwk.loc["nested_best", "chosen"]
+    assert qwk.loc["nested_best", "chosen"].count("method=") == 3
     assert (qwk.value > 0.4).all()  # every method is a working probe on real data
     assert (qwk.selected_layer == 8).all()
     html = (out / "report.html").read_text()

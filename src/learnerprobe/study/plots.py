@@ -35,12 +35,14 @@ def layer_curves(df: pd.DataFrame, metric: str = "qwk") -> list[tuple[str, bytes
     plt = _plt()
     out = []
     d = df[(df.metric == metric) & (df.test_corpus == "all") & (df.levels == "all")]
-    for (model, mode), g in d[d.probe != "surface"].groupby(["model", "mode"], sort=False):
+    per_layer = d[(d.probe != "surface") & d.layer.astype(str).str.isdigit()]
+    for (model, mode), g in per_layer.groupby(["model", "mode"], sort=False):
         protos = list(dict.fromkeys(g.protocol))
         fig, axes = plt.subplots(1, len(protos), figsize=(5.2 * len(protos), 3.8), sharey=True,
                                  squeeze=False)
         for ax, proto in zip(axes[0], protos, strict=True):
-            gp = g[(g.protocol == proto) & (g.layer != SELECTED)]
+            # per-layer rows only (not `selected`, nor the transfer stage's `nested`)
+            gp = g[(g.protocol == proto) & g.layer.astype(str).str.isdigit()]
             for probe, gg in gp.groupby("probe", sort=False):
                 gg = gg.assign(L=gg.layer.astype(int)).sort_values("L")
                 line, = ax.plot(gg.L, gg.value, marker=".", label=probe)

@@ -103,10 +103,14 @@ def make_fit_many(method: str, inp: _Inputs, *, n_jobs: int, threads: int, cache
     """``fit_many`` for :func:`learnerprobe.methods.nested.nested_loco`: cached, parallel."""
     mix, surf = _inputs(method)
     store = CellCache(cache_root() / "transfer-cells", shard=True)
+    # the method's fixed settings (registry) are part of the key, not only the grid point
+    params = get_method(method).build(BuildContext(n_classes=inp.n_classes, seed=inp.seed)
+                                      ).get_params()
 
     def key(job: nested.Job) -> str:
         return content_key({
             "v": TRANSFER_VERSION, "method": method, "options": list(job.candidate.options),
+            "params": sorted((k, repr(v)) for k, v in params.items()),
             "layer": job.candidate.layer if not mix else inp.layers, "acts": inp.acts_key,
             "layer_id": None if mix else inp.layers[int(job.candidate.layer)],
             "train": _digest(job.train), "y": _digest(job.y_train.astype(np.int64)),
@@ -195,6 +199,13 @@ def run_transfer(cfg: StudyConfig, data: Any, acts: dict[str, Any], *,
                 log(f"  transfer {name}: {int(stats.get('fits', 0))} fits "
                     f"({int(stats.get('cached', 0))} cached), {dt:.1f} s; chosen "
                     + "; ".join(f"{f.fold}: {f.choice.label}" for f in folds))
+            for best, names in _best_sets(s).items():  # the method itself chosen by nested LOCO
+                stats = {}
+                folds = _run_methods(cfg, names, inp, plans, data, stats)
+                cells[best] = _pooled(m, seed, best, folds, splits, data, want)
+                chosen[f"{m}.seed{seed}.{best}"] = {f.fold: f.choice.label for f in folds}
+                log(f"  transfer {best}: chosen "
+                    + "; ".join(f"{f.fold}: {f.choice.label}" for f in folds))
             rows += _rows(cfg, data, cells, base, s, chosen, m, seed)
             pooled += list(cells.values())
             preds += [prediction_frame(p, np.asarray(data.ids), data.corpora, data.y,
@@ -209,17 +220,71 @@ def run_transfer(cfg: StudyConfig, data: Any, acts: dict[str, Any], *,
     return TransferResult(rows, frame, pooled, timings, {"transfer_chosen": chosen})
 
 
-def _run_method(cfg: StudyConfig, name: str, inp: _Inputs, plans: list[nested.OuterPlan],
-                data: Any, stats: dict[str, float]) -> list[nested.NestedFold]:
+#: Rows that choose the method itself by nested LOCO (over the configured methods):
+#: ``nested_best`` among the inductive ones, ``nested_best_tta`` among all of them.
+BEST = "nested_best"
+BEST_TTA = "nested_best_tta"
+
+
+def _best_sets(s: TransferSettings) -> dict[str, list[str]]:
+    names = s.method_list()
+    inductive = [n for n in names if not get_method(n).transductive]
+    out = {}
+    if s.select_best and len(inductive) > 1:
+        out[BEST] = inductive
+    if s.select_best and len(names) > len(inductive):
+        out[BEST_TTA] = names
+    return out
+
+
+def is_transductive(name: str) -> bool:
+    """A method (or a best-of row) that may adapt to the unlabeled held-out texts."""
+    if name == BEST:
+        return False
+    return name == BEST_TTA or get_method(name).transductive
+
+
+def _candidates(cfg: StudyConfig, name: str, inp: _Inputs) -> list[nested.Candidate]:
     mix, _ = _inputs(name)
     grid = method_grid(name, cfg.transfer)
     layers = ["mix"] if mix else list(range(len(inp.layers)))
-    cands = [nested.Candidate(g, L) for L in layers for g in grid]
+    return [nested.Candidate(g, L) for L in layers for g in grid]
+
+
+def _fitter(cfg: StudyConfig, name: str, inp: _Inputs, stats: dict[str, float]
+            ) -> nested.FitMany:
     n_jobs = 1 if cfg.n_jobs == 1 else (cfg.n_jobs if cfg.n_jobs > 0 else -1)
-    fit_many = make_fit_many(name, inp, n_jobs=n_jobs, threads=cfg.threads,
-                             cache=cfg.cache_cells, stats=stats)
-    metric = cfg.transfer.metric
-    return nested.nested_loco(plans, cands, data.y, fit_many, metric=metric,
+    return make_fit_many(name, inp, n_jobs=n_jobs, threads=cfg.threads,
+                         cache=cfg.cache_cells, stats=stats)
+
+
+def _run_method(cfg: StudyConfig, name: str, inp: _Inputs, plans: list[nested.OuterPlan],
+                data: Any, stats: dict[str, float]) -> list[nested.NestedFold]:
+    return nested.nested_loco(plans, _candidates(cfg, name, inp), data.y,
+                              _fitter(cfg, name, inp, stats), metric=cfg.transfer.metric,
+                              n_classes=data.n_classes)
+
+
+def _run_methods(cfg: StudyConfig, names: list[str], inp: _Inputs,
+                 plans: list[nested.OuterPlan], data: Any, stats: dict[str, float]
+                 ) -> list[nested.NestedFold]:
+    """Nested LOCO over the union of several methods' candidates (the method is one more
+    choice, option ``method``); every fit is the method's own, so all come from its cache."""
+    cands = [nested.Candidate((("method", n), *c.options), c.layer)
+             for n in names for c in _candidates(cfg, n, inp)]
+    fitters = {n: _fitter(cfg, n, inp, stats) for n in names}
+
+    def fit_many(jobs: Sequence[nested.Job]) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        out: list[Any] = [None] * len(jobs)
+        for n in names:
+            mine = [(i, j) for i, j in enumerate(jobs) if j.candidate.options[0][1] == n]
+            stripped = [nested.Job(nested.Candidate(j.candidate.options[1:], j.candidate.layer),
+                                   j.train, j.y_train, j.predict) for _, j in mine]
+            for (i, _), r in zip(mine, fitters[n](stripped) if mine else [], strict=True):
+                out[i] = r
+        return out
+
+    return nested.nested_loco(plans, cands, data.y, fit_many, metric=cfg.transfer.metric,
                               n_classes=data.n_classes)
 
 
@@ -285,7 +350,7 @@ def _rows(cfg: StudyConfig, data: Any, cells: dict[str, Pooled], surface: Pooled
     out: list[dict[str, Any]] = []
     plain = cells[s.plain]
     for name, p in cells.items():
-        tr = get_method(name).transductive
+        tr = is_transductive(name)
         label = "; ".join(f"{k}: {v}" for k, v in chosen[f"{model}.seed{seed}.{name}"].items())
         out += _tag(score_rows(p, data.y, data.corpora, task=cfg.task, kind="ordinal",
                                n_classes=data.n_classes, n_boot=cfg.n_boot, seed=cfg.seeds[0],

@@ -30,6 +30,9 @@ class TransferSettings(BaseModel):
     # Per method, options -> values replacing its grid, e.g. [transfer.grid.leace] C = [0.01].
     # "none" stands for None (TOML has no null).
     grid: dict[str, dict[str, list[Any]]] = Field(default_factory=dict)
+    # Also choose the method itself by nested LOCO: rows nested_best (inductive methods) and
+    # nested_best_tta (all methods, transductive ones included).
+    select_best: bool = True
 
     def method_list(self) -> list[str]:
         """The plain probe first, then the other methods in config order."""
