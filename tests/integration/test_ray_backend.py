@@ -142,3 +142,25 @@ def test_streaming_stats_on_ray_equal_local_stream():
     np.testing.assert_allclose(dist.sxx, local.sxx, rtol=1e-9, atol=1e-9)
     path_d, path_l = dist.ridge_path([0.1, 10.0]), local.ridge_path([0.1, 10.0])
     np.testing.assert_allclose(path_d.coef, path_l.coef, rtol=1e-6, atol=1e-6)
+
+
+def test_execution_settings_from_flags_and_the_local_backend_never_imports_ray(tmp_path):
+    import subprocess
+    import sys
+
+    from learnerprobe.errors import ConfigError
+    from learnerprobe.study.cluster import with_execution
+    from tests.helpers.study import tiny_config
+
+    cfg = tiny_config()
+    assert cfg.execution.backend == "local"
+    ray_cfg = with_execution(cfg, backend="ray", address="auto", workers=3)
+    assert (ray_cfg.execution.backend, ray_cfg.execution.workers) == ("ray", 3)
+    assert ray_cfg.digest() == cfg.digest()  # where it runs changes no result
+    with pytest.raises(ConfigError, match="backend"):
+        with_execution(cfg, backend="spark")
+    code = ("import sys, learnerprobe.cli, learnerprobe.study.runner, learnerprobe.execution.cells;"
+            "list(learnerprobe.execution.cells.map_cells(abs, [(-1,)]));"
+            "print('ray' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
