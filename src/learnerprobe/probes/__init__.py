@@ -4,7 +4,10 @@ efficient all-layer sweep (:mod:`learnerprobe.probes.sweep`).
 ``make_probe(name, mode=...)`` is the one place that defines the two protocols:
 
 - ``reference``: the published protocol -- sklearn/mord defaults, no feature scaling, MLP hidden
-  size = model width (``width``; sklearn's 100 when unknown);
+  size = model width (``width``; sklearn's 100 when unknown); the MLPs are sklearn's
+  ``MLPClassifier``/``MLPRegressor`` defaults re-implemented in torch (same initialisation,
+  shuffles, Adam and stopping rule; :mod:`learnerprobe.probes._sklearn_mlp`), so that the layer
+  sweep can train all layers at once;
 - ``tuned`` (default): StandardScaler inside the estimator, regularisation chosen by inner CV on
   the training data only (ridge: leave-one-out over ``RIDGE_ALPHAS``; logistic: 3-fold log-loss
   over ``LOGISTIC_CS``; ordinal: 3-fold log-loss over ``ORDINAL_ALPHAS``), MLPs trained in torch
@@ -71,7 +74,7 @@ def make_probe(
     if name in ("mlp_reg", "mlp_clf"):
         cls = MLPRegProbe if name == "mlp_reg" else MLPClfProbe
         if ref:
-            return cls(hidden_layer_size=int(width or 100), backend="sklearn", scale=sc,
+            return cls(hidden_layer_size=int(width or 100), backend="sklearn_torch", scale=sc,
                        n_classes=n_classes, random_state=seed)
         return cls(hidden_layer_size=int(width or TUNED_MLP_HIDDEN), backend="torch", scale=sc,
                    n_classes=n_classes, random_state=seed)

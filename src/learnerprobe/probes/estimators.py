@@ -289,8 +289,11 @@ def _one_blas_thread():
 
 class _MLPProbe(_OrdinalProbe):
     """One hidden layer. ``backend="torch"``: our trainer with early stopping on an internal
-    validation split (tuned); ``backend="sklearn"``: sklearn's MLP with its defaults
-    (reference), fitted and applied with one BLAS thread so that it is reproducible."""
+    validation split (tuned); ``backend="sklearn_torch"``: scikit-learn's MLP with its defaults
+    (adam, lr 1e-3, batches of min(200, n), 200 epochs, its tol stopping rule) re-implemented in
+    torch (:mod:`learnerprobe.probes._sklearn_mlp`; the reference protocol); ``backend="sklearn"``:
+    scikit-learn's own MLP, fitted and applied with one BLAS thread so that it is reproducible.
+    The two sklearn backends use only ``hidden_layer_size``, ``alpha`` and ``random_state``."""
 
     _task = "clf"
 
@@ -314,7 +317,6 @@ class _MLPProbe(_OrdinalProbe):
         return self._compact(yi) if self._task == "clf" else yi.astype(float)
 
     def fit(self, X, y):
-        from sklearn.exceptions import ConvergenceWarning
         from sklearn.preprocessing import StandardScaler
 
         X, y = validate_data(self, X, y)
@@ -325,22 +327,24 @@ class _MLPProbe(_OrdinalProbe):
         self.weights_ = self.model_ = None
         if self._task == "clf" and len(self.present_) == 1:
             return self
+        n_out = len(self.present_) if self._task == "clf" else 1
         if self.backend == "sklearn":
-            from sklearn.neural_network import MLPClassifier, MLPRegressor
+            self._fit_sklearn(Xs, target)
+        elif self.backend == "sklearn_torch":
+            from learnerprobe.probes._sklearn_mlp import torch_threads, train_sklearn_mlp
 
-            cls = MLPClassifier if self._task == "clf" else MLPRegressor
-            model = cls(hidden_layer_sizes=(int(self.hidden_layer_size),), alpha=self.alpha,
-                        random_state=self.random_state)
-            with warnings.catch_warnings(record=True) as caught, _one_blas_thread():
-                warnings.simplefilter("always", ConvergenceWarning)
-                self.model_ = model.fit(Xs, target)
-            self.converged_ = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
+            with torch_threads(1):
+                self.weights_ = train_sklearn_mlp(
+                    Xs[None], target, task=self._task, n_out=n_out,
+                    hidden=int(self.hidden_layer_size), alpha=self.alpha,
+                    seed=int(self.random_state or 0))
+            self.n_iter_ = int(self.weights_["n_iter"][0])
+            self.converged_ = bool(self.weights_["converged"][0])
         elif self.backend == "torch":
             from learnerprobe.probes._torch_mlp import train_mlp
 
             self.weights_ = train_mlp(
-                Xs[None], target, task=self._task,
-                n_out=len(self.present_) if self._task == "clf" else 1,
+                Xs[None], target, task=self._task, n_out=n_out,
                 hidden=int(self.hidden_layer_size), lr=self.learning_rate_init,
                 weight_decay=self.alpha, batch_size=self.batch_size, max_epochs=self.max_epochs,
                 patience=self.patience, val_fraction=self.validation_fraction,
@@ -348,10 +352,24 @@ class _MLPProbe(_OrdinalProbe):
             )
             self.n_epochs_ = int(self.weights_["epochs"][0])
         else:
-            raise ValueError(f"backend must be 'torch' or 'sklearn', not {self.backend!r}")
+            raise ValueError("backend must be 'torch', 'sklearn_torch' or 'sklearn', not "
+                             f"{self.backend!r}")
         return self
 
+    def _fit_sklearn(self, Xs: np.ndarray, target: np.ndarray) -> None:
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.neural_network import MLPClassifier, MLPRegressor
+
+        cls = MLPClassifier if self._task == "clf" else MLPRegressor
+        model = cls(hidden_layer_sizes=(int(self.hidden_layer_size),), alpha=self.alpha,
+                    random_state=self.random_state)
+        with warnings.catch_warnings(record=True) as caught, _one_blas_thread():
+            warnings.simplefilter("always", ConvergenceWarning)
+            self.model_ = model.fit(Xs, target)
+        self.converged_ = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
+
     def _output(self, X) -> np.ndarray:
+        """Class probabilities (classifier) or the ``n x 1`` regression value."""
         X = self._check_X(X)
         Xs = self.scaler_.transform(X) if self.scaler_ is not None else X
         if self.model_ is not None:
@@ -359,9 +377,18 @@ class _MLPProbe(_OrdinalProbe):
                 if self._task == "clf":
                     return self.model_.predict_proba(Xs)
                 return self.model_.predict(Xs)[:, None]
+        if self.backend == "sklearn_torch":
+            from learnerprobe.probes._sklearn_mlp import sklearn_mlp_output
+
+            return sklearn_mlp_output(self.weights_, Xs[None])[0]
         from learnerprobe.probes._torch_mlp import mlp_forward
 
-        return mlp_forward(self.weights_, Xs[None])[0]
+        out = mlp_forward(self.weights_, Xs[None])[0]
+        if self._task == "clf":
+            from scipy.special import softmax
+
+            return softmax(out, axis=1)
+        return out
 
 
 class MLPRegProbe(_RegressionMixin, _MLPProbe):
@@ -383,12 +410,7 @@ class MLPClfProbe(_MLPProbe):
         check_is_fitted(self)
         if self.weights_ is None and self.model_ is None:
             return self._expand(np.ones((self._check_X(X).shape[0], 1)))
-        out = self._output(X)
-        if self.model_ is None:
-            from scipy.special import softmax
-
-            out = softmax(out, axis=1)
-        return self._expand(out)
+        return self._expand(self._output(X))
 
     def predict(self, X) -> np.ndarray:
         check_is_fitted(self)

@@ -11,8 +11,9 @@ layer by layer, faster:
 - logistic / ordinal: the per-layer fits (with their warm-started regularisation paths) run in
   parallel with joblib.
 
-``sweep_reference`` is the plain per-layer loop in reference mode, so a study can report both
-and their timings.
+In reference mode the MLPs (sklearn's defaults, re-implemented in torch:
+:mod:`learnerprobe.probes._sklearn_mlp`) also train all layers at once, on one torch thread;
+the other reference probes are :func:`sweep_reference`, the plain per-layer loop.
 """
 
 from __future__ import annotations
@@ -24,6 +25,16 @@ import numpy as np
 from learnerprobe.probes import PROBES, RIDGE_ALPHAS, TUNED_MLP_HIDDEN, make_probe
 
 _PROBA = {"ridge": False, "logistic": True, "ordinal": True, "mlp_reg": False, "mlp_clf": True}
+#: Fitting engines whose predictions changed since a cell cache was first keyed; their name goes
+#: into the cell key so stale cells are refitted, while every other cell keeps its key (and cache).
+_ENGINES = {("mlp_reg", "reference"): "sklearn_torch-1", ("mlp_clf", "reference"): "sklearn_torch-1"}
+
+
+def engine_key(probe: str, mode: str) -> dict[str, str]:
+    """Cell-key material naming the engine of ``probe`` in ``mode`` (empty when unchanged)."""
+    engine = _ENGINES.get((probe, mode))
+    return {"engine": engine} if engine else {}
+
 
 
 def _check(X_train: np.ndarray, y_train, X_test: np.ndarray, probe: str, n_classes: int):
@@ -117,6 +128,11 @@ def fit_predict_layers(
     share across layers beyond parallelism).
     """
     t0 = time.perf_counter()
+    if mode == "reference" and probe in ("mlp_reg", "mlp_clf"):
+        X_train, y, X_test = _check(X_train, y_train, X_test, probe, n_classes)
+        out = _mlp_reference_all(X_train, y, X_test, probe, n_classes, seed, width)
+        out["seconds"] = time.perf_counter() - t0
+        return out
     if mode == "reference":
         return sweep_reference(X_train, y_train, X_test, probe, n_classes=n_classes, seed=seed,
                                width=width, n_jobs=n_jobs)
@@ -168,6 +184,37 @@ def _mlp_all(Xtr, y, Xte, probe, n_classes, seed, width) -> dict:
                 "proba": None, "info": info}
     proba = np.zeros(out.shape[:2] + (n_classes,))
     proba[..., present] = softmax(out, axis=-1)
+    return {"pred": proba.argmax(-1), "proba": proba, "info": info}
+
+
+def _mlp_reference_all(Xtr, y, Xte, probe, n_classes, seed, width) -> dict:
+    """The reference MLP (``make_probe(probe, mode="reference")``) on every layer at once."""
+    from learnerprobe.probes._sklearn_mlp import (
+        sklearn_mlp_output,
+        torch_threads,
+        train_sklearn_mlp,
+    )
+
+    est = make_probe(probe, mode="reference", n_classes=n_classes, width=width, seed=seed)
+    clf = probe == "mlp_clf"
+    present = np.unique(y)
+    if clf and present.size == 1:
+        proba = np.zeros((Xte.shape[0], Xte.shape[1], n_classes))
+        proba[..., present[0]] = 1.0
+        return {"pred": np.full(Xte.shape[:2], present[0]), "proba": proba, "info": []}
+    with torch_threads(1):
+        w = train_sklearn_mlp(
+            Xtr, np.searchsorted(present, y) if clf else y.astype(float),
+            task="clf" if clf else "reg", n_out=present.size if clf else 1,
+            hidden=int(est.hidden_layer_size), alpha=est.alpha, seed=int(est.random_state or 0))
+    out = sklearn_mlp_output(w, Xte)
+    info = [{"n_iter_": int(i), "converged_": bool(c)}
+            for i, c in zip(w["n_iter"], w["converged"], strict=True)]
+    if not clf:
+        return {"pred": np.clip(np.rint(out[..., 0]), 0, n_classes - 1).astype(int),
+                "proba": None, "info": info}
+    proba = np.zeros(out.shape[:2] + (n_classes,))
+    proba[..., present] = out
     return {"pred": proba.argmax(-1), "proba": proba, "info": info}
 
 

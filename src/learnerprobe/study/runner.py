@@ -50,6 +50,7 @@ from learnerprobe.paths import cache_root
 from learnerprobe.prep.clean import clean
 from learnerprobe.prep.mask import mask_records
 from learnerprobe.probes.surface import SurfaceBaseline, surface_features
+from learnerprobe.probes.sweep import engine_key
 from learnerprobe.records import LearnerText
 from learnerprobe.study import report as study_report
 from learnerprobe.study.config import StudyConfig, load_config
@@ -494,7 +495,7 @@ def _probe_stage(cfg: StudyConfig, data: StudyData, acts: dict[str, Acts], timer
             "v": CELL_VERSION, "acts": "surface" if p == SURFACE else acts[m].key,
             "layers": [] if p == SURFACE else acts[m].layers, "probe": p, "mode": mode,
             "seed": seed, "split": sp.digest(), "y": y_hash, "K": data.n_classes,
-            "metric": metric, "refit": cfg.selection.refit,
+            "metric": metric, "refit": cfg.selection.refit, **engine_key(p, mode),
         }
         key = content_key(key_src)
         path = _cell_path(key)
