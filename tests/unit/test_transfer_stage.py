@@ -39,7 +39,7 @@ def test_rows_and_paired_differences(run):
     q = t[(t.metric == "qwk") & (t.test_corpus == "all")].set_index("probe")
     assert q.transductive.to_dict() == {"plain": False, "ev_decode": False, "em_prior": True,
                                         "nested_best": False, "nested_best_tta": True}
-    assert all(c.count("@") == 3 for c in q.chosen)  # one choice per held-out corpus
+    assert all(c.count("@layer ") == 3 for c in q.chosen)  # one choice per held-out corpus
     d = t[t.metric == "diff_qwk_vs_plain"]
     assert set(d.probe) == set(q.index) - {"plain"}
     assert set(d.test_corpus) == {"all", "cz", "de", "it"}

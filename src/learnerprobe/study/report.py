@@ -91,16 +91,26 @@ def transfer_html(df: pd.DataFrame) -> str:
     tab = transfer_table(df)
     if tab.empty:
         return ""
-    left = ("method", "transductive")
-    head = "".join(f'<th{" class=l" if c in left else ""}>{html.escape(str(c))}</th>'
-                   for c in tab.columns)
+    # one column per held-out corpus (and pooled): score, then the two paired differences
+    corpora = [c[: -len(" qwk")] for c in tab.columns if c.endswith(" qwk")]
+    head = ('<th class="l">method</th><th class="l">transductive</th>'
+            + "".join(f"<th>{html.escape('pooled' if c == 'all' else 'held out: ' + c)}"
+                      "<br><small>QWK / vs plain / vs surface</small></th>" for c in corpora)
+            + '<th class="l">chosen (nested LOCO, per held-out corpus)</th>')
     rows = []
     for _, r in tab.iterrows():
         cls = ' class="surface"' if r["method"] == "surface" else ""
-        cells = "".join(
-            f'<td class="l">{html.escape(str(v))}</td>' if c in left or c.startswith("chosen")
-            else f"<td>{_cell_html(v)}</td>" for c, v in r.items())
-        rows.append(f"<tr{cls}>{cells}</tr>")
+        cells = [f'<td class="l">{html.escape(str(r["method"]))}</td>',
+                 f'<td class="l">{html.escape(str(r["transductive"]))}</td>']
+        for c in corpora:
+            parts = [str(r.get(f"{c} {k}", "") or "") for k in ("qwk", "vs plain", "vs surface")]
+            lines = [f"<b>{_cell_html(parts[0])}</b>"] + [
+                f'<span class="diff">{lab} {_cell_html(v)}</span>'
+                for lab, v in (("Δplain", parts[1]), ("Δsurface", parts[2])) if v]
+            cells.append("<td>" + "<br>".join(lines) + "</td>")
+        chosen = str(r.get("chosen (per held-out corpus)", "") or "")
+        cells.append(f'<td class="l chosen">{html.escape(chosen)}</td>')
+        rows.append(f"<tr{cls}>{''.join(cells)}</tr>")
     note = ('<p class="note">Held-out corpus = the leave-one-corpus-out test corpus. Each '
             "method's variant and layer are chosen by <b>nested</b> leave-one-corpus-out "
             "inside the training corpora (each held out in turn), never on the held-out "
@@ -159,8 +169,9 @@ def write_report(path: Path, cfg: Any, df: pd.DataFrame, pooled: Sequence[Pooled
             res = pd.DataFrame(residual_rows(pooled, data.y, data.corpora, data.n_classes))
             if len(res):
                 res.to_csv(Path(path).parent / "residuals.csv", index=False)
-                res_html = res.to_html(index=False, float_format=lambda v: f"{v:.3f}",
-                                       classes="residuals", border=0)
+                res_html = ('<div class="tablewrap">'
+                            + res.to_html(index=False, float_format=lambda v: f"{v:.3f}",
+                                          classes="residuals", border=0) + "</div>")
             all_sections.append(ReportSection(
                 "Residuals: does the probe collapse out of distribution?", html=res_html,
                 figures=plots.collapse(pooled, data.y, data.corpora, data.labels)

@@ -195,17 +195,17 @@ def run_transfer(cfg: StudyConfig, data: Any, acts: dict[str, Any], *,
                 cells[name] = _pooled(m, seed, name, folds, splits, data, want)
                 dt = time.perf_counter() - t0
                 timings[f"{m}.{name}"] = timings.get(f"{m}.{name}", 0.0) + dt
-                chosen[f"{m}.seed{seed}.{name}"] = {f.fold: f.choice.label for f in folds}
+                chosen[f"{m}.seed{seed}.{name}"] = {f.fold: _label(f, want) for f in folds}
                 log(f"  transfer {name}: {int(stats.get('fits', 0))} fits "
                     f"({int(stats.get('cached', 0))} cached), {dt:.1f} s; chosen "
-                    + "; ".join(f"{f.fold}: {f.choice.label}" for f in folds))
+                    + "; ".join(f"{f.fold}: {_label(f, want)}" for f in folds))
             for best, names in _best_sets(s).items():  # the method itself chosen by nested LOCO
                 stats = {}
                 folds = _run_methods(cfg, names, inp, plans, data, stats)
                 cells[best] = _pooled(m, seed, best, folds, splits, data, want)
-                chosen[f"{m}.seed{seed}.{best}"] = {f.fold: f.choice.label for f in folds}
+                chosen[f"{m}.seed{seed}.{best}"] = {f.fold: _label(f, want) for f in folds}
                 log(f"  transfer {best}: chosen "
-                    + "; ".join(f"{f.fold}: {f.choice.label}" for f in folds))
+                    + "; ".join(f"{f.fold}: {_label(f, want)}" for f in folds))
             rows += _rows(cfg, data, cells, base, s, chosen, m, seed)
             pooled += list(cells.values())
             preds += [prediction_frame(p, np.asarray(data.ids), data.corpora, data.y,
@@ -256,6 +256,14 @@ def _fitter(cfg: StudyConfig, name: str, inp: _Inputs, stats: dict[str, float]
     n_jobs = 1 if cfg.n_jobs == 1 else (cfg.n_jobs if cfg.n_jobs > 0 else -1)
     return make_fit_many(name, inp, n_jobs=n_jobs, threads=cfg.threads,
                          cache=cfg.cache_cells, stats=stats)
+
+
+def _label(f: nested.NestedFold, layers: list[int]) -> str:
+    """The chosen variant as ``option=value,...@layer L`` (hidden-state index, or ``mix``)."""
+    c = f.choice
+    opts = ",".join(f"{k}={v}" for k, v in c.options) or "defaults"
+    where = "mix" if c.layer == "mix" else f"layer {layers[int(c.layer)]}"
+    return f"{opts}@{where}"
 
 
 def _run_method(cfg: StudyConfig, name: str, inp: _Inputs, plans: list[nested.OuterPlan],
