@@ -440,14 +440,15 @@ class _Runner:
         return pooled.cpu().numpy()
 
     def _early_exit(self, layer_idx: Sequence[int] | None) -> _EarlyExit | None:
-        """A forward that stops after the deepest requested layer, or None when it cannot
-        (all layers wanted, the final layer wanted, or a model whose layers we cannot find)."""
+        """A forward that pools each requested state as it appears and stops after the deepest
+        one, or None when the model's layers cannot be identified (then the plain forward)."""
         mods = self.layer_modules
-        if layer_idx is None or mods is None or not layer_idx:
+        if mods is None:
             return None
-        if max(layer_idx) >= len(mods) or min(layer_idx) < 0:  # the final layer: full forward
+        want = list(range(len(mods) + 1)) if layer_idx is None else list(layer_idx)
+        if not want or min(want) < 0 or max(want) > len(mods):
             return None
-        return _EarlyExit(self.model, mods, list(layer_idx))
+        return _EarlyExit(self.model, mods, want)
 
     def n_hidden_states(self) -> int:
         cfg = self.model.config
@@ -491,25 +492,31 @@ class _StopForward(Exception):
 
 class _EarlyExit:
     """Runs the model only up to the deepest requested hidden state, pooling each requested
-    state as soon as it exists (so per-token states of other layers are never kept).
+    state as soon as it exists, so per-token states are never kept beyond their layer.
 
-    Why: a bundle or a study that needs layer 5 of 12 otherwise pays for all 12 layers and
-    holds every layer's per-token states. The layers below the exit compute exactly what the
-    full forward computes, so the vectors are bit-identical (tested).
+    Why: a bundle or a study that needs layer 5 of 12 otherwise pays for all 12 layers, and
+    ``output_hidden_states`` holds every layer's per-token states until the forward ends (13 x
+    batch x length x hidden floats: the largest allocation of a batch, and what made peak
+    memory grow with how full the batches are). The final state is taken from the model's own
+    output (``output_hidden_states=[L]``: only that one is kept), because models may apply a
+    final norm to it; the others are the tensors transformers' own hooks would collect, so the
+    vectors are bit-identical (tested).
     """
 
     def __init__(self, model: Any, mods: list[Any], layer_idx: list[int]) -> None:
         self.model, self.mods, self.want = model, mods, layer_idx
+        self.n_layers = len(mods)
         self.deepest = max(layer_idx)
 
     def __call__(self, kw: dict[str, Any], attn: Any, pooling: str) -> list[Any]:
         got: dict[int, Any] = {}
         want = set(self.want)
+        final = self.deepest == self.n_layers
 
         def keep(i: int, h: Any) -> None:
-            if i in want:
+            if i in want and i < self.n_layers:
                 got[i] = pool(h, attn, pooling)
-            if i == self.deepest:
+            if i == self.deepest and not final:
                 raise _StopForward
 
         def pre0(_m: Any, args: tuple[Any, ...]) -> None:
@@ -522,10 +529,12 @@ class _EarlyExit:
 
         handles = [self.mods[0].register_forward_pre_hook(pre0)]
         handles += [self.mods[i - 1].register_forward_hook(post(i))
-                    for i in range(1, self.deepest + 1)]
-        kw = {**kw, "output_hidden_states": False}
+                    for i in range(1, min(self.deepest, self.n_layers - 1) + 1)]
+        kw = {**kw, "output_hidden_states": [self.n_layers] if final else False}
         try:
-            self.model(**kw)
+            out = self.model(**kw)
+            if final:
+                got[self.n_layers] = pool(out.hidden_states[self.n_layers], attn, pooling)
         except _StopForward:
             pass
         finally:
