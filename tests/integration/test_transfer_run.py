@@ -4,6 +4,7 @@ e5-small activations, through `learnerprobe run` and `learnerprobe results`."""
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 CONFIG = """
@@ -28,6 +29,7 @@ class_weight = ["balanced"]
 """
 
 
+@pytest.mark.slow  # 85 s measured on the shared 2-core machine (load 16): ~33 fits + report
 def test_transfer_config_runs_and_prints_paired_comparisons(tmp_path, data_root):
     from learnerprobe.cli import app
 
@@ -57,6 +59,6 @@ def test_transfer_config_runs_and_prints_paired_comparisons(tmp_path, data_root)
     html = (out / "report.html").read_text()
     assert html.index("transfer-table") < html.index("summary-table")  # transfer first
     assert "held-out corpus" in html
-    res = CliRunner().invoke(app, ["results", str(out)])
+    res = CliRunner().invoke(app, ["results", str(out), "--markdown"])
     assert res.exit_code == 0, res.output
     assert "diff_qwk_vs_surface" in res.output and "em_prior" in res.output
