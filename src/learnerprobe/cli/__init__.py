@@ -22,6 +22,7 @@ err_console = Console(stderr=True)
 
 def _register() -> None:
     # Imported for their side effect of adding commands/sub-apps to `app`.
+    import learnerprobe.cli.bench_study  # noqa: F401  (bench study)
     import learnerprobe.cli.bundle  # noqa: F401  (bundle verify)
     import learnerprobe.cli.nli  # noqa: F401  (nli-task)
     from learnerprobe.cli import (  # noqa: F401
