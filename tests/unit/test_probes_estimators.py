@@ -89,7 +89,7 @@ def test_modes_differ_as_documented():
     assert ridge_ref.alphas is None and not ridge_ref.scale
     assert ridge_tuned.alphas is not None and ridge_tuned.scale
     assert make_probe("mlp_clf", mode="reference", width=384).hidden_layer_size == 384
-    assert make_probe("mlp_clf", mode="reference", width=384).backend == "sklearn"
+    assert make_probe("mlp_clf", mode="reference", width=384).backend == "sklearn_torch"
     assert make_probe("mlp_reg").backend == "torch"
     with pytest.raises(ValueError, match="unknown probe"):
         make_probe("svm")
