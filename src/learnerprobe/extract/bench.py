@@ -24,6 +24,7 @@ from typing import Any
 from learnerprobe.corpora.registry import load_corpus
 from learnerprobe.errors import ConfigError
 from learnerprobe.extract.engine import (
+    DEFAULT_BATCH_TOKENS,
     _load,
     _resolve_model,
     cpu_has_native_bf16,
@@ -144,7 +145,8 @@ def _worker(spec: dict[str, Any]) -> dict[str, Any]:
         dtype = resolve_dtype(spec.get("dtype", "auto"), device, entry)
         with tempfile.TemporaryDirectory() as d:
             acts = extract(texts, spec["model"], dtype=dtype, device=device, cache_dir=d,
-                           progress=False, batch_tokens=int(spec.get("batch_tokens", 16384)))
+                           progress=False,
+                           batch_tokens=int(spec.get("batch_tokens", DEFAULT_BATCH_TOKENS)))
             seconds, tokens = acts.seconds, acts.tokens_computed
             padded = acts.padded_tokens
             shape = list(acts.array.shape)
