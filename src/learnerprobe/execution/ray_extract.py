@@ -413,6 +413,23 @@ def cluster_extract(
                          worker_peak_rss_mb=job.get("worker_peak_rss_mb", {}))
 
 
+def fill_models(records: Sequence[LearnerText | str], models: Sequence[str], *,
+                execution: ExecutionConfig, layers: Sequence[int] | None,
+                extraction: dict[str, Any], log: Any = print) -> list[dict[str, Any]]:
+    """Fill the activation cache of every model for ``records`` on Ray (the study runner's and
+    ``prefill_activations``' one path); a remote ``cache_uri`` is copied back to the local cache
+    folder, which the readers use. Texts already cached are not recomputed (nothing runs)."""
+    out = []
+    for m in models:
+        res = cluster_extract(records, m, execution=execution, layers=layers, **extraction)
+        log(f"  ray extraction {m}: {res.texts_computed}/{res.n_texts} texts computed "
+            f"on {res.workers} worker(s), {res.shards_written} shard(s) in {res.seconds:.1f} s")
+        if execution.cache_uri:
+            sync_cache(execution.cache_uri, res.key)
+        out.append(res.summary())
+    return out
+
+
 def _shape(material: dict[str, Any], entry: ModelEntry, layers: list[int] | None) -> tuple[int, int]:
     """(layers stored, hidden size); records the model's hidden-state count in the material."""
     n_hidden, hidden = model_shape(entry)

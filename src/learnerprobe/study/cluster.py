@@ -43,22 +43,12 @@ def prefill_activations(cfg: StudyConfig, records: list[LearnerText] | None = No
     whatever ``layers`` says (``train`` reads all layers)."""
     if not cfg.execution.is_ray:
         return []
-    from learnerprobe.execution.ray_extract import cluster_extract
+    from learnerprobe.execution.ray_extract import fill_models  # heavy optional: ray
     from learnerprobe.study.runner import load_records
 
     if records is None:
         records, _ = load_records(cfg)
     texts = get_task(cfg.task).prepare(cfg, records).records
     layers = None if all_layers or cfg.layers == "all" else cfg.layers
-    out = []
-    for m in cfg.models:
-        res = cluster_extract(texts, m, execution=cfg.execution, layers=layers,
-                              **cfg.extraction.kwargs())
-        log(f"  ray extraction {m}: {res.texts_computed}/{res.n_texts} texts computed "
-            f"on {res.workers} worker(s), {res.shards_written} shard(s) in {res.seconds:.1f} s")
-        if cfg.execution.cache_uri:  # the runner reads the local cache folder: copy it there
-            from learnerprobe.execution.ray_extract import sync_cache
-
-            sync_cache(cfg.execution.cache_uri, res.key)
-        out.append(res.summary())
-    return out
+    return fill_models(texts, cfg.models, execution=cfg.execution, layers=layers,
+                       extraction=cfg.extraction.kwargs(), log=log)

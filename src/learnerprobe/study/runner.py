@@ -182,6 +182,11 @@ def extract_all(cfg: StudyConfig, data: StudyData, log: Callable[[str], None],
     out = {}
     kw = cfg.extraction.kwargs()
     layers = None if cfg.layers == "all" else cfg.layers
+    if cfg.execution.is_ray:  # Ray Data actors fill the cache; the reads below are then hits
+        from learnerprobe.execution.ray_extract import fill_models  # heavy optional: ray
+
+        fill_models(data.records, cfg.models, execution=cfg.execution, layers=layers,
+                    extraction=kw, log=log)
     for m in cfg.models:
         t0 = time.perf_counter()
         out[m] = get_activations(data.records, m, layers=layers, progress=progress, **kw)
