@@ -72,12 +72,27 @@ def _layer_activations(cfg, records, log) -> tuple[np.ndarray, list[int], Any, d
     return arr.astype(np.float32), layers, entry, extraction
 
 
+def select_probe(X_tr: np.ndarray, y_tr: np.ndarray, X_va: np.ndarray, y_va: np.ndarray,
+                 probe: str, n_classes: int, seed: int, threads: int) -> tuple[str, Any]:
+    """One probe's tuned fit on every layer and its validation choice (a worker: picklable,
+    bounded BLAS/OpenMP threads)."""
+    from threadpoolctl import threadpool_limits
+
+    from learnerprobe.methods.sweep import select_layer
+
+    with threadpool_limits(threads):
+        return probe, select_layer(X_tr, y_tr, X_va, y_va, probe, metric="qwk",
+                                   n_classes=n_classes, mode="tuned", seed=seed,
+                                   width=X_tr.shape[-1], n_jobs=1)
+
+
 def train_cefr(cfg, bundle: Path, *, results_dir: Path | None, log: Callable[[str], None],
                n_boot: int = 1000) -> Path:
     from learnerprobe.bundle import save_bundle
     from learnerprobe.evaluation.splits import grouped_holdout
+    from learnerprobe.execution.cells import map_cells
     from learnerprobe.methods.registry import get_method
-    from learnerprobe.methods.sweep import best_index, select_layer
+    from learnerprobe.methods.sweep import best_index
     from learnerprobe.metrics import bootstrap_all
     from learnerprobe.models.pinning import weights_pin
     from learnerprobe.study.runner import load_records
@@ -89,11 +104,13 @@ def train_cefr(cfg, bundle: Path, *, results_dir: Path | None, log: Callable[[st
     seed = cfg.seeds[0]
     tr, va = grouped_holdout(data.y, data.groups, test_size=cfg.selection.val_size, seed=seed)
     K = data.n_classes
-    sels = {}
-    for probe in cfg.probe_names:
-        sels[probe] = sel = select_layer(
-            X[:, tr], data.y[tr], X[:, va], data.y[va], probe, metric="qwk", n_classes=K,
-            mode="tuned", seed=seed, width=X.shape[-1], n_jobs=1)
+    jobs = [(X[:, tr], data.y[tr], X[:, va], data.y[va], p, K, seed, cfg.threads)
+            for p in cfg.probe_names]
+    # the probes side by side with bounded thread pools, as the runner's cells: unbounded BLAS
+    # and torch pools oversubscribed the cores (minutes became most of an hour on a busy machine)
+    done = dict(map_cells(select_probe, jobs, n_jobs=cfg.n_jobs, execution=cfg.execution))
+    sels = {p: done[p] for p in cfg.probe_names}  # config order: the tie rule picks the first
+    for probe, sel in sels.items():
         log(f"  {probe}: best validation QWK {sel.score:.3f} at layer {layers[sel.layer_index]}")
     if not sels:
         raise ConfigError("the config lists no probe to train (surface alone cannot be bundled)")
