@@ -158,6 +158,13 @@ def fit_predict_layers(
     return out
 
 
+def _one_class(Xte: np.ndarray, label: int, n_classes: int) -> dict:
+    """A classifier trained on one class predicts it everywhere, with probability 1."""
+    proba = np.zeros((Xte.shape[0], Xte.shape[1], n_classes))
+    proba[..., label] = 1.0
+    return {"pred": np.full(Xte.shape[:2], label), "proba": proba, "info": []}
+
+
 def _mlp_all(Xtr, y, Xte, probe, n_classes, seed, width) -> dict:
     from scipy.special import softmax
 
@@ -167,9 +174,7 @@ def _mlp_all(Xtr, y, Xte, probe, n_classes, seed, width) -> dict:
     clf = probe == "mlp_clf"
     present = np.unique(y)
     if clf and present.size == 1:
-        proba = np.zeros((Xte.shape[0], Xte.shape[1], n_classes))
-        proba[..., present[0]] = 1.0
-        return {"pred": np.full(Xte.shape[:2], present[0]), "proba": proba, "info": []}
+        return _one_class(Xte, present[0], n_classes)
     w = train_mlp(
         Xtr.astype(np.float32), np.searchsorted(present, y) if clf else y.astype(float),
         task="clf" if clf else "reg", n_out=present.size if clf else 1,
@@ -199,9 +204,7 @@ def _mlp_reference_all(Xtr, y, Xte, probe, n_classes, seed, width) -> dict:
     clf = probe == "mlp_clf"
     present = np.unique(y)
     if clf and present.size == 1:
-        proba = np.zeros((Xte.shape[0], Xte.shape[1], n_classes))
-        proba[..., present[0]] = 1.0
-        return {"pred": np.full(Xte.shape[:2], present[0]), "proba": proba, "info": []}
+        return _one_class(Xte, present[0], n_classes)
     with torch_threads(1):
         w = train_sklearn_mlp(
             Xtr, np.searchsorted(present, y) if clf else y.astype(float),

@@ -30,7 +30,6 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from learnerprobe.transfer import adapt
@@ -115,15 +114,7 @@ class TransferProbe(ClassifierMixin, BaseEstimator):
             raise ValueError("surface features need n_surface > 0 (the last columns of X)")
 
     def _encode_y(self, y: np.ndarray) -> np.ndarray:
-        if self.n_classes is not None:
-            k = int(self.n_classes)
-            yi = np.asarray(y).astype(int)
-            if not np.array_equal(yi, y) or yi.min() < 0 or yi.max() >= k:
-                raise ValueError(f"with n_classes={k}, labels must be integers 0..{k - 1}")
-            self.classes_ = np.arange(k)
-            return yi
-        check_classification_targets(y)
-        self.classes_, yi = np.unique(y, return_inverse=True)
+        self.classes_, yi = adapt.encode_labels(y, self.n_classes)
         return yi
 
     def _split(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -22,25 +22,16 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from learnerprobe.transfer.adapt import expected_value
+from learnerprobe.transfer.adapt import encode_labels, expected_value
 
 
 class _TorchProbe(ClassifierMixin, BaseEstimator):
     """Label contract of the probes, class weights, decoding and the seeded torch context."""
 
     def _encode_y(self, y: np.ndarray) -> np.ndarray:
-        if getattr(self, "n_classes", None) is not None:
-            k = int(self.n_classes)
-            yi = np.asarray(y).astype(int)
-            if not np.array_equal(yi, y) or yi.min() < 0 or yi.max() >= k:
-                raise ValueError(f"with n_classes={k}, labels must be integers 0..{k - 1}")
-            self.classes_ = np.arange(k)
-            return yi
-        check_classification_targets(y)
-        self.classes_, yi = np.unique(y, return_inverse=True)
+        self.classes_, yi = encode_labels(y, getattr(self, "n_classes", None))
         return yi
 
     def _weights(self, yi: np.ndarray) -> np.ndarray:
