@@ -333,7 +333,7 @@ class _MLPProbe(_OrdinalProbe):
         elif self.backend == "sklearn_torch":
             from learnerprobe.probes._sklearn_mlp import torch_threads, train_sklearn_mlp
 
-            with torch_threads(1):
+            with torch_threads(1), _one_blas_thread():
                 self.weights_ = train_sklearn_mlp(
                     Xs[None], target, task=self._task, n_out=n_out,
                     hidden=int(self.hidden_layer_size), alpha=self.alpha,
@@ -380,7 +380,8 @@ class _MLPProbe(_OrdinalProbe):
         if self.backend == "sklearn_torch":
             from learnerprobe.probes._sklearn_mlp import sklearn_mlp_output
 
-            return sklearn_mlp_output(self.weights_, Xs[None])[0]
+            with _one_blas_thread():  # the reference MLP's outputs must not depend on threads
+                return sklearn_mlp_output(self.weights_, Xs[None])[0]
         from learnerprobe.probes._torch_mlp import mlp_forward
 
         out = mlp_forward(self.weights_, Xs[None])[0]

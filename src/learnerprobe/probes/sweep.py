@@ -21,6 +21,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from learnerprobe.probes import PROBES, RIDGE_ALPHAS, TUNED_MLP_HIDDEN, make_probe
 
@@ -205,12 +206,14 @@ def _mlp_reference_all(Xtr, y, Xte, probe, n_classes, seed, width) -> dict:
     present = np.unique(y)
     if clf and present.size == 1:
         return _one_class(Xte, present[0], n_classes)
-    with torch_threads(1):
+    # one torch and one BLAS thread: the unconverged reference MLP carries last-bit differences
+    # of multi-threaded reductions through every epoch (results must not depend on `threads`)
+    with torch_threads(1), threadpool_limits(1, user_api="blas"):
         w = train_sklearn_mlp(
             Xtr, np.searchsorted(present, y) if clf else y.astype(float),
             task="clf" if clf else "reg", n_out=present.size if clf else 1,
             hidden=int(est.hidden_layer_size), alpha=est.alpha, seed=int(est.random_state or 0))
-    out = sklearn_mlp_output(w, Xte)
+        out = sklearn_mlp_output(w, Xte)
     info = [{"n_iter_": int(i), "converged_": bool(c)}
             for i, c in zip(w["n_iter"], w["converged"], strict=True)]
     if not clf:
