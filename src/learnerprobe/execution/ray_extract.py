@@ -38,7 +38,13 @@ from learnerprobe.errors import ConfigError, LearnerprobeError
 from learnerprobe.execution.session import ensure_ray
 from learnerprobe.execution.settings import ExecutionConfig
 from learnerprobe.extract.cache import ActivationCache, RowKey, Shard, ShardWriter, cache_key
-from learnerprobe.extract.engine import DTYPE_ALIASES, cache_material, extract, resolve_dtype
+from learnerprobe.extract.engine import (
+    DTYPE_ALIASES,
+    as_rows,
+    cache_material,
+    extract,
+    resolve_dtype,
+)
 from learnerprobe.models import loading, registry
 from learnerprobe.models.device import resolve_device
 from learnerprobe.models.entry import ModelEntry
@@ -79,19 +85,6 @@ class ClusterResult:
 
 
 # ----------------------------------------------------------------------------- settings
-def _rows(records: Sequence[LearnerText | str]) -> list[tuple[str, str]]:
-    """(id, text) rows, addressed as the local engine addresses them."""
-    out = []
-    for i, r in enumerate(records):
-        if isinstance(r, LearnerText):
-            out.append((str(r.id), r.text))
-        elif isinstance(r, str):
-            out.append((str(i), r))
-        else:
-            raise ConfigError(f"record {i}: expected LearnerText or str, got {type(r).__name__}")
-    return out
-
-
 def _entry(model: str | ModelEntry) -> ModelEntry:
     if isinstance(model, ModelEntry):
         return model
@@ -382,7 +375,7 @@ def cluster_extract(
     folder as ``cache_dir``) is a cache hit with the vectors the local backend would compute.
     """
     t0 = time.perf_counter()
-    rows = _rows(records)
+    rows = as_rows(records)
     if not rows:
         raise ConfigError("no texts to extract")
     if chunking not in ("truncate", "chunks"):

@@ -599,7 +599,9 @@ class _Progress:
 
 
 # ----------------------------------------------------------------------------- main entry
-def _as_rows(records: Sequence[LearnerText | str]) -> list[tuple[str, str]]:
+def as_rows(records: Sequence[LearnerText | str]) -> list[tuple[str, str]]:
+    """(id, text) rows as the engine addresses them (a str's id is its position); the Ray
+    backend addresses its rows through this too, so both write the same cache rows."""
     rows = []
     for i, r in enumerate(records):
         if isinstance(r, LearnerText):
@@ -720,7 +722,7 @@ def _checked_rows(
         raise ConfigError(f"chunking must be one of {CHUNKING}, not {chunking!r}")
     if batch_tokens < 1:
         raise ConfigError("batch_tokens must be positive")
-    rows = _as_rows(records)
+    rows = as_rows(records)
     if limit is not None:
         rows = rows[: int(limit)]
     if not rows:
