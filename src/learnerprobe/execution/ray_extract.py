@@ -506,6 +506,7 @@ def _map(items: list[dict[str, Any]], actor_kw: dict[str, Any],
     """Run the items through ``map_batches`` on the actor pool; tokens computed, actor busy
     seconds and peak RSS per actor process."""
     ensure_ray(ex)
+    import ray
     import ray.data
 
     ctx = ray.data.DataContext.get_current()
@@ -520,10 +521,17 @@ def _map(items: list[dict[str, Any]], actor_kw: dict[str, Any],
         num_cpus=ex.cpus_per_worker,
     )
     tokens, busy, peak = 0, 0.0, {}
-    for row in ds.iter_rows():
-        tokens += int(row["tokens"])
-        busy += float(row["seconds"])
-        pid = int(row["pid"])
-        peak[pid] = max(peak.get(pid, 0.0), float(row["peak_rss_mb"]))
+    try:
+        for row in ds.iter_rows():
+            tokens += int(row["tokens"])
+            busy += float(row["seconds"])
+            pid = int(row["pid"])
+            peak[pid] = max(peak.get(pid, 0.0), float(row["peak_rss_mb"]))
+    except BaseException:
+        # A failed job's actor pool can outlive it and keep its CPUs/GPUs: a rerun in this
+        # process then waited forever for them (seen once in the killed-job test). Disconnecting
+        # the driver releases every actor it owns; the next call connects again (ensure_ray).
+        ray.shutdown()
+        raise
     return {"tokens": tokens, "busy_seconds": busy, "worker_peak_rss_mb": peak}
 
