@@ -14,18 +14,9 @@ import numpy as np
 from learnerprobe.extract import extract
 from learnerprobe.extract.cache import ActivationCache
 from learnerprobe.models.testing import tiny_model
-from learnerprobe.records import LearnerText
+from tests.helpers.extract import text_records
 
-TEXTS = [
-    f"Text {i}: " + "Ich lerne Deutsch seit drei Jahren und finde es schwer. " * (1 + i % 5)
-    for i in range(12)
-]
-
-
-def _records(texts=TEXTS) -> list[LearnerText]:
-    return [
-        LearnerText(id=f"t{i}", corpus="test", language="de", text=t) for i, t in enumerate(texts)
-    ]
+_records = text_records
 
 
 _KILL_SCRIPT = textwrap.dedent(
