@@ -2,7 +2,8 @@
 
 `Predictor.load(dir, ...)` loads one bundle per task (cefr and/or l1) and `predict(texts)` returns,
 per text, `{"cefr": {"label", "probabilities"[, "score"]}, "l1": {...}}` with a key only for the
-tasks loaded. The label is always the argmax of the probabilities; bundles whose model is an
+tasks loaded. The label is the argmax of the probabilities (transfer methods with expected-value
+or threshold decoding: their estimator's decoded level, `label_is_argmax = False`); bundles whose model is an
 ordinal regressor also give the continuous level `score` (0 = first level), and their
 probabilities come from an ordered-logit calibration fitted on validation data
 (:mod:`learnerprobe.calibration`).
@@ -180,12 +181,26 @@ class Predictor:
         if lo.encoder is None:
             lo.encoder = _load_encoder(lo.bundle, ex.get("dtype") or "float32")
         tok, model, entry, device, dtype = lo.encoder
+        want = [int(x) for x in (m.get("layers") or [m["layer"]])]  # several: scalar_mix
         acts = extract(
-            texts, (tok, model, entry), layers=[int(m["layer"])], device=device, dtype=dtype,
+            texts, (tok, model, entry), layers=want, device=device, dtype=dtype,
             max_length=ex.get("max_length"), chunking=ex.get("chunking", "truncate"),
             cache=False, progress=False, fingerprint="predict", durable=False,
         )
-        return np.array(acts.array[0], dtype=np.float32)
+        if len(want) == 1:
+            X = np.array(acts.array[0], dtype=np.float32)
+        else:  # side by side, in the manifest's order (as in training)
+            X = np.concatenate([np.asarray(acts.layer(i), dtype=np.float32) for i in want], 1)
+        k = int(m.get("preprocessing", {}).get("surface") or 0)
+        if k:  # surface columns as the transfer stage builds them (imported only when needed)
+            from learnerprobe.probes.surface import surface_features
+
+            S = np.log1p(np.asarray(surface_features(texts), dtype=np.float64))
+            if S.shape[1] != k:
+                raise BundleError(f"{lo.bundle.path}: the bundle expects {k} surface columns, "
+                                  f"this learnerprobe computes {S.shape[1]}")
+            X = np.hstack([X, S])
+        return X
 
     def predict_task(self, task: str, texts: Sequence[str], top_k: int | None = None) -> list[dict]:
         lo = self._loaded[task]
@@ -199,6 +214,8 @@ class Predictor:
                 score = np.asarray(est.predict_score(X), dtype=float)
             if hasattr(est, "predict_proba"):
                 proba = np.asarray(est.predict_proba(X), dtype=float)
+                if not getattr(est, "label_is_argmax", True):  # EV / threshold decoding
+                    pred = est.predict(X)
             else:  # an uncalibrated ordinal regressor: a level and a score, no probabilities
                 pred = est.predict(X)
         classes = [_label(labels, c) for c in getattr(est, "classes_", range(len(labels)))]
@@ -215,7 +232,8 @@ class Predictor:
             if top_k:
                 order = order[:top_k]
             probs = {classes[j]: round(float(row[j]), 6) for j in order}
-            r = {"label": classes[int(np.argmax(row))], "probabilities": probs}
+            top = classes[int(np.argmax(row))] if pred is None else _label(labels, pred[i])
+            r = {"label": top, "probabilities": probs}
             if score is not None:
                 r["score"] = round(float(score[i]), 6)  # level index on a continuous scale
             res.append(r)

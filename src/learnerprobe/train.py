@@ -153,6 +153,138 @@ def train_cefr(cfg, bundle: Path, *, results_dir: Path | None, log: Callable[[st
     )
 
 
+def bundle_transfer_method(name: str) -> Any:
+    """The registry entry of a transfer method ``train`` can bundle, else a one-line ConfigError:
+    an unknown name lists the transfer methods; a transductive one is refused because it
+    adapts to a batch of unlabeled target texts, which a bundle applied to one text at a time
+    does not have."""
+    from learnerprobe.methods.registry import get_method, method_names
+
+    entry = get_method(name, task="transfer")
+    ok = [n for n in method_names(task="transfer") if get_method(n).bundle]
+    if entry.transductive:
+        raise ConfigError(f"transfer method {name!r} is transductive: it adapts to a batch of "
+                          "unlabeled texts from the target corpus, which a bundle applied to one "
+                          f"text at a time does not have; bundle one of: {', '.join(ok)}")
+    if not entry.bundle:
+        raise ConfigError(f"transfer method {name!r} cannot be bundled; bundle one of: "
+                          f"{', '.join(ok)}")
+    return entry
+
+
+def train_transfer(cfg, bundle: Path, method: str, *, results_dir: Path | None,
+                   log: Callable[[str], None], n_boot: int = 1000) -> Path:
+    """A CEFR bundle of one inductive transfer method (issue 11).
+
+    The variant (the method's grid) and layer are chosen exactly as the study's ``[transfer]``
+    stage chooses them inside an outer fold (:func:`learnerprobe.methods.nested.choose`, fits
+    through :func:`learnerprobe.study.transfer.make_fit_many`): every configured corpus is held
+    out in turn as validation (one corpus: the grouped validation split), the best candidate on
+    the pooled held-out predictions is refitted on all texts. The card keeps the choice, every
+    candidate's validation score and the chosen one's validation metrics with bootstrap CIs.
+    """
+    import hashlib
+    from types import SimpleNamespace
+
+    from threadpoolctl import threadpool_limits
+
+    from learnerprobe.bundle import save_bundle
+    from learnerprobe.evaluation.cache import content_key
+    from learnerprobe.evaluation.protocols import Split
+    from learnerprobe.evaluation.splits import grouped_holdout
+    from learnerprobe.methods import nested
+    from learnerprobe.methods.registry import BuildContext
+    from learnerprobe.metrics import bootstrap_all
+    from learnerprobe.models.pinning import weights_pin
+    from learnerprobe.probes.surface import surface_features
+    from learnerprobe.study import transfer as st
+    from learnerprobe.study.runner import load_records
+    from learnerprobe.study.transfer_config import TransferSettings
+    from learnerprobe.tasks import get_task
+
+    entry_m = bundle_transfer_method(method)
+    s = cfg.transfer or TransferSettings(methods=[method])
+    cfg = cfg.model_copy(update={"transfer": s})
+    records, info = load_records(cfg)
+    data = get_task("cefr").prepare(cfg, records)
+    X, layers, entry, extraction = _layer_activations(cfg, data.records, log)
+    want = layers if s.layers == "all" else list(s.layers)
+    bad = [x for x in want if x not in layers]
+    if bad:
+        raise ConfigError(f"transfer.layers {bad} not extracted; available: {layers}")
+    A = X[[layers.index(x) for x in want]]
+    key = content_key({"acts": hashlib.sha256(np.ascontiguousarray(A).tobytes()).hexdigest(),
+                       "layers": want})
+    seed, K = cfg.seeds[0], data.n_classes
+    S = np.log1p(np.asarray(surface_features([r.text for r in data.records]), dtype=np.float64))
+    domains = np.asarray(data.corpora)
+    inp = st._Inputs(A, want, S, domains, key, K, seed)
+    tr, va = grouped_holdout(data.y, data.groups, test_size=cfg.selection.val_size, seed=seed)
+    whole = Split("loco", "bundle", np.sort(tr), np.sort(va), np.array([], dtype=int), "none")
+    plan = nested.plan([whole], domains, data.groups)[0]
+    cands = st._candidates(cfg, method, inp)
+    n_jobs = 1 if cfg.n_jobs == 1 else (cfg.n_jobs if cfg.n_jobs > 0 else -1)
+    stats: dict[str, float] = {}
+    fit_many = st.make_fit_many(method, inp, n_jobs=n_jobs, threads=cfg.threads,
+                                cache=cfg.cache_cells, stats=stats)
+    ch = nested.choose(plan, cands, data.y, fit_many, metric=s.metric, n_classes=K)
+    chosen = st._label(ch, want)
+    inner = ("each of " + ", ".join(cfg.corpus_names) + " held out in turn"
+             if ch.inner_kind == "loco" else "a grouped validation split (one corpus)")
+    log(f"  {method}: {len(cands)} candidates x {len(plan.inner)} validation folds "
+        f"({int(stats.get('fits', 0))} fits, {int(stats.get('cached', 0))} cached); chosen "
+        f"{chosen}, validation {s.metric} {ch.scores[ch.chosen]:.3f}")
+    mix, surf = st._inputs(method)
+    opts = dict(ch.choice.options)  # the study's worker adds the same two input options
+    if surf:
+        opts["n_surface"] = st.N_SURFACE
+    if mix:
+        opts["n_layers"] = len(want)
+    est = entry_m.build(BuildContext(n_classes=K, seed=seed), opts)
+    rows = plan.train
+    with threadpool_limits(cfg.threads):
+        est.fit(st._matrix(inp, ch.choice.layer, rows, mix, surf), data.y[rows],
+                domains=domains[rows])
+    val = bootstrap_all(data.y[ch.val], ch.pred, task="ordinal", labels=K, n_boot=n_boot,
+                        seed=seed)
+    by_corpus = {c: _ci_dict(bootstrap_all(data.y[ch.val][m], ch.pred[m], task="ordinal",
+                                           labels=K, n_boot=n_boot, seed=seed))
+                 for c in dict.fromkeys(domains[ch.val].tolist())
+                 if (m := domains[ch.val] == c).any()} if ch.inner_kind == "loco" else {}
+    use = want if mix else [want[int(ch.choice.layer)]]
+    langs = sorted(set(data.languages.tolist()))
+    decoding = ("the level is the estimator's decoding (expected value or tuned thresholds), "
+                "which may differ from the most probable level"
+                if not getattr(est, "label_is_argmax", True) else None)
+    return save_bundle(
+        bundle, task="cefr", method=method, labels=data.labels, estimator=est,
+        model=entry.to_dict(), weights=weights_pin(entry), layer=int(max(use)),
+        layers=[int(x) for x in use] if mix else None,
+        preprocessing={"features": "hidden", "mask": bool(cfg.prep.mask),
+                       "surface": st.N_SURFACE if surf else 0,
+                       "language": langs[0] if len(langs) == 1 else None,
+                       "label_scheme": cfg.labels.model_dump(), "extraction": extraction},
+        training_data={"corpora": cfg.corpus_names, "n_texts": len(data.records),
+                       "languages": langs,
+                       "by_label": {lab: int((data.y == i).sum())
+                                    for i, lab in enumerate(data.labels)},
+                       "prep": info},
+        metrics={"validation": _ci_dict(val), "validation_by_corpus": by_corpus,
+                 "candidates": {st._label(SimpleNamespace(choice=c), want): float(v)
+                                for c, v in zip(ch.candidates, ch.scores, strict=True)},
+                 "selection_metric": s.metric,
+                 "study": study_metrics(results_dir, "cefr", method)},
+        card={"limits": f"trained on {', '.join(cfg.corpus_names)} ({', '.join(langs)} learner "
+                        f"texts only); levels {', '.join(data.labels)}; other languages, genres "
+                        "or populations are out of distribution (the study's OOD scores apply)",
+              "selection": f"transfer method {method} ({entry_m.description}): {chosen} chosen "
+                           f"by {s.metric} on held-out predictions ({inner}; the chosen "
+                           "candidate's pooled held-out predictions give the validation "
+                           "metrics), then refitted on all texts",
+              **({"decoding": decoding} if decoding else {})},
+    )
+
+
 def train_l1(cfg, bundle: Path, *, results_dir: Path | None, log: Callable[[str], None],
              n_boot: int = 1000) -> Path:
     """Best of the n-gram model and hidden-state probes (validation macro-F1), refit on all."""
@@ -231,13 +363,23 @@ def train_l1(cfg, bundle: Path, *, results_dir: Path | None, log: Callable[[str]
 
 
 def train_bundle(config: str | Path, bundle: str | Path, *, results_dir: str | Path | None = None,
-                 log: Callable[[str], None] = print) -> Path:
+                 log: Callable[[str], None] = print, method: str | None = None) -> Path:
+    """``method``: an inductive transfer method to bundle (:func:`train_transfer`) instead of
+    the config's best probe (task cefr only)."""
     from learnerprobe.bundle import check_writable
     from learnerprobe.study.config import load_config
 
+    if method is not None:
+        bundle_transfer_method(method)  # refused before anything is read or trained
     check_writable(bundle)  # before training: a bad destination should not cost a training run
     cfg = load_config(config)
     rd = Path(results_dir) if results_dir else None
+    if method is not None:
+        if cfg.task != "cefr":
+            raise ConfigError(f"--method {method}: transfer methods are CEFR probes; the config's "
+                              f"task is {cfg.task!r}")
+        return train_transfer(cfg, Path(bundle), method, results_dir=rd, log=log,
+                              n_boot=cfg.n_boot)
     trainers = {"cefr": train_cefr, "l1": train_l1}
     if cfg.task not in trainers:
         raise ConfigError(f"task {cfg.task!r} cannot be trained into a bundle; "

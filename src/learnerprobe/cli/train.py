@@ -21,6 +21,10 @@ def train(
     address: str | None = typer.Option(None, "--address", help="Ray address (auto, "
                                        "ray://head:10001)."),
     workers: int | None = typer.Option(None, "--workers", help="Ray extraction actors."),
+    method: str | None = typer.Option(None, "--method", help="Bundle this inductive transfer "
+                                      "method (e.g. leace, thresholds; task cefr) instead of "
+                                      "the best probe: variant and layer chosen by "
+                                      "leave-one-corpus-out validation, refitted on all texts."),
 ) -> None:
     """Train the config's best validation-chosen model on all its data and save a bundle.
 
@@ -37,11 +41,15 @@ def train(
 
     if backend not in (None, "local", "ray"):
         raise ConfigError(f"--backend must be local or ray, not {backend!r}")
+    if method is not None:  # a transductive or unknown method is refused before any work
+        from learnerprobe.train import bundle_transfer_method
+
+        bundle_transfer_method(method)
     # With Ray the activations (all layers) are extracted on the cluster first; training then
     # reads them from the cache exactly as with the local backend.
     configured(config, backend=backend, address=address, workers=workers, all_layers=True,
                log=console.print)
-    path = train_bundle(config, bundle, results_dir=results, log=console.print)
+    path = train_bundle(config, bundle, results_dir=results, log=console.print, method=method)
     print(f"bundle written to {path}")
     print(f"digest: {bundle_digest(path)}  (pin it: --expect-digest; check: learnerprobe bundle "
           "verify)")

@@ -116,19 +116,60 @@ def inner_jobs(p: OuterPlan, candidates: Sequence[Candidate], y: np.ndarray) -> 
     return [Job(c, tr, y[tr], va) for c in candidates for _, tr, va in p.inner]
 
 
+def pooled_inner(p: OuterPlan, results: Sequence[tuple], i: int
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Candidate ``i``'s inner-validation predictions pooled over the inner folds:
+    ``(rows, pred, proba)`` (``results`` in :func:`inner_jobs` order)."""
+    n_in = len(p.inner)
+    mine = [results[i * n_in + j] for j in range(n_in)]
+    val = np.concatenate([va for _, _, va in p.inner])
+    pred = np.concatenate([np.asarray(r[0]) for r in mine])
+    proba = None if any(r[1] is None for r in mine) else np.concatenate(
+        [np.asarray(r[1]) for r in mine])
+    return val, pred, proba
+
+
 def select(p: OuterPlan, candidates: Sequence[Candidate], results: Sequence[tuple], y: np.ndarray,
            *, metric: str, n_classes: int) -> tuple[int, np.ndarray]:
     """Score each candidate on its pooled inner-validation predictions; the best index.
 
     ``results`` are in :func:`inner_jobs` order. Only inner-validation labels (training
     corpora) are read."""
-    n_in = len(p.inner)
-    val = np.concatenate([va for _, _, va in p.inner])
     scores = np.empty(len(candidates))
     for i in range(len(candidates)):
-        pred = np.concatenate([np.asarray(results[i * n_in + j][0]) for j in range(n_in)])
+        val, pred, _ = pooled_inner(p, results, i)
         scores[i] = score_all(y[val], pred, labels=n_classes)[metric]
     return best_index(scores, lower_is_better=metric in LOWER_IS_BETTER), scores
+
+
+@dataclass
+class InnerChoice:
+    """The choice on one plan's training rows alone (no outer test fold): what ``learnerprobe
+    train`` bundles. ``val``/``pred``/``proba``: the chosen candidate's pooled inner-validation
+    predictions (each training corpus predicted by a fit without it), for the bundle card."""
+
+    chosen: int
+    scores: np.ndarray
+    candidates: list[Candidate]
+    val: np.ndarray
+    pred: np.ndarray
+    proba: np.ndarray | None
+    inner_kind: str = "loco"
+
+    @property
+    def choice(self) -> Candidate:
+        return self.candidates[self.chosen]
+
+
+def choose(p: OuterPlan, candidates: Sequence[Candidate], y: np.ndarray, fit_many: FitMany, *,
+           metric: str = "qwk", n_classes: int) -> InnerChoice:
+    """The inner half of :func:`nested_loco` for one plan: fit every candidate on the inner
+    folds, choose by :func:`select`; the refit on ``p.train`` is the caller's."""
+    cands = list(candidates)
+    results = list(fit_many(inner_jobs(p, cands, np.asarray(y))))
+    c, scores = select(p, cands, results, np.asarray(y), metric=metric, n_classes=n_classes)
+    val, pred, proba = pooled_inner(p, results, c)
+    return InnerChoice(c, scores, cands, val, pred, proba, p.inner_kind)
 
 
 def nested_loco(plans: Sequence[OuterPlan], candidates: Sequence[Candidate], y: np.ndarray,

@@ -320,8 +320,10 @@ def _transfer() -> list[MethodEntry]:
           "prior": [None, "em"]}, True,
          "combined, with EM prior correction on the target among the choices"),
     ]
+    # bundle: `learnerprobe train --method NAME` may bundle the inductive ones (a bundle
+    # predicts one text at a time: no unlabeled target batch to adapt to)
     return [MethodEntry(n, "probe", transfer_factory(cls, fixed), ("transfer",), _ACT, True,
-                        "ordinal", transductive=tr, grid=grid, description=d)
+                        "ordinal", transductive=tr, grid=grid, bundle=not tr, description=d)
             for n, cls, fixed, grid, tr, d in rows]
 
 

@@ -303,6 +303,18 @@ class TransferProbe(ClassifierMixin, BaseEstimator):
         """The continuous level the decoding cuts (expected level or ridge score)."""
         return self._proba_and_score(X, domains)[1]
 
+    def predict_score(self, X) -> np.ndarray:
+        """:meth:`decision_score` of rows from no particular domain (what a bundle reports as
+        the continuous ``score``, 0 = first level)."""
+        return self.decision_score(X)
+
+    @property
+    def label_is_argmax(self) -> bool:
+        """``predict`` is the argmax of ``predict_proba``; False for expected-value and
+        threshold decoding, whose level a bundle must take from ``predict``
+        (:mod:`learnerprobe.predict`)."""
+        return self.decode == "argmax" or self.base == "ridge"
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.classifier_tags.poor_score = True  # ordinal decoding on non-ordinal check data

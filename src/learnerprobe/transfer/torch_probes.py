@@ -13,7 +13,8 @@
 Both train full-batch with Adam for a fixed number of epochs (no early stopping: a random
 validation split of the training corpora says little about a new corpus), seeded, with torch
 limited to one thread during the fit (reproducible, and polite on a shared machine). torch is
-imported inside the methods (heavy).
+imported inside the fits only (heavy); a fitted probe holds numpy arrays and predicts in numpy, so
+it saves with skops into a bundle (no torch object, no pickle).
 """
 
 from __future__ import annotations
@@ -51,6 +52,16 @@ class _TorchProbe(ClassifierMixin, BaseEstimator):
     def predict(self, X, domains=None) -> np.ndarray:
         check_is_fitted(self)
         return self.classes_[self._decode(self.predict_proba(X, domains))]
+
+    @property
+    def label_is_argmax(self) -> bool:
+        """``predict`` is the argmax of ``predict_proba`` (bundles label with ``predict``
+        otherwise, :mod:`learnerprobe.predict`)."""
+        return self.decode != "ev"
+
+    def predict_score(self, X) -> np.ndarray:
+        """The expected level (0 = first level), a continuous score."""
+        return expected_value(self.predict_proba(X))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -108,7 +119,13 @@ class DomainAdversarialMLP(_TorchProbe):
         self.scale_ = np.where(sd > 1e-6, sd, 1.0).astype(np.float32)
         Z = (X - self.mean_) / self.scale_
         with _OneThread(self.random_state) as torch:
-            self.net_ = self._train(torch, Z, yi, di, int(di.max()) + 1)
+            body, head = self._train(torch, Z, yi, di, int(di.max()) + 1)
+            # plain arrays, not torch modules: a fitted probe holds no torch object, so it
+            # saves with skops (bundles) and predicts without importing torch
+            self.hidden_weight_ = body[0].weight.detach().numpy().copy()
+            self.hidden_bias_ = body[0].bias.detach().numpy().copy()
+            self.coef_ = head.weight.detach().numpy().copy()
+            self.intercept_ = head.bias.detach().numpy().copy()
         return self
 
     def _train(self, torch: Any, Z: np.ndarray, yi: np.ndarray, di: np.ndarray,
@@ -145,15 +162,15 @@ class DomainAdversarialMLP(_TorchProbe):
                     dhead(Reverse.apply(h, float(self.reversal))), td)
             loss.backward()
             opt.step()
-        return nn.Sequential(body, head).eval()
+        return body, head
 
     def predict_proba(self, X, domains=None) -> np.ndarray:
+        """The level head over the hidden layer (dropout off), in float32 numpy."""
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=np.float32)
         Z = (X - self.mean_) / self.scale_
-        with _OneThread() as torch, torch.no_grad():
-            logits = self.net_(torch.from_numpy(np.ascontiguousarray(Z, dtype=np.float32)))
-            return torch.softmax(logits, 1).numpy().astype(float)
+        h = np.maximum(Z @ self.hidden_weight_.T + self.hidden_bias_, np.float32(0))
+        return _softmax(h @ self.coef_.T + self.intercept_)
 
 
 class ScalarMixProbe(_TorchProbe):
@@ -212,7 +229,11 @@ class ScalarMixProbe(_TorchProbe):
         X = validate_data(self, X, reset=False, dtype=np.float32)
         Z = (self._stack(X) - self.mean_) / self.scale_
         mixed = np.einsum("l,nld->nd", self.layer_weights_, Z)
-        logits = mixed @ self.coef_.T + self.intercept_
-        logits -= logits.max(1, keepdims=True)
-        p = np.exp(logits)
-        return p / p.sum(1, keepdims=True)
+        return _softmax(mixed @ self.coef_.T + self.intercept_)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.asarray(logits, dtype=float)
+    z = z - z.max(1, keepdims=True)
+    p = np.exp(z)
+    return p / p.sum(1, keepdims=True)
