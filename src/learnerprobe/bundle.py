@@ -68,7 +68,6 @@ from pydantic import (
 
 from learnerprobe import outputs
 from learnerprobe.errors import BundleError
-from learnerprobe.inference import arrays as _arrays
 from learnerprobe.methods.registry import get_method, method_names
 
 FORMAT = "learnerprobe-bundle"
@@ -227,15 +226,6 @@ class Preprocessing(_Strict):
     surface: Annotated[int, Field(ge=0, le=64)] = 0
 
 
-class ArraysRef(_Strict):
-    """The estimator's array form (:mod:`learnerprobe.inference.arrays`): a kind from its exact
-    registry, the JSON spec, and the safetensors file of its tensors (listed in ``files``)."""
-
-    format: Literal["learnerprobe-arrays/1"]
-    file: Literal["estimator.safetensors"]
-    spec: dict[str, Any]
-
-
 class Manifest(_Strict):
     """The strict schema of manifest.json (format 2)."""
 
@@ -258,7 +248,6 @@ class Manifest(_Strict):
     versions: dict[Annotated[str, StringConstraints(max_length=100)], Name | None]
     created: Annotated[str, StringConstraints(max_length=100)]
     files: Annotated[dict[RelPath, Hex64], Field(min_length=1, max_length=MAX_FILES)]
-    arrays: ArraysRef | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Manifest:
@@ -266,8 +255,6 @@ class Manifest(_Strict):
             raise ValueError("labels must be unique")
         if ESTIMATOR not in self.files:
             raise ValueError(f"files must list {ESTIMATOR}")
-        if self.arrays is not None and self.arrays.file not in self.files:
-            raise ValueError(f"files must list the array form {self.arrays.file}")
         pre = self.preprocessing
         if self.method not in bundle_methods():
             raise ValueError(f"method {self.method!r} is not a bundle method; known: "
@@ -442,10 +429,8 @@ def validate_manifest(obj: dict[str, Any], where: str) -> Manifest:
         raise BundleError(f"{where}: invalid manifest: {'; '.join(parts)}{more}") from None
 
 
-def _sealed_view(manifest: dict[str, Any], also: str | None = None) -> dict[str, Any]:
-    """The manifest as sealed into an estimator file: all of it but that file's own hash
-    (and ``also``'s: the array form's seal leaves out both estimator files, written after it)."""
-    files = {k: v for k, v in manifest.get("files", {}).items() if k not in (ESTIMATOR, also)}
+def _sealed_view(manifest: dict[str, Any]) -> dict[str, Any]:
+    files = {k: v for k, v in manifest.get("files", {}).items() if k != ESTIMATOR}
     return {**manifest, "files": files}
 
 
@@ -559,35 +544,12 @@ class Bundle:
         self._check_estimator(est, name)
         return est
 
-    def load_array_estimator(self) -> Any | None:
-        """The estimator's array form (:mod:`learnerprobe.inference.arrays`; numpy only, no
-        scikit-learn or skops import), or None when the bundle has none. Checked like the skops
-        file: manifest hash, the manifest copy sealed in it, the strict spec, classes and width."""
-        ref = self.manifest.get("arrays")
-        if ref is None:
-            return None
-        name = ref["file"]
-        path = self.file(name)
-        try:
-            data = _read_file(path)
-        except OSError as e:
-            raise BundleError(f"{path}: cannot read ({e.strerror})") from None
-        if _sha256_bytes(data) != self.manifest["files"][name]:
-            raise BundleError(f"{self.path}: file {name} does not match its manifest hash (tampered?)")
-        tensors, meta = _arrays.loads(data, str(path))
-        if set(meta) != {"format", "seal"} or meta["format"] != _arrays.ARRAYS_FORMAT:
-            raise BundleError(f"{path}: not a sealed learnerprobe array form")
-        self._check_seal(meta["seal"], name, also=name)
-        est = _arrays.build(ref["spec"], tensors, str(path))
-        self._check_estimator(est, name)
-        return est
-
-    def _check_seal(self, seal: str, name: str, also: str | None = None) -> None:
+    def _check_seal(self, seal: str, name: str) -> None:
         try:
             sealed = json.loads(seal)
         except ValueError:
             raise BundleError(f"{self.path}: {name} holds an unreadable seal") from None
-        mine = _sealed_view(self.manifest, also)
+        mine = _sealed_view(self.manifest)
         if _canonical(sealed) == _canonical(mine):
             return
         keys = sorted(k for k in set(sealed) | set(mine) if sealed.get(k) != mine.get(k))
@@ -679,17 +641,11 @@ def save_bundle(
     training_data: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
     card: dict[str, Any] | None = None,
-    check_inputs: Any = None,
-    array_form: bool = True,
 ) -> Path:
     """Write a bundle atomically (a temp folder renamed into place; an existing bundle there is
     replaced only once the new one is complete). Permissions follow the umask. The manifest is
     validated against :class:`Manifest` and sealed into the estimator file before writing.
-    OSError (disk full, read-only, permissions) becomes a BundleError naming the path.
-
-    ``array_form``: also write the estimator's array form when its kind has one and it gives
-    the estimator's probabilities on ``check_inputs`` (validation features or texts; synthetic
-    ones from the estimator's own statistics when None) -- see :func:`_array_form`."""
+    OSError (disk full, read-only, permissions) becomes a BundleError naming the path."""
     import skops.io as sio
 
     out = Path(out_dir)
@@ -721,17 +677,6 @@ def save_bundle(
         manifest = json.loads(json.dumps(manifest, ensure_ascii=False, default=str))
         manifest["files"][ESTIMATOR] = "0" * 64  # placeholder, so the schema can check the rest
         validate_manifest(manifest, f"{out}/{MANIFEST}")
-        form = _array_form(estimator, check_inputs, f"{out}") if array_form else None
-        if form is not None:
-            spec, tensors = form
-            ref = {"format": _arrays.ARRAYS_FORMAT, "file": _arrays.ARRAYS_FILE, "spec": spec}
-            manifest["arrays"] = json.loads(json.dumps(ref))
-            manifest["files"][_arrays.ARRAYS_FILE] = "0" * 64
-            validate_manifest(manifest, f"{out}/{MANIFEST}")
-            seal = _canonical(_sealed_view(manifest, _arrays.ARRAYS_FILE))
-            (tmp / _arrays.ARRAYS_FILE).write_bytes(
-                _arrays.dumps(tensors, {"format": _arrays.ARRAYS_FORMAT, "seal": seal}))
-            manifest["files"][_arrays.ARRAYS_FILE] = _sha256_file(tmp / _arrays.ARRAYS_FILE)
         sealed = {"format": SEAL_FORMAT, "estimator": estimator,
                   "seal": _canonical(_sealed_view(manifest))}
         sio.dump(sealed, tmp / ESTIMATOR)
@@ -759,32 +704,6 @@ def save_bundle(
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     return out
-
-
-def _array_form(estimator: Any, check_inputs: Any, where: str) -> tuple[dict, dict] | None:
-    """The estimator's array form, or None when its kind has none or it does not reproduce the
-    estimator: rebuilt from the bytes that will be written and compared on ``check_inputs``
-    plus synthetic inputs (:func:`learnerprobe.inference.arrays.check_equivalent`)."""
-    import numpy as np
-
-    form = _arrays.export(estimator)
-    if form is None:
-        return None
-    spec, tensors = form
-    tensors_back, _ = _arrays.loads(_arrays.dumps(tensors, {}), where)
-    try:
-        arr = _arrays.build(json.loads(json.dumps(spec)), tensors_back, where)
-    except BundleError:
-        return None
-    inputs = [_arrays.probe_inputs(estimator, spec, tensors)]
-    if check_inputs is not None:
-        inputs.insert(0, check_inputs if spec["kind"] == "ngram"
-                      else np.asarray(check_inputs, dtype=np.float32))
-    for X in inputs:
-        ok, _ = _arrays.check_equivalent(estimator, arr, X)
-        if not ok:
-            return None
-    return spec, tensors
 
 
 # ---------------------------------------------------------------------------------------------
