@@ -30,8 +30,10 @@ def _ci_dict(b: dict[str, tuple[float, float, float]]) -> dict[str, dict[str, fl
             for k, (v, lo, hi) in b.items()}
 
 
-def study_metrics(results_dir: Path | None, task: str, probe: str) -> dict[str, Any]:
-    """Selected-layer, pooled test scores of `probe` from a study's results.csv, if given."""
+def study_metrics(results_dir: Path | None, task: str, probe: str, *,
+                  layer: str = "selected") -> dict[str, Any]:
+    """Pooled test scores of `probe` at `layer` (CEFR: the validation-``selected`` layer; a
+    transfer method's rows: ``nested``) from a study's results.csv, if given."""
     if results_dir is None:
         return {}
     from learnerprobe.study.results import read_run_results
@@ -39,7 +41,7 @@ def study_metrics(results_dir: Path | None, task: str, probe: str) -> dict[str, 
     df = read_run_results(results_dir)  # refuses a run folder without its completion marker
     sel = df[(df["task"] == task) & (df["probe"] == probe) & (df["test_corpus"] == "all")]
     if "layer" in sel and task == "cefr":
-        sel = sel[sel["layer"].astype(str) == "selected"]
+        sel = sel[sel["layer"].astype(str) == layer]
     if "mode" in sel:
         sel = sel[sel["mode"].isin(["tuned", "none"]) | sel["mode"].isna()]
     if "levels" in sel:
@@ -273,7 +275,7 @@ def train_transfer(cfg, bundle: Path, method: str, *, results_dir: Path | None,
                  "candidates": {st._label(SimpleNamespace(choice=c), want): float(v)
                                 for c, v in zip(ch.candidates, ch.scores, strict=True)},
                  "selection_metric": s.metric,
-                 "study": study_metrics(results_dir, "cefr", method)},
+                 "study": study_metrics(results_dir, "cefr", method, layer="nested")},
         card={"limits": f"trained on {', '.join(cfg.corpus_names)} ({', '.join(langs)} learner "
                         f"texts only); levels {', '.join(data.labels)}; other languages, genres "
                         "or populations are out of distribution (the study's OOD scores apply)",
