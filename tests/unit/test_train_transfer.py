@@ -111,7 +111,8 @@ def test_transfer_bundle_round_trip(study, tmp_path, monkeypatch, method):
     best = max(cands.values())
     assert next(k for k, s in cands.items() if s == best).endswith(f"layer {m['layer']}")
     est = b.load_estimator()
-    out = Predictor.load(path).predict(TEXTS)
+    predictor = Predictor.load(path)
+    out = predictor.predict(TEXTS)
     proba, pred = _direct(path, est, TEXTS)
     for r, p, lev in zip(out, proba, pred, strict=True):
         c = r["cefr"]
@@ -119,6 +120,15 @@ def test_transfer_bundle_round_trip(study, tmp_path, monkeypatch, method):
                                       for lab, x in zip(m["labels"], p, strict=True)}
         assert c["label"] == m["labels"][int(lev)]  # the method's decoding, not the argmax
         assert isinstance(c["score"], float)
+    # serve answers with the same prediction
+    from fastapi.testclient import TestClient
+
+    from learnerprobe.serve.app import create_app
+
+    client = TestClient(create_app(predictor, max_chars=1000, timeout_s=30))
+    assert client.get("/api/bundles").json()["cefr"]["method"] == method
+    r = client.post("/api/predict", json={"text": TEXTS[2]})
+    assert r.status_code == 200 and r.json()["cefr"] == out[2]["cefr"]
 
 
 def test_transfer_refusals(study, tmp_path, monkeypatch):
