@@ -68,6 +68,7 @@ from pydantic import (
 
 from learnerprobe import outputs
 from learnerprobe.errors import BundleError
+from learnerprobe.inference import arrays as _arrays
 from learnerprobe.methods.registry import get_method, method_names
 
 FORMAT = "learnerprobe-bundle"
@@ -96,12 +97,6 @@ TRUSTED_TYPES: frozenset[str] = frozenset({
     "sklearn.calibration._CalibratedClassifier",
     "sklearn.calibration._SigmoidCalibration",
     "sklearn.model_selection._split.StratifiedKFold",
-    # the inductive transfer methods (issue 11; `learnerprobe train --method`): TransferProbe
-    # (its LEACE / mean erasers) and the two torch probes, which store numpy arrays only
-    "learnerprobe.transfer.adapt.Eraser",
-    "learnerprobe.transfer.estimators.TransferProbe",
-    "learnerprobe.transfer.torch_probes.DomainAdversarialMLP",
-    "learnerprobe.transfer.torch_probes.ScalarMixProbe",
 })
 
 
@@ -221,9 +216,15 @@ class Preprocessing(_Strict):
     normalise_whitespace: bool = False
     label_scheme: dict[str, Any] | None = None
     extraction: Extraction | None = None
-    # columns of log1p(learnerprobe.probes.surface.surface_features(text)) appended to the
-    # hidden state (transfer methods hidden_surface, stack_surface, combined)
-    surface: Annotated[int, Field(ge=0, le=64)] = 0
+
+
+class ArraysRef(_Strict):
+    """The estimator's array form (:mod:`learnerprobe.inference.arrays`): a kind from its exact
+    registry, the JSON spec, and the safetensors file of its tensors (listed in ``files``)."""
+
+    format: Literal["learnerprobe-arrays/1"]
+    file: Literal["estimator.safetensors"]
+    spec: dict[str, Any]
 
 
 class Manifest(_Strict):
@@ -237,10 +238,6 @@ class Manifest(_Strict):
     model: ModelSpec | None = None
     weights: WeightsPin | None = None
     layer: Annotated[int, Field(ge=0, le=10_000)] | None = None
-    # a multi-layer estimator (transfer method scalar_mix): the layers it reads side by side,
-    # in this order; `layer` is then the deepest of them
-    layers: Annotated[list[Annotated[int, Field(ge=0, le=10_000)]],
-                      Field(min_length=1, max_length=1000)] | None = None
     preprocessing: Preprocessing
     training_data: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, Any] = Field(default_factory=dict)
@@ -248,6 +245,7 @@ class Manifest(_Strict):
     versions: dict[Annotated[str, StringConstraints(max_length=100)], Name | None]
     created: Annotated[str, StringConstraints(max_length=100)]
     files: Annotated[dict[RelPath, Hex64], Field(min_length=1, max_length=MAX_FILES)]
+    arrays: ArraysRef | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Manifest:
@@ -255,6 +253,8 @@ class Manifest(_Strict):
             raise ValueError("labels must be unique")
         if ESTIMATOR not in self.files:
             raise ValueError(f"files must list {ESTIMATOR}")
+        if self.arrays is not None and self.arrays.file not in self.files:
+            raise ValueError(f"files must list the array form {self.arrays.file}")
         pre = self.preprocessing
         if self.method not in bundle_methods():
             raise ValueError(f"method {self.method!r} is not a bundle method; known: "
@@ -270,12 +270,10 @@ class Manifest(_Strict):
             w, m, ex = self.weights, self.model, pre.extraction
             if w.num_layers is not None and self.layer > w.num_layers:
                 raise ValueError(f"layer {self.layer} is beyond the model's {w.num_layers} layers")
-            if self.layers is not None and self.layer != max(self.layers):
-                raise ValueError(f"layer {self.layer} is not the deepest of layers {self.layers}")
             top = min(x for x in (m.max_length, w.max_positions) if x is not None)
             if ex.max_length is not None and ex.max_length > top:
                 raise ValueError(f"max_length {ex.max_length} is over the model's maximum {top}")
-        elif any(getattr(self, k) is not None for k in ("model", "weights", "layer", "layers")):
+        elif any(getattr(self, k) is not None for k in ("model", "weights", "layer")):
             raise ValueError("a text-feature bundle has no model, weights or layer")
         return self
 
@@ -429,8 +427,10 @@ def validate_manifest(obj: dict[str, Any], where: str) -> Manifest:
         raise BundleError(f"{where}: invalid manifest: {'; '.join(parts)}{more}") from None
 
 
-def _sealed_view(manifest: dict[str, Any]) -> dict[str, Any]:
-    files = {k: v for k, v in manifest.get("files", {}).items() if k != ESTIMATOR}
+def _sealed_view(manifest: dict[str, Any], also: str | None = None) -> dict[str, Any]:
+    """The manifest as sealed into an estimator file: all of it but that file's own hash
+    (and ``also``'s: the array form's seal leaves out both estimator files, written after it)."""
+    files = {k: v for k, v in manifest.get("files", {}).items() if k not in (ESTIMATOR, also)}
     return {**manifest, "files": files}
 
 
@@ -544,12 +544,35 @@ class Bundle:
         self._check_estimator(est, name)
         return est
 
-    def _check_seal(self, seal: str, name: str) -> None:
+    def load_array_estimator(self) -> Any | None:
+        """The estimator's array form (:mod:`learnerprobe.inference.arrays`; numpy only, no
+        scikit-learn or skops import), or None when the bundle has none. Checked like the skops
+        file: manifest hash, the manifest copy sealed in it, the strict spec, classes and width."""
+        ref = self.manifest.get("arrays")
+        if ref is None:
+            return None
+        name = ref["file"]
+        path = self.file(name)
+        try:
+            data = _read_file(path)
+        except OSError as e:
+            raise BundleError(f"{path}: cannot read ({e.strerror})") from None
+        if _sha256_bytes(data) != self.manifest["files"][name]:
+            raise BundleError(f"{self.path}: file {name} does not match its manifest hash (tampered?)")
+        tensors, meta = _arrays.loads(data, str(path))
+        if set(meta) != {"format", "seal"} or meta["format"] != _arrays.ARRAYS_FORMAT:
+            raise BundleError(f"{path}: not a sealed learnerprobe array form")
+        self._check_seal(meta["seal"], name, also=name)
+        est = _arrays.build(ref["spec"], tensors, str(path))
+        self._check_estimator(est, name)
+        return est
+
+    def _check_seal(self, seal: str, name: str, also: str | None = None) -> None:
         try:
             sealed = json.loads(seal)
         except ValueError:
             raise BundleError(f"{self.path}: {name} holds an unreadable seal") from None
-        mine = _sealed_view(self.manifest)
+        mine = _sealed_view(self.manifest, also)
         if _canonical(sealed) == _canonical(mine):
             return
         keys = sorted(k for k in set(sealed) | set(mine) if sealed.get(k) != mine.get(k))
@@ -578,15 +601,10 @@ class Bundle:
         spec = self.spec
         if spec is not None and spec.weights is not None and spec.weights.hidden_size is not None:
             width = getattr(est, "n_features_in_", None)
-            want = (spec.weights.hidden_size * len(spec.layers or [spec.layer])
-                    + spec.preprocessing.surface)
-            if width is not None and int(width) != want:
-                parts = "" if want == spec.weights.hidden_size else (
-                    f" ({len(spec.layers or [spec.layer])} layer(s) + "
-                    f"{spec.preprocessing.surface} surface columns = {want})")
+            if width is not None and int(width) != spec.weights.hidden_size:
                 raise BundleError(
                     f"{self.path}: the estimator takes {width} features but the model's hidden "
-                    f"size is {spec.weights.hidden_size}{parts}"
+                    f"size is {spec.weights.hidden_size}"
                 )
 
 
@@ -636,16 +654,21 @@ def save_bundle(
     model: dict[str, Any] | None = None,
     weights: dict[str, Any] | None = None,
     layer: int | None = None,
-    layers: list[int] | None = None,
     preprocessing: dict[str, Any] | None = None,
     training_data: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
     card: dict[str, Any] | None = None,
+    check_inputs: Any = None,
+    array_form: bool = True,
 ) -> Path:
     """Write a bundle atomically (a temp folder renamed into place; an existing bundle there is
     replaced only once the new one is complete). Permissions follow the umask. The manifest is
     validated against :class:`Manifest` and sealed into the estimator file before writing.
-    OSError (disk full, read-only, permissions) becomes a BundleError naming the path."""
+    OSError (disk full, read-only, permissions) becomes a BundleError naming the path.
+
+    ``array_form``: also write the estimator's array form when its kind has one and it gives
+    the estimator's probabilities on ``check_inputs`` (validation features or texts; synthetic
+    ones from the estimator's own statistics when None) -- see :func:`_array_form`."""
     import skops.io as sio
 
     out = Path(out_dir)
@@ -657,8 +680,6 @@ def save_bundle(
         "metrics": metrics or {}, "card": card or {}, "versions": library_versions(),
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"), "files": {},
     }
-    if layers is not None:  # only multi-layer bundles carry the key
-        manifest["layers"] = list(layers)
     tmp: Path | None = None
     old: Path | None = None
     try:
@@ -677,6 +698,17 @@ def save_bundle(
         manifest = json.loads(json.dumps(manifest, ensure_ascii=False, default=str))
         manifest["files"][ESTIMATOR] = "0" * 64  # placeholder, so the schema can check the rest
         validate_manifest(manifest, f"{out}/{MANIFEST}")
+        form = _array_form(estimator, check_inputs, f"{out}") if array_form else None
+        if form is not None:
+            spec, tensors = form
+            ref = {"format": _arrays.ARRAYS_FORMAT, "file": _arrays.ARRAYS_FILE, "spec": spec}
+            manifest["arrays"] = json.loads(json.dumps(ref))
+            manifest["files"][_arrays.ARRAYS_FILE] = "0" * 64
+            validate_manifest(manifest, f"{out}/{MANIFEST}")
+            seal = _canonical(_sealed_view(manifest, _arrays.ARRAYS_FILE))
+            (tmp / _arrays.ARRAYS_FILE).write_bytes(
+                _arrays.dumps(tensors, {"format": _arrays.ARRAYS_FORMAT, "seal": seal}))
+            manifest["files"][_arrays.ARRAYS_FILE] = _sha256_file(tmp / _arrays.ARRAYS_FILE)
         sealed = {"format": SEAL_FORMAT, "estimator": estimator,
                   "seal": _canonical(_sealed_view(manifest))}
         sio.dump(sealed, tmp / ESTIMATOR)
@@ -704,6 +736,32 @@ def save_bundle(
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     return out
+
+
+def _array_form(estimator: Any, check_inputs: Any, where: str) -> tuple[dict, dict] | None:
+    """The estimator's array form, or None when its kind has none or it does not reproduce the
+    estimator: rebuilt from the bytes that will be written and compared on ``check_inputs``
+    plus synthetic inputs (:func:`learnerprobe.inference.arrays.check_equivalent`)."""
+    import numpy as np
+
+    form = _arrays.export(estimator)
+    if form is None:
+        return None
+    spec, tensors = form
+    tensors_back, _ = _arrays.loads(_arrays.dumps(tensors, {}), where)
+    try:
+        arr = _arrays.build(json.loads(json.dumps(spec)), tensors_back, where)
+    except BundleError:
+        return None
+    inputs = [_arrays.probe_inputs(estimator, spec, tensors)]
+    if check_inputs is not None:
+        inputs.insert(0, check_inputs if spec["kind"] == "ngram"
+                      else np.asarray(check_inputs, dtype=np.float32))
+    for X in inputs:
+        ok, _ = _arrays.check_equivalent(estimator, arr, X)
+        if not ok:
+            return None
+    return spec, tensors
 
 
 # ---------------------------------------------------------------------------------------------

@@ -90,8 +90,12 @@ class Predictor:
 
     @classmethod
     def load(cls, *paths: str | Path, expect_digests: Sequence[str] | None = None,
-             allow_version_mismatch: bool = False) -> Predictor:
+             allow_version_mismatch: bool = False, arrays: bool = True) -> Predictor:
         """Load and verify bundles (one per task).
+
+        ``arrays``: apply a bundle's estimator through its array form when it has one (numpy
+        only: no scikit-learn or skops import; :mod:`learnerprobe.inference.arrays`), else and
+        with ``arrays=False`` through the skops file.
 
         ``expect_digests``: one trusted :func:`~learnerprobe.bundle.bundle_digest` per path, in
         the same order; a bundle with any other content is refused. ``allow_version_mismatch``
@@ -114,7 +118,7 @@ class Predictor:
             if b.task in loaded:
                 raise BundleError(f"two bundles for task {b.task!r}: {loaded[b.task].bundle.path}, {p}")
             feat = b.manifest["preprocessing"]["features"]
-            est = b.load_estimator()
+            est = (b.load_array_estimator() if arrays else None) or b.load_estimator()
             if feat == "hidden":
                 _check_weights(b)
             loaded[b.task] = _Loaded(bundle=b, estimator=est, featurizer=feat)
@@ -210,9 +214,9 @@ class Predictor:
         with self._lock:  # torch/sklearn objects are shared; serialise the forward pass
             X = self._features(lo, prepared)
             est = lo.estimator
-            if hasattr(est, "predict_score"):
+            if getattr(est, "predict_score", None) is not None:  # None: array form without
                 score = np.asarray(est.predict_score(X), dtype=float)
-            if hasattr(est, "predict_proba"):
+            if getattr(est, "predict_proba", None) is not None:
                 proba = np.asarray(est.predict_proba(X), dtype=float)
                 if not getattr(est, "label_is_argmax", True):  # EV / threshold decoding
                     pred = est.predict(X)

@@ -44,6 +44,14 @@ def reseal(p: Path) -> None:
     for name in list(m["files"]):
         if name != B.ESTIMATOR and (p / name).is_file():
             m["files"][name] = file_sha(p / name)
+    if m.get("arrays"):  # the array form carries its own seal (learnerprobe.inference.arrays)
+        from learnerprobe.inference import arrays
+
+        f = m["arrays"]["file"]
+        tensors, meta = arrays.loads((p / f).read_bytes(), f)
+        meta["seal"] = B._canonical(B._sealed_view(m, f))
+        (p / f).write_bytes(arrays.dumps(tensors, meta))
+        m["files"][f] = file_sha(p / f)
     obj["seal"] = B._canonical(B._sealed_view(m))
     sio.dump(obj, p / B.ESTIMATOR)
     m["files"][B.ESTIMATOR] = file_sha(p / B.ESTIMATOR)
