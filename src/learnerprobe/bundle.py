@@ -97,6 +97,12 @@ TRUSTED_TYPES: frozenset[str] = frozenset({
     "sklearn.calibration._CalibratedClassifier",
     "sklearn.calibration._SigmoidCalibration",
     "sklearn.model_selection._split.StratifiedKFold",
+    # the inductive transfer methods (issue 11; `learnerprobe train --method`): TransferProbe
+    # (its LEACE / mean erasers) and the two torch probes, which store numpy arrays only
+    "learnerprobe.transfer.adapt.Eraser",
+    "learnerprobe.transfer.estimators.TransferProbe",
+    "learnerprobe.transfer.torch_probes.DomainAdversarialMLP",
+    "learnerprobe.transfer.torch_probes.ScalarMixProbe",
 })
 
 
@@ -216,6 +222,9 @@ class Preprocessing(_Strict):
     normalise_whitespace: bool = False
     label_scheme: dict[str, Any] | None = None
     extraction: Extraction | None = None
+    # columns of log1p(learnerprobe.probes.surface.surface_features(text)) appended to the
+    # hidden state (transfer methods hidden_surface, stack_surface, combined)
+    surface: Annotated[int, Field(ge=0, le=64)] = 0
 
 
 class ArraysRef(_Strict):
@@ -238,6 +247,10 @@ class Manifest(_Strict):
     model: ModelSpec | None = None
     weights: WeightsPin | None = None
     layer: Annotated[int, Field(ge=0, le=10_000)] | None = None
+    # a multi-layer estimator (transfer method scalar_mix): the layers it reads side by side,
+    # in this order; `layer` is then the deepest of them
+    layers: Annotated[list[Annotated[int, Field(ge=0, le=10_000)]],
+                      Field(min_length=1, max_length=1000)] | None = None
     preprocessing: Preprocessing
     training_data: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, Any] = Field(default_factory=dict)
@@ -270,10 +283,12 @@ class Manifest(_Strict):
             w, m, ex = self.weights, self.model, pre.extraction
             if w.num_layers is not None and self.layer > w.num_layers:
                 raise ValueError(f"layer {self.layer} is beyond the model's {w.num_layers} layers")
+            if self.layers is not None and self.layer != max(self.layers):
+                raise ValueError(f"layer {self.layer} is not the deepest of layers {self.layers}")
             top = min(x for x in (m.max_length, w.max_positions) if x is not None)
             if ex.max_length is not None and ex.max_length > top:
                 raise ValueError(f"max_length {ex.max_length} is over the model's maximum {top}")
-        elif any(getattr(self, k) is not None for k in ("model", "weights", "layer")):
+        elif any(getattr(self, k) is not None for k in ("model", "weights", "layer", "layers")):
             raise ValueError("a text-feature bundle has no model, weights or layer")
         return self
 
@@ -601,10 +616,15 @@ class Bundle:
         spec = self.spec
         if spec is not None and spec.weights is not None and spec.weights.hidden_size is not None:
             width = getattr(est, "n_features_in_", None)
-            if width is not None and int(width) != spec.weights.hidden_size:
+            want = (spec.weights.hidden_size * len(spec.layers or [spec.layer])
+                    + spec.preprocessing.surface)
+            if width is not None and int(width) != want:
+                parts = "" if want == spec.weights.hidden_size else (
+                    f" ({len(spec.layers or [spec.layer])} layer(s) + "
+                    f"{spec.preprocessing.surface} surface columns = {want})")
                 raise BundleError(
                     f"{self.path}: the estimator takes {width} features but the model's hidden "
-                    f"size is {spec.weights.hidden_size}"
+                    f"size is {spec.weights.hidden_size}{parts}"
                 )
 
 
@@ -654,6 +674,7 @@ def save_bundle(
     model: dict[str, Any] | None = None,
     weights: dict[str, Any] | None = None,
     layer: int | None = None,
+    layers: list[int] | None = None,
     preprocessing: dict[str, Any] | None = None,
     training_data: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
@@ -680,6 +701,8 @@ def save_bundle(
         "metrics": metrics or {}, "card": card or {}, "versions": library_versions(),
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"), "files": {},
     }
+    if layers is not None:  # only multi-layer bundles carry the key
+        manifest["layers"] = list(layers)
     tmp: Path | None = None
     old: Path | None = None
     try:
