@@ -174,42 +174,17 @@ def bundle_transfer_method(name: str) -> Any:
     return entry
 
 
-def train_transfer(cfg, bundle: Path, method: str, *, results_dir: Path | None,
-                   log: Callable[[str], None], n_boot: int = 1000) -> Path:
-    """A CEFR bundle of one inductive transfer method (issue 11).
-
-    The variant (the method's grid) and layer are chosen exactly as the study's ``[transfer]``
-    stage chooses them inside an outer fold (:func:`learnerprobe.methods.nested.choose`, fits
-    through :func:`learnerprobe.study.transfer.make_fit_many`): every configured corpus is held
-    out in turn as validation (one corpus: the grouped validation split), the best candidate on
-    the pooled held-out predictions is refitted on all texts. The card keeps the choice, every
-    candidate's validation score and the chosen one's validation metrics with bootstrap CIs.
-    """
+def _transfer_inputs(cfg, data: Any, X: np.ndarray, layers: list[int]) -> Any:
+    """The transfer stage's inputs over the candidate layers (``[transfer] layers``), the
+    surface columns and the corpora, as :func:`learnerprobe.study.transfer.run_transfer`
+    builds them (so fits and their cache keys are the study's)."""
     import hashlib
-    from types import SimpleNamespace
 
-    from threadpoolctl import threadpool_limits
-
-    from learnerprobe.bundle import save_bundle
     from learnerprobe.evaluation.cache import content_key
-    from learnerprobe.evaluation.protocols import Split
-    from learnerprobe.evaluation.splits import grouped_holdout
-    from learnerprobe.methods import nested
-    from learnerprobe.methods.registry import BuildContext
-    from learnerprobe.metrics import bootstrap_all
-    from learnerprobe.models.pinning import weights_pin
     from learnerprobe.probes.surface import surface_features
     from learnerprobe.study import transfer as st
-    from learnerprobe.study.runner import load_records
-    from learnerprobe.study.transfer_config import TransferSettings
-    from learnerprobe.tasks import get_task
 
-    entry_m = bundle_transfer_method(method)
-    s = cfg.transfer or TransferSettings(methods=[method])
-    cfg = cfg.model_copy(update={"transfer": s})
-    records, info = load_records(cfg)
-    data = get_task("cefr").prepare(cfg, records)
-    X, layers, entry, extraction = _layer_activations(cfg, data.records, log)
+    s = cfg.transfer
     want = layers if s.layers == "all" else list(s.layers)
     bad = [x for x in want if x not in layers]
     if bad:
@@ -217,47 +192,106 @@ def train_transfer(cfg, bundle: Path, method: str, *, results_dir: Path | None,
     A = X[[layers.index(x) for x in want]]
     key = content_key({"acts": hashlib.sha256(np.ascontiguousarray(A).tobytes()).hexdigest(),
                        "layers": want})
-    seed, K = cfg.seeds[0], data.n_classes
     S = np.log1p(np.asarray(surface_features([r.text for r in data.records]), dtype=np.float64))
-    domains = np.asarray(data.corpora)
-    inp = st._Inputs(A, want, S, domains, key, K, seed)
+    return st._Inputs(A, want, S, np.asarray(data.corpora), key, data.n_classes, cfg.seeds[0])
+
+
+def choose_transfer(cfg, method: str, data: Any, inp: Any, log: Callable[[str], None]
+                    ) -> tuple[Any, Any]:
+    """``(choice, estimator)``: the method's variant and layer chosen on held-out corpora
+    (:func:`learnerprobe.methods.nested.choose` over the study's candidates and fits), then
+    refitted on every text."""
+    from threadpoolctl import threadpool_limits
+
+    from learnerprobe.evaluation.protocols import Split
+    from learnerprobe.evaluation.splits import grouped_holdout
+    from learnerprobe.methods import nested
+    from learnerprobe.methods.registry import BuildContext, get_method
+    from learnerprobe.study import transfer as st
+
+    seed, K = cfg.seeds[0], data.n_classes
     tr, va = grouped_holdout(data.y, data.groups, test_size=cfg.selection.val_size, seed=seed)
+    # one "outer fold" holding every text (no test part): its inner folds hold each corpus
+    # out in turn (one corpus: the grouped validation split above)
     whole = Split("loco", "bundle", np.sort(tr), np.sort(va), np.array([], dtype=int), "none")
-    plan = nested.plan([whole], domains, data.groups)[0]
+    plan = nested.plan([whole], inp.domains, data.groups)[0]
     cands = st._candidates(cfg, method, inp)
-    n_jobs = 1 if cfg.n_jobs == 1 else (cfg.n_jobs if cfg.n_jobs > 0 else -1)
     stats: dict[str, float] = {}
-    fit_many = st.make_fit_many(method, inp, n_jobs=n_jobs, threads=cfg.threads,
-                                cache=cfg.cache_cells, stats=stats)
-    ch = nested.choose(plan, cands, data.y, fit_many, metric=s.metric, n_classes=K)
-    chosen = st._label(ch, want)
-    inner = ("each of " + ", ".join(cfg.corpus_names) + " held out in turn"
-             if ch.inner_kind == "loco" else "a grouped validation split (one corpus)")
+    fit_many = st.make_fit_many(method, inp, threads=cfg.threads, cache=cfg.cache_cells,
+                                n_jobs=1 if cfg.n_jobs == 1 else (cfg.n_jobs if cfg.n_jobs > 0
+                                                                  else -1), stats=stats)
+    ch = nested.choose(plan, cands, data.y, fit_many, metric=cfg.transfer.metric, n_classes=K)
     log(f"  {method}: {len(cands)} candidates x {len(plan.inner)} validation folds "
         f"({int(stats.get('fits', 0))} fits, {int(stats.get('cached', 0))} cached); chosen "
-        f"{chosen}, validation {s.metric} {ch.scores[ch.chosen]:.3f}")
+        f"{st._label(ch, inp.layers)}, validation {cfg.transfer.metric} "
+        f"{ch.scores[ch.chosen]:.3f}")
     mix, surf = st._inputs(method)
     opts = dict(ch.choice.options)  # the study's worker adds the same two input options
     if surf:
         opts["n_surface"] = st.N_SURFACE
     if mix:
-        opts["n_layers"] = len(want)
-    est = entry_m.build(BuildContext(n_classes=K, seed=seed), opts)
-    rows = plan.train
+        opts["n_layers"] = len(inp.layers)
+    est = get_method(method).build(BuildContext(n_classes=K, seed=seed), opts)
     with threadpool_limits(cfg.threads):
-        est.fit(st._matrix(inp, ch.choice.layer, rows, mix, surf), data.y[rows],
-                domains=domains[rows])
-    val = bootstrap_all(data.y[ch.val], ch.pred, task="ordinal", labels=K, n_boot=n_boot,
-                        seed=seed)
-    by_corpus = {c: _ci_dict(bootstrap_all(data.y[ch.val][m], ch.pred[m], task="ordinal",
-                                           labels=K, n_boot=n_boot, seed=seed))
-                 for c in dict.fromkeys(domains[ch.val].tolist())
-                 if (m := domains[ch.val] == c).any()} if ch.inner_kind == "loco" else {}
+        est.fit(st._matrix(inp, ch.choice.layer, plan.train, mix, surf), data.y[plan.train],
+                domains=inp.domains[plan.train])
+    return ch, est
+
+
+def _validation(data: Any, ch: Any, n_boot: int, seed: int) -> tuple[dict, dict]:
+    """Bootstrap CIs of the chosen candidate's held-out predictions: pooled, and per held-out
+    corpus (inner LOCO only)."""
+    from learnerprobe.metrics import bootstrap_all
+
+    y, doms = data.y[ch.val], np.asarray(data.corpora)[ch.val]
+
+    def ci(m: np.ndarray) -> dict[str, Any]:
+        return _ci_dict(bootstrap_all(y[m], ch.pred[m], task="ordinal", labels=data.n_classes,
+                                      n_boot=n_boot, seed=seed))
+
+    by = {c: ci(doms == c) for c in dict.fromkeys(doms.tolist())} if ch.inner_kind == "loco" \
+        else {}
+    return ci(np.ones(len(y), dtype=bool)), by
+
+
+def train_transfer(cfg, bundle: Path, method: str, *, results_dir: Path | None,
+                   log: Callable[[str], None], n_boot: int = 1000) -> Path:
+    """A CEFR bundle of one inductive transfer method (issue 11).
+
+    The variant (the method's grid) and layer are chosen exactly as the study's ``[transfer]``
+    stage chooses them inside an outer fold (:func:`choose_transfer`): every configured corpus
+    is held out in turn as validation (one corpus: the grouped validation split), the best
+    candidate on the pooled held-out predictions is refitted on all texts. The card keeps the
+    choice, every candidate's validation score and the chosen one's validation metrics with
+    bootstrap CIs (pooled and per held-out corpus).
+    """
+    from types import SimpleNamespace
+
+    from learnerprobe.bundle import save_bundle
+    from learnerprobe.models.pinning import weights_pin
+    from learnerprobe.study import transfer as st
+    from learnerprobe.study.runner import load_records
+    from learnerprobe.study.transfer_config import TransferSettings
+    from learnerprobe.tasks import get_task
+
+    entry_m = bundle_transfer_method(method)
+    s = cfg.transfer or TransferSettings(methods=[method])  # its layers, grid and metric
+    cfg = cfg.model_copy(update={"transfer": s})
+    records, info = load_records(cfg)
+    data = get_task("cefr").prepare(cfg, records)
+    X, layers, entry, extraction = _layer_activations(cfg, data.records, log)
+    inp = _transfer_inputs(cfg, data, X, layers)
+    ch, est = choose_transfer(cfg, method, data, inp, log)
+    val, by_corpus = _validation(data, ch, n_boot, cfg.seeds[0])
+    want, mix = inp.layers, ch.choice.layer == "mix"
     use = want if mix else [want[int(ch.choice.layer)]]
+    _, surf = st._inputs(method)
     langs = sorted(set(data.languages.tolist()))
-    decoding = ("the level is the estimator's decoding (expected value or tuned thresholds), "
-                "which may differ from the most probable level"
-                if not getattr(est, "label_is_argmax", True) else None)
+    inner = ("each of " + ", ".join(cfg.corpus_names) + " held out in turn"
+             if ch.inner_kind == "loco" else "a grouped validation split (one corpus)")
+    decoding = ({"decoding": "the level is the method's decoding (expected value or tuned "
+                             "thresholds), which may differ from the most probable level"}
+                if not getattr(est, "label_is_argmax", True) else {})
     return save_bundle(
         bundle, task="cefr", method=method, labels=data.labels, estimator=est,
         model=entry.to_dict(), weights=weights_pin(entry), layer=int(max(use)),
@@ -271,7 +305,7 @@ def train_transfer(cfg, bundle: Path, method: str, *, results_dir: Path | None,
                        "by_label": {lab: int((data.y == i).sum())
                                     for i, lab in enumerate(data.labels)},
                        "prep": info},
-        metrics={"validation": _ci_dict(val), "validation_by_corpus": by_corpus,
+        metrics={"validation": val, "validation_by_corpus": by_corpus,
                  "candidates": {st._label(SimpleNamespace(choice=c), want): float(v)
                                 for c, v in zip(ch.candidates, ch.scores, strict=True)},
                  "selection_metric": s.metric,
@@ -279,11 +313,11 @@ def train_transfer(cfg, bundle: Path, method: str, *, results_dir: Path | None,
         card={"limits": f"trained on {', '.join(cfg.corpus_names)} ({', '.join(langs)} learner "
                         f"texts only); levels {', '.join(data.labels)}; other languages, genres "
                         "or populations are out of distribution (the study's OOD scores apply)",
-              "selection": f"transfer method {method} ({entry_m.description}): {chosen} chosen "
-                           f"by {s.metric} on held-out predictions ({inner}; the chosen "
-                           "candidate's pooled held-out predictions give the validation "
-                           "metrics), then refitted on all texts",
-              **({"decoding": decoding} if decoding else {})},
+              "selection": f"transfer method {method} ({entry_m.description}): "
+                           f"{st._label(ch, want)} chosen by {s.metric} on held-out predictions "
+                           f"({inner}; the chosen candidate's pooled held-out predictions give "
+                           "the validation metrics), then refitted on all texts",
+              **decoding},
     )
 
 
