@@ -207,3 +207,29 @@ def test_scalar_mix_bundle_reads_several_layers(study, tmp_path, monkeypatch):
     for r, p in zip(out, proba, strict=True):
         assert r["cefr"]["probabilities"] == {lab: round(float(x), 6)
                                               for lab, x in zip(m["labels"], p, strict=True)}
+
+
+def test_predictor_labels_with_the_methods_decoding(tmp_path, monkeypatch):
+    """A threshold-decoding probe whose probabilities always favour C1+C2 but whose cut points
+    put every text at A1: the bundle's label is the decoded level, not the argmax."""
+    from learnerprobe.bundle import save_bundle
+    from learnerprobe.models.pinning import weights_pin
+    from learnerprobe.models.testing import tiny_entry
+    from learnerprobe.transfer.estimators import TransferProbe
+
+    monkeypatch.setenv("LEARNERPROBE_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 32))
+    y = np.where(np.arange(200) % 10 < 9, 4, np.arange(200) % 4)  # 90 % C1+C2
+    est = TransferProbe(decode="thresholds", n_classes=5).fit(X, y)
+    est.thresholds_ = np.array([10.0, 11.0, 12.0, 13.0])  # every expected level is below
+    assert not est.label_is_argmax
+    entry = tiny_entry("bert")
+    path = save_bundle(tmp_path / "b", task="cefr", method="thresholds",
+                       labels=["A1", "A2", "B1", "B2", "C1+C2"], estimator=est,
+                       model=entry.to_dict(), weights=weights_pin(entry), layer=1,
+                       preprocessing={"features": "hidden", "extraction": {"dtype": "float32"}})
+    for r in Predictor.load(path).predict(TEXTS):
+        c = r["cefr"]
+        assert max(c["probabilities"], key=c["probabilities"].get) == "C1+C2"
+        assert c["label"] == "A1"
