@@ -193,7 +193,7 @@ def _transfer_inputs(cfg, data: Any, X: np.ndarray, layers: list[int]) -> Any:
     key = content_key({"acts": hashlib.sha256(np.ascontiguousarray(A).tobytes()).hexdigest(),
                        "layers": want})
     S = np.log1p(np.asarray(surface_features([r.text for r in data.records]), dtype=np.float64))
-    return st._Inputs(A, want, S, np.asarray(data.corpora), key, data.n_classes, cfg.seeds[0])
+    return st.TransferInputs(A, want, S, np.asarray(data.corpora), key, data.n_classes, cfg.seeds[0])
 
 
 def choose_transfer(cfg, method: str, data: Any, inp: Any, log: Callable[[str], None]
@@ -215,7 +215,7 @@ def choose_transfer(cfg, method: str, data: Any, inp: Any, log: Callable[[str], 
     # out in turn (one corpus: the grouped validation split above)
     whole = Split("loco", "bundle", np.sort(tr), np.sort(va), np.array([], dtype=int), "none")
     plan = nested.plan([whole], inp.domains, data.groups)[0]
-    cands = st._candidates(cfg, method, inp)
+    cands = st.candidates(cfg, method, inp)
     stats: dict[str, float] = {}
     fit_many = st.make_fit_many(method, inp, threads=cfg.threads, cache=cfg.cache_cells,
                                 n_jobs=1 if cfg.n_jobs == 1 else (cfg.n_jobs if cfg.n_jobs > 0
@@ -223,9 +223,9 @@ def choose_transfer(cfg, method: str, data: Any, inp: Any, log: Callable[[str], 
     ch = nested.choose(plan, cands, data.y, fit_many, metric=cfg.transfer.metric, n_classes=K)
     log(f"  {method}: {len(cands)} candidates x {len(plan.inner)} validation folds "
         f"({int(stats.get('fits', 0))} fits, {int(stats.get('cached', 0))} cached); chosen "
-        f"{st._label(ch, inp.layers)}, validation {cfg.transfer.metric} "
+        f"{st.choice_label(ch, inp.layers)}, validation {cfg.transfer.metric} "
         f"{ch.scores[ch.chosen]:.3f}")
-    mix, surf = st._inputs(method)
+    mix, surf = st.method_inputs(method)
     opts = dict(ch.choice.options)  # the study's worker adds the same two input options
     if surf:
         opts["n_surface"] = st.N_SURFACE
@@ -233,7 +233,7 @@ def choose_transfer(cfg, method: str, data: Any, inp: Any, log: Callable[[str], 
         opts["n_layers"] = len(inp.layers)
     est = get_method(method).build(BuildContext(n_classes=K, seed=seed), opts)
     with threadpool_limits(cfg.threads):
-        est.fit(st._matrix(inp, ch.choice.layer, plan.train, mix, surf), data.y[plan.train],
+        est.fit(st.design_matrix(inp, ch.choice.layer, plan.train, mix, surf), data.y[plan.train],
                 domains=inp.domains[plan.train])
     return ch, est
 
@@ -285,7 +285,7 @@ def train_transfer(cfg, bundle: Path, method: str, *, results_dir: Path | None,
     val, by_corpus = _validation(data, ch, n_boot, cfg.seeds[0])
     want, mix = inp.layers, ch.choice.layer == "mix"
     use = want if mix else [want[int(ch.choice.layer)]]
-    _, surf = st._inputs(method)
+    _, surf = st.method_inputs(method)
     langs = sorted(set(data.languages.tolist()))
     inner = ("each of " + ", ".join(cfg.corpus_names) + " held out in turn"
              if ch.inner_kind == "loco" else "a grouped validation split (one corpus)")
@@ -306,7 +306,7 @@ def train_transfer(cfg, bundle: Path, method: str, *, results_dir: Path | None,
                                     for i, lab in enumerate(data.labels)},
                        "prep": info},
         metrics={"validation": val, "validation_by_corpus": by_corpus,
-                 "candidates": {st._label(SimpleNamespace(choice=c), want): float(v)
+                 "candidates": {st.choice_label(SimpleNamespace(choice=c), want): float(v)
                                 for c, v in zip(ch.candidates, ch.scores, strict=True)},
                  "selection_metric": s.metric,
                  "study": study_metrics(results_dir, "cefr", method, layer="nested")},
@@ -314,7 +314,7 @@ def train_transfer(cfg, bundle: Path, method: str, *, results_dir: Path | None,
                         f"texts only); levels {', '.join(data.labels)}; other languages, genres "
                         "or populations are out of distribution (the study's OOD scores apply)",
               "selection": f"transfer method {method} ({entry_m.description}): "
-                           f"{st._label(ch, want)} chosen by {s.metric} on held-out predictions "
+                           f"{st.choice_label(ch, want)} chosen by {s.metric} on held-out predictions "
                            f"({inner}; the chosen candidate's pooled held-out predictions give "
                            "the validation metrics), then refitted on all texts",
               **decoding},

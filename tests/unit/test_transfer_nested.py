@@ -9,7 +9,7 @@ from learnerprobe.evaluation.protocols import make_splits
 from learnerprobe.methods import nested
 from learnerprobe.metrics import qwk
 from learnerprobe.study.runner import encode
-from learnerprobe.study.transfer import _Inputs, make_fit_many
+from learnerprobe.study.transfer import TransferInputs, make_fit_many
 from tests.helpers.study import synthetic_records, tiny_config
 
 
@@ -102,7 +102,7 @@ def _inputs(data, seed=0):
     acts = rng.normal(size=(2, n, 5))
     acts[1, :, 0] += data.y + 0.8 * (data.corpora == "de")  # level plus a corpus shift
     S = np.log1p(np.abs(rng.normal(size=(n, 3))) + data.y[:, None])
-    return _Inputs(acts, [0, 1], S, np.asarray(data.corpora), "synthetic", 5, seed)
+    return TransferInputs(acts, [0, 1], S, np.asarray(data.corpora), "synthetic", 5, seed)
 
 
 @pytest.mark.parametrize("method", ["em_prior", "domain_standardize", "bbse", "combined_tta"])

@@ -48,7 +48,7 @@ SURFACE = "surface"
 N_SURFACE = 3  # surface columns appended for methods with `n_surface` (log length features)
 
 
-def _inputs(name: str) -> tuple[bool, bool]:
+def method_inputs(name: str) -> tuple[bool, bool]:
     """(uses all candidate layers at once, takes surface columns) from the estimator params."""
     params = get_method(name).build(n_classes=2).get_params()
     return "n_layers" in params, "n_surface" in params
@@ -56,7 +56,7 @@ def _inputs(name: str) -> tuple[bool, bool]:
 
 # --------------------------------------------------------------------------- fitting
 @dataclass
-class _Inputs:
+class TransferInputs:
     """What fits read: activations, surface columns, domains, model key."""
 
     acts: np.ndarray  # layers x n x d (the candidate layers only)
@@ -68,7 +68,7 @@ class _Inputs:
     seed: int
 
 
-def _matrix(inp: _Inputs, layer: Any, rows: np.ndarray, mix: bool, surf: bool) -> np.ndarray:
+def design_matrix(inp: TransferInputs, layer: Any, rows: np.ndarray, mix: bool, surf: bool) -> np.ndarray:
     if mix:
         X = np.concatenate([inp.acts[i][rows] for i in range(len(inp.layers))], axis=1)
     else:
@@ -98,10 +98,10 @@ def _digest(a: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()[:16]
 
 
-def make_fit_many(method: str, inp: _Inputs, *, n_jobs: int, threads: int, cache: bool,
+def make_fit_many(method: str, inp: TransferInputs, *, n_jobs: int, threads: int, cache: bool,
                   stats: dict[str, float]) -> nested.FitMany:
     """``fit_many`` for :func:`learnerprobe.methods.nested.nested_loco`: cached, parallel."""
-    mix, surf = _inputs(method)
+    mix, surf = method_inputs(method)
     store = CellCache(cache_root() / "transfer-cells", shard=True)
     # the method's fixed settings (registry) are part of the key, not only the grid point
     params = get_method(method).build(BuildContext(n_classes=inp.n_classes, seed=inp.seed)
@@ -131,8 +131,8 @@ def make_fit_many(method: str, inp: _Inputs, *, n_jobs: int, threads: int, cache
                 todo.append((i, k, job))
         t0 = time.perf_counter()
         args = [(method, dict(job.candidate.options),
-                 _matrix(inp, job.candidate.layer, job.train, mix, surf), job.y_train,
-                 inp.domains[job.train], _matrix(inp, job.candidate.layer, job.predict, mix,
+                 design_matrix(inp, job.candidate.layer, job.train, mix, surf), job.y_train,
+                 inp.domains[job.train], design_matrix(inp, job.candidate.layer, job.predict, mix,
                                                  surf),
                  inp.domains[job.predict], inp.n_classes, inp.seed, surf,
                  len(inp.layers) if mix else None, threads) for _, _, job in todo]
@@ -184,7 +184,7 @@ def run_transfer(cfg: StudyConfig, data: Any, acts: dict[str, Any], *,
             splits = make_splits("loco", data.y, data.groups, data.corpora, data.languages,
                                  folds=cfg.folds, seed=seed, val_size=cfg.selection.val_size)
             plans = nested.plan(splits, data.corpora, data.groups)
-            inp = _Inputs(a.array[pos], want, S, np.asarray(data.corpora), a.key,
+            inp = TransferInputs(a.array[pos], want, S, np.asarray(data.corpora), a.key,
                           data.n_classes, seed)
             base = _surface_cell(cfg, data, F, splits, seed)
             cells: dict[str, Pooled] = {}
@@ -195,17 +195,17 @@ def run_transfer(cfg: StudyConfig, data: Any, acts: dict[str, Any], *,
                 cells[name] = _pooled(m, seed, name, folds, splits, data, want)
                 dt = time.perf_counter() - t0
                 timings[f"{m}.{name}"] = timings.get(f"{m}.{name}", 0.0) + dt
-                chosen[f"{m}.seed{seed}.{name}"] = {f.fold: _label(f, want) for f in folds}
+                chosen[f"{m}.seed{seed}.{name}"] = {f.fold: choice_label(f, want) for f in folds}
                 log(f"  transfer {name}: {int(stats.get('fits', 0))} fits "
                     f"({int(stats.get('cached', 0))} cached), {dt:.1f} s; chosen "
-                    + "; ".join(f"{f.fold}: {_label(f, want)}" for f in folds))
+                    + "; ".join(f"{f.fold}: {choice_label(f, want)}" for f in folds))
             for best, names in _best_sets(s).items():  # the method itself chosen by nested LOCO
                 stats = {}
                 folds = _run_methods(cfg, names, inp, plans, data, stats)
                 cells[best] = _pooled(m, seed, best, folds, splits, data, want)
-                chosen[f"{m}.seed{seed}.{best}"] = {f.fold: _label(f, want) for f in folds}
+                chosen[f"{m}.seed{seed}.{best}"] = {f.fold: choice_label(f, want) for f in folds}
                 log(f"  transfer {best}: chosen "
-                    + "; ".join(f"{f.fold}: {_label(f, want)}" for f in folds))
+                    + "; ".join(f"{f.fold}: {choice_label(f, want)}" for f in folds))
             rows += _rows(cfg, data, cells, base, s, chosen, m, seed)
             pooled += list(cells.values())
             preds += [prediction_frame(p, np.asarray(data.ids), data.corpora, data.y,
@@ -244,21 +244,21 @@ def is_transductive(name: str) -> bool:
     return name == BEST_TTA or get_method(name).transductive
 
 
-def _candidates(cfg: StudyConfig, name: str, inp: _Inputs) -> list[nested.Candidate]:
-    mix, _ = _inputs(name)
+def candidates(cfg: StudyConfig, name: str, inp: TransferInputs) -> list[nested.Candidate]:
+    mix, _ = method_inputs(name)
     grid = method_grid(name, cfg.transfer)
     layers = ["mix"] if mix else list(range(len(inp.layers)))
     return [nested.Candidate(g, L) for L in layers for g in grid]
 
 
-def _fitter(cfg: StudyConfig, name: str, inp: _Inputs, stats: dict[str, float]
+def _fitter(cfg: StudyConfig, name: str, inp: TransferInputs, stats: dict[str, float]
             ) -> nested.FitMany:
     n_jobs = 1 if cfg.n_jobs == 1 else (cfg.n_jobs if cfg.n_jobs > 0 else -1)
     return make_fit_many(name, inp, n_jobs=n_jobs, threads=cfg.threads,
                          cache=cfg.cache_cells, stats=stats)
 
 
-def _label(f: nested.NestedFold, layers: list[int]) -> str:
+def choice_label(f: nested.NestedFold, layers: list[int]) -> str:
     """The chosen variant as ``option=value,...@layer L`` (hidden-state index, or ``mix``)."""
     c = f.choice
     opts = ",".join(f"{k}={v}" for k, v in c.options) or "defaults"
@@ -266,20 +266,20 @@ def _label(f: nested.NestedFold, layers: list[int]) -> str:
     return f"{opts}@{where}"
 
 
-def _run_method(cfg: StudyConfig, name: str, inp: _Inputs, plans: list[nested.OuterPlan],
+def _run_method(cfg: StudyConfig, name: str, inp: TransferInputs, plans: list[nested.OuterPlan],
                 data: Any, stats: dict[str, float]) -> list[nested.NestedFold]:
-    return nested.nested_loco(plans, _candidates(cfg, name, inp), data.y,
+    return nested.nested_loco(plans, candidates(cfg, name, inp), data.y,
                               _fitter(cfg, name, inp, stats), metric=cfg.transfer.metric,
                               n_classes=data.n_classes)
 
 
-def _run_methods(cfg: StudyConfig, names: list[str], inp: _Inputs,
+def _run_methods(cfg: StudyConfig, names: list[str], inp: TransferInputs,
                  plans: list[nested.OuterPlan], data: Any, stats: dict[str, float]
                  ) -> list[nested.NestedFold]:
     """Nested LOCO over the union of several methods' candidates (the method is one more
     choice, option ``method``); every fit is the method's own, so all come from its cache."""
     cands = [nested.Candidate((("method", n), *c.options), c.layer)
-             for n in names for c in _candidates(cfg, n, inp)]
+             for n in names for c in candidates(cfg, n, inp)]
     fitters = {n: _fitter(cfg, n, inp, stats) for n in names}
 
     def fit_many(jobs: Sequence[nested.Job]) -> list[tuple[np.ndarray, np.ndarray | None]]:
