@@ -87,15 +87,20 @@ class Predictor:
         self._loaded = loaded
         self._lock = threading.Lock()
         self._encoder: Any = None
+        self.encoder_mode = "auto"
 
     @classmethod
     def load(cls, *paths: str | Path, expect_digests: Sequence[str] | None = None,
-             allow_version_mismatch: bool = False, arrays: bool = True) -> Predictor:
+             allow_version_mismatch: bool = False, arrays: bool = True,
+             encoder: str = "auto") -> Predictor:
         """Load and verify bundles (one per task).
 
         ``arrays``: apply a bundle's estimator through its array form when it has one (numpy
         only: no scikit-learn or skops import; :mod:`learnerprobe.inference.arrays`), else and
-        with ``arrays=False`` through the skops file.
+        with ``arrays=False`` through the skops file. ``encoder``: how hidden-state bundles run
+        their model: "onnx" (onnxruntime, no torch; the graph exported locally from the pinned
+        weights on first use, :mod:`learnerprobe.inference.onnx_encoder`), "torch", or "auto"
+        (ONNX where it applies -- fp32 BERT encoders, one layer, truncation -- else torch).
 
         ``expect_digests``: one trusted :func:`~learnerprobe.bundle.bundle_digest` per path, in
         the same order; a bundle with any other content is refused. ``allow_version_mismatch``
@@ -122,7 +127,11 @@ class Predictor:
             if feat == "hidden":
                 _check_weights(b)
             loaded[b.task] = _Loaded(bundle=b, estimator=est, featurizer=feat)
-        return cls(loaded)
+        if encoder not in ("auto", "onnx", "torch"):
+            raise LearnerprobeError(f"encoder must be auto, onnx or torch (got {encoder!r})")
+        out = cls(loaded)
+        out.encoder_mode = encoder
+        return out
 
     @property
     def tasks(self) -> list[str]:
@@ -135,6 +144,17 @@ class Predictor:
     @property
     def digests(self) -> dict[str, str]:
         return {t: lo.bundle.digest for t, lo in self._loaded.items()}
+
+    @property
+    def engines(self) -> dict[str, dict[str, str | None]]:
+        """Per task, how it runs: estimator "arrays" (numpy) or "skops"; encoder "onnx",
+        "torch", or None (text bundles, or not loaded yet: the encoder loads on first use)."""
+        out: dict[str, dict[str, str | None]] = {}
+        for t, lo in self._loaded.items():
+            kind = getattr(lo.estimator, "kind", None)
+            enc = None if lo.encoder is None else ("torch" if isinstance(lo.encoder, tuple) else "onnx")
+            out[t] = {"estimator": f"arrays:{kind}" if kind else "skops", "encoder": enc}
+        return out
 
     def mask(self, text: str, task: str | None = None) -> dict[str, Any]:
         """The masking a bundle applies, with spans, so a UI can show what was hidden.
@@ -177,13 +197,35 @@ class Predictor:
             out = [mask_text(t, lang).text for t in out]
         return out
 
+    def _onnx_encoder(self, lo: _Loaded) -> Any:
+        """The ONNX encoder when it applies (None: use torch; with encoder="onnx" an error)."""
+        from learnerprobe.inference import onnx_encoder as ox
+
+        if self.encoder_mode == "torch":
+            return None
+        m = lo.bundle.manifest
+        ex = m.get("preprocessing", {}).get("extraction") or {}
+        layers = [int(x) for x in (m.get("layers") or [m["layer"]])]
+        why = ox.supported(m["model"], ex, layers)
+        try:
+            if why is not None:
+                raise ox.OnnxUnavailable(why)
+            max_length = int(ex.get("max_length") or m["model"]["max_length"])
+            return ox.load_encoder(m["model"], m["weights"], layers[0], max_length, log=ox._stderr)
+        except ox.OnnxUnavailable as e:
+            if self.encoder_mode == "onnx":
+                raise BundleError(f"{lo.bundle.path}: the ONNX encoder does not apply: {e}") from None
+            return None
+
     def _features(self, lo: _Loaded, texts: list[str]) -> Any:
         if lo.featurizer == "text":
             return np.asarray(texts, dtype=object)
         m = lo.bundle.manifest
         ex = m.get("preprocessing", {}).get("extraction") or {}
         if lo.encoder is None:
-            lo.encoder = _load_encoder(lo.bundle, ex.get("dtype") or "float32")
+            lo.encoder = self._onnx_encoder(lo) or _load_encoder(lo.bundle, ex.get("dtype") or "float32")
+        if not isinstance(lo.encoder, tuple):  # the ONNX graph: pooled states of the one layer
+            return self._surface(lo, lo.encoder(texts), texts)
         tok, model, entry, device, dtype = lo.encoder
         want = [int(x) for x in (m.get("layers") or [m["layer"]])]  # several: scalar_mix
         acts = extract(
@@ -195,7 +237,10 @@ class Predictor:
             X = np.array(acts.array[0], dtype=np.float32)
         else:  # side by side, in the manifest's order (as in training)
             X = np.concatenate([np.asarray(acts.layer(i), dtype=np.float32) for i in want], 1)
-        k = int(m.get("preprocessing", {}).get("surface") or 0)
+        return self._surface(lo, X, texts)
+
+    def _surface(self, lo: _Loaded, X: np.ndarray, texts: list[str]) -> np.ndarray:
+        k = int(lo.bundle.manifest.get("preprocessing", {}).get("surface") or 0)
         if k:  # surface columns as the transfer stage builds them (imported only when needed)
             from learnerprobe.probes.surface import surface_features
 

@@ -110,13 +110,25 @@ def _check_bundles(bundle: list[Path], expect_digest: list[str] | None) -> None:
                 )
 
 
-def _load(bundle: list[Path], expect_digest: list[str] | None, allow_version_mismatch: bool):
+def _load(bundle: list[Path], expect_digest: list[str] | None, allow_version_mismatch: bool,
+          encoder: str = "auto"):
     from learnerprobe.predict import Predictor
 
     return Predictor.load(
         *bundle, expect_digests=list(expect_digest) if expect_digest else None,
-        allow_version_mismatch=allow_version_mismatch,
+        allow_version_mismatch=allow_version_mismatch, encoder=encoder,
     )
+
+
+ENCODER_HELP = ("How hidden-state bundles run their model: auto (ONNX where it applies, else "
+                "torch), onnx (onnxruntime; exported locally from the pinned weights on first "
+                "use) or torch.")
+
+
+def _check_encoder(encoder: str) -> str:
+    if encoder not in ("auto", "onnx", "torch"):
+        raise LearnerprobeError(f"--encoder must be auto, onnx or torch (got {encoder!r})")
+    return encoder
 
 
 EXPECT_DIGEST_HELP = (
@@ -137,13 +149,14 @@ def predict(
     allow_version_mismatch: bool = typer.Option(
         False, "--allow-version-mismatch", help=VERSION_HELP
     ),
+    encoder: str = typer.Option("auto", "--encoder", help=ENCODER_HELP),
 ) -> None:
     """Predict CEFR level and/or L1 with the exact preprocessing used in training."""
     from rich.console import Console
     from rich.markup import escape
-    from rich.progress import Progress
 
     # Everything is checked before a model is loaded (loading can take a minute).
+    _check_encoder(encoder)
     if top_k is not None and top_k < 1:
         raise LearnerprobeError(f"--top-k must be at least 1 (got {top_k})")
     if batch_size < 1:
@@ -162,13 +175,18 @@ def predict(
     else:
         raise LearnerprobeError("give a TEXT, --file FILE, or '-' for stdin")
     texts = check_texts(texts)
-    predictor = _load(bundle, expect_digest, allow_version_mismatch)
+    predictor = _load(bundle, expect_digest, allow_version_mismatch, encoder)
     results: list[dict] = []
-    with Progress(console=Console(stderr=True), transient=True, disable=len(texts) <= batch_size) as prog:
-        task = prog.add_task("predicting", total=len(texts))
-        for i in range(0, len(texts), batch_size):
-            results.extend(predictor.predict(texts[i : i + batch_size], top_k=top_k))
-            prog.advance(task, min(batch_size, len(texts) - i))
+    if len(texts) <= batch_size:  # one batch: no progress bar (rich.progress is not imported)
+        results = predictor.predict(texts, top_k=top_k)
+    else:
+        from rich.progress import Progress
+
+        with Progress(console=Console(stderr=True), transient=True) as prog:
+            task = prog.add_task("predicting", total=len(texts))
+            for i in range(0, len(texts), batch_size):
+                results.extend(predictor.predict(texts[i : i + batch_size], top_k=top_k))
+                prog.advance(task, min(batch_size, len(texts) - i))
     console = Console(highlight=False)
     for r in results:
         if as_json:
@@ -260,16 +278,21 @@ def bench_predict(
     out: Path = typer.Option(Path("runs/bench/predict.json"), "--out"),
     cold: bool = typer.Option(True, "--cold/--no-cold", help="Also time a cold CLI process."),
     as_json: bool = typer.Option(False, "--json"),
+    encoder: str = typer.Option("auto", "--encoder", help=ENCODER_HELP),
+    arrays: bool = typer.Option(
+        True, "--arrays/--skops", help="Apply estimators through their array form (numpy only) "
+        "or through the skops file (scikit-learn), to compare the two."),
 ) -> None:
     """Cold one-text CLI wall time, p50/p95 latency for a 200-word text, texts/s in batches."""
     from learnerprobe.bench_predict import run_bench
     from learnerprobe.outputs import atomic_write_text, check_writable
 
+    _check_encoder(encoder)
     if n < 1 or batch < 1:
         raise LearnerprobeError(f"--n and --batch must be at least 1 (got {n}, {batch})")
     _check_bundles(bundle, None)
     check_writable(out, folder=False)  # before the benchmark, not after it
-    res = run_bench(bundle, n=n, batch=batch, cold=cold)
+    res = run_bench(bundle, n=n, batch=batch, cold=cold, encoder=encoder, arrays=arrays)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, json.dumps(res, indent=2))
     if as_json:
