@@ -26,9 +26,9 @@ except SystemExit as e:
     code = e.code
 else:
     code = 0
-heavy = sorted(m for m in %r if m in sys.modules)
+heavy = sorted(m for m in HEAVY if m in sys.modules)
 print(json.dumps({"heavy": heavy, "code": code}), file=sys.stderr)
-""" % (HEAVY,)
+""".replace("HEAVY", repr(HEAVY))
 
 
 def _cold(args, env=None):
