@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ class _Loaded:
     estimator: Any
     featurizer: str  # "text": estimator takes raw texts; "hidden": pooled hidden states at `layer`
     encoder: Any = None  # (tokenizer, model, entry, device, dtype), loaded once on first use
+    warm: list[threading.Thread] = field(default_factory=list)  # see Predictor._warm_up
 
 
 def _entry(model: dict[str, Any]) -> Any:
@@ -73,6 +74,13 @@ def _load_encoder(b: Bundle, dtype: str) -> tuple[Any, ...]:
     if isinstance(width, int) and pin_width is not None and width != pin_width:
         raise BundleError(f"{b.path}: the model's hidden size {width} is not the pinned {pin_width}")
     return tok, mdl, entry, device, dtype
+
+
+def _quietly(job: Any) -> None:
+    try:
+        job()
+    except Exception:  # noqa: BLE001, S110 - a warm-up; the first prediction repeats the step
+        pass
 
 
 def _label(labels: Sequence[str], c: Any) -> str:
@@ -131,7 +139,32 @@ class Predictor:
             raise LearnerprobeError(f"encoder must be auto, onnx or torch (got {encoder!r})")
         out = cls(loaded)
         out.encoder_mode = encoder
+        out._warm_up()
         return out
+
+    def _warm_up(self) -> None:
+        """Start, in background threads, what the first prediction would otherwise wait for:
+        the masking lexicon (~1 CPU-second, Python) and an already exported ONNX encoder (its
+        session and tokenizer are built in native code), so they overlap in a cold process.
+        Failures are left to the first call, which repeats the step in the caller's thread."""
+        for lo in self._loaded.values():
+            pre = lo.bundle.manifest.get("preprocessing", {})
+            jobs: list[Any] = []
+            if pre.get("mask"):
+                jobs.append(lambda lang=pre.get("language") or "en": mask_text("Warm-up.", lang))
+            if lo.featurizer == "hidden" and self.encoder_mode != "torch":
+                def onnx(lo: _Loaded = lo) -> None:
+                    lo.encoder = self._onnx_encoder(lo, export=False)
+                jobs.append(onnx)
+            for job in jobs:
+                t = threading.Thread(target=_quietly, args=(job,), daemon=True)
+                t.start()
+                lo.warm.append(t)
+
+    @staticmethod
+    def _join(lo: _Loaded) -> None:
+        while lo.warm:
+            lo.warm.pop().join()
 
     @property
     def tasks(self) -> list[str]:
@@ -190,6 +223,7 @@ class Predictor:
         return self._loaded[task].bundle.manifest.get("preprocessing", {})
 
     def _prepare(self, lo: _Loaded, texts: Sequence[str]) -> list[str]:
+        self._join(lo)
         pre = lo.bundle.manifest.get("preprocessing", {})
         out = [" ".join(t.split()) if pre.get("normalise_whitespace") else t for t in texts]
         if pre.get("mask"):
@@ -197,7 +231,7 @@ class Predictor:
             out = [mask_text(t, lang).text for t in out]
         return out
 
-    def _onnx_encoder(self, lo: _Loaded) -> Any:
+    def _onnx_encoder(self, lo: _Loaded, export: bool = True) -> Any:
         """The ONNX encoder when it applies (None: use torch; with encoder="onnx" an error)."""
         from learnerprobe.inference import onnx_encoder as ox
 
@@ -211,7 +245,8 @@ class Predictor:
             if why is not None:
                 raise ox.OnnxUnavailable(why)
             max_length = int(ex.get("max_length") or m["model"]["max_length"])
-            return ox.load_encoder(m["model"], m["weights"], layers[0], max_length, log=ox._stderr)
+            return ox.load_encoder(m["model"], m["weights"], layers[0], max_length,
+                                   export=export, log=ox._stderr)
         except ox.OnnxUnavailable as e:
             if self.encoder_mode == "onnx":
                 raise BundleError(f"{lo.bundle.path}: the ONNX encoder does not apply: {e}") from None
@@ -220,6 +255,7 @@ class Predictor:
     def _features(self, lo: _Loaded, texts: list[str]) -> Any:
         if lo.featurizer == "text":
             return np.asarray(texts, dtype=object)
+        self._join(lo)
         m = lo.bundle.manifest
         ex = m.get("preprocessing", {}).get("extraction") or {}
         if lo.encoder is None:
