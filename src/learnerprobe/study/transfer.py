@@ -43,6 +43,9 @@ if TYPE_CHECKING:
     from learnerprobe.study.config import StudyConfig
 
 TRANSFER_VERSION = 1
+#: key field of fits made by an estimator's ``fit_predict_layers`` (all candidate layers in one
+#: batched training, e.g. dann): its own key, so fits of the per-job engine are not reused
+LAYER_BATCHED = "layers-batched-1"
 NESTED = "nested"  # value of `layer` for transfer rows: variant and layer chosen by nested LOCO
 SURFACE = "surface"
 N_SURFACE = 3  # surface columns appended for methods with `n_surface` (log length features)
@@ -94,6 +97,21 @@ def _fit_one(method: str, options: dict[str, Any], X_tr: np.ndarray, y_tr: np.nd
     return pred, proba
 
 
+def _fit_layers(method: str, options: dict[str, Any], X_tr: list[np.ndarray], y_tr: np.ndarray,
+                d_tr: np.ndarray, X_te: list[np.ndarray], d_te: np.ndarray, n_classes: int,
+                seed: int, surf: bool, threads: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Worker: one variant on several layers (the same rows) in one batched training
+    (the estimator's ``fit_predict_layers``; layer for layer the fit of :func:`_fit_one`)."""
+    opts = dict(options)
+    if surf:
+        opts["n_surface"] = N_SURFACE
+    est = get_method(method).build(BuildContext(n_classes=n_classes, seed=seed), opts)
+    with threadpool_limits(threads):
+        done = type(est).fit_predict_layers(X_tr, y_tr, d_tr, X_te, d_te, **est.get_params())
+    return [(np.asarray(pred, dtype=np.int64), np.asarray(proba, dtype=np.float32))
+            for pred, proba in done]
+
+
 def _digest(a: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()[:16]
 
@@ -104,8 +122,10 @@ def make_fit_many(method: str, inp: TransferInputs, *, n_jobs: int, threads: int
     mix, surf = method_inputs(method)
     store = CellCache(cache_root() / "transfer-cells", shard=True)
     # the method's fixed settings (registry) are part of the key, not only the grid point
-    params = get_method(method).build(BuildContext(n_classes=inp.n_classes, seed=inp.seed)
-                                      ).get_params()
+    est = get_method(method).build(BuildContext(n_classes=inp.n_classes, seed=inp.seed))
+    params = est.get_params()
+    # all candidate layers of a variant in one training (dann), else one fit per job
+    batched = not mix and hasattr(type(est), "fit_predict_layers")
 
     def key(job: nested.Job) -> str:
         return content_key({
@@ -117,7 +137,38 @@ def make_fit_many(method: str, inp: TransferInputs, *, n_jobs: int, threads: int
             "predict": _digest(job.predict), "K": inp.n_classes, "seed": inp.seed,
             "domains": _digest(np.array([str(x) for x in inp.domains]).astype("U")),
             "surface": surf and _digest(inp.surface),
+            **({"engine": LAYER_BATCHED} if batched else {}),
         })
+
+    def run(fn: Callable[..., Any], args: list[tuple]) -> list[Any]:
+        if n_jobs == 1 or len(args) < 2:
+            return [fn(*a) for a in args]
+        return Parallel(n_jobs=n_jobs)(delayed(fn)(*a) for a in args)
+
+    def one(job: nested.Job) -> tuple:
+        return (method, dict(job.candidate.options),
+                design_matrix(inp, job.candidate.layer, job.train, mix, surf), job.y_train,
+                inp.domains[job.train], design_matrix(inp, job.candidate.layer, job.predict, mix,
+                                                      surf),
+                inp.domains[job.predict], inp.n_classes, inp.seed, surf,
+                len(inp.layers) if mix else None, threads)
+
+    def fit_layers(todo: list[tuple[int, str, nested.Job]]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The jobs that differ only in their layer, fitted together."""
+        groups: dict[tuple, list[nested.Job]] = {}
+        for _, _, job in todo:
+            groups.setdefault((repr(job.candidate.options), _digest(job.train),
+                               _digest(job.y_train.astype(np.int64)), _digest(job.predict)),
+                              []).append(job)
+        args = [(method, dict(g[0].candidate.options),
+                 [design_matrix(inp, j.candidate.layer, g[0].train, False, surf) for j in g],
+                 g[0].y_train, inp.domains[g[0].train],
+                 [design_matrix(inp, j.candidate.layer, g[0].predict, False, surf) for j in g],
+                 inp.domains[g[0].predict], inp.n_classes, inp.seed, surf, threads)
+                for g in groups.values()]
+        by_job = {id(j): r for g, res in zip(groups.values(), run(_fit_layers, args), strict=True)
+                  for j, r in zip(g, res, strict=True)}
+        return [by_job[id(job)] for _, _, job in todo]
 
     def fit_many(jobs: Sequence[nested.Job]) -> list[tuple[np.ndarray, np.ndarray | None]]:
         out: list[Any] = [None] * len(jobs)
@@ -130,16 +181,7 @@ def make_fit_many(method: str, inp: TransferInputs, *, n_jobs: int, threads: int
             else:
                 todo.append((i, k, job))
         t0 = time.perf_counter()
-        args = [(method, dict(job.candidate.options),
-                 design_matrix(inp, job.candidate.layer, job.train, mix, surf), job.y_train,
-                 inp.domains[job.train], design_matrix(inp, job.candidate.layer, job.predict, mix,
-                                                 surf),
-                 inp.domains[job.predict], inp.n_classes, inp.seed, surf,
-                 len(inp.layers) if mix else None, threads) for _, _, job in todo]
-        if n_jobs == 1 or len(todo) < 2:
-            done = [_fit_one(*a) for a in args]
-        else:
-            done = Parallel(n_jobs=n_jobs)(delayed(_fit_one)(*a) for a in args)
+        done = fit_layers(todo) if batched else run(_fit_one, [one(job) for _, _, job in todo])
         for (i, k, _), (pred, proba) in zip(todo, done, strict=True):
             if cache:
                 store.save(k, {"pred": pred, "proba": proba})
