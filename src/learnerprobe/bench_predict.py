@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import resource
 import subprocess
 import sys
@@ -51,9 +52,11 @@ def cold_predict(bundles: list[Path], text: str, *, timeout: float = 600.0,
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()
-                 if line.startswith("import time:")}
-    stderr = [x for x in proc.stderr.splitlines() if not x.startswith("import time:")]
+    # top-level packages of every module imported (a package imported through importlib by
+    # another one can miss its own line, never its submodules')
+    imported = {m.split(".")[0] for m in
+                re.findall(r"import time:\s*\d+ \|\s*\d+ \|\s*([\w.]+)", proc.stderr)}
+    stderr = [x for x in proc.stderr.splitlines() if "import time:" not in x]
     return {
         "wall_seconds": round(wall, 3),
         "imported": sorted(m for m in HEAVY if m in imported),
