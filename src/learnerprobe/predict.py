@@ -240,7 +240,7 @@ class Predictor:
         m = lo.bundle.manifest
         ex = m.get("preprocessing", {}).get("extraction") or {}
         layers = [int(x) for x in (m.get("layers") or [m["layer"]])]
-        why = ox.supported(m["model"], ex, layers)
+        why = ox.supported(m["model"], ex, layers, allow_dtype_change=self.encoder_mode == "onnx")
         try:
             if why is not None:
                 raise ox.OnnxUnavailable(why)
