@@ -8,8 +8,9 @@ layer by layer, faster:
   error of *every* alpha in closed form, exactly as ``RidgeCV`` selects it;
 - MLPs: all layers train together in torch with layers as a batch dimension, each with its own
   early stopping (:mod:`learnerprobe.probes._torch_mlp`);
-- logistic / ordinal: the per-layer fits (with their warm-started regularisation paths) run in
-  parallel with joblib.
+- logistic / ordinal: every (layer x inner fold x C/alpha) fit and the refits are independent
+  convex problems, solved together as one batch in torch
+  (:mod:`learnerprobe.probes._batched_linear`).
 
 In reference mode the MLPs (sklearn's defaults, re-implemented in torch:
 :mod:`learnerprobe.probes._sklearn_mlp`) also train all layers at once, on one torch thread;
@@ -28,7 +29,8 @@ from learnerprobe.probes import PROBES, RIDGE_ALPHAS, TUNED_MLP_HIDDEN, make_pro
 _PROBA = {"ridge": False, "logistic": True, "ordinal": True, "mlp_reg": False, "mlp_clf": True}
 #: Fitting engines whose predictions changed since a cell cache was first keyed; their name goes
 #: into the cell key so stale cells are refitted, while every other cell keeps its key (and cache).
-_ENGINES = {("mlp_reg", "reference"): "sklearn_torch-1", ("mlp_clf", "reference"): "sklearn_torch-1"}
+_ENGINES = {("mlp_reg", "reference"): "sklearn_torch-1", ("mlp_clf", "reference"): "sklearn_torch-1",
+            ("logistic", "tuned"): "batched-1", ("ordinal", "tuned"): "batched-1"}
 
 
 def engine_key(probe: str, mode: str) -> dict[str, str]:
@@ -148,15 +150,22 @@ def fit_predict_layers(
     elif probe in ("mlp_reg", "mlp_clf"):
         out = _mlp_all(Xtr, y, Xte, probe, n_classes, seed, width)
     else:
-        from joblib import Parallel, delayed
-
-        results = Parallel(n_jobs=n_jobs)(
-            delayed(_fit_one)(Xtr[i], y, Xte[i], probe, "tuned", n_classes, seed, width, False)
-            for i in range(Xtr.shape[0])
-        )
-        out = _stack(results, probe)
+        out = _linear_all(Xtr, y, Xte, probe, n_classes, seed)
     out["seconds"] = time.perf_counter() - t0
     return out
+
+
+def _linear_all(Xtr, y, Xte, probe: str, n_classes: int, seed: int) -> dict:
+    """Tuned logistic / ordinal (grid, folds and seed from ``make_probe``) on every layer as one
+    batched solve instead of a per-layer loop (minutes per cell)."""
+    from learnerprobe.probes._batched_linear import logistic_layers, ordinal_layers
+
+    est = make_probe(probe, mode="tuned", n_classes=n_classes, seed=seed, scale=False)
+    if probe == "logistic":
+        return logistic_layers(Xtr, y, Xte, n_classes=n_classes, Cs=est.Cs, cv=est.cv,
+                               seed=est.random_state)
+    return ordinal_layers(Xtr, y, Xte, n_classes=n_classes, alphas=est.alphas, cv=est.cv,
+                          seed=est.random_state)
 
 
 def _one_class(Xte: np.ndarray, label: int, n_classes: int) -> dict:
