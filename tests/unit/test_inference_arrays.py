@@ -166,3 +166,12 @@ def test_hidden_bundle_predicts_through_the_arrays(tmp_path):
     assert b.manifest["arrays"]["spec"]["kind"] == "mlp_clf"
     texts = ["Ich bin hier.", "Das ist ein langer Satz mit vielen Wörtern."]
     assert Predictor.load(path).predict(texts) == Predictor.load(path, arrays=False).predict(texts)
+
+
+def test_ngram_spec_names_no_regular_expression_of_its_own():
+    est = NgramClassifier(min_df=1).fit(TEXTS, LABELS)
+    spec, tensors = arrays.export(est)
+    word = [i for i, p in enumerate(spec["parts"]) if p["analyzer"] == "word"][0]
+    spec["parts"][word]["token_pattern"] = "(a+)+$"  # catastrophic backtracking
+    with pytest.raises(BundleError, match="token_pattern"):
+        arrays.build(spec, tensors, "t")
