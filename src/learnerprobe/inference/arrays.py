@@ -575,9 +575,10 @@ def _build_ngram(t: dict[str, np.ndarray], spec: Any, s: _Spec):
     if coef.shape != (rows, offset) or inter.shape != (rows,):
         raise s.fail(f"coef must be {rows} x {offset} (classes x features)")
     head = spec["head"]
+    coef_t = np.asfortranarray(coef)  # .T is then a C-contiguous features x classes view
 
     def proba(X: Any) -> np.ndarray:
-        d = decisions(parts, coef, inter, _texts(X))
+        d = decisions(parts, coef_t, inter, _texts(X))
         if head == "svm_softmax":
             return _nli_softmax(d)
         if d.shape[1] == 1:

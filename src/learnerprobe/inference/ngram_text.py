@@ -15,7 +15,9 @@ check_equivalent`); any other vectoriser keeps the skops path.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Sequence
+from itertools import chain
 
 import numpy as np
 
@@ -29,7 +31,7 @@ def char_ngrams(text: str, lo: int, hi: int) -> list[str]:
     out = list(text) if lo == 1 else []
     start = 2 if lo == 1 else lo
     for n in range(start, min(hi + 1, n_text + 1)):
-        out.extend(text[i : i + n] for i in range(n_text - n + 1))
+        out += map(text.__getitem__, map(slice, range(n_text - n + 1), range(n, n_text + 1)))
     return out
 
 
@@ -66,36 +68,42 @@ class TfidfPart:
             return char_ngrams(text, self.lo, self.hi)
         return word_ngrams(self.pattern.findall(text), self.lo, self.hi)
 
-    def row(self, text: str) -> tuple[np.ndarray, np.ndarray]:
-        """Column indices (sorted) and l2-normalised TF-IDF values (float dtype of ``idf``)."""
-        counts: dict[int, int] = {}
-        vocab = self.vocab
-        for t in self.terms(text):
-            j = vocab.get(t)
-            if j is not None:
-                counts[j] = counts.get(j, 0) + 1
-        cols = np.fromiter(sorted(counts), dtype=np.int64, count=len(counts))
-        vals = np.array([counts[j] for j in cols.tolist()], dtype=self.idf.dtype)
+    def rows(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The batch's TF-IDF rows as (row index, column, value) triplets: sublinear tf, idf
+        weights and l2 row norms as ``TfidfTransformer`` applies them, in ``idf``'s dtype."""
+        keys, counts, lens = [], [], []
+        get = self.vocab.get
+        for text in texts:
+            c = Counter(map(get, self.terms(text)))  # counted in C
+            c.pop(None, None)  # terms outside the vocabulary
+            keys.append(c.keys())
+            counts.append(c.values())
+            lens.append(len(c))
+        n = sum(lens)
+        cols = np.fromiter(chain.from_iterable(keys), dtype=np.int64, count=n)
+        vals = np.fromiter(chain.from_iterable(counts), dtype=self.idf.dtype, count=n)
+        row = np.repeat(np.arange(len(texts)), lens)
         if self.sublinear_tf:
             np.log(vals, vals)
             vals += 1
         vals *= self.idf[cols]
-        norm = np.sqrt(np.sum(vals * vals, dtype=np.float64))
-        if norm > 0:
-            vals /= vals.dtype.type(norm)
-        return cols, vals
+        sq = np.bincount(row, weights=vals.astype(np.float64) ** 2, minlength=len(texts))
+        norm = np.sqrt(sq)
+        norm[norm == 0] = 1.0
+        vals /= norm.astype(vals.dtype)[row]
+        return row, cols, vals
 
 
 def decisions(parts: Sequence[tuple[TfidfPart, int]], coef: np.ndarray, intercept: np.ndarray,
               texts: Sequence[str]) -> np.ndarray:
     """``texts x classes`` linear decisions ``X @ coef.T + intercept`` of the concatenated
-    features (each part at its column offset), without building the sparse matrix."""
-    out = np.empty((len(texts), coef.shape[0]), dtype=np.float64)
-    for i, text in enumerate(texts):
-        acc = np.zeros(coef.shape[0], dtype=np.float64)
-        for part, offset in parts:
-            cols, vals = part.row(text)
-            if cols.size:
-                acc += coef[:, cols + offset] @ vals.astype(np.float64)
-        out[i] = acc + intercept
-    return out
+    features (each part at its column offset), without building the sparse matrix.
+    ``coef`` may be given Fortran-ordered (its transpose then gathers contiguous rows)."""
+    coef_t = coef.T
+    out = np.zeros((len(texts), coef_t.shape[1]), dtype=np.float64)
+    for part, offset in parts:
+        row, cols, vals = part.rows(texts)
+        contrib = vals.astype(np.float64)[:, None] * coef_t[cols + offset]
+        for c in range(out.shape[1]):
+            out[:, c] += np.bincount(row, weights=contrib[:, c], minlength=len(texts))
+    return out + intercept
