@@ -4,7 +4,9 @@
   networks"): one hidden layer feeds the level head and, through a gradient-reversal layer, a
   corpus head; the hidden features are trained to predict the level while making the training
   corpora indistinguishable. Needs ``fit(X, y, domains=...)`` with at least two domains
-  (otherwise it is a plain MLP).
+  (otherwise it is a plain MLP). :func:`fit_dann_layers` trains one such probe per layer in a
+  single batched loop (layers as a batch dimension, as the MLP layer sweep does); ``fit`` is
+  that loop with one layer, so the study's per-layer fits and a bundle's fit are one model.
 - :class:`ScalarMixProbe` (the ELMo scalar mix, Peters et al. 2018): ``X`` holds all layers side
   by side (``n x (L * d)``, ``n_layers = L``); a softmax-weighted sum of the per-layer
   standardised states feeds a linear level head, weights and head learnt together. One probe
