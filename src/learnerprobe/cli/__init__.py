@@ -8,10 +8,39 @@ import sys
 import typer
 from rich.console import Console
 
+from learnerprobe.cli._lazy import LazyGroup
 from learnerprobe.errors import LearnerprobeError
 from learnerprobe.outputs import WRITE_ERRNOS, write_error_message
 
+_CLI = "learnerprobe.cli."
+
+
+class _Commands(LazyGroup):
+    """The top-level commands: each area's module is imported only when its command runs (or
+    for the full ``--help``). Order = the order ``--help`` lists them in."""
+
+    lazy = {
+        "nli-task": _CLI + "nli",
+        "extract": _CLI + "extract",
+        "predict": _CLI + "predict",
+        "serve": _CLI + "predict",
+        "mask": _CLI + "prep",
+        "run": _CLI + "study",
+        "results": _CLI + "study",
+        "train": _CLI + "train",
+        "bundle": _CLI + "bundle",
+        "corpus": _CLI + "corpus",
+        "models": _CLI + "models",
+        "bench": _CLI + "bench",
+    }
+
+    @staticmethod
+    def typer_app() -> typer.Typer:
+        return app
+
+
 app = typer.Typer(
+    cls=_Commands,
     name="learnerprobe",
     help="Proficiency probing and native-language identification on learner texts.",
     no_args_is_help=True,
@@ -21,24 +50,11 @@ err_console = Console(stderr=True)
 
 
 def _register() -> None:
-    # Imported for their side effect of adding commands/sub-apps to `app`.
-    import learnerprobe.cli.bench_study  # noqa: F401  (bench study)
-    import learnerprobe.cli.bundle  # noqa: F401  (bundle verify)
-    import learnerprobe.cli.nli  # noqa: F401  (nli-task)
-    from learnerprobe.cli import (  # noqa: F401
-        bench,
-        corpus,
-        extract,
-        models,
-        nli_llm,  # noqa: F401  (bench nli-zeroshot / nli-finetune)
-        predict,
-        prep,
-        probes,  # noqa: F401  (bench probes)
-        study,
-        train,
-    )
+    # `bench` is a sub-app whose own commands load lazily (cli/bench.py); the other areas'
+    # modules are imported by _Commands when their command is used.
+    from learnerprobe.cli.bench import bench_app
 
-    app.add_typer(bench.bench_app, name="bench", help="Benchmarks that print and save figures.")
+    app.add_typer(bench_app, name="bench", help="Benchmarks that print and save figures.")
 
 
 _register()
