@@ -237,16 +237,10 @@ class Predictor:
 
         if self.encoder_mode == "torch":
             return None
-        m = lo.bundle.manifest
-        ex = m.get("preprocessing", {}).get("extraction") or {}
-        layers = [int(x) for x in (m.get("layers") or [m["layer"]])]
-        why = ox.supported(m["model"], ex, layers, allow_dtype_change=self.encoder_mode == "onnx")
         try:
-            if why is not None:
-                raise ox.OnnxUnavailable(why)
-            max_length = int(ex.get("max_length") or m["model"]["max_length"])
-            return ox.load_encoder(m["model"], m["weights"], layers[0], max_length,
-                                   export=export, log=ox._stderr)
+            args = ox.bundle_encoder_args(lo.bundle.manifest,
+                                          allow_dtype_change=self.encoder_mode == "onnx")
+            return ox.load_encoder(*args, export=export, log=ox._stderr)
         except ox.OnnxUnavailable as e:
             if self.encoder_mode == "onnx":
                 raise BundleError(f"{lo.bundle.path}: the ONNX encoder does not apply: {e}") from None

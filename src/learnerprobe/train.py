@@ -147,6 +147,7 @@ def train_cefr(cfg, bundle: Path, *, results_dir: Path | None, log: Callable[[st
                        "by_label": {lab: int((data.y == i).sum()) for i, lab in enumerate(data.labels)},
                        "prep": info},
         metrics={"validation": _ci_dict(val), "study": study_metrics(results_dir, "cefr", probe)},
+        check_inputs=X[li][va],  # the array form must match on real validation features
         card={"limits": f"trained on {', '.join(cfg.corpus_names)} ({', '.join(langs)} learner texts "
                         f"only); levels {', '.join(data.labels)}; other languages, genres or "
                         "populations are out of distribution (the study's OOD scores apply)",
@@ -310,6 +311,7 @@ def train_transfer(cfg, bundle: Path, method: str, *, results_dir: Path | None,
                                 for c, v in zip(ch.candidates, ch.scores, strict=True)},
                  "selection_metric": s.metric,
                  "study": study_metrics(results_dir, "cefr", method, layer="nested")},
+        check_inputs=st.design_matrix(inp, ch.choice.layer, ch.val, *st.method_inputs(method)),
         card={"limits": f"trained on {', '.join(cfg.corpus_names)} ({', '.join(langs)} learner "
                         f"texts only); levels {', '.join(data.labels)}; other languages, genres "
                         "or populations are out of distribution (the study's OOD scores apply)",
@@ -387,7 +389,7 @@ def train_l1(cfg, bundle: Path, *, results_dir: Path | None, log: Callable[[str]
     pre = {"mask": bool(task.masked), "language": langs[0] if len(langs) == 1 else None}
     if method in text_methods:
         est = build_text(method).fit(texts, y)
-        return save_bundle(bundle, method=method, estimator=est,
+        return save_bundle(bundle, method=method, estimator=est, check_inputs=texts[va],
                            preprocessing={**pre, "features": "text"}, **common)
     est = get_method(method, kind="probe").build(mode="tuned", n_classes=len(labels),
                                                  width=X.shape[-1], seed=seed)
@@ -395,7 +397,7 @@ def train_l1(cfg, bundle: Path, *, results_dir: Path | None, log: Callable[[str]
     return save_bundle(bundle, method=method, estimator=est, model=entry.to_dict(),
                        weights=weights_pin(entry), layer=int(layers[li]),
                        preprocessing={**pre, "features": "hidden", "extraction": extraction},
-                       **common)
+                       check_inputs=X[li][va], **common)
 
 
 def train_bundle(config: str | Path, bundle: str | Path, *, results_dir: str | Path | None = None,
@@ -414,11 +416,38 @@ def train_bundle(config: str | Path, bundle: str | Path, *, results_dir: str | P
         if cfg.task != "cefr":
             raise ConfigError(f"--method {method}: transfer methods are CEFR probes; the config's "
                               f"task is {cfg.task!r}")
-        return train_transfer(cfg, Path(bundle), method, results_dir=rd, log=log,
-                              n_boot=cfg.n_boot)
+        out = train_transfer(cfg, Path(bundle), method, results_dir=rd, log=log,
+                             n_boot=cfg.n_boot)
+        export_onnx_encoder(out, log)
+        return out
     trainers = {"cefr": train_cefr, "l1": train_l1}
     if cfg.task not in trainers:
         raise ConfigError(f"task {cfg.task!r} cannot be trained into a bundle; "
                           f"trainable tasks: {', '.join(trainers)}")
     fn = trainers[cfg.task]
-    return fn(cfg, Path(bundle), results_dir=rd, log=log, n_boot=cfg.n_boot)
+    out = fn(cfg, Path(bundle), results_dir=rd, log=log, n_boot=cfg.n_boot)
+    export_onnx_encoder(out, log)
+    return out
+
+
+def export_onnx_encoder(bundle: Path, log: Callable[[str], None] = print) -> Path | None:
+    """Export now the ONNX encoder a hidden-state bundle's first ``predict`` would otherwise
+    export (a minute or more: the model runs in torch to check the graph), with the same
+    :mod:`learnerprobe.inference.onnx_encoder` functions ``predict`` uses, into the local cache
+    (never into the bundle). None when ONNX does not apply or the export fails: the bundle is
+    written either way, and ``predict`` then uses torch or retries the export on first use."""
+    import json
+
+    from learnerprobe.bundle import MANIFEST
+    from learnerprobe.inference import onnx_encoder as ox
+
+    manifest = json.loads((Path(bundle) / MANIFEST).read_text(encoding="utf-8"))
+    if manifest.get("preprocessing", {}).get("features") != "hidden":
+        return None
+    try:
+        return ox.export_encoder(*ox.bundle_encoder_args(manifest), log=log)
+    except (ox.OnnxUnavailable, ImportError) as e:
+        log(f"ONNX encoder not exported ({e}); predict runs the model in torch")
+    except Exception as e:  # noqa: BLE001 - optional speed-up; predict retries on first use
+        log(f"ONNX encoder not exported ({type(e).__name__}: {e}); predict retries on first use")
+    return None

@@ -91,6 +91,20 @@ def supported(model: dict[str, Any], extraction: dict[str, Any], layers: list[in
     return None
 
 
+def bundle_encoder_args(manifest: dict[str, Any], *, allow_dtype_change: bool = False
+                        ) -> tuple[dict[str, Any], dict[str, Any], int, int]:
+    """``(model, pin, layer, max_length)`` of a hidden-state bundle's encoder, as both
+    ``predict`` and ``train`` (export at training time) pass them to :func:`load_encoder` /
+    :func:`export_encoder`; OnnxUnavailable (with the reason) when the ONNX path does not apply."""
+    ex = manifest.get("preprocessing", {}).get("extraction") or {}
+    layers = [int(x) for x in (manifest.get("layers") or [manifest["layer"]])]
+    why = supported(manifest["model"], ex, layers, allow_dtype_change=allow_dtype_change)
+    if why is not None:
+        raise OnnxUnavailable(why)
+    max_length = int(ex.get("max_length") or manifest["model"]["max_length"])
+    return manifest["model"], manifest["weights"], layers[0], max_length
+
+
 def cache_key(pin_sha256: str, layer: int, pooling: str, dtype: str = "float32") -> str:
     h = hashlib.sha256(f"{ONNX_FORMAT}|{pin_sha256}|{layer}|{pooling}|{dtype}|{OPSET}".encode())
     return h.hexdigest()[:32]
