@@ -58,7 +58,12 @@ def test_sweep_equals_per_layer_linear(planted, probe):
         assert [i["alpha"] for i in out["info"]] == pytest.approx([e.alpha_ for e in ests])
     else:
         assert out["proba"].shape == (3, Xte.shape[1], K)
-        np.testing.assert_allclose(out["proba"], np.stack(probas), atol=1e-4)
+        # the batched solve converges further than sklearn (gtol 1e-4) and mord (tol 1e-6) stop:
+        # it equals tightly converged fits to ~1e-5 (tests/unit/test_batched_linear.py), so here
+        # the tolerance is the per-layer estimators' own stopping error
+        np.testing.assert_allclose(out["proba"], np.stack(probas), atol=5e-3)
+        assert [i["C_" if probe == "logistic" else "alpha_"] for i in out["info"]] == \
+            pytest.approx([e.C_ if probe == "logistic" else e.alpha_ for e in ests])
     scores = [qwk(yte, p, labels=K) for p in out["pred"]]
     assert scores[1] > 0.8 and scores[1] > max(scores[0], scores[2]) + 0.4
 
