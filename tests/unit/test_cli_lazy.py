@@ -70,3 +70,26 @@ def test_unknown_command_is_a_usage_error():
     assert res.exit_code == 2 and "No such command" in res.output
     res = CliRunner().invoke(app, ["bench", "nosuch"])
     assert res.exit_code == 2 and "No such command" in res.output
+
+
+
+def test_every_command_module_is_reachable():
+    """Every command that any cli/<area>.py module registers is listed by a fresh process's
+    ``--help`` (which imports only what the lazy tables name): a module missing from the tables
+    would leave its commands silently unreachable."""
+    import importlib
+    import pkgutil
+
+    import typer.main
+
+    import learnerprobe.cli as cli
+    from learnerprobe.cli.bench import bench_app
+
+    for m in pkgutil.iter_modules(cli.__path__):
+        if m.name != "__main__":  # runs the CLI
+            importlib.import_module(f"learnerprobe.cli.{m.name}")
+    for args, app in (((), cli.app), (("bench",), bench_app)):
+        registered = set(typer.main.get_group(app).commands)
+        out, _ = _modules(*args, "--help")
+        missing = {n for n in registered if f"│ {n} " not in out}
+        assert registered and not missing, missing
