@@ -540,9 +540,8 @@ class Bundle:
             raise BundleError(f"bundle {self.path} has no file {name!r}")
         return self.path / name
 
-    def load_estimator(self, name: str = ESTIMATOR) -> Any:
-        """Load the sealed skops estimator, trusting only :data:`TRUSTED_TYPES`, and cross-check it
-        against the manifest (seal, classes, input width)."""
+    def _read_hashed(self, name: str) -> tuple[Path, bytes]:
+        """A bundle file's path and bytes, refused unless they match the manifest's hash."""
         path = self.file(name)
         try:
             data = _read_file(path)
@@ -550,6 +549,12 @@ class Bundle:
             raise BundleError(f"{path}: cannot read ({e.strerror})") from None
         if _sha256_bytes(data) != self.manifest["files"][name]:
             raise BundleError(f"{self.path}: file {name} does not match its manifest hash (tampered?)")
+        return path, data
+
+    def load_estimator(self, name: str = ESTIMATOR) -> Any:
+        """Load the sealed skops estimator, trusting only :data:`TRUSTED_TYPES`, and cross-check it
+        against the manifest (seal, classes, input width)."""
+        path, data = self._read_hashed(name)
         obj = _skops_loads_trusted(data, path, f"bundle {self.path}: {name}")
         if not (isinstance(obj, dict) and set(obj) == {"format", "estimator", "seal"}
                 and obj["format"] == SEAL_FORMAT and isinstance(obj["seal"], str)):
@@ -567,13 +572,7 @@ class Bundle:
         if ref is None:
             return None
         name = ref["file"]
-        path = self.file(name)
-        try:
-            data = _read_file(path)
-        except OSError as e:
-            raise BundleError(f"{path}: cannot read ({e.strerror})") from None
-        if _sha256_bytes(data) != self.manifest["files"][name]:
-            raise BundleError(f"{self.path}: file {name} does not match its manifest hash (tampered?)")
+        path, data = self._read_hashed(name)
         tensors, meta = _arrays.loads(data, str(path))
         if set(meta) != {"format", "seal"} or meta["format"] != _arrays.ARRAYS_FORMAT:
             raise BundleError(f"{path}: not a sealed learnerprobe array form")
