@@ -272,9 +272,9 @@ class Predictor:
     def _surface(self, lo: _Loaded, X: np.ndarray, texts: list[str]) -> np.ndarray:
         k = int(lo.bundle.manifest.get("preprocessing", {}).get("surface") or 0)
         if k:  # surface columns as the transfer stage builds them (imported only when needed)
-            from learnerprobe.probes.surface import surface_features
+            from learnerprobe.probes.surface import surface_columns, surface_features
 
-            S = np.log1p(np.asarray(surface_features(texts), dtype=np.float64))
+            S = surface_columns(surface_features(texts))
             if S.shape[1] != k:
                 raise BundleError(f"{lo.bundle.path}: the bundle expects {k} surface columns, "
                                   f"this learnerprobe computes {S.shape[1]}")

@@ -148,12 +148,21 @@ def train_cefr(cfg, bundle: Path, *, results_dir: Path | None, log: Callable[[st
                        "prep": info},
         metrics={"validation": _ci_dict(val), "study": study_metrics(results_dir, "cefr", probe)},
         check_inputs=X[li][va],  # the array form must match on real validation features
-        card={"limits": f"trained on {', '.join(cfg.corpus_names)} ({', '.join(langs)} learner texts "
-                        f"only); levels {', '.join(data.labels)}; other languages, genres or "
-                        "populations are out of distribution (the study's OOD scores apply)",
+        card={"limits": _cefr_limits(cfg, langs, data.labels),
               "selection": f"{probe} at layer {layers[li]} chosen on a grouped validation split",
               **card_extra},
     )
+
+
+def _limits(cfg, langs: list[str], what: str) -> str:
+    """The card's "limits" line: what the bundle was trained on (``what``: its label set)."""
+    return (f"trained on {', '.join(cfg.corpus_names)} ({', '.join(langs)} learner texts only); "
+            + what)
+
+
+def _cefr_limits(cfg, langs: list[str], labels: list[str]) -> str:
+    return _limits(cfg, langs, f"levels {', '.join(labels)}; other languages, genres or "
+                   "populations are out of distribution (the study's OOD scores apply)")
 
 
 def bundle_transfer_method(name: str) -> Any:
@@ -177,23 +186,19 @@ def bundle_transfer_method(name: str) -> Any:
 
 def _transfer_inputs(cfg, data: Any, X: np.ndarray, layers: list[int]) -> Any:
     """The transfer stage's inputs over the candidate layers (``[transfer] layers``), the
-    surface columns and the corpora, as :func:`learnerprobe.study.transfer.run_transfer`
-    builds them (so fits and their cache keys are the study's)."""
+    surface columns and the corpora, built as :func:`learnerprobe.study.transfer.run_transfer`
+    builds them (the activations are keyed by their content hash)."""
     import hashlib
 
     from learnerprobe.evaluation.cache import content_key
-    from learnerprobe.probes.surface import surface_features
+    from learnerprobe.probes.surface import surface_columns, surface_features
     from learnerprobe.study import transfer as st
 
-    s = cfg.transfer
-    want = layers if s.layers == "all" else list(s.layers)
-    bad = [x for x in want if x not in layers]
-    if bad:
-        raise ConfigError(f"transfer.layers {bad} not extracted; available: {layers}")
-    A = X[[layers.index(x) for x in want]]
+    want, pos = st.candidate_layers(cfg.transfer, layers)
+    A = X[pos]
     key = content_key({"acts": hashlib.sha256(np.ascontiguousarray(A).tobytes()).hexdigest(),
                        "layers": want})
-    S = np.log1p(np.asarray(surface_features([r.text for r in data.records]), dtype=np.float64))
+    S = surface_columns(surface_features([r.text for r in data.records]))
     return st.TransferInputs(A, want, S, np.asarray(data.corpora), key, data.n_classes, cfg.seeds[0])
 
 
@@ -218,10 +223,8 @@ def choose_transfer(cfg, method: str, data: Any, inp: Any, log: Callable[[str], 
     plan = nested.plan([whole], inp.domains, data.groups)[0]
     cands = st.candidates(cfg, method, inp)
     stats: dict[str, float] = {}
-    fit_many = st.make_fit_many(method, inp, threads=cfg.threads, cache=cfg.cache_cells,
-                                n_jobs=1 if cfg.n_jobs == 1 else (cfg.n_jobs if cfg.n_jobs > 0
-                                                                  else -1), stats=stats)
-    ch = nested.choose(plan, cands, data.y, fit_many, metric=cfg.transfer.metric, n_classes=K)
+    ch = nested.choose(plan, cands, data.y, st.fitter(cfg, method, inp, stats),
+                       metric=cfg.transfer.metric, n_classes=K)
     log(f"  {method}: {len(cands)} candidates x {len(plan.inner)} validation folds "
         f"({int(stats.get('fits', 0))} fits, {int(stats.get('cached', 0))} cached); chosen "
         f"{st.choice_label(ch, inp.layers)}, validation {cfg.transfer.metric} "
@@ -312,9 +315,7 @@ def train_transfer(cfg, bundle: Path, method: str, *, results_dir: Path | None,
                  "selection_metric": s.metric,
                  "study": study_metrics(results_dir, "cefr", method, layer="nested")},
         check_inputs=st.design_matrix(inp, ch.choice.layer, ch.val, *st.method_inputs(method)),
-        card={"limits": f"trained on {', '.join(cfg.corpus_names)} ({', '.join(langs)} learner "
-                        f"texts only); levels {', '.join(data.labels)}; other languages, genres "
-                        "or populations are out of distribution (the study's OOD scores apply)",
+        card={"limits": _cefr_limits(cfg, langs, data.labels),
               "selection": f"transfer method {method} ({entry_m.description}): "
                            f"{st.choice_label(ch, want)} chosen by {s.metric} on held-out predictions "
                            f"({inner}; the chosen candidate's pooled held-out predictions give "
@@ -382,8 +383,8 @@ def train_l1(cfg, bundle: Path, *, results_dir: Path | None, log: Callable[[str]
                        **task.summary(), "prep": info},
         metrics={"validation": _ci_dict(val), "majority_rate": task.majority_rate,
                  "chance": task.chance, "study": study_metrics(results_dir, "l1", method)},
-        card={"limits": f"trained on {', '.join(cfg.corpus_names)} ({', '.join(langs)} learner texts "
-                        f"only); L1s {', '.join(labels)}; any other L1 is forced into one of these",
+        card={"limits": _limits(cfg, langs, f"L1s {', '.join(labels)}; any other L1 is forced "
+                                "into one of these"),
               "selection": f"{method} chosen on a grouped validation split by macro-F1"},
     )
     pre = {"mask": bool(task.masked), "language": langs[0] if len(langs) == 1 else None}

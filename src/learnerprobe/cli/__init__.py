@@ -8,39 +8,19 @@ import sys
 import typer
 from rich.console import Console
 
-from learnerprobe.cli._lazy import LazyGroup
+from learnerprobe.cli._lazy import lazy_group
 from learnerprobe.errors import LearnerprobeError
 from learnerprobe.outputs import WRITE_ERRNOS, write_error_message
 
-_CLI = "learnerprobe.cli."
-
-
-class _Commands(LazyGroup):
-    """The top-level commands: each area's module is imported only when its command runs (or
-    for the full ``--help``). Order = the order ``--help`` lists them in."""
-
-    lazy = {
-        "nli-task": _CLI + "nli",
-        "extract": _CLI + "extract",
-        "predict": _CLI + "predict",
-        "serve": _CLI + "predict",
-        "mask": _CLI + "prep",
-        "run": _CLI + "study",
-        "results": _CLI + "study",
-        "train": _CLI + "train",
-        "bundle": _CLI + "bundle",
-        "corpus": _CLI + "corpus",
-        "models": _CLI + "models",
-        "bench": _CLI + "bench",
-    }
-
-    @staticmethod
-    def typer_app() -> typer.Typer:
-        return app
+# The top-level commands: each area's module is imported only when its command runs (or for the
+# full ``--help``). Order = the order ``--help`` lists them in.
+_COMMANDS = {"nli-task": "nli", "extract": "extract", "predict": "predict", "serve": "predict",
+             "mask": "prep", "run": "study", "results": "study", "train": "train",
+             "bundle": "bundle", "corpus": "corpus", "models": "models", "bench": "bench"}
 
 
 app = typer.Typer(
-    cls=_Commands,
+    cls=lazy_group(_COMMANDS, lambda: app),
     name="learnerprobe",
     help="Proficiency probing and native-language identification on learner texts.",
     no_args_is_help=True,
@@ -51,7 +31,7 @@ err_console = Console(stderr=True)
 
 def _register() -> None:
     # `bench` is a sub-app whose own commands load lazily (cli/bench.py); the other areas'
-    # modules are imported by _Commands when their command is used.
+    # modules are imported by the lazy group when their command is used.
     from learnerprobe.cli.bench import bench_app
 
     app.add_typer(bench_app, name="bench", help="Benchmarks that print and save figures.")

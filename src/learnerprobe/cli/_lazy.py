@@ -43,3 +43,12 @@ class LazyGroup(TyperGroup):
                 self.commands.setdefault(name, command)
             cmd = self.commands.get(cmd_name)
         return cmd
+
+
+def lazy_group(commands: dict[str, str], app: Callable[[], typer.Typer]) -> type[LazyGroup]:
+    """A :class:`LazyGroup` for ``app`` (a callable: the Typer may not exist yet) whose
+    ``commands`` map a command name to the ``learnerprobe.cli`` module registering it."""
+    return type("LazyCommands", (LazyGroup,), {
+        "lazy": {name: f"learnerprobe.cli.{module}" for name, module in commands.items()},
+        "typer_app": staticmethod(app),
+    })

@@ -3,27 +3,11 @@
 # start-up time: heavy imports (numpy, torch, sklearn, the pipeline modules) stay inside the commands
 import typer
 
-from learnerprobe.cli._lazy import LazyGroup
+from learnerprobe.cli._lazy import lazy_group
 
-_CLI = "learnerprobe.cli."
+# `bench` subcommands, each imported from its area's module on first use
+_COMMANDS = {"study": "bench_study", "extract": "extract", "scale": "extract",
+             "nli-zeroshot": "nli_llm", "nli-finetune": "nli_llm", "predict": "predict",
+             "probes": "probes"}
 
-
-class _BenchCommands(LazyGroup):
-    """`bench` subcommands, each imported from its area's module on first use."""
-
-    lazy = {
-        "study": _CLI + "bench_study",
-        "extract": _CLI + "extract",
-        "scale": _CLI + "extract",
-        "nli-zeroshot": _CLI + "nli_llm",
-        "nli-finetune": _CLI + "nli_llm",
-        "predict": _CLI + "predict",
-        "probes": _CLI + "probes",
-    }
-
-    @staticmethod
-    def typer_app() -> typer.Typer:
-        return bench_app
-
-
-bench_app = typer.Typer(cls=_BenchCommands, no_args_is_help=True)
+bench_app = typer.Typer(cls=lazy_group(_COMMANDS, lambda: bench_app), no_args_is_help=True)

@@ -69,6 +69,13 @@ def surface_features(texts: Sequence[str], *, extended: bool = False) -> np.ndar
     return np.asarray(rows, dtype=float).reshape(len(rows), width)
 
 
+
+def surface_columns(features: np.ndarray) -> np.ndarray:
+    """The surface columns transfer methods put beside a hidden state: ``log1p`` of
+    :func:`surface_features` (text length spans orders of magnitude). One definition for the
+    study's transfer stage, ``train --method`` and prediction from such a bundle."""
+    return np.log1p(np.asarray(features, dtype=np.float64))
+
 class SurfaceBaseline(ClassifierMixin, BaseEstimator):
     """Gradient boosting on surface features (``X`` = :func:`surface_features` output).
 

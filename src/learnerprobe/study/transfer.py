@@ -36,7 +36,7 @@ from learnerprobe.methods import nested
 from learnerprobe.methods.registry import BuildContext, get_method
 from learnerprobe.metrics import paired_bootstrap_diff
 from learnerprobe.paths import cache_root
-from learnerprobe.probes.surface import SurfaceBaseline, surface_features
+from learnerprobe.probes.surface import SurfaceBaseline, surface_columns, surface_features
 from learnerprobe.study.transfer_config import TransferSettings, method_grid
 
 if TYPE_CHECKING:
@@ -204,24 +204,30 @@ class TransferResult:
     manifest: dict[str, Any] = field(default_factory=dict)
 
 
+def candidate_layers(s: TransferSettings, layers: list[int]) -> tuple[list[int], list[int]]:
+    """``[transfer] layers`` (or every extracted layer) and their positions among ``layers``;
+    a ConfigError names the ones not extracted."""
+    want = list(layers) if s.layers == "all" else list(s.layers)
+    bad = [x for x in want if x not in layers]
+    if bad:
+        raise ConfigError(f"transfer.layers {bad} not extracted; available: {layers}")
+    return want, [layers.index(x) for x in want]
+
+
 def run_transfer(cfg: StudyConfig, data: Any, acts: dict[str, Any], *,
                  log: Callable[[str], None] = print) -> TransferResult:
     """Every transfer method x model x seed, nested LOCO; rows, predictions, pooled cells."""
     s = cfg.transfer
     assert s is not None
     F = np.asarray(surface_features([r.text for r in data.records]), dtype=np.float64)
-    S = np.log1p(F)
+    S = surface_columns(F)
     rows: list[dict[str, Any]] = []
     preds: list[pd.DataFrame] = []
     pooled: list[Pooled] = []
     timings: dict[str, float] = {}
     chosen: dict[str, Any] = {}
     for m, a in acts.items():
-        want = a.layers if s.layers == "all" else list(s.layers)
-        bad = [x for x in want if x not in a.layers]
-        if bad:
-            raise ConfigError(f"transfer.layers {bad} not extracted; available: {a.layers}")
-        pos = [a.layers.index(x) for x in want]
+        want, pos = candidate_layers(s, a.layers)
         for seed in cfg.seeds:
             splits = make_splits("loco", data.y, data.groups, data.corpora, data.languages,
                                  folds=cfg.folds, seed=seed, val_size=cfg.selection.val_size)
@@ -293,7 +299,7 @@ def candidates(cfg: StudyConfig, name: str, inp: TransferInputs) -> list[nested.
     return [nested.Candidate(g, L) for L in layers for g in grid]
 
 
-def _fitter(cfg: StudyConfig, name: str, inp: TransferInputs, stats: dict[str, float]
+def fitter(cfg: StudyConfig, name: str, inp: TransferInputs, stats: dict[str, float]
             ) -> nested.FitMany:
     n_jobs = 1 if cfg.n_jobs == 1 else (cfg.n_jobs if cfg.n_jobs > 0 else -1)
     return make_fit_many(name, inp, n_jobs=n_jobs, threads=cfg.threads,
@@ -311,7 +317,7 @@ def choice_label(f: nested.NestedFold, layers: list[int]) -> str:
 def _run_method(cfg: StudyConfig, name: str, inp: TransferInputs, plans: list[nested.OuterPlan],
                 data: Any, stats: dict[str, float]) -> list[nested.NestedFold]:
     return nested.nested_loco(plans, candidates(cfg, name, inp), data.y,
-                              _fitter(cfg, name, inp, stats), metric=cfg.transfer.metric,
+                              fitter(cfg, name, inp, stats), metric=cfg.transfer.metric,
                               n_classes=data.n_classes)
 
 
@@ -322,7 +328,7 @@ def _run_methods(cfg: StudyConfig, names: list[str], inp: TransferInputs,
     choice, option ``method``); every fit is the method's own, so all come from its cache."""
     cands = [nested.Candidate((("method", n), *c.options), c.layer)
              for n in names for c in candidates(cfg, n, inp)]
-    fitters = {n: _fitter(cfg, n, inp, stats) for n in names}
+    fitters = {n: fitter(cfg, n, inp, stats) for n in names}
 
     def fit_many(jobs: Sequence[nested.Job]) -> list[tuple[np.ndarray, np.ndarray | None]]:
         out: list[Any] = [None] * len(jobs)
