@@ -240,7 +240,7 @@ class Predictor:
         try:
             args = ox.bundle_encoder_args(lo.bundle.manifest,
                                           allow_dtype_change=self.encoder_mode == "onnx")
-            return ox.load_encoder(*args, export=export, log=ox._stderr)
+            return ox.load_encoder(*args, export=export, log=ox.log_stderr)
         except ox.OnnxUnavailable as e:
             if self.encoder_mode == "onnx":
                 raise BundleError(f"{lo.bundle.path}: the ONNX encoder does not apply: {e}") from None

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from learnerprobe.errors import BundleError
+from learnerprobe.nli._base import softmax as nli_softmax
 
 ARRAYS_FORMAT = "learnerprobe-arrays/1"
 ARRAYS_FILE = "estimator.safetensors"
@@ -78,15 +79,9 @@ def _expand(p: np.ndarray, present: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
-def _softmax_sk(d: np.ndarray) -> np.ndarray:
-    """sklearn.utils.extmath.softmax (LogisticRegression.predict_proba)."""
-    d = d - np.max(d, axis=1).reshape((-1, 1))
-    np.exp(d, d)
-    return d / np.sum(d, axis=1).reshape((-1, 1))
-
-
-def _softmax_scipy(x: np.ndarray) -> np.ndarray:
-    """scipy.special.softmax(x, axis=-1)."""
+def _softmax(x: np.ndarray) -> np.ndarray:
+    """Row softmax with the max subtracted, the arithmetic of both scipy.special.softmax (the
+    torch-trained MLPs) and sklearn.utils.extmath.softmax (LogisticRegression.predict_proba)."""
     e = np.exp(x - np.max(x, axis=-1, keepdims=True))
     return e / np.sum(e, axis=-1, keepdims=True)
 
@@ -113,7 +108,7 @@ def _mlp_out(t: dict[str, np.ndarray], p: str, spec: dict[str, Any], X: Any) -> 
     h = np.maximum(np.matmul(np.asarray(Xs, dtype=W1.dtype)[None], W1) + t[p + "b1"], 0)
     z = (np.matmul(h, t[p + "W2"]) + t[p + "b2"])[0]
     if spec["out"] == "softmax":
-        return _softmax_scipy(z)
+        return _softmax(z)
     if spec["out"] == "logistic":
         q = _expit(z)
         return np.concatenate([1 - q, q], axis=-1)
@@ -130,7 +125,7 @@ def _logistic_proba(t, p, spec, X) -> np.ndarray:
         q = _expit(d.ravel())
         pr = np.vstack([1 - q, q]).T
     else:
-        pr = _softmax_sk(d)
+        pr = _softmax(d)
     return _expand(pr, np.asarray(spec["present"]), spec["n_classes"])
 
 
@@ -169,15 +164,6 @@ def _calibrated_proba(t, p, spec, X) -> np.ndarray:
                      np.ones((z.size, 1))])
     pr = np.clip(np.diff(cdf, axis=1), 0.0, 1.0)
     return pr / pr.sum(axis=1, keepdims=True)
-
-
-def _nli_softmax(s: np.ndarray) -> np.ndarray:
-    """learnerprobe.nli._base.softmax (SVM margins to a distribution)."""
-    if s.shape[1] == 1:
-        s = np.column_stack([-s[:, 0] / 2, s[:, 0] / 2])
-    s = s - s.max(axis=1, keepdims=True)
-    e = np.exp(s)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def _texts(X: Any) -> list[str]:
@@ -580,11 +566,11 @@ def _build_ngram(t: dict[str, np.ndarray], spec: Any, s: _Spec):
     def proba(X: Any) -> np.ndarray:
         d = decisions(parts, coef_t, inter, _texts(X))
         if head == "svm_softmax":
-            return _nli_softmax(d)
+            return nli_softmax(d[:, 0] if d.shape[1] == 1 else d)
         if d.shape[1] == 1:
             q = _expit(d.ravel())
             return np.vstack([1 - q, q]).T
-        return _softmax_sk(d)
+        return _softmax(d)
 
     return ArrayEstimator("ngram", classes, None, proba, None), used | {"coef", "intercept"}
 

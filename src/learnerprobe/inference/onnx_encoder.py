@@ -110,6 +110,12 @@ def cache_key(pin_sha256: str, layer: int, pooling: str, dtype: str = "float32")
     return h.hexdigest()[:32]
 
 
+def graph_path(pin: dict[str, Any], layer: int, entry: ModelEntry) -> Path:
+    """Where the graph of this pinned model, layer and pooling lives in the cache (its sidecar:
+    the same name with ``.json``)."""
+    return cache_dir() / f"{cache_key(pin['sha256'], layer, entry.pooling)}.onnx"
+
+
 def cache_dir() -> Path:
     return paths.cache_root() / "onnx"
 
@@ -220,7 +226,7 @@ def export_encoder(model: dict[str, Any], pin: dict[str, Any], layer: int, max_l
     from learnerprobe.outputs import sha256_file
 
     entry = entry_of(model)
-    out = cache_dir() / f"{cache_key(pin['sha256'], layer, entry.pooling)}.onnx"
+    out = graph_path(pin, layer, entry)
     if out.is_file() and out.with_suffix(".json").is_file():
         return out
     folder = verify_pin(entry, pin, where="onnx export")
@@ -367,7 +373,7 @@ def load_encoder(model: dict[str, Any], pin: dict[str, Any], layer: int, max_len
     from learnerprobe.models.pinning import cached_hashes
 
     entry = entry_of(model)
-    out = cache_dir() / f"{cache_key(pin['sha256'], layer, entry.pooling)}.onnx"
+    out = graph_path(pin, layer, entry)
     side_path = out.with_suffix(".json")
     if not (out.is_file() and side_path.is_file()):
         if not export:
@@ -389,5 +395,6 @@ def load_encoder(model: dict[str, Any], pin: dict[str, Any], layer: int, max_len
     return OnnxEncoder(out, side, _folder(entry), entry, max_length)
 
 
-def _stderr(msg: str) -> None:
+def log_stderr(msg: str) -> None:
+    """Export progress for command-line use (stdout may carry JSON)."""
     print(msg, file=sys.stderr)
