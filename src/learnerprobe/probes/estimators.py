@@ -39,20 +39,28 @@ def _inner_cv(y: np.ndarray, cv: int, seed) -> object:
     return KFold(n_splits=int(cv), shuffle=True, random_state=seed)
 
 
+def encode_labels(y, n_classes: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """``(classes_, indices)`` under the probes' label contract: with ``n_classes`` the labels
+    must be the integers 0..K-1 (levels absent from the training data keep their column);
+    without it, the sorted distinct labels (sklearn's usual behaviour). Shared with the
+    transfer probes."""
+    y = np.asarray(y)
+    if n_classes is not None:
+        k = int(n_classes)
+        yi = y.astype(int)
+        if not np.array_equal(yi, y) or yi.min() < 0 or yi.max() >= k:
+            raise ValueError(f"with n_classes={k}, labels must be integers 0..{k - 1}")
+        return np.arange(k), yi
+    check_classification_targets(y)
+    classes, yi = np.unique(y, return_inverse=True)
+    return classes, yi
+
+
 class _OrdinalProbe(ClassifierMixin, BaseEstimator):
     """Label handling shared by the probes (see module docstring)."""
 
     def _encode_y(self, y) -> np.ndarray:
-        y = np.asarray(y)
-        if getattr(self, "n_classes", None) is not None:
-            k = int(self.n_classes)
-            yi = y.astype(int)
-            if not np.array_equal(yi, y) or yi.min() < 0 or yi.max() >= k:
-                raise ValueError(f"with n_classes={k}, labels must be integers 0..{k - 1}")
-            self.classes_ = np.arange(k)
-        else:
-            check_classification_targets(y)
-            self.classes_, yi = np.unique(y, return_inverse=True)
+        self.classes_, yi = encode_labels(y, getattr(self, "n_classes", None))
         self.present_ = np.unique(yi)
         return yi
 

@@ -26,25 +26,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.utils.multiclass import check_classification_targets
 
 from learnerprobe.metrics import confusion, qwk_from_confusion
-
-
-def encode_labels(y: np.ndarray, n_classes: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """``(classes_, indices)`` of the transfer probes' labels: with ``n_classes`` the labels
-    must be the integers 0..K-1 (levels absent from a training corpus keep their column);
-    without it, the sorted distinct labels (the sklearn contract)."""
-    if n_classes is not None:
-        k = int(n_classes)
-        yi = np.asarray(y).astype(int)
-        if not np.array_equal(yi, y) or yi.min() < 0 or yi.max() >= k:
-            raise ValueError(f"with n_classes={k}, labels must be integers 0..{k - 1}")
-        return np.arange(k), yi
-    check_classification_targets(y)
-    classes, yi = np.unique(y, return_inverse=True)
-    return classes, yi
-
 
 _EPS = 1e-8
 

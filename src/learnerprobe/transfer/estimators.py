@@ -32,6 +32,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from learnerprobe.probes.estimators import encode_labels
 from learnerprobe.transfer import adapt
 
 DECODES = ("argmax", "ev", "thresholds")
@@ -114,7 +115,7 @@ class TransferProbe(ClassifierMixin, BaseEstimator):
             raise ValueError("surface features need n_surface > 0 (the last columns of X)")
 
     def _encode_y(self, y: np.ndarray) -> np.ndarray:
-        self.classes_, yi = adapt.encode_labels(y, self.n_classes)
+        self.classes_, yi = encode_labels(y, self.n_classes)
         return yi
 
     def _split(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

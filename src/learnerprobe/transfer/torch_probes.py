@@ -29,7 +29,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from learnerprobe.transfer.adapt import encode_labels, expected_value
+from learnerprobe.probes.estimators import encode_labels
+from learnerprobe.transfer.adapt import expected_value
 
 
 class _TorchProbe(ClassifierMixin, BaseEstimator):
