@@ -132,7 +132,7 @@ def test_icle500_missing_label_column(tmp_path):
     assert "labels='optional'" in msg
     recs = load_corpus("icle500", root=tmp_path, labels="optional")
     assert len(recs) == 3 and all(r.cefr is None for r in recs)
-    assert recs.report.counts["unlabelled_table"] == 3
+    assert recs.report.counts["unlabelled"] == 3
 
 
 def test_efcamdat_missing_label_column(tmp_path):
@@ -169,7 +169,7 @@ def test_table_id_column_unique(tmp_path):
     p = tmp_path / "a.csv"
     p.write_text("answer_id,script,text\na1,s1,One text.\na2,s1,Two text.\n")
     recs = load_corpus("table", root=tmp_path, path="a.csv", language="en",
-                       id_column="answer_id", group_column="script")
+                       id_column="answer_id", group_column="script", labels="optional")
     assert [(r.id, r.author_id) for r in recs] == [("a1", "s1"), ("a2", "s1")]
 
 
@@ -347,11 +347,13 @@ MALFORMED = [
      r"CEFR-SP_x_dev\.txt: line 1: expected 3 tab-separated"),
     ("table", {"path": "t.csv", "language": "en"}, "t.csv", b"text\n" + LATIN1 + b"\n",
      r"t\.csv: line \d+: not UTF-8"),
-    ("table", {"path": "t.jsonl", "language": "en"}, "t.jsonl", b'{"text": "a"}\n[1]\n',
+    ("table", {"path": "t.jsonl", "language": "en", "strict": True}, "t.jsonl",
+     b'{"text": "a"}\n[1]\n',
      r"t\.jsonl: line 2: expected a JSON object"),
     ("table", {"path": "t.xlsx", "language": "en"}, "t.xlsx", b"not a zip",
      r"t\.xlsx: cannot read xlsx"),
-    ("table", {"path": "t.csv", "language": "en"}, "t.csv", b"text,id\na,1\nb\n",
+    ("table", {"path": "t.csv", "language": "en", "strict": True}, "t.csv",
+     b"text,id\na,1\nb\n",
      r"t\.csv: row 2 .*1 fields, header has 2"),
 ]
 
@@ -368,5 +370,5 @@ def test_malformed_files_name_file_and_row(tmp_path, corpus, options, rel, data,
 
 def test_unknown_loader_option_is_a_config_error():
     with pytest.raises(ConfigError, match=r"corpus 'merlin-de': unknown option\(s\) 'langs'; "
-                       r"accepted: on_error, path, strict"):
+                       r"accepted: labels, on_error, path, strict"):
         load_corpus("merlin-de", root=GOOD, langs=["de"])

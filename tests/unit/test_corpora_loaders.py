@@ -316,8 +316,14 @@ def test_table_needs_path_and_language():
 
 
 def test_table_malformed():
-    bad_load("table", r"my_essays\.csv: row 3: empty text", path="table/my_essays.csv",
-             columns={"id": "essay_id", "text": "essay", "language": "lang"})
+    opts = dict(path="table/my_essays.csv", labels="optional",
+                columns={"id": "essay_id", "text": "essay", "language": "lang"})
+    bad_load("table", r"my_essays\.csv: row 3: column 'essay': empty text", strict=True, **opts)
+    # Without strict the empty row is skipped and counted (a user's 851-row CSV with one
+    # empty text used to fail as a whole).
+    recs = load_corpus("table", root=BAD, **opts)
+    assert [r.id for r in recs] == ["e1", "e2"]
+    assert recs.report.counts["skipped_empty_text"] == 1
 
 
 def test_non_utf8_file_is_a_format_error(tmp_path):

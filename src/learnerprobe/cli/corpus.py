@@ -64,9 +64,15 @@ def parse_options(pairs: list[str] | None, config: Path | None) -> dict[str, Any
 
 
 def _load(name: str, root: Path | None, option: list[str] | None, config: Path | None):
-    from learnerprobe.corpora import load_corpus
+    """The corpus for stats/export: neither needs labels, so a loader with a ``labels`` option
+    loads unlabelled texts with a warning (``labels="optional"``) unless told otherwise."""
+    from learnerprobe.corpora import get_corpus, load_corpus
+    from learnerprobe.corpora.registry import loader_options
 
-    return load_corpus(name, root=root, **parse_options(option, config))
+    opts = parse_options(option, config)
+    if "labels" in loader_options(get_corpus(name).loader):
+        opts.setdefault("labels", "optional")
+    return load_corpus(name, root=root, **opts)
 
 
 @corpus_app.command("list")

@@ -26,29 +26,71 @@ TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet", ".xlsx")
 csv.field_size_limit(1 << 30)
 
 
+def corpus_places(root: Path, candidates: Sequence[str]) -> list[Path]:
+    """Where a corpus may sit, in the order tried: ``root`` as a data root holding the corpus
+    folder (``root/icle500``), then ``root`` as the corpus folder itself (each candidate without
+    its first part: ``cowsl2h/csv`` -> ``root/csv``). ``root`` itself is not listed: see
+    :func:`is_corpus_folder`. One rule for every loader, so ``--root`` may name either."""
+    out: list[Path] = [root / c for c in candidates]
+    for c in candidates:
+        parts = Path(c).parts
+        if len(parts) > 1:
+            out.append(root.joinpath(*parts[1:]))
+    return list(dict.fromkeys(out))
+
+
+def is_corpus_folder(root: Path, candidates: Sequence[str], markers: Sequence[str] = ()) -> bool:
+    """``root`` is the corpus folder itself: it carries a candidate's folder name (any case) or
+    holds one of ``markers`` (glob patterns, e.g. ``Texts``)."""
+    if not root.is_dir():
+        return False
+    names = {Path(c).parts[-1].lower() for c in candidates if Path(c).parts}
+    return root.name.lower() in names or any(any(root.glob(m)) for m in markers)
+
+
+def not_found(
+    root: Path, looked: Sequence[Path], *, corpus: str, url: str, what: str = "folder",
+    names: Sequence[str] = (), markers: Sequence[str] = (),
+) -> CorpusNotFoundError:
+    """The error of a corpus not found: every place looked at, the root itself included."""
+    tried = "\n  ".join(str(p) for p in looked)
+    named = " or ".join(dict.fromkeys(Path(n).parts[-1] for n in names if Path(n).parts))
+    shown: dict[str, str] = {}  # "Texts", not "Texts or texts or TEXTS"
+    for m in markers:
+        shown.setdefault(m.lower(), m)
+    holding = f", or holding {' or '.join(shown.values())}" if markers else ""
+    missing = "" if root.is_dir() else " (it does not exist)"
+    itself = (f"\nand at {root}{missing} itself as the corpus folder (a folder named {named}"
+              f"{holding})") if names else ""
+    return CorpusNotFoundError(
+        f"corpus {corpus!r} not found. Looked for the {what} at:\n  {tried}{itself}\n"
+        f"Set ${ENV} (now: data root {root}) or pass --root / root= (the data root holding the "
+        f"corpus folder, or the corpus folder itself). Get the official release from {url}"
+    )
+
+
 def locate(
     root: Path, candidates: Sequence[str], *, corpus: str, url: str, what: str = "folder",
-    path: str | Path | None = None,
+    path: str | Path | None = None, markers: Sequence[str] = (),
 ) -> Path:
-    """First existing ``root / candidate``; else a CorpusNotFoundError saying where we looked."""
+    """The corpus folder under ``root`` (a data root holding it, or the folder itself; see
+    :func:`corpus_places`), or ``path`` (relative to ``root``); else a CorpusNotFoundError
+    listing every place looked at."""
     if path is not None:
         p = Path(path).expanduser()
         if not p.is_absolute():
             p = root / p
         if p.exists():
             return p
-        looked = [p]
-    else:
-        looked = [root / c for c in candidates]
-        for p in looked:
-            if p.exists():
-                return p
-    tried = "\n  ".join(str(p) for p in looked)
-    raise CorpusNotFoundError(
-        f"corpus {corpus!r} not found. Looked for the {what} at:\n  {tried}\n"
-        f"Set ${ENV} (now: data root {root}) or pass --root / root=. "
-        f"Get the official release from {url}"
-    )
+        raise not_found(root, [p], corpus=corpus, url=url, what=what)
+    looked = corpus_places(root, candidates)
+    for p in looked:
+        if p.exists():
+            return p
+    if is_corpus_folder(root, candidates, markers):
+        return root
+    raise not_found(root, looked, corpus=corpus, url=url, what=what, names=candidates,
+                    markers=markers)
 
 
 # --------------------------------------------------------------------------- load report
@@ -59,7 +101,14 @@ class CorpusWarning(UserWarning):
 #: report key -> what it counts (used in warnings and ``corpus stats``)
 REPORT_KEYS: dict[str, str] = {
     "unparseable_cefr": "unparseable CEFR rating(s) loaded as unrated (pass strict=True to refuse)",
-    "unlabelled_table": "text(s) loaded without a CEFR label (no label column; labels='optional')",
+    "unlabelled": "text(s) loaded without a label: the label column or field is missing or empty "
+                  "(labels='optional')",
+    "no_author_column": "text(s) from a table without an author column, each treated as its own "
+                        "author (map columns.author_id=COLUMN so a learner's texts stay together)",
+    "skipped_empty_text": "row(s) with an empty text skipped (pass strict=True to refuse)",
+    "skipped_bad_text": "text(s) skipped: not a string, or holding a NUL byte (pass strict=True "
+                        "to refuse)",
+    "skipped_bad_row": "unreadable row(s) skipped (pass strict=True to refuse)",
     "skipped_dir": "folder(s) named like a corpus file skipped",
     "skipped_broken_link": "broken symbolic link(s) skipped",
     "skipped_bad_file": "malformed file(s) skipped (on_error='skip')",
@@ -75,7 +124,7 @@ REPORT_KEYS: dict[str, str] = {
 
 
 #: keys that are counted but not warned about: the user asked for them or they are annotation
-INFO_KEYS = frozenset({"edits_detection_only", "ids_suffixed", "unlabelled_table"})
+INFO_KEYS = frozenset({"edits_detection_only", "ids_suffixed"})
 
 
 @dataclass
@@ -173,6 +222,16 @@ def check_labels_mode(labels: str) -> None:
         raise ConfigError(f"labels must be 'required' or 'optional', not {labels!r}")
 
 
+def missing_labels(where: str, problem: str, *, labels: LabelsMode, n: int) -> None:
+    """A label column (or field) missing or empty in every row of ``where``: a DataFormatError
+    for a labelled load (the default, ``labels="required"``), else ``n`` texts counted in the
+    load report as loaded without a label, with a warning. ``problem`` names the column."""
+    if labels == "required":
+        raise DataFormatError(f"{where}: {problem}. Pass labels='optional' to load the texts "
+                              "unlabelled")
+    note("unlabelled", f"{where}: {problem}", n)
+
+
 # --------------------------------------------------------------------------- reading files
 def read_text_file(path: Path) -> str:
     """Whole file as UTF-8 text (BOM tolerated); decoding and OS errors name the file."""
@@ -226,8 +285,50 @@ def clean_str(v: Any) -> str | None:
     return s or None
 
 
-def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, object) for each non-blank line; malformed JSON names file and line."""
+def text_problem(v: Any) -> str | None:
+    """Why ``v`` cannot be a learner text (None when it can): empty, not a string (a number,
+    list or object would load as its Python form) or holding a NUL byte."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "empty text"
+    if not isinstance(v, str):
+        return f"text is not a string but {type(v).__name__} {str(v)[:40]!r}"
+    if "\x00" in v:
+        return f"NUL byte in the text (character {v.index(chr(0)) + 1})"
+    if not v.replace("\xa0", " ").strip():
+        return "empty text"
+    return None
+
+
+def checked_text(
+    v: Any, *, where: str, strict: bool, allow_empty: bool = False,
+) -> str | None:
+    """``v`` stripped, or None when it cannot be a text (see :func:`text_problem`): the row is
+    then skipped and counted in the load report, or refused (DataFormatError) with ``strict``.
+    ``allow_empty``: an empty string passes (a whole file whose parser reports it)."""
+    problem = text_problem(v)
+    if problem is None or (allow_empty and problem == "empty text" and isinstance(v, str)):
+        return v.strip()
+    if strict:
+        raise DataFormatError(f"{where}: {problem} (strict=True; without it the row is skipped "
+                              "and counted)")
+    note("skipped_empty_text" if problem == "empty text" else "skipped_bad_text",
+         f"{where}: {problem}")
+    return None
+
+
+BadRows = Literal["error", "skip"]
+
+
+def _bad_row(bad_rows: BadRows, where: str, problem: str) -> None:
+    """A row that cannot be read: a DataFormatError, or skipped and counted (``"skip"``)."""
+    if bad_rows == "error":
+        raise DataFormatError(f"{where}: {problem}")
+    note("skipped_bad_row", f"{where}: {problem}")
+
+
+def read_jsonl(path: Path, *, bad_rows: BadRows = "error") -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line; malformed JSON names file and line
+    (or, with ``bad_rows="skip"``, is skipped and counted in the load report)."""
     with _utf8(path) as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
@@ -235,17 +336,21 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as e:
-                raise DataFormatError(f"{path}: line {n}: invalid JSON ({e.msg})") from None
+                _bad_row(bad_rows, f"{path}: line {n}", f"invalid JSON ({e.msg})")
+                continue
             if not isinstance(obj, dict):
-                raise DataFormatError(f"{path}: line {n}: expected a JSON object per line")
+                _bad_row(bad_rows, f"{path}: line {n}", "expected a JSON object per line")
+                continue
             yield n, obj
 
 
-def read_json_any(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+def read_json_any(
+    path: Path, *, bad_rows: BadRows = "error",
+) -> Iterator[tuple[int, dict[str, Any]]]:
     """A .json file that is either JSON lines or one array of objects (UniversalCEFR ships both)."""
     text = read_text_file(path)
     if not text.lstrip().startswith("["):
-        yield from read_jsonl(path)
+        yield from read_jsonl(path, bad_rows=bad_rows)
         return
     try:
         data = json.loads(text)
@@ -253,14 +358,19 @@ def read_json_any(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         raise DataFormatError(f"{path}: invalid JSON at line {e.lineno} ({e.msg})") from None
     for i, obj in enumerate(data, 1):
         if not isinstance(obj, dict):
-            raise DataFormatError(f"{path}: row {i}: expected a JSON object")
+            _bad_row(bad_rows, f"{path}: row {i}", "expected a JSON object")
+            continue
         yield i, obj
 
 
 def read_csv(
     path: Path, *, required: Iterable[str] = (), delimiter: str | None = None,
+    bad_rows: BadRows = "error",
 ) -> Iterator[tuple[int, dict[str, str]]]:
-    """(row number, row) of a CSV/TSV; row 1 is the first data row (header excluded)."""
+    """(row number, row) of a CSV/TSV; row 1 is the first data row (header excluded).
+
+    A row with the wrong number of fields is an error, or skipped and counted with
+    ``bad_rows="skip"``; a quoting error always stops (the rest of the file is unreliable)."""
     if delimiter is None:
         delimiter = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
     with _utf8(path, newline="") as f:
@@ -286,10 +396,9 @@ def read_csv(
             if not cells:
                 continue
             if len(cells) != len(header):
-                raise DataFormatError(
-                    f"{path}: row {i} (ending at line {reader.line_num}): {len(cells)} fields, "
-                    f"header has {len(header)}"
-                )
+                _bad_row(bad_rows, f"{path}: row {i} (ending at line {reader.line_num})",
+                         f"{len(cells)} fields, header has {len(header)}")
+                continue
             yield i, dict(zip(header, cells, strict=True))
 
 
@@ -302,18 +411,24 @@ def _check_columns(path: Path, header: Sequence[str], required: Iterable[str]) -
         )
 
 
-def read_table(path: Path, *, required: Iterable[str] = ()) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Rows of any supported table format, numbered from 1, with required columns checked."""
+def read_table(
+    path: Path, *, required: Iterable[str] = (), bad_rows: BadRows = "error",
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Rows of any supported table format, numbered from 1, with required columns checked.
+
+    ``bad_rows="skip"``: a row that cannot be read (wrong field count, invalid JSON line, JSON
+    line without a required field) is skipped and counted in the load report."""
     suffix = path.suffix.lower()
     required = list(required)
     if suffix in (".csv", ".tsv"):
-        yield from read_csv(path, required=required)
+        yield from read_csv(path, required=required, bad_rows=bad_rows)
         return
     if suffix in (".jsonl", ".json"):
-        for n, obj in read_json_any(path):
+        for n, obj in read_json_any(path, bad_rows=bad_rows):
             missing = [c for c in required if c not in obj]
             if missing:
-                raise DataFormatError(f"{path}: line {n}: missing field(s) {', '.join(missing)}")
+                _bad_row(bad_rows, f"{path}: line {n}", f"missing field(s) {', '.join(missing)}")
+                continue
             yield n, obj
         return
     if suffix in (".parquet", ".xlsx"):

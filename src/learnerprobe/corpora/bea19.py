@@ -19,7 +19,8 @@ counted per text in ``meta["edits_skipped"]`` and per load in the load report (`
 stats --json``: ``load_report``). ``split`` comes from the file name.
 
 Options: ``subsets`` (["wi", "fce"]) or ``subset`` ("wi"), ``path`` (folder or file),
-``strict`` (an unrecognised W&I ``cefr`` is refused instead of loading unrated with a warning),
+``strict`` (an unrecognised W&I ``cefr`` is refused instead of loading unrated with a warning,
+and so is an empty text or one holding a NUL byte instead of being skipped and counted),
 ``labels`` ("required": a W&I line without a ``cefr`` field is an error; "optional").
 """
 
@@ -33,8 +34,11 @@ from learnerprobe.corpora._common import (
     cefr_label,
     check_labels_mode,
     check_unique_ids,
+    checked_text,
     clean_str,
+    corpus_places,
     files_in,
+    is_corpus_folder,
     note,
     read_jsonl,
 )
@@ -165,6 +169,8 @@ def _wi(path: Path, strict: bool, labels: LabelsMode) -> list[LearnerText]:
         tid, text = clean_str(obj.get("id")), obj.get("text")
         if tid is None or not isinstance(text, str):
             raise DataFormatError(f"{where}: needs string fields 'id' and 'text'")
+        if checked_text(text, where=where, strict=strict) is None:
+            continue
         if "cefr" not in obj and labels == "required":
             raise DataFormatError(f"{where}: no 'cefr' field (found {', '.join(obj)}); pass "
                                   "labels='optional' to load W&I texts unlabelled")
@@ -183,7 +189,7 @@ def _wi(path: Path, strict: bool, labels: LabelsMode) -> list[LearnerText]:
     return out
 
 
-def _fce(path: Path) -> list[LearnerText]:
+def _fce(path: Path, strict: bool) -> list[LearnerText]:
     from learnerprobe.corpora.languages import normalise_l1
 
     out = []
@@ -192,6 +198,8 @@ def _fce(path: Path) -> list[LearnerText]:
         sid, text = clean_str(obj.get("id")), obj.get("text")
         if sid is None or not isinstance(text, str):
             raise DataFormatError(f"{where}: needs string fields 'id' and 'text'")
+        if checked_text(text, where=where, strict=strict) is None:
+            continue
         q = clean_str(obj.get("q")) or str(n)
         l1_raw = clean_str(obj.get("l1"))
         meta: dict[str, Any] = {"subset": "fce", "question": q, "age": clean_str(obj.get("age")),
@@ -229,7 +237,10 @@ def load(
             p = Path(path).expanduser()
             folders = [p if p.is_absolute() else root / p]
         else:
-            folders = [root / c for c in SUBSETS[sub]]
+            # root: a data root holding bea19/ (or wi+locness/, fce/), or one of those folders.
+            folders = corpus_places(root, SUBSETS[sub])
+            if is_corpus_folder(root, SUBSETS[sub]):
+                folders.append(root)
         folder = next((f for f in folders if f.exists()), None)
         files = [] if folder is None else [
             f for f in files_in(folder, (".json", ".jsonl"))
@@ -240,13 +251,15 @@ def load(
             missing.append(sub)
             continue
         for f in files:
-            out.extend(_fce(f) if sub == "fce" else _wi(f, strict, labels))
+            out.extend(_fce(f, strict) if sub == "fce" else _wi(f, strict, labels))
     # Explicitly requested subsets must all exist; by default any present subset is enough.
     if missing and (subsets or len(missing) == len(wanted)):
         tried = "\n  ".join(map(str, looked))
         raise CorpusNotFoundError(
             f"corpus 'bea19' ({', '.join(missing)}) not found. Looked for JSON files at:\n"
-            f"  {tried}\nSet $LEARNERPROBE_DATA or pass --root. Get the releases from {URL}"
+            f"  {tried}\nand at {root} itself as the corpus folder (bea19, wi+locness or fce)\n"
+            f"Set $LEARNERPROBE_DATA or pass --root (the data root holding the corpus folder, or "
+            f"the corpus folder itself). Get the releases from {URL}"
         )
     check_unique_ids(out, "bea19")
     return out

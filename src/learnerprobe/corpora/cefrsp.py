@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Literal
 
 from learnerprobe.cefr import LEVELS, parse_cefr
-from learnerprobe.corpora._common import _utf8, check_unique_ids, files_in, locate
+from learnerprobe.corpora._common import _utf8, check_unique_ids, checked_text, files_in, locate
 from learnerprobe.errors import CorpusNotFoundError, DataFormatError
 from learnerprobe.records import LearnerText
 
@@ -32,7 +32,9 @@ def _split(name: str) -> str | None:
     return next((s for s in ("train", "dev", "test") if s in low), None)
 
 
-def parse_file(path: Path, agg: Literal["floor", "mean"] = "floor") -> list[LearnerText]:
+def parse_file(
+    path: Path, agg: Literal["floor", "mean"] = "floor", *, strict: bool = False,
+) -> list[LearnerText]:
     out = []
     with _utf8(path, newline="") as f:
         rows = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
@@ -42,7 +44,7 @@ def parse_file(path: Path, agg: Literal["floor", "mean"] = "floor") -> list[Lear
             if len(cells) != 3:
                 raise DataFormatError(f"{path}: line {n}: expected 3 tab-separated fields "
                                       f"(sentence, level, level), got {len(cells)}")
-            sent, a, b = cells[0].strip(), cells[1].strip(), cells[2].strip()
+            a, b = cells[1].strip(), cells[2].strip()
             try:
                 la, lb = int(a), int(b)
                 if not (1 <= la <= 6 and 1 <= lb <= 6):
@@ -50,8 +52,9 @@ def parse_file(path: Path, agg: Literal["floor", "mean"] = "floor") -> list[Lear
             except ValueError:
                 raise DataFormatError(f"{path}: line {n}: levels must be integers 1-6, got "
                                       f"{a!r} and {b!r}") from None
-            if not sent:
-                raise DataFormatError(f"{path}: line {n}: empty sentence")
+            sent = checked_text(cells[0], where=f"{path}: line {n}", strict=strict)
+            if sent is None:
+                continue
             mean = (la + lb) / 2
             cefr = LEVELS[math.floor(mean) - 1] if agg == "floor" else parse_cefr(mean)
             low = path.stem.lower()
@@ -78,17 +81,20 @@ def _rows(reader, path: Path):
 
 def load(
     root: Path, *, agg: Literal["floor", "mean"] = "floor", path: str | Path | None = None,
+    strict: bool = False,
 ) -> list[LearnerText]:
-    """All sentences of every CEFR-SP .txt/.tsv file found."""
+    """All sentences of every CEFR-SP .txt/.tsv file found; an empty sentence or one holding
+    a NUL byte is skipped and counted in the load report (refused with ``strict``)."""
     if agg not in ("floor", "mean"):
         raise DataFormatError(f"cefr-sp: agg must be 'floor' or 'mean', not {agg!r}")
-    base = locate(root, ["cefr-sp", "CEFR-SP"], corpus="cefr-sp", url=URL, path=path)
+    base = locate(root, ["cefr-sp", "CEFR-SP"], corpus="cefr-sp", url=URL, path=path,
+                  markers=("CEFR-SP_*", "*/CEFR-SP_*"))
     files = files_in(base, (".txt", ".tsv"))
     files = [f for f in files if f.name.lower() not in ("readme.txt", "license.txt")]
     if not files:
         raise CorpusNotFoundError(f"corpus 'cefr-sp': no .txt/.tsv files in {base}. See {URL}")
     out: list[LearnerText] = []
     for f in files:
-        out.extend(parse_file(f, agg))
+        out.extend(parse_file(f, agg, strict=strict))
     check_unique_ids(out, str(base))
     return out

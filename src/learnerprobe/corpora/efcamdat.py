@@ -20,10 +20,11 @@ from learnerprobe.corpora._common import (
     cefr_label,
     check_labels_mode,
     check_unique_ids,
+    checked_text,
     clean_str,
     files_in,
     locate,
-    note,
+    missing_labels,
     read_table,
 )
 from learnerprobe.errors import CorpusNotFoundError, DataFormatError
@@ -31,6 +32,7 @@ from learnerprobe.records import LearnerText
 
 URL = "https://ef-lab.mmll.cam.ac.uk/EFCAMDAT.html"
 REQUIRED = ("writing_id", "learner_id", "text")
+LABEL_COLUMNS = {"cefr", "cefr_numeric"}
 _USED = {"writing_id", "learner_id", "l1", "cefr", "topic", "text", "text_corrected"}
 
 
@@ -40,14 +42,15 @@ def load(
 ) -> list[LearnerText]:
     """All rows of every EFCAMDAT table found (xlsx preferred over a CSV of the same name).
 
-    ``labels="optional"`` loads a table without a cefr/cefr_numeric column unlabelled (else a
-    DataFormatError lists the columns found); ``strict`` refuses an unrecognised CEFR label
-    (else it loads unrated, counted in the load report with a warning).
+    ``labels="optional"`` loads a table without a cefr/cefr_numeric column, or with those
+    empty in every row, unlabelled with a warning (else a DataFormatError names the table and
+    the columns found); ``strict`` refuses an unrecognised CEFR label (else it loads unrated,
+    counted in the load report with a warning) and a row whose text is empty, not a string or
+    holds a NUL byte (else skipped and counted).
     """
-    from learnerprobe.corpora.languages import normalise_l1
-
     check_labels_mode(labels)
-    base = locate(root, ["efcamdat", "EFCAMDAT"], corpus="efcamdat", url=URL, path=path)
+    base = locate(root, ["efcamdat", "EFCAMDAT"], corpus="efcamdat", url=URL, path=path,
+                  markers=("Final database*",))
     files = files_in(base, (".xlsx", ".csv"))
     stems = {f.stem for f in files if f.suffix == ".xlsx"}
     files = [f for f in files if f.suffix == ".xlsx" or f.stem not in stems]
@@ -57,33 +60,46 @@ def load(
         )
     out: list[LearnerText] = []
     for f in files:
-        prompts = "alternative" if "alternative" in f.stem.lower() else "main"
-        for i, row in read_table(f, required=REQUIRED):
-            if i == 1 and not {"cefr", "cefr_numeric"} & set(row):
-                if labels == "required":
-                    raise DataFormatError(
-                        f"{f}: header row: no CEFR label column (cefr or cefr_numeric); found "
-                        f"{', '.join(map(str, row))}. Pass labels='optional' to load unlabelled"
-                    )
-            if not {"cefr", "cefr_numeric"} & set(row):
-                note("unlabelled_table", f"{f}: row {i}")
-            wid, lid, text = (clean_str(row.get(k)) for k in REQUIRED)
-            if wid is None or lid is None:
-                raise DataFormatError(f"{f}: row {i}: empty writing_id or learner_id")
-            if text is None:
-                raise DataFormatError(f"{f}: row {i}: empty text (writing_id {wid})")
-            cefr_raw = clean_str(row.get("cefr")) or clean_str(row.get("cefr_numeric"))
-            cefr = cefr_label(cefr_raw, strict=strict, where=f"{f}: row {i} (writing_id {wid})")
-            l1_raw = clean_str(row.get("l1"))
-            meta: dict[str, Any] = {k: _plain(v) for k, v in row.items() if k not in _USED}
-            meta |= {"prompts": prompts, "source": f"{f.name}:{i}"}
-            out.append(LearnerText(
-                id=_intlike(wid), corpus="efcamdat", language="en", text=text,
-                text_corrected=clean_str(row.get("text_corrected")),
-                cefr=cefr, cefr_raw=cefr_raw, l1=normalise_l1(l1_raw), l1_raw=l1_raw,
-                author_id=_intlike(lid), task=clean_str(row.get("topic")), meta=meta,
-            ))
+        out.extend(_read(f, labels=labels, strict=strict))
     check_unique_ids(out, str(base))
+    return out
+
+
+def _read(f: Path, *, labels: LabelsMode, strict: bool) -> list[LearnerText]:
+    """The records of one table; its label column is checked once the table is read."""
+    from learnerprobe.corpora.languages import normalise_l1
+
+    prompts = "alternative" if "alternative" in f.stem.lower() else "main"
+    out: list[LearnerText] = []
+    header: list[str] = []
+    for i, row in read_table(f, required=REQUIRED):
+        header = header or list(map(str, row))
+        wid, lid = clean_str(row.get("writing_id")), clean_str(row.get("learner_id"))
+        if wid is None or lid is None:
+            raise DataFormatError(f"{f}: row {i}: empty writing_id or learner_id")
+        text = checked_text(row.get("text"), where=f"{f}: row {i} (writing_id {wid})",
+                            strict=strict)
+        if text is None:
+            continue
+        cefr_raw = clean_str(row.get("cefr")) or clean_str(row.get("cefr_numeric"))
+        cefr = cefr_label(cefr_raw, strict=strict, where=f"{f}: row {i} (writing_id {wid})")
+        l1_raw = clean_str(row.get("l1"))
+        meta: dict[str, Any] = {k: _plain(v) for k, v in row.items() if k not in _USED}
+        meta |= {"prompts": prompts, "source": f"{f.name}:{i}"}
+        out.append(LearnerText(
+            id=_intlike(wid), corpus="efcamdat", language="en", text=text,
+            text_corrected=clean_str(row.get("text_corrected")),
+            cefr=cefr, cefr_raw=cefr_raw, l1=normalise_l1(l1_raw), l1_raw=l1_raw,
+            author_id=_intlike(lid), task=clean_str(row.get("topic")), meta=meta,
+        ))
+    if not header:
+        return out
+    if not LABEL_COLUMNS & set(header):
+        missing_labels(f"{f}: header row", "no CEFR label column (cefr or cefr_numeric); found "
+                       f"{', '.join(header)}", labels=labels, n=len(out))
+    elif out and all(r.cefr_raw is None for r in out):
+        missing_labels(str(f), f"CEFR label column(s) {', '.join(LABEL_COLUMNS & set(header))} "
+                       f"empty in all {len(out)} rows", labels=labels, n=len(out))
     return out
 
 

@@ -8,17 +8,26 @@ formats is read once (csv preferred over tsv over xlsx, with a warning; if the t
 the essays or their labels, DataFormatError). Column names are matched case-insensitively: file
 name (filename | file | file_name | text_id | id), L1 (l1 | native_language | native language |
 mother_tongue), prompt (prompt | title | topic), CEFR (cefr_mfrm | cefr | cefr_level | level).
-Other columns go to ``meta``. ``id`` = the file name without ``.txt``; ICLE file names carry the
-learner (e.g. ``GEAU1001``), so ``author_id`` = the id.
+Other columns go to ``meta``. ``id`` = the ICLE id (e.g. ``GEAU1001``; ICLE ids carry the
+learner, so ``author_id`` = the id).
 
-Options: ``labels`` ("required": a table without a CEFR column is a DataFormatError listing the
-columns found; "optional": load unlabelled, e.g. for export or stats), ``strict`` (an
+Text files: the release names them ``001_BGSU1004.txt`` (a running number before the ICLE id),
+five with a suffix (``270_KRBF1041_relabelled.txt``, ``meta["relabelled"] = True``), while the
+table says ``BGSU1004``; ``BGSU1004.txt`` is read too. The file is looked up in the listing of
+``Texts/`` (``meta["text_file"]``), never built from the table's value: a name that is not a
+plain file name (``../../x``) is refused, and an id with two candidate files is an error naming
+both. A text that holds a NUL byte is skipped and counted (refused with ``strict``).
+
+Options: ``labels`` ("required": a table without a CEFR column, or with one empty in every row,
+is a DataFormatError listing the columns found; "optional": load unlabelled with a warning, e.g.
+for export or stats), ``strict`` (an
 unrecognised CEFR label is refused instead of loading unrated with a warning), ``path``.
 ICLE itself is distributed by UCLouvain (CECL) under licence; users bring the files.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +36,11 @@ from learnerprobe.corpora._common import (
     cefr_label,
     check_labels_mode,
     check_unique_ids,
+    checked_text,
     clean_str,
     files_in,
     locate,
+    missing_labels,
     note,
     read_table,
     read_text_file,
@@ -45,6 +56,9 @@ ALIASES = {
     "cefr": ("cefr_mfrm", "cefr", "cefr_level", "level"),
 }
 _FORMAT_ORDER = (".csv", ".tsv", ".xlsx")
+TEXT_FOLDERS = ("Texts", "texts", "TEXTS")
+# The release names texts ``001_BGSU1004.txt``; five carry ``_relabelled``; ``BGSU1004.txt`` too.
+_NAME = re.compile(r"^(?:\d+_)?(?P<id>.+?)(?P<relabelled>_relabelled)?$", re.I)
 
 
 def _resolve(columns: list[str], path: Path, labels: LabelsMode) -> dict[str, str | None]:
@@ -126,49 +140,102 @@ def load(
     root: Path, *, path: str | Path | None = None, labels: LabelsMode = "required",
     strict: bool = False,
 ) -> list[LearnerText]:
-    """Essays listed in the metadata table, text read from ``Texts/<filename>``."""
-    from learnerprobe.corpora.languages import normalise_l1
-
+    """Essays listed in the metadata table, text read from their file in ``Texts/``."""
     check_labels_mode(labels)
-    base = locate(root, ["icle500", "ICLE500"], corpus="icle500", url=URL, path=path)
+    base = locate(root, ["icle500", "ICLE500"], corpus="icle500", url=URL, path=path,
+                  markers=TEXT_FOLDERS)
     folder = base if base.is_dir() else base.parent
     tables = [base] if base.is_file() else _tables(base)
     if not tables:
         raise CorpusNotFoundError(f"corpus 'icle500': no metadata table in {base}. See {URL}")
-    texts = next((folder / d for d in ("Texts", "texts", "TEXTS") if (folder / d).is_dir()), None)
+    texts = next((folder / d for d in TEXT_FOLDERS if (folder / d).is_dir()), None)
     if texts is None:
         raise CorpusNotFoundError(f"corpus 'icle500': no Texts/ folder in {folder}. See {URL}")
+    index = _text_index(texts)
     out: list[LearnerText] = []
     for t in tables:
-        cols: dict[str, str | None] | None = None
-        for i, row in read_table(t):
-            if cols is None:
-                cols = _resolve(list(row), t, labels)
-            fname = clean_str(row.get(cols["filename"]))
-            if not fname:
-                raise DataFormatError(f"{t}: row {i}: empty file name")
-            fp = texts / (fname if fname.lower().endswith(".txt") else fname + ".txt")
-            if fp.is_symlink() and not fp.exists():
-                raise DataFormatError(f"{t}: row {i}: text file {fp} is a broken symbolic link")
-            if fp.is_dir():
-                raise DataFormatError(f"{t}: row {i}: {fp} is a folder, not a text file")
-            if not fp.is_file():
-                raise DataFormatError(f"{t}: row {i}: text file {fp} does not exist")
-            cefr_raw = clean_str(row.get(cols["cefr"])) if cols["cefr"] else None
-            cefr = cefr_label(cefr_raw, strict=strict, where=f"{t}: row {i}")
-            if cols["cefr"] is None:
-                note("unlabelled_table", f"{t}: row {i}")
-            l1_raw = clean_str(row.get(cols["l1"])) if cols["l1"] else None
-            used = {c for c in cols.values() if c}
-            meta: dict[str, Any] = {k: clean_str(v) for k, v in row.items() if k not in used}
-            meta["source"] = f"{t.name}:{i}"
-            tid = fp.stem
-            out.append(LearnerText(
-                id=tid, corpus="icle500", language="en",
-                text=read_text_file(fp).strip(),
-                cefr=cefr, cefr_raw=cefr_raw, l1=normalise_l1(l1_raw), l1_raw=l1_raw,
-                author_id=tid, task=clean_str(row.get(cols["prompt"])) if cols["prompt"] else None,
-                meta=meta,
-            ))
+        out.extend(_read_table(t, texts, index, labels=labels, strict=strict))
     check_unique_ids(out, str(base))
     return out
+
+
+def _read_table(
+    t: Path, texts: Path, index: dict[str, list[Path]], *, labels: LabelsMode, strict: bool,
+) -> list[LearnerText]:
+    from learnerprobe.corpora.languages import normalise_l1
+
+    out: list[LearnerText] = []
+    cols: dict[str, str | None] | None = None
+    for i, row in read_table(t):
+        if cols is None:
+            cols = _resolve(list(row), t, labels)
+        fname = clean_str(row.get(cols["filename"]))
+        if not fname:
+            raise DataFormatError(f"{t}: row {i}: empty file name")
+        tid, fp = _text_file(t, i, fname, texts, index)
+        text = checked_text(read_text_file(fp), where=f"{t}: row {i}: {fp}", strict=strict)
+        if text is None:
+            continue
+        cefr_raw = clean_str(row.get(cols["cefr"])) if cols["cefr"] else None
+        cefr = cefr_label(cefr_raw, strict=strict, where=f"{t}: row {i}")
+        l1_raw = clean_str(row.get(cols["l1"])) if cols["l1"] else None
+        used = {c for c in cols.values() if c}
+        meta: dict[str, Any] = {k: clean_str(v) for k, v in row.items() if k not in used}
+        meta["source"] = f"{t.name}:{i}"
+        meta["text_file"] = fp.name
+        if _NAME.match(fp.stem).group("relabelled"):  # type: ignore[union-attr]
+            meta["relabelled"] = True
+        out.append(LearnerText(
+            id=tid, corpus="icle500", language="en", text=text,
+            cefr=cefr, cefr_raw=cefr_raw, l1=normalise_l1(l1_raw), l1_raw=l1_raw,
+            author_id=tid, task=clean_str(row.get(cols["prompt"])) if cols["prompt"] else None,
+            meta=meta,
+        ))
+    if cols is not None and out:
+        if cols["cefr"] is None:
+            # labels="required" was refused at the header (_resolve), so this counts them.
+            missing_labels(str(t), "no CEFR label column", labels=labels, n=len(out))
+        elif all(r.cefr_raw is None for r in out):
+            missing_labels(str(t), f"CEFR label column {cols['cefr']!r} is empty in every row",
+                           labels=labels, n=len(out))
+    return out
+
+
+def _icle_id(name: str) -> str:
+    """The ICLE id in a file name: ``270_KRBF1041_relabelled.txt`` -> ``KRBF1041``."""
+    m = _NAME.match(name.removesuffix(".txt").removesuffix(".TXT"))
+    return m.group("id") if m else name  # type: ignore[union-attr]
+
+
+def _text_index(texts: Path) -> dict[str, list[Path]]:
+    """ICLE id (upper case) -> the ``.txt`` entries of ``Texts/`` named for it: ``<id>.txt``
+    and the release's ``NNN_<id>.txt`` / ``NNN_<id>_relabelled.txt``."""
+    index: dict[str, list[Path]] = {}
+    for f in sorted(texts.iterdir()):
+        if f.suffix.lower() == ".txt":
+            index.setdefault(_icle_id(f.name).upper(), []).append(f)
+    return index
+
+
+def _text_file(
+    t: Path, i: int, fname: str, texts: Path, index: dict[str, list[Path]],
+) -> tuple[str, Path]:
+    """(text id, file) for a metadata row; the file is looked up in the listing of ``Texts/``,
+    never built from the table's value, so a name like ``../../x`` cannot reach outside."""
+    if fname in (".", "..") or Path(fname).name != fname or "\\" in fname:
+        raise DataFormatError(f"{t}: row {i}: file name {fname!r} is not a plain file name; "
+                              f"the metadata must name a file inside {texts}")
+    tid = _icle_id(fname)
+    found = index.get(tid.upper(), [])
+    if len(found) > 1:
+        raise DataFormatError(f"{t}: row {i}: two text files for {tid!r}: "
+                              f"{' and '.join(str(f) for f in found)}; keep one")
+    if not found:
+        raise DataFormatError(f"{t}: row {i}: text file {texts / (tid + '.txt')} does not exist "
+                              f"(nor NNN_{tid}.txt or NNN_{tid}_relabelled.txt)")
+    fp = found[0]
+    if fp.is_symlink() and not fp.exists():
+        raise DataFormatError(f"{t}: row {i}: text file {fp} is a broken symbolic link")
+    if fp.is_dir():
+        raise DataFormatError(f"{t}: row {i}: {fp} is a folder, not a text file")
+    return tid, fp

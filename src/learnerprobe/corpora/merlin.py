@@ -30,6 +30,10 @@ or is refused with ``strict=True``);
 20-29, given as age_range), gender, ratings (the six sub-ratings, raw: "0"/"-1" mean not rated),
 target_hypothesis_2, source. ``l1`` normalised by :mod:`learnerprobe.corpora.languages`.
 
+Labels: a header without "Overall CEFR rating" or "Mother tongue" is a DataFormatError naming
+the file (``labels="optional"``: loaded unlabelled, counted in the load report with a warning).
+A file holding a NUL byte is skipped and counted in the load report (refused with ``strict``).
+
 Truncation: every file of the release ends with a newline, and in ``meta_ltext_THs`` every file
 has both hypothesis sections ("Target hypothesis N:" or "No target hypothesis N available.").
 A file without them, or ending mid-line, was cut short: DataFormatError naming it (default), or
@@ -44,10 +48,14 @@ from pathlib import Path
 from typing import Literal
 
 from learnerprobe.corpora._common import (
+    LabelsMode,
     cefr_label,
+    check_labels_mode,
     check_unique_ids,
+    checked_text,
     files_in,
     locate,
+    missing_labels,
     note,
     read_text_file,
 )
@@ -66,6 +74,7 @@ _RULE = re.compile(r"^-{16,}[ \t]*$", re.M)
 _FIELD = re.compile(r"^([^:\n]+?)\s*:[ \t]?(.*)$")
 _TASK_ID = re.compile(r"^(.*?)\s+-\s+ID:\s*(\S+)\s*$")
 _NA = {"", "not reported", "empty", "unrated", "n/a"}
+LABEL_FIELDS = ("Overall CEFR rating", "Mother tongue")
 
 
 def _na(v: str | None) -> str | None:
@@ -76,7 +85,7 @@ def find_root(root: Path, path: str | Path | None = None) -> Path:
     """The folder holding czech/german/italian (THs version preferred)."""
     cands = [
         f"{base}/{sub}"
-        for base in ("merlin-text-v1.2", "merlin-text", "merlin", ".")
+        for base in ("merlin-text-v1.2", "merlin-text", "merlin")
         for sub in ("meta_ltext_THs", "meta_ltext")
     ]
     return locate(root, cands, corpus="merlin", url=URL, path=path)
@@ -84,11 +93,14 @@ def find_root(root: Path, path: str | Path | None = None) -> Path:
 
 def parse_file(
     path: Path, text: str | None = None, *, hypotheses: bool | None = None, strict: bool = False,
+    labels: LabelsMode = "required",
 ) -> LearnerText:
     """Parse one MERLIN file; any structural problem names the file and the line.
 
     ``hypotheses``: the file must hold both target-hypothesis sections (True, the
-    ``meta_ltext_THs`` layout), must not (False, ``meta_ltext``), or either (None).
+    ``meta_ltext_THs`` layout), must not (False, ``meta_ltext``), or either (None). A header
+    without the label fields ("Overall CEFR rating", "Mother tongue") is a DataFormatError, or
+    with ``labels="optional"`` loads unlabelled, counted in the load report.
     """
     if text is None:
         text = read_text_file(path)
@@ -96,6 +108,10 @@ def parse_file(
     rules = _check_layout(path, text)
     header = text[: rules[0].start()]
     fields = _header_fields(path, text, header)
+    missing = [k for k in LABEL_FIELDS if k not in fields]
+    if missing:
+        missing_labels(f"{path}: metadata (lines 1-{header.count(chr(10)) + 1})",
+                       f"no {' or '.join(map(repr, missing))} field", labels=labels, n=1)
     body, hyps = _learner_and_hypotheses(path, text, header, rules, hypotheses)
     author = fields["Author ID"]
     task, task_id = _task(fields.get("Task", ""))
@@ -233,9 +249,12 @@ def _line_of(text: str, key: str) -> int:
 def load(
     root: Path, *, languages: list[str] | tuple[str, ...] | None = None,
     path: str | Path | None = None, strict: bool = False,
-    on_error: Literal["error", "skip"] = "error",
+    on_error: Literal["error", "skip"] = "error", labels: LabelsMode = "required",
 ) -> list[LearnerText]:
-    """All MERLIN texts (or only ``languages``, ISO codes), sorted by language then id."""
+    """All MERLIN texts (or only ``languages``, ISO codes), sorted by language then id.
+
+    A file holding a NUL byte is skipped and counted (refused with ``strict``)."""
+    check_labels_mode(labels)
     if on_error not in ("error", "skip"):
         raise ConfigError(f"merlin: on_error must be 'error' or 'skip', not {on_error!r}")
     base = find_root(root, path)
@@ -259,14 +278,16 @@ def load(
         for f in files:
             try:
                 text = read_text_file(f)
-                rec = parse_file(f, text, hypotheses=hypotheses, strict=strict)
+                if checked_text(text, where=str(f), strict=strict, allow_empty=True) is None:
+                    continue
+                rec = parse_file(f, text, hypotheses=hypotheses, strict=strict, labels=labels)
                 if rec.language != code:
                     raise DataFormatError(
                         f"{f}: line {_line_of(text, 'Test language')}: "
                         f"test language {rec.language!r} in the {FOLDERS[code]} folder"
                     )
             except DataFormatError as e:
-                if on_error == "error" or (strict and "CEFR label" in str(e)):
+                if on_error == "error" or (strict and "(strict=True" in str(e)):
                     raise
                 note("skipped_bad_file", str(e))
                 continue
