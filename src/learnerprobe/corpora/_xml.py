@@ -32,10 +32,11 @@ class _SafeParser(DefusedXMLParser):
 
     def __init__(self) -> None:
         super().__init__(forbid_dtd=False, forbid_entities=True, forbid_external=True)
-        self.parser.StartDoctypeDeclHandler = self._doctype
+        # Not named "_doctype": XMLParser.__init__ sets an attribute of that name to None.
+        self.parser.StartDoctypeDeclHandler = self._refuse_external_dtd
 
     @staticmethod
-    def _doctype(name: str, sysid: str | None, pubid: str | None, internal: Any) -> None:
+    def _refuse_external_dtd(name: str, sysid: str | None, pubid: str | None, _: Any) -> None:
         if sysid or pubid:
             raise ExternalReferenceForbidden(name, None, sysid, pubid)
 

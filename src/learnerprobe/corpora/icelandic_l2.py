@@ -15,7 +15,8 @@ Mapping
   same with each revision's ``<corrected>`` tokens. The release is tokenised without spacing, so
   tokens are joined by a space except before ``. , ; : ! ? ) ] } %`` and after ``( [ {`` and
   the Icelandic opening quote ``„`` (other quotes are ambiguous and keep their spaces).
-- ``cefr`` = ``level`` (``[]`` -> None, 2 texts); ``l1`` = ``1st language`` through
+- ``cefr`` = ``level`` (``[]`` -> None, 2 texts; the ``*_raw`` fields hold the values without
+  their brackets); ``l1`` = ``1st language`` through
   :func:`learnerprobe.corpora.languages.normalise_l1` (two first languages become a joined label,
   "English/Italian"); other languages, residence and study years are in ``meta``;
   ``meta["n_revisions"]`` counts the annotated errors.
@@ -177,7 +178,7 @@ def parse_file(path: Path, meta_row: dict[str, Any] | None, tsv: Path, *,
     l1_raw = meta_row["l1"]
     return LearnerText(
         id=path.stem, corpus="icelandic-l2", language="is", text=original,
-        text_corrected=corrected or None, cefr=cefr, cefr_raw=meta_row["raw"]["level"],
+        text_corrected=corrected or None, cefr=cefr, cefr_raw=level,
         l1=normalise_l1(l1_raw), l1_raw=l1_raw, author_id=_author(meta_row),
         meta={
             "subset": re.sub(r"\d+$", "", path.stem) or None,
