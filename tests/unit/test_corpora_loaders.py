@@ -38,7 +38,7 @@ def bad_load(name, match, **options):
 
 def test_registry_names_and_entries():
     want = {"merlin", "merlin-cs", "merlin-de", "merlin-it", "cowsl2h", "efcamdat", "bea19",
-            "icle500", "universalcefr", "cefr-sp", "table"}
+            "icle500", "universalcefr", "cefr-sp", "alc", "cefr-asag", "icelandic-l2", "table"}
     assert set(CORPORA) == want
     for e in CORPORA.values():
         assert e.url and e.licence and e.label_types and callable(e.loader)

@@ -88,6 +88,20 @@ ALIASES: dict[str, str] = {
     "kirghiz": "Kyrgyz",
     "pashto": "Pashto",
     "swahili": "Swahili",
+    # ALC mother tongues CLDR lacks or names otherwise (ISO 639-3 names where CLDR has none)
+    "cambodian": "Khmer",
+    "moore": "Mossi",
+    "mooré": "Mossi",
+    "mandinka": "Mandingo",
+    "dagomba": "Dagbani",
+    "dagbani": "Dagbani",
+    "maguindanao": "Maguindanao",
+    "maguindanaon": "Maguindanao",
+    "maranao": "Maranao",
+    "yakan": "Yakan",
+    "kotokoli": "Tem",
+    # Icelandic L2 Error Corpus spelling
+    "ukranian": "Ukrainian",
 }
 #: Aliases only answer parsing (``language_code(name, answers=True)``) accepts. Corpus L1 fields
 #: (:func:`normalise_l1`) never resolved them -- "Serb", "Dari" stayed None and "Latino" is CLDR's
@@ -102,6 +116,9 @@ ANSWER_ONLY = frozenset({
 CORPUS_ONLY = frozenset({
     "other", "others", "chinese (mandarin)", "chinese(mandarin)", "cmn", "yue", "hokkien",
     "russa", "modern greek",
+    # names added for ALC and the Icelandic L2 corpus: corpus fields only, answers unchanged
+    "cambodian", "moore", "mooré", "mandinka", "dagomba", "dagbani", "maguindanao",
+    "maguindanaon", "maranao", "yakan", "kotokoli", "ukranian",
 })
 _CORPUS_ALIASES = {k: v for k, v in ALIASES.items() if k not in ANSWER_ONLY}
 _SPLIT = re.compile(r"\s*(?:[,;/&+|]|\band\b|\bund\b|\be\b|\by\b)\s*", re.I)

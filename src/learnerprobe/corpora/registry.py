@@ -144,6 +144,22 @@ CORPORA: dict[str, CorpusEntry] = {
         CorpusEntry("cefr-sp", ("en",), ("cefr",), "CC BY-NC-SA 4.0 (see the release)",
                     "https://github.com/yukiar/CEFR-SP", _lazy("cefrsp"),
                     "CEFR-SP: sentences with two annotator levels 1-6"),
+        CorpusEntry("alc", ("ar",), ("study-level", "l1"),
+                    "CC BY-NC 4.0 (cite Alfaifi, Atwell and Hedaya 2014)",
+                    "https://www.arabiclearnercorpus.com/ (Alfaifi, Atwell and Hedaya 2014)",
+                    _lazy("alc"),
+                    "Arabic Learner Corpus v2: written texts by learners of Arabic (UTF-16 XML), "
+                    "study level as ordinal proxy, L1; natives and spoken transcripts on request"),
+        CorpusEntry("cefr-asag", ("en",), ("cefr", "l1"), "CC BY-NC-SA 4.0",
+                    "https://github.com/anaistack/cefr-asag-corpus (Tack et al. 2017)",
+                    _lazy("cefr_asag"),
+                    "CEFR-ASAG: short English answers (TEI) rated by three examiners; label = "
+                    "their majority, each examiner in meta"),
+        CorpusEntry("icelandic-l2", ("is",), ("cefr", "l1"), "CC BY 4.0",
+                    "https://github.com/antonkarl/iceErrorCorpusSpecialized (Icelandic L2 Error "
+                    "Corpus)", _lazy("icelandic_l2"),
+                    "Icelandic L2 Error Corpus: TEI essays with error annotation (learner's "
+                    "original forms as text, corrections as text_corrected), CEFR and L1"),
         CorpusEntry("table", (), ("any",), "yours", "(your own file)", _lazy("table"),
                     "any CSV/TSV/JSONL/Parquet/XLSX with a column mapping (path=, columns=)"),
     ]
