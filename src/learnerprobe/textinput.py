@@ -200,9 +200,9 @@ def escape_controls(text: str, keep: str = "") -> str:
     return _TERMINAL_UNSAFE.sub(sub, text)
 
 
-def json_for_terminal(obj: Any) -> str:
+def json_for_terminal(obj: Any, **dumps_kw: Any) -> str:
     """One line of JSON with non-ASCII text kept readable but every control character, bidi
     control and lone surrogate written as a `\\uNNNN` escape (json.dumps leaves C1 controls,
     which some terminals obey, raw); the result parses to the same value."""
     return _TERMINAL_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}",
-                                json.dumps(obj, ensure_ascii=False))
+                                json.dumps(obj, ensure_ascii=False, **dumps_kw))
