@@ -30,7 +30,7 @@ from learnerprobe.models.entry import ModelEntry
 from learnerprobe.models.loading import load_model
 from learnerprobe.models.pinning import verify_pin
 from learnerprobe.prep.mask import mask_text
-from learnerprobe.textinput import check_texts
+from learnerprobe.textinput import MAX_CHARS, check_max_chars, check_texts, check_top_k
 
 
 @dataclass
@@ -96,11 +96,12 @@ class Predictor:
         self._lock = threading.Lock()
         self._encoder: Any = None
         self.encoder_mode = "auto"
+        self.max_chars = MAX_CHARS  # longest text `predict` accepts (the server's limit too)
 
     @classmethod
     def load(cls, *paths: str | Path, expect_digests: Sequence[str] | None = None,
              allow_version_mismatch: bool = False, arrays: bool = True,
-             encoder: str = "auto") -> Predictor:
+             encoder: str = "auto", max_chars: int = MAX_CHARS) -> Predictor:
         """Load and verify bundles (one per task).
 
         ``arrays``: apply a bundle's estimator through its array form when it has one (numpy
@@ -113,7 +114,8 @@ class Predictor:
         ``expect_digests``: one trusted :func:`~learnerprobe.bundle.bundle_digest` per path, in
         the same order; a bundle with any other content is refused. ``allow_version_mismatch``
         accepts bundles trained with other library versions (otherwise scikit-learn minor-version
-        changes are refused and torch/transformers/tokenizers changes warn).
+        changes are refused and torch/transformers/tokenizers changes warn). ``max_chars``: the
+        longest text `predict` accepts (a TextTooLongError beyond; memory grows with length).
         """
         if not paths:
             raise LearnerprobeError("no bundle given")
@@ -124,6 +126,7 @@ class Predictor:
                 f"{len(expect_digests)} expected digest(s) for {len(paths)} bundle(s): give one "
                 "digest per bundle, in the same order"
             )
+        check_max_chars(max_chars)
         loaded: dict[str, _Loaded] = {}
         for i, p in enumerate(paths):
             want = expect_digests[i] if expect_digests is not None else None
@@ -139,6 +142,7 @@ class Predictor:
             raise LearnerprobeError(f"encoder must be auto, onnx or torch (got {encoder!r})")
         out = cls(loaded)
         out.encoder_mode = encoder
+        out.max_chars = max_chars
         out._warm_up()
         return out
 
@@ -282,6 +286,7 @@ class Predictor:
         return X
 
     def predict_task(self, task: str, texts: Sequence[str], top_k: int | None = None) -> list[dict]:
+        top_k = check_top_k(top_k)
         lo = self._loaded[task]
         labels = lo.bundle.labels
         prepared = self._prepare(lo, texts)
@@ -319,9 +324,11 @@ class Predictor:
         return res
 
     def predict(self, texts: Sequence[str], top_k: int | None = None) -> list[dict[str, Any]]:
-        """Predict every loaded task for each text; refuses empty, zero-width, binary or
-        non-Unicode texts with a TextInputError (a LearnerprobeError)."""
-        texts = check_texts(texts)
+        """Predict every loaded task for each text; refuses empty, invisible-only, binary,
+        non-Unicode or over-long (`max_chars`) texts with a TextInputError and a `top_k` other
+        than None or a whole number >= 1 with an InputError (both LearnerprobeErrors)."""
+        check_top_k(top_k)
+        texts = check_texts(texts, max_chars=self.max_chars)
         out: list[dict[str, Any]] = [{} for _ in texts]
         for task in self._loaded:
             for i, r in enumerate(self.predict_task(task, texts, top_k=top_k)):

@@ -150,6 +150,44 @@ def test_malformed_requests_live_get_4xx_and_keep_the_connection(server):
         assert c.post(url + "/api/predict", json={"text": "Ich bin hier"}).status_code == 200
 
 
+def _raw_response(port: int, request: bytes, trickle: bytes = b"") -> tuple[bytes, float]:
+    """Send `request`, then `trickle` one byte per 0.25 s; the whole answer and its delay."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(request)
+        t0 = time.monotonic()
+        for ch in trickle:
+            try:
+                s.sendall(bytes([ch]))
+            except OSError:
+                break
+            time.sleep(0.25)
+            if time.monotonic() - t0 > 3:
+                break
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    return data, time.monotonic() - t0
+
+
+def test_serve_cli_body_timeout_and_json_400(tmp_path):
+    """`serve --body-timeout 1`: a trickled body gets a JSON 408 after ~1 s (not held for the
+    whole trickle), and a Content-Length uvicorn's parser refuses gets a JSON 400."""
+    path, _ = make_bundle(tmp_path)
+    url, proc = _start_server(path, extra=["--body-timeout", "1"])
+    port = int(url.rsplit(":", 1)[1])
+    try:
+        head = (b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 40\r\n\r\n")
+        data, took = _raw_response(port, head, b'{"text": "Ich wohne seit zwei Jahren"}')
+        assert data.startswith(b"HTTP/1.1 408") and b"application/json" in data, data[:300]
+        assert took < 3
+        data, _ = _raw_response(port, head.replace(b"40", b"x4"))
+        assert data.startswith(b"HTTP/1.1 400") and b"application/json" in data, data[:300]
+        assert json.loads(data.partition(b"\r\n\r\n")[2])["detail"]
+    finally:
+        _stop(proc)
+
+
 # --- browser --------------------------------------------------------------------------------
 
 def _chromium() -> str:

@@ -155,7 +155,7 @@ CASES = [
     ("mask missing file", lambda t: ["mask", t / "none.txt", "--lang", "de"], 2,
      ["no such file"]),
     ("mask non-UTF-8 file", lambda t: ["mask", _cfg(t, b"Ich \xff", "x.txt"), "--lang", "de"], 2,
-     ["not a UTF-8"]),
+     ["x.txt is not UTF-8 text"]),
     ("bench extract --out under a file", lambda t: ["bench", "extract", "--out",
                                                     _cfg(t, "x", "f") / "b.json"], 2,
      ["cannot write", "is not a folder"]),

@@ -42,15 +42,22 @@ _register()
 
 def _error(message: str) -> None:
     """Print ``error: MESSAGE`` on one line; the message is shown verbatim (no rich markup:
-    "[nli]" must stay visible and a path such as "[/bold]" must not break the printer)."""
+    "[nli]" must stay visible and a path such as "[/bold]" must not break the printer) but with
+    control characters escaped (a file name or label holding an escape sequence must not drive
+    the terminal)."""
+    import re
+
     from rich.text import Text
 
+    from learnerprobe.textinput import escape_controls
+
+    shown = escape_controls(" ".join(re.split(r"\r?\n", str(message))))
     line = Text("error:", style="bold red")
-    line.append(" " + " ".join(str(message).splitlines()))
+    line.append(" " + shown)
     try:
         err_console.print(line, soft_wrap=True, highlight=False)
     except Exception:  # a broken console must not turn a clear error into a traceback
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {shown}", file=sys.stderr)
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from learnerprobe.cli import app
+from learnerprobe.textinput import escape_controls
 
 bundle_app = typer.Typer(no_args_is_help=True, help="Inspect and verify trained-model bundles.")
 app.add_typer(bundle_app, name="bundle")
@@ -49,8 +50,9 @@ def verify(
     if as_json:
         typer.echo(json.dumps(info))
         return
-    typer.echo(f"ok: {b.path} ({m['task']}, {m['method']}, {len(m['labels'])} labels"
-               + (f", {info['model']} layer {m['layer']}" if hidden else "") + ")")
+    typer.echo(escape_controls(
+        f"ok: {b.path} ({m['task']}, {m['method']}, {len(m['labels'])} labels"
+        + (f", {info['model']} layer {m['layer']}" if hidden else "") + ")"))
     if hidden and not checked_weights:
         typer.echo("model weights not checked (--no-weights)")
     typer.echo(f"digest: {b.digest}")

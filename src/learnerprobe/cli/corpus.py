@@ -9,11 +9,13 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from learnerprobe.cli import app
 from learnerprobe.errors import ConfigError, LearnerprobeError
 from learnerprobe.outputs import atomic_write, check_writable
+from learnerprobe.textinput import escape_controls, json_for_terminal
 
 corpus_app = typer.Typer(no_args_is_help=True, help="Learner corpora: list, count, export.")
 app.add_typer(corpus_app, name="corpus")
@@ -104,7 +106,7 @@ def stats(
 
     s = corpus_stats(_load(name, root, option, config))
     if as_json:
-        typer.echo(json.dumps({"corpus": name, **s}, ensure_ascii=False))
+        typer.echo(json_for_terminal({"corpus": name, **s}))
         return
     console.print(f"[bold]{name}[/]: {s['n_texts']} texts, {s['n_authors']} authors, "
                   f"{s['n_with_correction']} with a correction, mean {s['mean_chars']} chars")
@@ -115,7 +117,7 @@ def stats(
         t.add_column("label")
         t.add_column("texts", justify="right")
         for lab, n in s[key].items():
-            t.add_row(lab, str(n))
+            t.add_row(escape(escape_controls(str(lab))), str(n))  # labels from the corpus
         console.print(t)
 
 
@@ -158,12 +160,14 @@ def export(
             for r in records:
                 res = mask_text(r.text, r.language)
                 if res.spans:
-                    typer.echo(f"# {r.id}\n{format_replacements(res, context=20)}")
+                    typer.echo(escape_controls(f"# {r.id}\n{format_replacements(res, context=20)}",
+                                               keep="\n"))
         records, counts = mask_records(records)
         console.print(f"mask: replacements per category: {_show(counts)}", markup=False)
     # a temporary sibling moved into place: a full disk never leaves a half-written file
     atomic_write(out, lambda tmp: write_records(records, tmp))
-    console.print(f"wrote {len(records)} texts of {name!r} to {out}", markup=False)
+    console.print(escape_controls(f"wrote {len(records)} texts of {name!r} to {out}"),
+                  markup=False)
 
 
 def _show(obj: Any) -> str:
@@ -175,6 +179,6 @@ def _show(obj: Any) -> str:
     elif hasattr(obj, "model_dump"):
         obj = obj.model_dump()
     try:
-        return json.dumps(obj, ensure_ascii=False, default=str)
+        return json_for_terminal(obj, default=str)
     except TypeError:
-        return str(obj)
+        return escape_controls(str(obj))

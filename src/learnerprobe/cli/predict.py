@@ -15,20 +15,72 @@ import typer
 from learnerprobe.cli import app
 from learnerprobe.cli.bench import bench_app
 from learnerprobe.errors import LearnerprobeError
-from learnerprobe.textinput import TextInputError, check_text, check_texts
+from learnerprobe.serve import BODY_TIMEOUT_S
+from learnerprobe.textinput import (
+    MAX_CHARS,
+    TextInputError,
+    check_max_chars,
+    check_text,
+    check_texts,
+    check_top_k,
+    decode_utf8,
+    escape_controls,
+    json_for_terminal,
+    loads_json,
+    read_stdin,
+    split_lines,
+)
 
 
-def _decode(data: bytes, where: str) -> str:
+def _type_name(value: object) -> str:
+    """What a JSON value is, in JSON's words."""
+    names = {dict: "an object", list: "a list", bool: "true/false", int: "a number",
+             float: "a number", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _jsonl_texts(content: str, file: Path, max_chars: int) -> list[str]:
+    texts: list[str] = []
+    for i, line in enumerate(split_lines(content), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = loads_json(line)
+        except (json.JSONDecodeError, RecursionError) as e:
+            msg = e.msg if isinstance(e, json.JSONDecodeError) else "nested too deeply"
+            raise LearnerprobeError(f"{file}, line {i}: invalid JSON ({msg})") from None
+        if not isinstance(obj, dict) or "text" not in obj:
+            raise LearnerprobeError(f"{file}, line {i}: expected an object with a 'text'")
+        if not isinstance(obj["text"], str):
+            raise TextInputError(f"{file}, line {i}: expected an object with a string 'text', "
+                                 f"got {_type_name(obj['text'])}")
+        texts.append(check_text(obj["text"], f"{file}, line {i}", max_chars))
+    return texts
+
+
+def _csv_texts(content: str, file: Path, max_chars: int) -> list[str]:
+    texts: list[str] = []
     try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise TextInputError(
-            f"{where} is not UTF-8 text (byte {e.start}); is it a binary file?"
-        ) from None
+        reader = csv.DictReader(io.StringIO(content, newline=""), strict=True)
+        names = reader.fieldnames or []
+        if "text" not in names:
+            raise LearnerprobeError(f"{file}: CSV needs a 'text' column")
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise LearnerprobeError(f"{file}: CSV column(s) named twice: {', '.join(twice)}")
+        for row in reader:
+            t = row.get("text")
+            if t is None:  # a short row: no cell under 'text'
+                raise TextInputError(f"{file}, row {reader.line_num}: no 'text' cell")
+            texts.append(check_text(t, f"{file}, row {reader.line_num}", max_chars))
+    except csv.Error as e:
+        raise LearnerprobeError(f"{file}: invalid CSV ({e})") from None
+    return texts
 
 
-def read_texts(file: Path) -> list[str]:
-    """Texts from .txt (one per line), .jsonl (field `text`) or .csv (column `text`)."""
+def read_texts(file: Path, max_chars: int = MAX_CHARS) -> list[str]:
+    """Texts from .txt (one per line), .jsonl (field `text`) or .csv (column `text`), UTF-8
+    with or without a BOM; lines end at LF or CRLF only."""
     if file.is_dir():
         raise LearnerprobeError(f"{file} is a directory; --file takes a .txt, .jsonl or .csv file")
     if not file.is_file():
@@ -37,52 +89,20 @@ def read_texts(file: Path) -> list[str]:
         raw = file.read_bytes()
     except OSError as e:
         raise LearnerprobeError(f"cannot read {file}: {e.strerror or e}") from None
-    content = _decode(raw, str(file))
+    content = decode_utf8(raw, str(file))
     if "\x00" in content:
         raise TextInputError(f"{file} holds NUL bytes; is it a binary file?")
     suffix = file.suffix.lower()
-    texts: list[str] = []
     if suffix == ".jsonl":
-        for i, line in enumerate(content.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except (json.JSONDecodeError, RecursionError) as e:
-                msg = e.msg if isinstance(e, json.JSONDecodeError) else "nested too deeply"
-                raise LearnerprobeError(f"{file}, line {i}: invalid JSON ({msg})") from None
-            if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
-                raise LearnerprobeError(f"{file}, line {i}: expected an object with a 'text'")
-            texts.append(check_text(obj["text"], f"{file}, line {i}"))
+        texts = _jsonl_texts(content, file, max_chars)
     elif suffix == ".csv":
-        try:
-            reader = csv.DictReader(io.StringIO(content, newline=""), strict=True)
-            if "text" not in (reader.fieldnames or []):
-                raise LearnerprobeError(f"{file}: CSV needs a 'text' column")
-            for row in reader:
-                t = row.get("text")
-                texts.append(check_text(t, f"{file}, row {reader.line_num}"))
-        except csv.Error as e:
-            raise LearnerprobeError(f"{file}: invalid CSV ({e})") from None
+        texts = _csv_texts(content, file, max_chars)
     else:
-        texts = [check_text(line, f"{file}, line {i}")
-                 for i, line in enumerate(content.splitlines(), 1) if line.strip()]
+        texts = [check_text(line, f"{file}, line {i}", max_chars)
+                 for i, line in enumerate(split_lines(content), 1) if line.strip()]
     if not texts:
         raise LearnerprobeError(f"{file}: no texts in it")
     return texts
-
-
-def read_stdin() -> str:
-    """One text from stdin, which may be closed (`<&-`), a TTY, a directory or binary data."""
-    stream = sys.stdin
-    if stream is None:
-        raise LearnerprobeError("stdin is closed; give a TEXT or --file FILE")
-    try:
-        buf = getattr(stream, "buffer", None)
-        data = buf.read() if buf is not None else stream.read().encode("utf-8", "surrogateescape")
-    except (OSError, ValueError) as e:  # EISDIR, EBADF, reading a closed file
-        raise LearnerprobeError(f"cannot read stdin: {getattr(e, 'strerror', None) or e}") from None
-    return _decode(data, "stdin")
 
 
 def _stdin_is_tty() -> bool:
@@ -111,12 +131,12 @@ def _check_bundles(bundle: list[Path], expect_digest: list[str] | None) -> None:
 
 
 def _load(bundle: list[Path], expect_digest: list[str] | None, allow_version_mismatch: bool,
-          encoder: str = "auto"):
+          encoder: str = "auto", max_chars: int = MAX_CHARS):
     from learnerprobe.predict import Predictor
 
     return Predictor.load(
         *bundle, expect_digests=list(expect_digest) if expect_digest else None,
-        allow_version_mismatch=allow_version_mismatch, encoder=encoder,
+        allow_version_mismatch=allow_version_mismatch, encoder=encoder, max_chars=max_chars,
     )
 
 
@@ -135,6 +155,7 @@ EXPECT_DIGEST_HELP = (
     "Refuse to load unless the bundle's digest is this one (repeat: one per --bundle, in order)."
 )
 VERSION_HELP = "Load a bundle trained with other library versions (results may differ)."
+MAX_CHARS_HELP = "Longest text in characters; longer ones are refused (memory grows with length)."
 
 
 @app.command()
@@ -150,6 +171,7 @@ def predict(
         False, "--allow-version-mismatch", help=VERSION_HELP
     ),
     encoder: str = typer.Option("auto", "--encoder", help=ENCODER_HELP),
+    max_chars: int = typer.Option(MAX_CHARS, "--max-chars", help=MAX_CHARS_HELP),
 ) -> None:
     """Predict CEFR level and/or L1 with the exact preprocessing used in training."""
     from rich.console import Console
@@ -157,25 +179,25 @@ def predict(
 
     # Everything is checked before a model is loaded (loading can take a minute).
     _check_encoder(encoder)
-    if top_k is not None and top_k < 1:
-        raise LearnerprobeError(f"--top-k must be at least 1 (got {top_k})")
+    check_top_k(top_k, "--top-k")
+    check_max_chars(max_chars, "--max-chars")
     if batch_size < 1:
         raise LearnerprobeError(f"--batch-size must be at least 1 (got {batch_size})")
     if file is not None and text is not None:
         raise LearnerprobeError("give either a TEXT or --file FILE, not both")
     _check_bundles(bundle, expect_digest)
     if file is not None:
-        texts = read_texts(file)
+        texts = read_texts(file, max_chars)
     elif text == "-" or (text is None and sys.stdin is not None and not _stdin_is_tty()):
-        texts = [read_stdin()]
+        texts = [read_stdin(max_bytes=4 * max_chars + 3)]  # UTF-8: <= 4 bytes a character
     elif text is not None:
         texts = [text]
     elif sys.stdin is None:
         raise LearnerprobeError("stdin is closed; give a TEXT, --file FILE, or '-' for stdin")
     else:
         raise LearnerprobeError("give a TEXT, --file FILE, or '-' for stdin")
-    texts = check_texts(texts)
-    predictor = _load(bundle, expect_digest, allow_version_mismatch, encoder)
+    texts = check_texts(texts, max_chars=max_chars)
+    predictor = _load(bundle, expect_digest, allow_version_mismatch, encoder, max_chars)
     results: list[dict] = []
     if len(texts) <= batch_size:  # one batch: no progress bar (rich.progress is not imported)
         results = predictor.predict(texts, top_k=top_k)
@@ -188,16 +210,20 @@ def predict(
                 results.extend(predictor.predict(texts[i : i + batch_size], top_k=top_k))
                 prog.advance(task, min(batch_size, len(texts) - i))
     console = Console(highlight=False)
+
+    def shown(s: object) -> str:  # labels come from the bundle: no markup, no escape sequences
+        return escape(escape_controls(str(s)))
+
     for r in results:
         if as_json:
-            print(json.dumps(r, ensure_ascii=False))
+            print(json_for_terminal(r))
             continue
         parts = []
         for t, v in r.items():
             probs = ", ".join(
-                f"{escape(str(k))} {p:.2f}" for k, p in list(v["probabilities"].items())[: top_k or 5]
+                f"{shown(k)} {p:.2f}" for k, p in list(v["probabilities"].items())[: top_k or 5]
             )
-            parts.append(f"[bold]{escape(str(t))}[/]: {escape(str(v['label']))} ({probs})")
+            parts.append(f"[bold]{shown(t)}[/]: {shown(v['label'])} ({probs})")
         console.print("  ".join(parts))
 
 
@@ -226,8 +252,12 @@ def serve(
     bundle: list[Path] = typer.Option(..., "--bundle", help="Bundle folder (repeat for cefr + l1)."),
     host: str = typer.Option("127.0.0.1", "--host"),
     port: int = typer.Option(8000, "--port"),
-    max_chars: int = typer.Option(20_000, "--max-chars", help="Texts over this get HTTP 413."),
+    max_chars: int = typer.Option(MAX_CHARS, "--max-chars", help="Texts over this get HTTP 413."),
     timeout: float = typer.Option(30.0, "--timeout", help="Seconds before a request gets 504."),
+    body_timeout: float = typer.Option(
+        BODY_TIMEOUT_S, "--body-timeout",
+        help="Seconds a client has to send its whole request body before it gets 408.",
+    ),
     max_queue: int = typer.Option(
         32, "--max-queue", help="Predictions queued or running before requests get HTTP 503."
     ),
@@ -242,10 +272,10 @@ def serve(
     """Serve the JSON API and the web page (API schema at /openapi.json; /docs with --docs)."""
     import math
 
-    if max_chars < 1:
-        raise LearnerprobeError(f"--max-chars must be at least 1 (got {max_chars})")
-    if not (math.isfinite(timeout) and timeout > 0):
-        raise LearnerprobeError(f"--timeout must be a positive number of seconds (got {timeout})")
+    check_max_chars(max_chars, "--max-chars")
+    for name, value in (("--timeout", timeout), ("--body-timeout", body_timeout)):
+        if not (math.isfinite(value) and value > 0):
+            raise LearnerprobeError(f"{name} must be a positive number of seconds (got {value})")
     if max_queue < 1:
         raise LearnerprobeError(f"--max-queue must be at least 1 (got {max_queue})")
     if docs:
@@ -261,13 +291,15 @@ def serve(
 
     import uvicorn
 
-    from learnerprobe.serve.app import create_app
+    from learnerprobe.serve.app import JsonErrorH11Protocol, create_app
 
-    predictor = _load(bundle, expect_digest, allow_version_mismatch)
+    predictor = _load(bundle, expect_digest, allow_version_mismatch, max_chars=max_chars)
     application = create_app(
-        predictor, max_chars=max_chars, timeout_s=timeout, max_queue=max_queue, docs=docs
+        predictor, max_chars=max_chars, timeout_s=timeout, max_queue=max_queue, docs=docs,
+        body_timeout_s=body_timeout,
     )
-    uvicorn.run(application, host=host, port=port, log_level="info")
+    # h11 with JSON bodies on its own 400s (a malformed request line or Content-Length)
+    uvicorn.run(application, host=host, port=port, log_level="info", http=JsonErrorH11Protocol)
 
 
 @bench_app.command("predict")
@@ -299,5 +331,5 @@ def bench_predict(
         print(json.dumps(res))
     else:
         for k, v in res.items():
-            print(f"{k}: {v}")
-        print(f"saved {out}")
+            print(escape_controls(f"{k}: {v}"))
+        print(escape_controls(f"saved {out}"))

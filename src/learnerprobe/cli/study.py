@@ -10,6 +10,7 @@ import typer
 
 from learnerprobe.cli import app
 from learnerprobe.errors import LearnerprobeError
+from learnerprobe.textinput import escape_controls
 
 
 @app.command("run")
@@ -61,7 +62,7 @@ def run_cmd(
             f"{r.value:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]")))
     console.print(t)
     report = f"  report: {res.out / 'report.html'}" if not no_report else ""
-    console.print(f"results: {res.out / 'results.csv'}{report}", markup=False,
+    console.print(escape_controls(f"results: {res.out / 'results.csv'}{report}"), markup=False,
                   highlight=False, soft_wrap=True)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from learnerprobe.cli import app
+from learnerprobe.textinput import escape_controls
 
 
 @app.command()
@@ -50,6 +51,6 @@ def train(
     configured(config, backend=backend, address=address, workers=workers, all_layers=True,
                log=console.print)
     path = train_bundle(config, bundle, results_dir=results, log=console.print, method=method)
-    print(f"bundle written to {path}")
+    print(escape_controls(f"bundle written to {path}"))
     print(f"digest: {bundle_digest(path)}  (pin it: --expect-digest; check: learnerprobe bundle "
           "verify)")

@@ -1,14 +1,20 @@
 """FastAPI app: `POST /api/predict`, `GET /api/bundles`, `/openapi.json`, and a page at `/`.
 
 Every malformed request gets a 4xx with a JSON body `{"detail": ...}`, never a 500 or a dropped
-connection: empty, zero-width/control-only or binary texts and lone surrogates (422, the rules of
-`learnerprobe.textinput`), invalid JSON, wrong types, infinite numbers (422), texts over the size
-limit (413), non-UTF-8 bodies or a bad Content-Length (400), unknown paths (404) and methods (405).
+connection: empty, invisible-only or binary texts and lone surrogates (422, the rules of
+`learnerprobe.textinput`), invalid JSON, an object with a key twice, wrong types (no coercion:
+`top_k` "3", true or 2.0 is refused), infinite numbers (422), texts over the character limit,
+counted after JSON decoding (413), a body over the byte limit (413), a body not sent within the
+body timeout (408), non-UTF-8 bodies or a bad Content-Length (400, JSON also when uvicorn's
+parser refuses the request: serve with `http=JsonErrorH11Protocol`), unknown paths (404) and
+methods (405).
 
 Hardening, in order of the request's path through the app:
 
 * `_Hardening`, a pure ASGI middleware, refuses a body over the limit *before* reading it (by
-  Content-Length) or as soon as a chunked body crosses it, so oversized uploads cost no memory;
+  Content-Length) or as soon as a chunked body crosses it, so oversized uploads cost no memory,
+  and a body still incomplete after `body_timeout_s` (a client trickling bytes holds a
+  connection and a task for as long as it likes otherwise);
   it also adds a strict Content-Security-Policy (scripts and styles from this server only, no
   inline code, no framing) and `nosniff`/`Referrer-Policy` headers to every response.
 * Predictions run in a small dedicated thread pool with at most `max_queue` requests queued or
@@ -33,14 +39,24 @@ from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any, Protocol
 
+import h11
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from learnerprobe.errors import LearnerprobeError
-from learnerprobe.textinput import TextInputError, check_texts
+from learnerprobe.serve import BODY_TIMEOUT_S
+from learnerprobe.textinput import (
+    MAX_CHARS,
+    TextInputError,
+    TextTooLongError,
+    check_texts,
+    loads_json,
+)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -90,7 +106,7 @@ class PredictIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     text: StrictStr | None = None
     texts: list[StrictStr] | None = Field(default=None, max_length=256)
-    top_k: int | None = Field(default=None, ge=1, le=100)
+    top_k: StrictInt | None = Field(default=None, ge=1, le=100)
 
 
 class _Cancelled(Exception):
@@ -121,13 +137,78 @@ def _json_error(status: int, detail: Any, headers: dict[str, str] | None = None)
     return JSONResponse({"detail": _json_safe(detail)}, status, headers=headers)
 
 
-class _Hardening:
-    """Pure ASGI: body size limit without buffering more than the limit, and security headers."""
+# A JSON string escapes a character in at most 12 bytes (a surrogate pair, "\ud83d\ude00");
+# requests and json.dumps send every non-ASCII character escaped, so the byte limit must allow a
+# text at the character limit written that way.
+BYTES_PER_CHAR = 12
 
-    def __init__(self, app: Any, *, max_body: int, docs_prefixes: tuple[str, ...] = ()):
+
+class _JsonRequest(Request):
+    """A request whose JSON body refuses duplicate keys (`{"text": "a", "text": "b"}`)."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            self._json = loads_json(await self.body())
+        return self._json
+
+
+class _StrictJsonRoute(APIRoute):
+    """FastAPI's route, parsing JSON bodies with `loads_json` (FastAPI then answers a duplicate
+    key as it answers invalid JSON)."""
+
+    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+        handler = super().get_route_handler()
+
+        async def strict(request: Request) -> Response:
+            return await handler(_JsonRequest(request.scope, request.receive))
+
+        return strict
+
+
+class JsonErrorH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol, answering a request its parser refuses (a malformed request line,
+    header or Content-Length, which never reach the app) with JSON like every other error."""
+
+    def send_400_response(self, msg: str) -> None:
+        body = json.dumps({"detail": "invalid HTTP request (request line, headers or "
+                                     "Content-Length)"}).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                   (b"connection", b"close"), *SECURITY_HEADERS]
+        try:
+            for event in (h11.Response(status_code=400, headers=headers, reason=b"Bad Request"),
+                          h11.Data(data=body), h11.EndOfMessage()):
+                self.transport.write(self.conn.send(event) or b"")
+        except h11.LocalProtocolError:  # a response was already under way: just close
+            pass
+        self.transport.close()
+
+
+class _Hardening:
+    """Pure ASGI: body size limit without buffering more than the limit, a deadline for the
+    whole body, and security headers."""
+
+    def __init__(self, app: Any, *, max_body: int, docs_prefixes: tuple[str, ...] = (),
+                 body_timeout: float = BODY_TIMEOUT_S):
         self.app = app
         self.max_body = max_body
         self.docs_prefixes = docs_prefixes
+        self.body_timeout = body_timeout
+
+    async def _read_body(self, receive: Receive) -> bytes | int | None:
+        """The body, or 413 as soon as it crosses the limit, or None when the client left."""
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                return 413
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -166,22 +247,17 @@ class _Hardening:
                 await refuse(413, f"request body over {self.max_body} bytes")
                 return
         # Read the body here, counting as it streams in (chunked uploads have no length).
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body:
-                await refuse(413, f"request body over {self.max_body} bytes")
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
-        del chunks
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                body = await self._read_body(receive)
+        except TimeoutError:
+            await refuse(408, f"request body not received within {self.body_timeout:g} s")
+            return
+        if body is None:
+            return
+        if isinstance(body, int):
+            await refuse(413, f"request body over {self.max_body} bytes")
+            return
         if body and path.startswith("/api/"):
             try:
                 body.decode("utf-8")
@@ -203,25 +279,29 @@ class _Hardening:
 def create_app(
     predictor: PredictorLike,
     *,
-    max_chars: int = 20_000,
+    max_chars: int = MAX_CHARS,
     timeout_s: float = 30.0,
     max_queue: int = 32,
     chunk_size: int = 8,
     workers: int = 2,
     max_body_bytes: int | None = None,
     docs: bool = False,
+    body_timeout_s: float = BODY_TIMEOUT_S,
 ) -> FastAPI:
     """The app over one loaded predictor.
 
-    `max_chars`: longest text (413 beyond); `max_body_bytes`: largest request body (default
-    `4 * max_chars + 4096`); `timeout_s`: seconds before 504; `max_queue`: predictions queued or
-    running before 503; `chunk_size`: texts scored between two cancellation checks; `docs`: serve
+    `max_chars`: longest text in characters, counted after JSON decoding (413 beyond);
+    `max_body_bytes`: largest request body (default `12 * max_chars + 4096`: a text at the
+    limit fits however JSON escapes it); `timeout_s`: seconds before 504; `body_timeout_s`:
+    seconds to receive the whole body before 408; `max_queue`: predictions queued or running
+    before 503; `chunk_size`: texts scored between two cancellation checks; `docs`: serve
     Swagger UI at /docs from the locally installed `fastapi-offline` package.
     """
     if max_chars < 1 or max_queue < 1 or chunk_size < 1 or workers < 1:
         raise ValueError("max_chars, max_queue, chunk_size and workers must be >= 1")
-    if not (timeout_s > 0 and math.isfinite(timeout_s)):
-        raise ValueError("timeout_s must be a positive number")
+    for t in (timeout_s, body_timeout_s):
+        if not (t > 0 and math.isfinite(t)):
+            raise ValueError("timeout_s and body_timeout_s must be positive numbers")
     swagger = _swagger_assets() if docs else None
     if docs and swagger is None:
         raise LearnerprobeError(
@@ -239,13 +319,14 @@ def create_app(
         title="learnerprobe", version="1", description="CEFR level and L1 of learner texts",
         docs_url=None, redoc_url=None, swagger_ui_oauth2_redirect_url=None, lifespan=lifespan,
     )
+    app.router.route_class = _StrictJsonRoute
     queue = _Queue(executor, max_queue)
     app.state.predictor = predictor
     app.state.executor = executor
     app.state.in_flight = queue.in_flight
     app.add_middleware(
-        _Hardening, max_body=max_body_bytes or max_chars * 4 + 4096,
-        docs_prefixes=("/docs",) if swagger else (),
+        _Hardening, max_body=max_body_bytes or max_chars * BYTES_PER_CHAR + 4096,
+        docs_prefixes=("/docs",) if swagger else (), body_timeout=body_timeout_s,
     )
     _add_error_handlers(app)
     _add_api_routes(app, predictor, queue, max_chars=max_chars, timeout_s=timeout_s,
@@ -311,7 +392,7 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(TextInputError)
     async def _bad_text(_request: Request, exc: TextInputError) -> JSONResponse:
-        return _json_error(422, str(exc))
+        return _json_error(413 if isinstance(exc, TextTooLongError) else 422, str(exc))
 
     @app.exception_handler(LearnerprobeError)
     async def _refused(_request: Request, exc: LearnerprobeError) -> JSONResponse:
@@ -329,10 +410,8 @@ def _request_texts(req: PredictIn, max_chars: int) -> list[str] | JSONResponse:
     texts = [req.text] if req.text is not None else list(req.texts or [])
     if not texts:
         return _json_error(422, "'texts' is empty")
-    for t in texts:
-        if len(t) > max_chars:
-            return _json_error(413, f"text over {max_chars} characters")
-    return check_texts(texts)  # TextInputError -> 422
+    # characters as decoded (an escaped "\u4e2d" is one); over the limit 413, else 422
+    return check_texts(texts, max_chars=max_chars)
 
 
 def _prediction_work(predictor: PredictorLike, req: PredictIn, texts: list[str],
