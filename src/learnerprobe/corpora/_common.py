@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from learnerprobe import textinput
 from learnerprobe.errors import CorpusNotFoundError, DataFormatError
 from learnerprobe.records import LearnerText
 
@@ -286,17 +287,20 @@ def clean_str(v: Any) -> str | None:
 
 
 def text_problem(v: Any) -> str | None:
-    """Why ``v`` cannot be a learner text (None when it can): empty, not a string (a number,
-    list or object would load as its Python form) or holding a NUL byte."""
+    """Why ``v`` cannot be a learner text (None when it can): the one text rule of
+    ``learnerprobe.textinput`` (empty or invisible-only, binary control characters, lone
+    surrogates), phrased for a corpus row, plus the table cases: a missing cell, or a value that
+    is not a string (a number, list or object would load as its Python form)."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "empty text"
     if not isinstance(v, str):
         return f"text is not a string but {type(v).__name__} {str(v)[:40]!r}"
     if "\x00" in v:
         return f"NUL byte in the text (character {v.index(chr(0)) + 1})"
-    if not v.replace("\xa0", " ").strip():
+    problem = textinput.text_problem(v)
+    if problem is not None and problem.startswith("text is empty"):
         return "empty text"
-    return None
+    return problem
 
 
 def checked_text(
