@@ -330,3 +330,12 @@ def test_non_utf8_file_is_a_format_error(tmp_path):
     (tmp_path / "latin1.csv").write_bytes("id,text\n1,Gr\xfc\xdfe aus K\xf6ln\n".encode("latin-1"))
     with pytest.raises(DataFormatError, match=r"latin1\.csv: line 2: not UTF-8"):
         load_corpus("table", root=tmp_path, path="latin1.csv", language="de")
+
+
+def test_option_of_wrong_type_is_refused_when_loaded_by_name(tmp_path):
+    """`load_corpus(name, strict="maybe")` must not reach the loader as a truthy string."""
+    from learnerprobe.corpora.registry import load_corpus
+    from learnerprobe.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"option strict='maybe'"):
+        load_corpus("cowsl2h", root=tmp_path, strict="maybe")

@@ -69,14 +69,9 @@ class CorpusEntry:
     def load(self, root: str | Path | None = None, **options: Any) -> list[LearnerText]:
         """The records (a list with ``.report``: what was skipped, also given as warnings).
 
-        An unknown option is a ConfigError listing the accepted ones (not a TypeError)."""
-        known = loader_options(self.loader)
-        bad = [k for k in options if k not in known]
-        if bad:
-            raise ConfigError(
-                f"corpus {self.name!r}: unknown option(s) {', '.join(map(repr, bad))}; "
-                f"accepted: {', '.join(sorted(known)) or '(none)'}"
-            )
+        An unknown option, or one of the wrong type (``strict="maybe"``), is a ConfigError
+        naming it (not a TypeError, nor a truthy string reaching the loader)."""
+        options = self.check_options(options)
         with collecting(self.name) as report:
             recs = self.loader(data_root(root), **options)
         report.warn()
@@ -210,8 +205,7 @@ class CorpusSpec(BaseModel):
 
     def load(self) -> list[LearnerText]:
         entry = self.entry()
-        return entry.load(self.root, **entry.check_options(self.options,
-                                                           f"corpus {self.study_name!r}"))
+        return entry.load(self.root, **self.options)
 
 
 def as_spec(corpus: str | CorpusSpec) -> CorpusSpec:
