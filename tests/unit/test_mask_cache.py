@@ -17,6 +17,9 @@ TEXTS = {
           "Mein Haus ist klein, meine Freundin ist Italienerin.",
     "en": "I moved from Turkey to London, I speak Polish and my German friends live in Madrid. "
           "Michael Jordan said the house is nice.",
+    # the prayer guard (context_stop) must survive the cache: المغرب masked once, not twice
+    "ar": "صلينا المغرب في الرياض ثم سافرنا إلى المغرب بالطائرة.",
+    "is": "Ég er frá Póllandi og bý í Reykjavík.",
 }
 
 _SCRIPT = """
@@ -49,6 +52,7 @@ def test_damaged_cache_is_rebuilt_and_results_match(tmp_path):
     assert all(p.is_file() and p.is_relative_to(cache) for p in paths.values())
     assert "Land" in built["de"]["text"] and "Stadt" in built["de"]["text"]
     assert "Haus" in built["de"]["text"]
+    assert built["ar"]["text"] == "صلينا المغرب في مدينة ثم سافرنا إلى بلد بالطائرة."
 
     # damage: a truncated file and a well-formed file of the wrong shape
     good = paths["de"].read_text(encoding="utf-8")

@@ -134,8 +134,9 @@ CORPORA: dict[str, CorpusEntry] = {
                                       "ru", "et", "cy"), ("cefr",),
                     "per source (see each record's license field)",
                     "https://huggingface.co/UniversalCEFR", _lazy("universalcefr"),
-                    "UniversalCEFR-style records (JSON/JSONL/Parquet: text, lang, cefr_level, "
-                    "source_name)"),
+                    "UniversalCEFR collection as published: one JSON array per corpus (title, "
+                    "lang, source_name, format, category, cefr_level, license, text), by local "
+                    "path or by dataset id through `datasets` (the [hub] extra)"),
         CorpusEntry("cefr-sp", ("en",), ("cefr",), "CC BY-NC-SA 4.0 (see the release)",
                     "https://github.com/yukiar/CEFR-SP", _lazy("cefrsp"),
                     "CEFR-SP: sentences with two annotator levels 1-6"),
