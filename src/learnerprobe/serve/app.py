@@ -39,7 +39,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from learnerprobe.errors import LearnerprobeError
+from learnerprobe.errors import LearnerprobeError, NonFiniteOutputError
 from learnerprobe.textinput import TextInputError, check_texts
 
 Scope = MutableMapping[str, Any]
@@ -316,6 +316,12 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(LearnerprobeError)
     async def _refused(_request: Request, exc: LearnerprobeError) -> JSONResponse:
         return _json_error(422, str(exc))
+
+    @app.exception_handler(NonFiniteOutputError)
+    async def _non_finite(_request: Request, exc: NonFiniteOutputError) -> JSONResponse:
+        # the bundle is broken, not the request; its server-side path is not sent
+        return _json_error(500, "the bundle's estimator gave a non-finite probability or score "
+                                "for this text (extreme or broken weights); nothing is returned")
 
     @app.exception_handler(Exception)
     async def _crash(_request: Request, exc: Exception) -> JSONResponse:  # a bug: say so in JSON
