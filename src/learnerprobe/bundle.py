@@ -17,15 +17,24 @@ problem, and before any estimator code runs:
   in {cefr, l1}, labels unique non-empty strings, ``files`` keys relative POSIX paths inside the
   folder with 64-hex hashes, layer within the pinned model's layer count, max_length within
   [16, model maximum], ...);
+- a ``model.source`` a bundle may not name (:mod:`learnerprobe.models.trust`: only a registry
+  model, ``tiny:KIND``, a hub id or a folder under the model cache), decided from the manifest
+  before any other file of the bundle is read, so a folder elsewhere or inside the bundle is
+  never listed, hashed or loaded;
 - skops files referencing any type outside :data:`TRUSTED_TYPES` (an exact list, not prefixes:
   ``builtins.exec`` or ``numpy.testing._private.utils.runstring`` are refused, so a crafted file
-  cannot run code on load);
+  cannot run code on load), and skops zips with over :data:`MAX_SKOPS_MEMBERS` members or that
+  would inflate past :data:`MAX_SKOPS_RATIO` times their size (checked before a member is read);
+- a vectoriser whose ``token_pattern`` is not in the fixed list of the array form (a crafted
+  regular expression can backtrack for hours), and an estimator (skops or array form) whose
+  probabilities or scores on check inputs made from the bundle itself are not finite;
 - a manifest that differs from the copy sealed inside ``estimator.skops`` (every manifest field
   except the estimator's own hash is sealed there), so editing labels, layer, max_length, model,
   method or task in the manifest alone is caught; an estimator whose classes or input width do
   not match the manifest's labels or the pinned model's hidden size;
-- (``Predictor.load``) model weights whose digest differs from the pin in the manifest, and a
-  prepared model folder changed since ``learnerprobe models prepare``.
+- (``Predictor.load``) a model folder, or a file in it, that resolves outside the model or hub
+  cache, one that needs custom code, model weights whose digest differs from the pin in the
+  manifest, and a prepared model folder changed since ``learnerprobe models prepare``.
 
 None of that proves **who** made a bundle: a stranger can rewrite every file, reseal the
 estimator and recompute the hashes, and the bundle is then self-consistent. What proves
@@ -70,6 +79,7 @@ from learnerprobe import outputs
 from learnerprobe.errors import BundleError
 from learnerprobe.inference import arrays as _arrays
 from learnerprobe.methods.registry import get_method, method_names
+from learnerprobe.models.trust import check_source
 
 FORMAT = "learnerprobe-bundle"
 FORMAT_VERSION = 2
@@ -79,6 +89,15 @@ SEAL_FORMAT = "learnerprobe-sealed-estimator/1"
 MAX_MANIFEST_BYTES = 1 << 20
 MAX_JSON_DEPTH = 32
 MAX_FILES = 10_000
+# An estimator.skops is a zip: its members' declared sizes are checked before any is read (a
+# member never inflates past its declared size). skops writes members uncompressed, so a real
+# file inflates ~1x; a zip bomb (kilobytes that deflate to gigabytes) is refused.
+MAX_SKOPS_MEMBERS = 10_000
+MAX_SKOPS_BYTES = 2 << 30  # all members together, uncompressed
+MAX_SKOPS_RATIO = 10  # uncompressed over file size (plus 1 MiB)
+# Check inputs per load (besides the edge-case texts): enough to meet extreme weights, few
+# enough to keep a cold `predict` fast (an n-gram array form: ~0.06 s)
+CHECK_N = 16
 # The types, beyond skops' own defaults (sklearn estimators, numpy/scipy arrays, builtin
 # containers and scalars), that a bundle's skops file may reference. An EXACT list, not prefixes.
 # Derived by running `skops.io.get_untrusted_types` on every estimator `learnerprobe train` can
@@ -363,6 +382,21 @@ def _digest_of(hashes: dict[str, str]) -> str:
     return h.hexdigest()
 
 
+def _hash_all(p: Path, names: list[str]) -> dict[str, str]:
+    try:
+        return {rel: _sha256_file(p / rel) for rel in names}
+    except OSError as e:
+        raise BundleError(f"{p}: cannot read the bundle ({e.strerror}: {e.filename})") from None
+
+
+def _check_model_source(manifest: dict[str, Any], where: str) -> None:
+    """A bundle's model may come only from the places :mod:`learnerprobe.models.trust` allows
+    (a registry model, a hub id, a folder under the model cache): decided from the manifest's
+    strings, so a folder elsewhere (or inside the bundle) is never listed, hashed or loaded."""
+    if isinstance(manifest.get("model"), dict):
+        check_source(manifest["model"], where)
+
+
 def bundle_digest(path: str | Path) -> str:
     """The bundle's content digest: sha256 over the sorted lines ``"<path>\\0<sha256>\\n"`` of
     EVERY file in the folder (relative POSIX path, manifest.json included). Any byte change in
@@ -466,10 +500,38 @@ def _refuse_untrusted(untrusted: list[str], what: str) -> None:
         )
 
 
+def _skops_zip(data: bytes, path: Path) -> Any:
+    """The skops file as an open ZipFile, refused (BundleError) before any member is read when
+    it has over :data:`MAX_SKOPS_MEMBERS` members or its members would inflate past
+    :data:`MAX_SKOPS_BYTES` or :data:`MAX_SKOPS_RATIO` times the file's size."""
+    import io
+    import zipfile
+
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data), "r")
+    except Exception as e:  # noqa: BLE001 - any parse failure of a crafted file
+        raise BundleError(f"{path}: not a readable skops file ({type(e).__name__}: {e})") from None
+    infos = zf.infolist()
+    total = sum(i.file_size for i in infos)
+    cap = min(MAX_SKOPS_BYTES, MAX_SKOPS_RATIO * len(data) + (1 << 20))
+    if len(infos) > MAX_SKOPS_MEMBERS:
+        zf.close()
+        raise BundleError(f"{path}: {len(infos)} zip members, over the limit of "
+                          f"{MAX_SKOPS_MEMBERS}; not a learnerprobe estimator")
+    if total > cap:
+        zf.close()
+        raise BundleError(
+            f"{path}: its zip members would inflate to {total / 2**20:.0f} MiB uncompressed "
+            f"from a {len(data) / 2**20:.1f} MiB file (limit {cap / 2**20:.0f} MiB); refusing a "
+            "possible zip bomb")
+    return zf
+
+
 def _skops_loads_public(data: bytes, path: Path, what: str) -> Any:  # pragma: no cover
     """:func:`_skops_loads_trusted` through skops's public API (parses the file twice)."""
     import skops.io as sio
 
+    _skops_zip(data, path).close()
     try:
         untrusted = sio.get_untrusted_types(data=data)
     except Exception as e:  # noqa: BLE001 - any parse failure of a crafted file
@@ -492,19 +554,12 @@ def _skops_loads_trusted(data: bytes, path: Path, what: str) -> Any:
     takes, with our exact list in place of its audit. A skops without these internals falls
     back to the two public calls.
     """
-    import io
-    import zipfile
-
     try:
         from skops.io._audit import get_tree
         from skops.io._utils import read_schema
     except ImportError:  # pragma: no cover - another skops layout: the public two-pass route
         return _skops_loads_public(data, path, what)
-    try:
-        zf = zipfile.ZipFile(io.BytesIO(data), "r")
-    except Exception as e:  # noqa: BLE001 - any parse failure of a crafted file
-        raise BundleError(f"{path}: not a readable skops file ({type(e).__name__}: {e})") from None
-    with zf:
+    with _skops_zip(data, path) as zf:
         try:
             schema, context = read_schema(zf)
             tree = get_tree(schema, context, trusted=None)
@@ -516,6 +571,81 @@ def _skops_loads_trusted(data: bytes, path: Path, what: str) -> Any:
             return tree.construct()
         except Exception as e:  # noqa: BLE001
             raise BundleError(f"{path}: cannot load the estimator ({type(e).__name__}: {e})") from None
+
+
+_LEAVES = (str, bytes, int, float, complex, type(None))
+
+
+def _objects(root: Any, limit: int = 5_000_000) -> Any:
+    """Every object reachable from a loaded estimator through instance attributes and container
+    items (cycle-safe; scalars and numeric arrays are not yielded)."""
+    import numpy as np
+
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        o = stack.pop()
+        if isinstance(o, _LEAVES) or id(o) in seen:
+            continue
+        if isinstance(o, np.ndarray) and o.dtype != object or isinstance(o, np.generic):
+            continue
+        seen.add(id(o))
+        if len(seen) > limit:
+            raise BundleError(f"the estimator holds over {limit} objects; not a learnerprobe "
+                              "estimator")
+        yield o
+        if isinstance(o, dict):
+            stack.extend(k for k in o if not isinstance(k, _LEAVES))
+            stack.extend(v for v in o.values() if not isinstance(v, _LEAVES))
+        elif isinstance(o, (list, tuple, set, frozenset)):
+            stack.extend(v for v in o if not isinstance(v, _LEAVES))
+        elif isinstance(o, np.ndarray):
+            stack.extend(v for v in o.ravel().tolist() if not isinstance(v, _LEAVES))
+        elif isinstance(getattr(o, "__dict__", None), dict):
+            stack.extend(v for v in vars(o).values() if not isinstance(v, _LEAVES))
+
+
+def _check_token_patterns(objs: list[Any], where: str) -> None:
+    """The rule of the array form for every path: a vectoriser that compiles its token_pattern
+    (analyzer "word") must use one from the exact list
+    :data:`learnerprobe.inference.arrays.TOKEN_PATTERNS`, so no regular expression from a
+    bundle is ever compiled (a crafted one can backtrack for hours on a short text). ``objs``:
+    the estimator's objects (:func:`_objects`)."""
+    for o in objs:
+        attrs = getattr(o, "__dict__", None)
+        if not isinstance(attrs, dict) or "token_pattern" not in attrs:
+            continue
+        analyzer = attrs.get("analyzer", "word")
+        if analyzer in ("char", "char_wb"):
+            continue  # these analyzers never compile the pattern
+        pattern = attrs["token_pattern"]
+        if analyzer != "word" or pattern not in _arrays.TOKEN_PATTERNS:
+            shown = repr(pattern)[:80] if analyzer == "word" else f"analyzer {str(analyzer)[:40]!r}"
+            raise BundleError(f"{where}: a vectoriser's token_pattern ({shown}) is not one of "
+                              f"{list(_arrays.TOKEN_PATTERNS)}; a regular expression from a "
+                              "bundle is never compiled")
+
+
+def _skops_inputs(est: Any, objs: list[Any], features: str, width: int | None) -> Any:
+    """Check inputs for a skops estimator, made from the estimator itself (as
+    :func:`learnerprobe.inference.arrays.probe_inputs` does for the array form): texts of its
+    vectorisers' vocabularies, or rows around its scalers' statistics (else standard normal)."""
+    import numpy as np
+
+    if features == "text":
+        vocabs = [[k for k in o.vocabulary_ if isinstance(k, str)] for o in objs
+                  if isinstance(getattr(o, "vocabulary_", None), dict)]
+        return _arrays.text_inputs(_arrays.sample_terms(vocabs), n=CHECK_N)
+    width = int(getattr(est, "n_features_in_", None) or width or 0)
+    if width <= 0:
+        return None
+    scalers = []
+    for o in objs:
+        mean, scale = getattr(o, "mean_", None), getattr(o, "scale_", None)
+        if (isinstance(mean, np.ndarray) and isinstance(scale, np.ndarray)
+                and mean.shape == scale.shape == (width,)):
+            scalers.append((mean, scale))
+    return _arrays.feature_inputs(width, scalers[:4], n=CHECK_N)
 
 
 @dataclass
@@ -562,6 +692,10 @@ class Bundle:
         self._check_seal(obj["seal"], name)
         est = obj["estimator"]
         self._check_estimator(est, name)
+        objs = list(_objects(est))
+        _check_token_patterns(objs, f"{path}")
+        features = self.manifest["preprocessing"]["features"]
+        self._check_outputs(est, _skops_inputs(est, objs, features, self._width()), name)
         return est
 
     def load_array_estimator(self) -> Any | None:
@@ -579,7 +713,48 @@ class Bundle:
         self._check_seal(meta["seal"], name, also=name)
         est = _arrays.build(ref["spec"], tensors, str(path))
         self._check_estimator(est, name)
+        self._check_outputs(est, _arrays.probe_inputs(est, ref["spec"], tensors, n=CHECK_N), name)
         return est
+
+    def _width(self) -> int | None:
+        """The estimator's input width the manifest implies (hidden-state bundles)."""
+        spec = self.spec
+        if spec is None or spec.weights is None or spec.weights.hidden_size is None:
+            return None
+        return (spec.weights.hidden_size * len(spec.layers or [spec.layer])
+                + spec.preprocessing.surface)
+
+    def _check_outputs(self, est: Any, X: Any, name: str) -> None:
+        """Refuse an estimator whose probabilities or scores on the bundle's own check inputs
+        (``X``: made from its vocabulary or scaler statistics) are not finite numbers: extreme
+        weights that pass every other check (3e38, a scale of 1e-310, a float32-max idf) would
+        otherwise print NaN. The validation texts are not stored in a bundle (learner texts
+        under corpus licences), hence inputs made from the estimator itself."""
+        import numpy as np
+
+        if X is None:
+            return
+        outs: list[tuple[str, Any]] = []
+        try:
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                for attr, what in (("predict_proba", "probabilities"), ("predict_score", "scores")):
+                    fn = getattr(est, attr, None)
+                    if fn is not None:
+                        outs.append((what, np.asarray(fn(X), dtype=float)))
+                est.predict(X)
+        except Exception as e:  # noqa: BLE001 - any failure of a stranger's estimator
+            why = (str(e).strip().splitlines() or [""])[0][:160]
+            raise BundleError(f"{self.path}: {name} fails on the bundle's own check inputs "
+                              f"({type(e).__name__}: {why}); refusing it") from None
+        for what, a in outs:
+            if a.shape[:1] != (len(X),):
+                raise BundleError(f"{self.path}: {name} gives {what} of shape {a.shape} for "
+                                  f"{len(X)} check inputs")
+            if not np.all(np.isfinite(a)):
+                raise BundleError(
+                    f"{self.path}: {name} gives non-finite {what} on the bundle's own check "
+                    "inputs (extreme weights); refusing it")
 
     def _check_seal(self, seal: str, name: str, also: str | None = None) -> None:
         try:
@@ -720,6 +895,7 @@ def save_bundle(
         manifest = json.loads(json.dumps(manifest, ensure_ascii=False, default=str))
         manifest["files"][ESTIMATOR] = "0" * 64  # placeholder, so the schema can check the rest
         validate_manifest(manifest, f"{out}/{MANIFEST}")
+        _check_model_source(manifest, str(out))
         form = _array_form(estimator, check_inputs, f"{out}") if array_form else None
         if form is not None:
             spec, tensors = form
@@ -825,21 +1001,23 @@ def load_bundle(path: str | Path, expect_digest: str | None = None, *,
     if MANIFEST not in names:
         raise BundleError(f"{p} is not a learnerprobe bundle (no {MANIFEST})")
     try:
-        hashes = {rel: _sha256_file(p / rel) for rel in names}
         data = _read_file(p / MANIFEST, MAX_MANIFEST_BYTES)
     except OSError as e:
         raise BundleError(f"{p}: cannot read the bundle ({e.strerror}: {e.filename})") from None
-    digest = _digest_of(hashes)
-    if hashes[MANIFEST] != _sha256_bytes(data):
-        raise BundleError(f"{p}: {MANIFEST} changed while being read")
-    if want is not None and digest != want:
+    hashes = _hash_all(p, names) if want is not None else None  # a pin is checked first
+    if hashes is not None and _digest_of(hashes) != want:
         raise BundleError(
-            f"{p}: bundle digest {digest} does not match the expected {want}; the bundle is not "
-            "the one you pinned (modified or a different bundle)"
+            f"{p}: bundle digest {_digest_of(hashes)} does not match the expected {want}; the "
+            "bundle is not the one you pinned (modified or a different bundle)"
         )
     where = str(p / MANIFEST)
     manifest = parse_manifest(data, where)
     spec = validate_manifest(manifest, where)
+    _check_model_source(manifest, str(p))  # from the string alone, before any other file is read
+    hashes = hashes or _hash_all(p, names)
+    digest = _digest_of(hashes)
+    if hashes[MANIFEST] != _sha256_bytes(data):
+        raise BundleError(f"{p}: {MANIFEST} changed while being read")
     listed = spec.files
     for name, h in listed.items():
         if name not in hashes:

@@ -19,3 +19,11 @@ class ConfigError(LearnerprobeError):
 
 class BundleError(LearnerprobeError):
     """A model bundle is missing, incompatible or tampered with."""
+
+
+class ModelError(LearnerprobeError):
+    """A model cannot be loaded safely (custom code it would need, a folder it may not use)."""
+
+
+class NonFiniteOutputError(BundleError):
+    """A bundle's estimator gave a NaN or infinite probability or score: it is never emitted."""

@@ -9,21 +9,24 @@ probabilities come from an ordered-logit calibration fitted on validation data
 (:mod:`learnerprobe.calibration`).
 
 Loading verifies each bundle (:func:`learnerprobe.bundle.load_bundle`), optionally against a
-pinned digest, and, for hidden-state bundles, that the model weights are the pinned ones.
+pinned digest, and, for hidden-state bundles, that the model comes from a place a bundle may
+name, needs no custom code (:mod:`learnerprobe.models.trust`) and has the pinned weights; the
+model is then loaded from that checked folder. A probability or score that is not a finite
+number is never returned (:class:`~learnerprobe.errors.NonFiniteOutputError`).
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from learnerprobe.bundle import Bundle, load_bundle
-from learnerprobe.errors import BundleError, LearnerprobeError
+from learnerprobe.errors import BundleError, LearnerprobeError, NonFiniteOutputError
 from learnerprobe.extract import extract
 from learnerprobe.models.device import resolve_device
 from learnerprobe.models.entry import ModelEntry
@@ -39,6 +42,7 @@ class _Loaded:
     estimator: Any
     featurizer: str  # "text": estimator takes raw texts; "hidden": pooled hidden states at `layer`
     encoder: Any = None  # (tokenizer, model, entry, device, dtype), loaded once on first use
+    folder: Path | None = None  # the checked model folder (hidden states; None: tiny models)
     warm: list[threading.Thread] = field(default_factory=list)  # see Predictor._warm_up
 
 
@@ -48,22 +52,25 @@ def _entry(model: dict[str, Any]) -> Any:
     return ModelEntry(**fields)
 
 
-def _check_weights(b: Bundle) -> None:
-    """Refuse a hidden-state bundle whose model files are not the pinned ones (cached hashes)."""
+def _check_weights(b: Bundle) -> Path | None:
+    """Refuse a hidden-state bundle whose model a bundle may not name, that needs custom code,
+    or whose files are not the pinned ones (cached hashes); the checked folder."""
     m = b.manifest
-    verify_pin(_entry(m["model"]), m["weights"], where=str(b.path))
+    return verify_pin(_entry(m["model"]), m["weights"], where=str(b.path))
 
 
-def _load_encoder(b: Bundle, dtype: str) -> tuple[Any, ...]:
+def _load_encoder(b: Bundle, dtype: str, folder: Path | None) -> tuple[Any, ...]:
     """The bundle's model, loaded once in the dtype used in training (so no per-call copies),
-    from safetensors only, and checked against the bundle's layer and estimator width."""
+    from safetensors only, from the ``folder`` its pin was checked in, and checked against the
+    bundle's layer and estimator width."""
     m = b.manifest
     entry = _entry(m["model"])
     device = resolve_device("auto")
     if device == "cpu" and dtype == "float16":
         dtype = "float32"
-    tok, mdl, entry = load_model(entry, device=device, dtype=dtype.replace("-autocast", ""),
-                                 safetensors_only=True)
+    source = entry if folder is None else replace(entry, source=str(folder), revision=None)
+    tok, mdl, _ = load_model(source, device=device, dtype=dtype.replace("-autocast", ""),
+                             safetensors_only=True)
     cfg = getattr(mdl, "config", None)
     cfg = getattr(cfg, "text_config", None) or cfg
     n_layers = getattr(cfg, "num_hidden_layers", None)
@@ -81,6 +88,16 @@ def _quietly(job: Any) -> None:
         job()
     except Exception:  # noqa: BLE001, S110 - a warm-up; the first prediction repeats the step
         pass
+
+
+def _refuse_non_finite(b: Bundle, proba: np.ndarray | None, score: np.ndarray | None) -> None:
+    """The last line: no NaN or infinity is ever returned (printed as invalid JSON by the CLI,
+    as null by the server), whatever an estimator gives."""
+    for what, a in (("probabilities", proba), ("scores", score)):
+        if a is not None and not np.all(np.isfinite(a)):
+            raise NonFiniteOutputError(
+                f"{b.path}: the {b.task} estimator gave non-finite {what} for this input; "
+                "refusing to output them (the bundle's weights are extreme or broken)")
 
 
 def _label(labels: Sequence[str], c: Any) -> str:
@@ -135,9 +152,8 @@ class Predictor:
                 raise BundleError(f"two bundles for task {b.task!r}: {loaded[b.task].bundle.path}, {p}")
             feat = b.manifest["preprocessing"]["features"]
             est = (b.load_array_estimator() if arrays else None) or b.load_estimator()
-            if feat == "hidden":
-                _check_weights(b)
-            loaded[b.task] = _Loaded(bundle=b, estimator=est, featurizer=feat)
+            folder = _check_weights(b) if feat == "hidden" else None
+            loaded[b.task] = _Loaded(bundle=b, estimator=est, featurizer=feat, folder=folder)
         if encoder not in ("auto", "onnx", "torch"):
             raise LearnerprobeError(f"encoder must be auto, onnx or torch (got {encoder!r})")
         out = cls(loaded)
@@ -257,7 +273,8 @@ class Predictor:
         m = lo.bundle.manifest
         ex = m.get("preprocessing", {}).get("extraction") or {}
         if lo.encoder is None:
-            lo.encoder = self._onnx_encoder(lo) or _load_encoder(lo.bundle, ex.get("dtype") or "float32")
+            lo.encoder = self._onnx_encoder(lo) or _load_encoder(
+                lo.bundle, ex.get("dtype") or "float32", lo.folder)
         if not isinstance(lo.encoder, tuple):  # the ONNX graph: pooled states of the one layer
             return self._surface(lo, lo.encoder(texts), texts)
         tok, model, entry, device, dtype = lo.encoder
@@ -291,7 +308,7 @@ class Predictor:
         labels = lo.bundle.labels
         prepared = self._prepare(lo, texts)
         score = proba = pred = None
-        with self._lock:  # torch/sklearn objects are shared; serialise the forward pass
+        with self._lock, np.errstate(all="ignore"):  # shared objects: serialise; checked below
             X = self._features(lo, prepared)
             est = lo.estimator
             if getattr(est, "predict_score", None) is not None:  # None: array form without
@@ -302,6 +319,7 @@ class Predictor:
                     pred = est.predict(X)
             else:  # an uncalibrated ordinal regressor: a level and a score, no probabilities
                 pred = est.predict(X)
+        _refuse_non_finite(lo.bundle, proba, score)
         classes = [_label(labels, c) for c in getattr(est, "classes_", range(len(labels)))]
         res: list[dict[str, Any]] = []
         if proba is None:

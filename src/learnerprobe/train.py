@@ -58,9 +58,11 @@ def _layer_activations(cfg, records, log) -> tuple[np.ndarray, list[int], Any, d
     """Activations of the config's first model for `records` (layers x n x d), cache-backed."""
     from learnerprobe.extract import get_activations
     from learnerprobe.models.registry import get_model
+    from learnerprobe.models.trust import check_source
 
     ex = cfg.extraction
     entry = get_model(cfg.models[0])
+    check_source(entry, f"model {entry.name!r}")  # one a bundle may name: refused before extracting
     acts = get_activations(records, entry, **ex.kwargs())
     layers = list(getattr(acts, "layers", None) or range(acts.array.shape[0]))
     if cfg.layers != "all":

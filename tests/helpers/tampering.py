@@ -34,13 +34,16 @@ def edit(fn):
     return apply
 
 
-def reseal(p: Path) -> None:
-    """What a determined attacker does: re-seal the estimator to the edited manifest, re-hash."""
+def reseal(p: Path, estimator_fn=None) -> None:
+    """What a determined attacker does: re-seal the estimator to the edited manifest, re-hash.
+    ``estimator_fn(est)``: edit the skops estimator in place first (its numbers, its settings)."""
     import skops.io as sio
 
     m = read_manifest(p)
     data = (p / B.ESTIMATOR).read_bytes()
     obj = sio.loads(data, trusted=sio.get_untrusted_types(data=data))
+    if estimator_fn is not None:
+        estimator_fn(obj["estimator"])
     for name in list(m["files"]):
         if name != B.ESTIMATOR and (p / name).is_file():
             m["files"][name] = file_sha(p / name)
@@ -56,6 +59,48 @@ def reseal(p: Path) -> None:
     sio.dump(obj, p / B.ESTIMATOR)
     m["files"][B.ESTIMATOR] = file_sha(p / B.ESTIMATOR)
     write_manifest(p, m)
+
+
+def edit_tensors(p: Path, fn) -> None:
+    """Edit the array form's tensors with ``fn(tensors)`` (finite values pass the array spec),
+    then reseal: what an attacker does to the numbers of a bundle."""
+    from learnerprobe.inference import arrays
+
+    f = read_manifest(p)["arrays"]["file"]
+    tensors, meta = arrays.loads((p / f).read_bytes(), f)
+    fn(tensors)
+    (p / f).write_bytes(arrays.dumps(tensors, meta))
+    reseal(p)
+
+
+def pin_of(folder: Path) -> dict:
+    """A model folder's weights pin, computed here as `learnerprobe.models.pinning` defines it
+    (sha256 of every pinned file, a digest over them, dimensions from config.json), so a test
+    can forge a matching pin for any folder, as an attacker would."""
+    from learnerprobe.models.pinning import PINNED_SUFFIXES
+
+    files = {q.relative_to(folder).as_posix(): file_sha(q) for q in sorted(folder.rglob("*"))
+             if q.is_file() and q.suffix in PINNED_SUFFIXES and not q.name.startswith(".")}
+    h = hashlib.sha256()
+    for name in sorted(files):
+        h.update(f"{name}\0{files[name]}\n".encode())
+    cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    return {"sha256": h.hexdigest(), "files": files, "hidden_size": cfg["hidden_size"],
+            "num_layers": cfg["num_hidden_layers"], "max_positions": cfg["max_position_embeddings"]}
+
+
+def point_model_at(p: Path, folder: Path, *, inside: bool = False, **model) -> None:
+    """Point a hidden-state bundle's ``model.source`` at ``folder`` with a matching pin, list the
+    folder's files in the manifest when it lies ``inside`` the bundle, and reseal."""
+    m = read_manifest(p)
+    m["model"] = {**m["model"], "source": str(folder), **model}
+    m["weights"] = pin_of(folder)
+    if inside:
+        for q in sorted(folder.rglob("*")):
+            if q.is_file():
+                m["files"][q.relative_to(p).as_posix()] = file_sha(q)
+    write_manifest(p, m)
+    reseal(p)
 
 
 SENTINEL = "PWNED_SENTINEL"

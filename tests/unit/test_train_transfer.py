@@ -37,25 +37,36 @@ def _corpus(path, seed: int, n: int = 30) -> None:
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory):
-    """(config path, tiny model folder): three table corpora, two candidate layers."""
+def study_root(tmp_path_factory):
+    """Three table corpora and the tiny model folder, made once."""
     from learnerprobe.models.testing import tiny_model
 
     root = tmp_path_factory.mktemp("transfer-train")
     tok, model, _ = tiny_model("bert", seed=0)
     model.save_pretrained(root / "tiny")
     tok.save_pretrained(root / "tiny")
-    specs = []
     for j, name in enumerate(("ca", "cb", "cc")):
         _corpus(root / f"{name}.csv", seed=j)
-        specs.append(f'{{ name = "table", root = "{root}", path = "{name}.csv", as = "{name}", '
-                     'language = "de" }')
-    cfg = root / "c.toml"
+    return root
+
+
+@pytest.fixture
+def study(study_root, tmp_path, monkeypatch):
+    """The config: three table corpora, two candidate layers, and the tiny model copied under
+    this test's model cache (the only kind of folder a bundle's model may be)."""
+    import shutil
+
+    monkeypatch.setenv("LEARNERPROBE_CACHE", str(tmp_path / "cache"))
+    model = tmp_path / "cache" / "models" / "tiny"
+    shutil.copytree(study_root / "tiny", model)
+    specs = [f'{{ name = "table", root = "{study_root}", path = "{name}.csv", as = "{name}", '
+             'language = "de" }' for name in ("ca", "cb", "cc")]
+    cfg = tmp_path / "c.toml"
     cfg.write_text(f"""
 name = "t"
 task = "cefr"
 corpora = [{", ".join(specs)}]
-models = ["{root / 'tiny'}"]
+models = ["{model}"]
 n_boot = 20
 [labels]
 scheme = "five"

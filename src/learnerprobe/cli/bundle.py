@@ -25,12 +25,16 @@ def verify(
     allow_version_mismatch: bool = typer.Option(False, "--allow-version-mismatch"),
     as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
 ) -> None:
-    """Verify files, manifest schema and seal, estimator types and (optionally) model weights;
-    print the digest to pin with --expect-digest. Exit code 2 with a message when it fails."""
+    """Verify everything `predict` will use: files, manifest schema and seal, the model's source
+    (a registry model, a hub id or a folder under the model cache; no custom code), estimator
+    types, zip sizes and token patterns, finite outputs on the bundle's own check inputs for the
+    skops estimator and its array form, and (optionally) the model weights; print the digest to
+    pin with --expect-digest. Exit code 2 with a message when any check fails."""
     from learnerprobe.bundle import load_bundle
 
     b = load_bundle(path, expect_digest, allow_version_mismatch=allow_version_mismatch)
     est = b.load_estimator()
+    arrays = b.load_array_estimator()
     hidden = b.manifest["preprocessing"]["features"] == "hidden"
     checked_weights = False
     if hidden and weights:
@@ -42,6 +46,7 @@ def verify(
     info = {
         "path": str(b.path), "digest": b.digest, "task": m["task"], "method": m["method"],
         "labels": m["labels"], "estimator": type(est).__name__,
+        "array_form": arrays is not None, "outputs_finite": True,
         "model": (m.get("model") or {}).get("name"), "layer": m.get("layer"),
         "weights_sha256": (m.get("weights") or {}).get("sha256"),
         "weights_checked": checked_weights, "files": len(m["files"]) + 1,

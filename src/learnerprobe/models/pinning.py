@@ -3,8 +3,9 @@
 ``weights_pin(entry)`` returns ``{"sha256", "files", "hidden_size", "num_layers",
 "max_positions"}``: the sha256 of every file that determines the model's outputs (weights,
 config, tokenizer; see :data:`PINNED_SUFFIXES`) in the folder the entry resolves to (a prepared
-provider folder, a local folder, or the hub snapshot in the local hub cache), a digest over them,
-and the dimensions read from ``config.json``. Tiny test models have no files: their pin is a
+provider folder, a folder under the model cache, or the hub snapshot in the local hub cache; the
+only places a bundle's model may come from, :mod:`learnerprobe.models.trust`), a digest over
+them, and the dimensions read from ``config.json``. Tiny test models have no files: their pin is a
 digest of the seeded state dict.
 
 Hashing large weights on every load would be slow, so file hashes are cached in a sidecar keyed
@@ -24,12 +25,10 @@ from learnerprobe import paths
 from learnerprobe.errors import BundleError
 from learnerprobe.models import prepare
 from learnerprobe.models.entry import ModelEntry
-from learnerprobe.models.loading import model_folder
 from learnerprobe.models.registry import provider_name
 from learnerprobe.models.testing import tiny_model
+from learnerprobe.models.trust import bundle_model_folder
 from learnerprobe.outputs import OutputError, atomic_write_text, sha256_file
-
-# heavy optional imports stay local: huggingface_hub (only for hub ids).
 
 PINNED_SUFFIXES = (".safetensors", ".bin", ".json", ".txt", ".model", ".gguf", ".pt", ".pth")
 SIDECAR = ".learnerprobe-hashes"
@@ -92,23 +91,11 @@ def pinned_files(folder: Path) -> list[str]:
     )
 
 
-def resolve_folder(entry: ModelEntry) -> Path | None:
-    """The local folder an entry's weights are in (None for tiny test models)."""
-    if entry.source.startswith("tiny:"):
-        return None
-    where = Path(model_folder(entry))
-    if where.is_dir():
-        return where
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(entry.source, revision=entry.revision,
-                                      local_files_only=True))
-    except Exception as e:  # noqa: BLE001 - any hub failure means: not available locally
-        raise BundleError(
-            f"model {entry.name!r} ({entry.source}) is not available locally, so its weights "
-            f"cannot be pinned or checked: {e}"
-        ) from None
+def resolve_folder(entry: ModelEntry, where: str = "bundle") -> Path | None:
+    """The local folder an entry's weights are in (None for tiny test models), confined as a
+    bundle's model must be (:func:`learnerprobe.models.trust.bundle_model_folder`: a registry
+    provider, a hub id in the hub cache or a folder under the model cache; no custom code)."""
+    return bundle_model_folder(entry, where)
 
 
 def _dims(folder: Path) -> dict[str, int | None]:
@@ -144,11 +131,11 @@ def _tiny_pin(entry: ModelEntry) -> dict[str, Any]:
 
 
 def weights_pin(entry: ModelEntry) -> dict[str, Any]:
-    """The pin recorded in a bundle manifest (see module docstring)."""
-    if entry.source.startswith("tiny:"):
+    """The pin recorded in a bundle manifest (see module docstring). Refuses (BundleError) a
+    model a bundle may not name (:mod:`learnerprobe.models.trust`)."""
+    folder = resolve_folder(entry, f"model {entry.name!r}")
+    if folder is None:
         return _tiny_pin(entry)
-    folder = resolve_folder(entry)
-    assert folder is not None
     files = cached_hashes(folder, pinned_files(folder))
     if not any(n.endswith((".safetensors", ".bin", ".gguf", ".pt", ".pth")) for n in files):
         raise BundleError(f"{folder}: no weight files found to pin")
@@ -177,13 +164,11 @@ def verify_pin(entry: ModelEntry, pin: dict[str, Any], where: str = "bundle") ->
 
     Returns the checked folder (None for tiny models).
     """
-    if entry.source.startswith("tiny:"):
-        got = _tiny_pin(entry)["sha256"]
-        if got != pin.get("sha256"):
+    folder = resolve_folder(entry, where)
+    if folder is None:
+        if _tiny_pin(entry)["sha256"] != pin.get("sha256"):
             raise BundleError(f"{where}: tiny model {entry.source} does not match the pinned weights")
         return None
-    folder = resolve_folder(entry)
-    assert folder is not None
     if provider_name(entry) is not None:
         check_prepared(folder)
     files = cached_hashes(folder, pinned_files(folder))

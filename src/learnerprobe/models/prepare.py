@@ -121,9 +121,10 @@ def _build_gemma(tmp: Path, status: Callable[[str], None]) -> dict:
     gguf = pkg.assemble(gguf_dir / pkg.MODEL_NAME, overwrite=True)
     status("dequantising the GGUF with transformers (about a minute)")
     model = AutoModelForCausalLM.from_pretrained(
-        str(gguf_dir), gguf_file=gguf.name, dtype=torch.float32
+        str(gguf_dir), gguf_file=gguf.name, dtype=torch.float32, trust_remote_code=False
     )
-    tok = AutoTokenizer.from_pretrained(str(gguf_dir), gguf_file=gguf.name)
+    tok = AutoTokenizer.from_pretrained(str(gguf_dir), gguf_file=gguf.name,
+                                        trust_remote_code=False)
     # The weights are dequantised now; drop the GGUF quantizer tag so they save as plain fp32.
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):

