@@ -19,3 +19,9 @@ class ConfigError(LearnerprobeError):
 
 class BundleError(LearnerprobeError):
     """A model bundle is missing, incompatible or tampered with."""
+
+
+class ArgumentTypeError(LearnerprobeError, TypeError):
+    """A Python API argument has the wrong type (``Predictor.load(1)``, texts as a generator).
+
+    Also a TypeError, so callers that catch the built-in one keep working."""

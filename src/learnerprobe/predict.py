@@ -14,6 +14,7 @@ pinned digest, and, for hidden-state bundles, that the model weights are the pin
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from learnerprobe.bundle import Bundle, load_bundle
-from learnerprobe.errors import BundleError, LearnerprobeError
+from learnerprobe.errors import ArgumentTypeError, BundleError, LearnerprobeError
 from learnerprobe.extract import extract
 from learnerprobe.models.device import resolve_device
 from learnerprobe.models.entry import ModelEntry
@@ -83,6 +84,37 @@ def _quietly(job: Any) -> None:
         pass
 
 
+def _load_args(paths: tuple[Any, ...], expect_digests: Any, flags: dict[str, Any],
+               encoder: Any) -> list[str] | None:
+    """The argument checks of :meth:`Predictor.load`, before any file is read: a wrong type is
+    an ArgumentTypeError naming the argument (not a TypeError from deep inside pathlib)."""
+    if not paths:
+        raise LearnerprobeError("no bundle given")
+    for p in paths:
+        if not isinstance(p, str | os.PathLike):
+            raise ArgumentTypeError(f"bundle path must be a str or os.PathLike, not "
+                                    f"{type(p).__name__}")
+    for name, v in flags.items():
+        if not isinstance(v, bool):
+            raise ArgumentTypeError(f"{name} must be True or False, not {type(v).__name__}")
+    if encoder not in ("auto", "onnx", "torch"):
+        raise LearnerprobeError(f"encoder must be auto, onnx or torch (got {encoder!r})")
+    if expect_digests is None:
+        return None
+    if isinstance(expect_digests, str):
+        expect_digests = [expect_digests]
+    if not isinstance(expect_digests, list | tuple) or not all(
+            isinstance(d, str) for d in expect_digests):
+        raise ArgumentTypeError("expect_digests must be a list of digest strings (one per "
+                                f"bundle), not {type(expect_digests).__name__}")
+    if len(expect_digests) != len(paths):
+        raise LearnerprobeError(
+            f"{len(expect_digests)} expected digest(s) for {len(paths)} bundle(s): give one "
+            "digest per bundle, in the same order"
+        )
+    return list(expect_digests)
+
+
 def _label(labels: Sequence[str], c: Any) -> str:
     """Estimators trained on level indices return ints; map them to the bundle's label names."""
     return labels[int(c)] if isinstance(c, (int, np.integer)) else str(c)
@@ -115,15 +147,9 @@ class Predictor:
         accepts bundles trained with other library versions (otherwise scikit-learn minor-version
         changes are refused and torch/transformers/tokenizers changes warn).
         """
-        if not paths:
-            raise LearnerprobeError("no bundle given")
-        if isinstance(expect_digests, str):
-            expect_digests = [expect_digests]
-        if expect_digests is not None and len(expect_digests) != len(paths):
-            raise LearnerprobeError(
-                f"{len(expect_digests)} expected digest(s) for {len(paths)} bundle(s): give one "
-                "digest per bundle, in the same order"
-            )
+        expect_digests = _load_args(
+            paths, expect_digests, {"allow_version_mismatch": allow_version_mismatch,
+                                    "arrays": arrays}, encoder)
         loaded: dict[str, _Loaded] = {}
         for i, p in enumerate(paths):
             want = expect_digests[i] if expect_digests is not None else None
@@ -135,8 +161,6 @@ class Predictor:
             if feat == "hidden":
                 _check_weights(b)
             loaded[b.task] = _Loaded(bundle=b, estimator=est, featurizer=feat)
-        if encoder not in ("auto", "onnx", "torch"):
-            raise LearnerprobeError(f"encoder must be auto, onnx or torch (got {encoder!r})")
         out = cls(loaded)
         out.encoder_mode = encoder
         out._warm_up()
@@ -320,7 +344,11 @@ class Predictor:
 
     def predict(self, texts: Sequence[str], top_k: int | None = None) -> list[dict[str, Any]]:
         """Predict every loaded task for each text; refuses empty, zero-width, binary or
-        non-Unicode texts with a TextInputError (a LearnerprobeError)."""
+        non-Unicode texts with a TextInputError (a LearnerprobeError), and texts that are not a
+        sequence (a generator, a set) with an ArgumentTypeError."""
+        if not isinstance(texts, Sequence) and not hasattr(texts, "__array__"):
+            raise ArgumentTypeError(f"texts must be a list of strings, not "
+                                    f"{type(texts).__name__} (pass list(texts))")
         texts = check_texts(texts)
         out: list[dict[str, Any]] = [{} for _ in texts]
         for task in self._loaded:

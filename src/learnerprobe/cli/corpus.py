@@ -13,6 +13,7 @@ from rich.table import Table
 
 from learnerprobe.cli import app
 from learnerprobe.errors import ConfigError, LearnerprobeError
+from learnerprobe.limits import loads_json, loads_toml
 from learnerprobe.outputs import atomic_write, check_writable
 
 corpus_app = typer.Typer(no_args_is_help=True, help="Learner corpora: list, count, export.")
@@ -25,11 +26,16 @@ OPT_HELP = ("Loader option KEY=VALUE, repeatable (e.g. -o languages=cs,de; for '
 CONFIG_HELP = "TOML or JSON file with loader options (e.g. the column mapping for 'table')."
 
 
-def _value(v: str) -> Any:
+def _value(pair: str, v: str) -> Any:
+    """A ``-o`` value: JSON when it parses as JSON (5, true, ["a"]), else a comma list or the
+    plain string; a too-deep or too-long JSON value is a ConfigError, not a traceback."""
     try:
-        return json.loads(v)
+        json.loads(v)
     except json.JSONDecodeError:
         return [x.strip() for x in v.split(",") if x.strip()] if "," in v else v
+    except (ValueError, RecursionError):
+        pass  # JSON, but refused below with the reason
+    return loads_json(v, f"-o {pair[:60]!r}")
 
 
 def parse_options(pairs: list[str] | None, config: Path | None) -> dict[str, Any]:
@@ -39,14 +45,12 @@ def parse_options(pairs: list[str] | None, config: Path | None) -> dict[str, Any
         if not config.is_file():
             raise ConfigError(f"--config {config}: file not found")
         try:
-            if config.suffix.lower() == ".toml":
-                import tomllib
-
-                opts = tomllib.loads(config.read_text(encoding="utf-8"))
-            else:
-                opts = json.loads(config.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError) as e:
-            raise ConfigError(f"--config {config}: cannot parse ({e})") from None
+            text = config.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"--config {config}: cannot read ({e})") from None
+        where = f"--config {config}"
+        toml = config.suffix.lower() == ".toml"
+        opts = loads_toml(text, where) if toml else loads_json(text, where)
         if not isinstance(opts, dict):
             raise ConfigError(f"--config {config}: expected a table/object of options")
     for pair in pairs or []:
@@ -59,14 +63,36 @@ def parse_options(pairs: list[str] | None, config: Path | None) -> dict[str, Any
             d = d.setdefault(p, {})
             if not isinstance(d, dict):
                 raise ConfigError(f"-o {pair!r}: {p!r} is not a mapping")
-        d[leaf] = _value(val)
+        d[leaf] = _value(pair, val)
     return opts
 
 
-def _load(name: str, root: Path | None, option: list[str] | None, config: Path | None):
-    from learnerprobe.corpora import load_corpus
+def _one_item_lists(opts: dict[str, Any], types: dict[str, Any]) -> dict[str, Any]:
+    """``-o languages=cs`` is the list ``["cs"]`` for an option that takes a list (only a comma
+    makes ``-o`` build one); the loader's option types then check every value."""
+    from pydantic import TypeAdapter, ValidationError
 
-    return load_corpus(name, root=root, **parse_options(option, config))
+    out = dict(opts)
+    for k, v in opts.items():
+        if not isinstance(v, str) or k not in types:
+            continue
+        ta = TypeAdapter(types[k])
+        try:
+            ta.validate_python(v)
+        except ValidationError:
+            try:
+                out[k] = ta.validate_python([v])
+            except ValidationError:
+                pass  # refused with the loader's message when loading
+    return out
+
+
+def _load(name: str, root: Path | None, option: list[str] | None, config: Path | None):
+    from learnerprobe.corpora.registry import get_corpus, loader_options
+
+    entry = get_corpus(name)
+    opts = _one_item_lists(parse_options(option, config), loader_options(entry.loader))
+    return entry.load(root, **opts)
 
 
 @corpus_app.command("list")

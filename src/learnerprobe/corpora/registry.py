@@ -69,7 +69,8 @@ class CorpusEntry:
     def load(self, root: str | Path | None = None, **options: Any) -> list[LearnerText]:
         """The records (a list with ``.report``: what was skipped, also given as warnings).
 
-        An unknown option is a ConfigError listing the accepted ones (not a TypeError)."""
+        An unknown option is a ConfigError listing the accepted ones, and so is a badly typed
+        one (``path=5`` from ``-o path=5``), not a TypeError inside the loader."""
         known = loader_options(self.loader)
         bad = [k for k in options if k not in known]
         if bad:
@@ -77,6 +78,7 @@ class CorpusEntry:
                 f"corpus {self.name!r}: unknown option(s) {', '.join(map(repr, bad))}; "
                 f"accepted: {', '.join(sorted(known)) or '(none)'}"
             )
+        options = self.check_options(options)
         with collecting(self.name) as report:
             recs = self.loader(data_root(root), **options)
         report.warn()
