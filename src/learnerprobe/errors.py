@@ -27,3 +27,9 @@ class ModelError(LearnerprobeError):
 
 class NonFiniteOutputError(BundleError):
     """A bundle's estimator gave a NaN or infinite probability or score: it is never emitted."""
+
+
+class ArgumentTypeError(LearnerprobeError, TypeError):
+    """A Python API argument has the wrong type (``Predictor.load(1)``, texts as a generator).
+
+    Also a TypeError, so callers that catch the built-in one keep working."""

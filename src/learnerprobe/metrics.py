@@ -15,6 +15,9 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import stats
 
+from learnerprobe.errors import ConfigError
+from learnerprobe.limits import MAX_BOOT
+
 ORDINAL_METRICS: tuple[str, ...] = (
     "qwk", "accuracy", "adjacent_accuracy", "macro_f1", "mae", "spearman",
 )
@@ -250,7 +253,13 @@ def score_all(
 
 
 def bootstrap_indices(n: int, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
-    """``n_boot x n`` resampling indices over test texts (share them to compare systems)."""
+    """``n_boot x n`` resampling indices over test texts (share them to compare systems).
+
+    ``n_boot`` is capped (:data:`~learnerprobe.limits.MAX_BOOT`): the matrix is held at once,
+    and 1e12 resamples would ask for petabytes instead of failing clearly."""
+    if (isinstance(n_boot, bool) or not isinstance(n_boot, int | np.integer)
+            or not 0 <= n_boot <= MAX_BOOT):
+        raise ConfigError(f"n_boot must be an integer in 0..{MAX_BOOT}, not {n_boot!r}")
     return np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
 
 

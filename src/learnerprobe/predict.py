@@ -17,6 +17,7 @@ number is never returned (:class:`~learnerprobe.errors.NonFiniteOutputError`).
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -26,7 +27,12 @@ from typing import Any
 import numpy as np
 
 from learnerprobe.bundle import Bundle, load_bundle
-from learnerprobe.errors import BundleError, LearnerprobeError, NonFiniteOutputError
+from learnerprobe.errors import (
+    ArgumentTypeError,
+    BundleError,
+    LearnerprobeError,
+    NonFiniteOutputError,
+)
 from learnerprobe.extract import extract
 from learnerprobe.models.device import resolve_device
 from learnerprobe.models.entry import ModelEntry
@@ -100,6 +106,37 @@ def _refuse_non_finite(b: Bundle, proba: np.ndarray | None, score: np.ndarray | 
                 "refusing to output them (the bundle's weights are extreme or broken)")
 
 
+def _load_args(paths: tuple[Any, ...], expect_digests: Any, flags: dict[str, Any],
+               encoder: Any) -> list[str] | None:
+    """The argument checks of :meth:`Predictor.load`, before any file is read: a wrong type is
+    an ArgumentTypeError naming the argument (not a TypeError from deep inside pathlib)."""
+    if not paths:
+        raise LearnerprobeError("no bundle given")
+    for p in paths:
+        if not isinstance(p, str | os.PathLike):
+            raise ArgumentTypeError(f"bundle path must be a str or os.PathLike, not "
+                                    f"{type(p).__name__}")
+    for name, v in flags.items():
+        if not isinstance(v, bool):
+            raise ArgumentTypeError(f"{name} must be True or False, not {type(v).__name__}")
+    if encoder not in ("auto", "onnx", "torch"):
+        raise LearnerprobeError(f"encoder must be auto, onnx or torch (got {encoder!r})")
+    if expect_digests is None:
+        return None
+    if isinstance(expect_digests, str):
+        expect_digests = [expect_digests]
+    if not isinstance(expect_digests, list | tuple) or not all(
+            isinstance(d, str) for d in expect_digests):
+        raise ArgumentTypeError("expect_digests must be a list of digest strings (one per "
+                                f"bundle), not {type(expect_digests).__name__}")
+    if len(expect_digests) != len(paths):
+        raise LearnerprobeError(
+            f"{len(expect_digests)} expected digest(s) for {len(paths)} bundle(s): give one "
+            "digest per bundle, in the same order"
+        )
+    return list(expect_digests)
+
+
 def _label(labels: Sequence[str], c: Any) -> str:
     """Estimators trained on level indices return ints; map them to the bundle's label names."""
     return labels[int(c)] if isinstance(c, (int, np.integer)) else str(c)
@@ -134,15 +171,9 @@ class Predictor:
         changes are refused and torch/transformers/tokenizers changes warn). ``max_chars``: the
         longest text `predict` accepts (a TextTooLongError beyond; memory grows with length).
         """
-        if not paths:
-            raise LearnerprobeError("no bundle given")
-        if isinstance(expect_digests, str):
-            expect_digests = [expect_digests]
-        if expect_digests is not None and len(expect_digests) != len(paths):
-            raise LearnerprobeError(
-                f"{len(expect_digests)} expected digest(s) for {len(paths)} bundle(s): give one "
-                "digest per bundle, in the same order"
-            )
+        expect_digests = _load_args(
+            paths, expect_digests, {"allow_version_mismatch": allow_version_mismatch,
+                                    "arrays": arrays}, encoder)
         check_max_chars(max_chars)
         loaded: dict[str, _Loaded] = {}
         for i, p in enumerate(paths):
@@ -154,8 +185,6 @@ class Predictor:
             est = (b.load_array_estimator() if arrays else None) or b.load_estimator()
             folder = _check_weights(b) if feat == "hidden" else None
             loaded[b.task] = _Loaded(bundle=b, estimator=est, featurizer=feat, folder=folder)
-        if encoder not in ("auto", "onnx", "torch"):
-            raise LearnerprobeError(f"encoder must be auto, onnx or torch (got {encoder!r})")
         out = cls(loaded)
         out.encoder_mode = encoder
         out.max_chars = max_chars
@@ -343,8 +372,12 @@ class Predictor:
 
     def predict(self, texts: Sequence[str], top_k: int | None = None) -> list[dict[str, Any]]:
         """Predict every loaded task for each text; refuses empty, invisible-only, binary,
-        non-Unicode or over-long (`max_chars`) texts with a TextInputError and a `top_k` other
-        than None or a whole number >= 1 with an InputError (both LearnerprobeErrors)."""
+        non-Unicode or over-long (`max_chars`) texts with a TextInputError, a `top_k` other
+        than None or a whole number >= 1 with an InputError (both LearnerprobeErrors), and texts
+        that are not a sequence (a generator, a set) with an ArgumentTypeError."""
+        if not isinstance(texts, Sequence) and not hasattr(texts, "__array__"):
+            raise ArgumentTypeError(f"texts must be a list of strings, not "
+                                    f"{type(texts).__name__} (pass list(texts))")
         check_top_k(top_k)
         texts = check_texts(texts, max_chars=self.max_chars)
         out: list[dict[str, Any]] = [{} for _ in texts]

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from learnerprobe.cli import app
 from learnerprobe.errors import ConfigError, LearnerprobeError
+from learnerprobe.limits import loads_json, loads_toml
 from learnerprobe.outputs import atomic_write, check_writable
 from learnerprobe.textinput import escape_controls, json_for_terminal
 
@@ -27,11 +28,16 @@ OPT_HELP = ("Loader option KEY=VALUE, repeatable (e.g. -o languages=cs,de; for '
 CONFIG_HELP = "TOML or JSON file with loader options (e.g. the column mapping for 'table')."
 
 
-def _value(v: str) -> Any:
+def _value(pair: str, v: str) -> Any:
+    """A ``-o`` value: JSON when it parses as JSON (5, true, ["a"]), else a comma list or the
+    plain string; a too-deep or too-long JSON value is a ConfigError, not a traceback."""
     try:
-        return json.loads(v)
+        json.loads(v)
     except json.JSONDecodeError:
         return [x.strip() for x in v.split(",") if x.strip()] if "," in v else v
+    except (ValueError, RecursionError):
+        pass  # JSON, but refused below with the reason
+    return loads_json(v, f"-o {pair[:60]!r}")
 
 
 def parse_options(pairs: list[str] | None, config: Path | None) -> dict[str, Any]:
@@ -41,14 +47,12 @@ def parse_options(pairs: list[str] | None, config: Path | None) -> dict[str, Any
         if not config.is_file():
             raise ConfigError(f"--config {config}: file not found")
         try:
-            if config.suffix.lower() == ".toml":
-                import tomllib
-
-                opts = tomllib.loads(config.read_text(encoding="utf-8"))
-            else:
-                opts = json.loads(config.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError) as e:
-            raise ConfigError(f"--config {config}: cannot parse ({e})") from None
+            text = config.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"--config {config}: cannot read ({e})") from None
+        where = f"--config {config}"
+        toml = config.suffix.lower() == ".toml"
+        opts = loads_toml(text, where) if toml else loads_json(text, where)
         if not isinstance(opts, dict):
             raise ConfigError(f"--config {config}: expected a table/object of options")
     for pair in pairs or []:
@@ -61,20 +65,40 @@ def parse_options(pairs: list[str] | None, config: Path | None) -> dict[str, Any
             d = d.setdefault(p, {})
             if not isinstance(d, dict):
                 raise ConfigError(f"-o {pair!r}: {p!r} is not a mapping")
-        d[leaf] = _value(val)
+        d[leaf] = _value(pair, val)
     return opts
+
+
+def _one_item_lists(opts: dict[str, Any], types: dict[str, Any]) -> dict[str, Any]:
+    """``-o languages=cs`` is the list ``["cs"]`` for an option that takes a list (only a comma
+    makes ``-o`` build one); the loader's option types then check every value."""
+    from pydantic import TypeAdapter, ValidationError
+
+    out = dict(opts)
+    for k, v in opts.items():
+        if not isinstance(v, str) or k not in types:
+            continue
+        ta = TypeAdapter(types[k])
+        try:
+            ta.validate_python(v)
+        except ValidationError:
+            try:
+                out[k] = ta.validate_python([v])
+            except ValidationError:
+                pass  # refused with the loader's message when loading
+    return out
 
 
 def _load(name: str, root: Path | None, option: list[str] | None, config: Path | None):
     """The corpus for stats/export: neither needs labels, so a loader with a ``labels`` option
     loads unlabelled texts with a warning (``labels="optional"``) unless told otherwise."""
-    from learnerprobe.corpora import get_corpus, load_corpus
-    from learnerprobe.corpora.registry import loader_options
+    from learnerprobe.corpora.registry import get_corpus, loader_options
 
-    opts = parse_options(option, config)
-    if "labels" in loader_options(get_corpus(name).loader):
+    entry = get_corpus(name)
+    opts = _one_item_lists(parse_options(option, config), loader_options(entry.loader))
+    if "labels" in loader_options(entry.loader):  # neither stats nor export needs labels
         opts.setdefault("labels", "optional")
-    return load_corpus(name, root=root, **opts)
+    return entry.load(root, **opts)
 
 
 @corpus_app.command("list")

@@ -13,6 +13,7 @@ from learnerprobe.cli import app
 from learnerprobe.cli.bench import bench_app
 from learnerprobe.errors import ConfigError
 from learnerprobe.execution.settings import ExecutionConfig
+from learnerprobe.limits import MAX_COUNT
 from learnerprobe.outputs import atomic_write_text, check_writable, converting_write_errors
 from learnerprobe.paths import activations_dir
 
@@ -34,7 +35,8 @@ def extract_cmd(
     layers: str | None = typer.Option(None, "--layers", help="e.g. 0,6,12 or -1 (default all)."),
     dtype: str = typer.Option("auto", "--dtype", help="auto, fp32, bf16, fp16, bf16-autocast."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, mps."),
-    max_length: int | None = typer.Option(None, "--max-length", help="Tokens per text/window."),
+    max_length: int | None = typer.Option(None, "--max-length", min=1, max=MAX_COUNT,
+                                          help="Tokens per text/window."),
     chunking: str = typer.Option("truncate", "--chunking", help="truncate or chunks."),
     batch_tokens: int = typer.Option(16384, "--batch-tokens", help="Token budget per batch."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Activation cache folder."),

@@ -15,6 +15,7 @@ import numpy as np
 
 from learnerprobe.errors import LearnerprobeError
 from learnerprobe.evaluation.splits import (
+    check_class_sizes,
     grouped_holdout,
     grouped_stratified_kfold,
     inner_validation_split,
@@ -68,10 +69,12 @@ def make_splits(
     seed: int,
     val_size: float,
     holdout: bool = False,
+    labels: list[str] | None = None,
 ) -> list[Split]:
     """All outer splits of a protocol, each with its inner selection split.
 
-    ``holdout`` (reference mode) makes IID a single grouped, stratified 80/20 split.
+    ``holdout`` (reference mode) makes IID a single grouped, stratified 80/20 split. IID k-fold
+    refuses a class with fewer texts than ``folds`` (``labels``: class names for the message).
     """
     y = np.asarray(y)
     groups = np.asarray(groups)
@@ -81,6 +84,7 @@ def make_splits(
             tr, te = grouped_holdout(y, groups, test_size=0.2, seed=seed)
             outer.append(("0", np.asarray(tr), np.asarray(te), "all"))
         else:
+            check_class_sizes(y, folds, labels)
             for i, (tr, te) in enumerate(grouped_stratified_kfold(y, groups, folds, seed)):
                 outer.append((str(i), np.asarray(tr), np.asarray(te), "all"))
     elif protocol in ("loco", "lolo"):

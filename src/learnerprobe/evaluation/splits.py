@@ -71,13 +71,36 @@ def grouped_stratified_kfold(
     y: Sequence[Any], groups: Sequence[Any] | None = None, n_splits: int = 5, seed: int = 0
 ) -> list[Split]:
     """k folds stratified by ``y`` (compared as strings) with no group split across train and
-    test; a ConfigError when there are fewer groups than folds."""
+    test; a ConfigError when there are fewer groups than folds, or when scikit-learn cannot
+    stratify at all (every class smaller than ``n_splits``)."""
     y_arr = np.asarray(y).astype(str)
     g = resolve_groups(groups, len(y_arr))
     n_groups = len(set(g))
     if n_splits < 2 or n_groups < n_splits:
         raise ConfigError(f"cannot make {n_splits} folds from {n_groups} groups")
-    return [(tr, te) for tr, te in _stratified_group_folds(y_arr, g, n_splits, seed)]
+    try:
+        return [(tr, te) for tr, te in _stratified_group_folds(y_arr, g, n_splits, seed)]
+    except ValueError as e:  # "n_splits=5 cannot be greater than the number of members ..."
+        raise ConfigError(f"cannot make {n_splits} stratified folds: {e}") from None
+
+
+def check_class_sizes(y: Sequence[Any], n_splits: int, labels: Sequence[str] | None = None
+                      ) -> None:
+    """ConfigError, before any fitting, when a class has fewer texts than the outer folds.
+
+    Such a class is missing from some test folds, and with one text from a training fold, so
+    a probe never sees it; the message names the class and what to change. ``labels`` names
+    the class indices of an encoded ``y``."""
+    names, counts = np.unique(np.asarray(y).astype(str), return_counts=True)
+    small = [(str(n), int(c)) for n, c in zip(names, counts, strict=True) if c < n_splits]
+    if not small:
+        return
+    if labels is not None:
+        small = [(str(labels[int(n)]) if n.isdigit() and int(n) < len(labels) else n, c)
+                 for n, c in small]
+    shown = ", ".join(f"{n!r} has {c}" for n, c in small[:5])
+    raise ConfigError(f"cannot make {n_splits} folds: every class needs at least {n_splits} "
+                      f"texts, but {shown}; lower `folds`, merge or drop the class, or add texts")
 
 
 def grouped_holdout(

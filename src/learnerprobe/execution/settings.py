@@ -10,6 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from learnerprobe.limits import MAX_COUNT, MAX_JOBS, Count
+
 BACKENDS = ("local", "ray")
 
 
@@ -21,23 +23,24 @@ class ExecutionConfig(BaseModel):
     cache key): the Ray backend writes the same activation cache rows and the same cells.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    # strict: workers = "8" or 2.5 is an error, not coerced; inf/nan are no CPU counts.
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     backend: Literal["local", "ray"] = "local"
     # Ray address: "auto" (a running cluster found from this node), "ray://head:10001", or
     # None (start a private Ray instance in this process).
     address: str | None = None
-    workers: int = Field(1, ge=1)  # extraction actors, one model replica each
-    gpus_per_worker: float = Field(0.0, ge=0.0)  # 1 on GPU clusters; 0 = CPU actors
-    cpus_per_worker: float = Field(1.0, gt=0.0)  # also the torch threads of a CPU actor
-    batch_tokens: int | None = Field(None, ge=1)  # token budget per forward (default: extraction's)
-    shard_texts: int = Field(4096, ge=1)  # texts per cache shard written by the cluster
-    item_texts: int = Field(256, ge=1)  # texts per Ray Data item (one actor call)
+    workers: int = Field(1, ge=1, le=MAX_JOBS)  # extraction actors, one model replica each
+    gpus_per_worker: float = Field(0.0, ge=0.0, le=MAX_JOBS)  # 1 on GPU clusters; 0 = CPU actors
+    cpus_per_worker: float = Field(1.0, gt=0.0, le=MAX_JOBS)  # also the torch threads of a CPU actor
+    batch_tokens: Count | None = None  # token budget per forward (default: extraction's)
+    shard_texts: Count = 4096  # texts per cache shard written by the cluster
+    item_texts: Count = 256  # texts per Ray Data item (one actor call)
     # Destination of the activation cache when it is not the local cache folder: a path on a
     # shared disk or a pyarrow.fs URI (s3://bucket/prefix, gs://..., file:///...).
     cache_uri: str | None = None
-    object_store_mb: int | None = Field(None, ge=50)  # only when this process starts Ray
-    cell_cpus: float = Field(1.0, gt=0.0)  # CPUs reserved per probe-cell task
+    object_store_mb: int | None = Field(None, ge=50, le=MAX_COUNT)  # only when this process starts Ray
+    cell_cpus: float = Field(1.0, gt=0.0, le=MAX_JOBS)  # CPUs reserved per probe-cell task
 
     @property
     def is_ray(self) -> bool:

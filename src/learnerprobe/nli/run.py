@@ -28,7 +28,11 @@ from learnerprobe import __version__
 from learnerprobe.cefr import LEVELS, base_level
 from learnerprobe.evaluation.cache import CellCache, read_npz, write_npz
 from learnerprobe.evaluation.results import HookResult, ReportSection
-from learnerprobe.evaluation.splits import balance_indices, grouped_stratified_kfold
+from learnerprobe.evaluation.splits import (
+    balance_indices,
+    check_class_sizes,
+    grouped_stratified_kfold,
+)
 from learnerprobe.extract import get_activations
 from learnerprobe.methods.registry import BuildContext, get_method, l1_probe_names
 from learnerprobe.metrics import bootstrap_all, paired_bootstrap_diff, score_all
@@ -504,6 +508,8 @@ def run_nli(
     cache = CellCache(Path(cache_dir) if cache_dir is not None else out / "cache")
     out.mkdir(parents=True, exist_ok=True)
     task, summary = _prepare_task(cfg, prepared, records, out, log)
+    n_folds = int(getattr(cfg, "folds", 5))
+    check_class_sizes(task.y, n_folds)  # before any extraction or fitting
     fac = MethodFactory(cfg, s, task, featurizers, embedder)
     seeds = list(getattr(cfg, "seeds", [0]) or [0])
     run = _NliRun(cfg, s, task, fac, out, cache, log, n_boot=int(getattr(cfg, "n_boot", 1000)),
@@ -513,7 +519,7 @@ def run_nli(
         fac.featurizers = _extract(cfg, task, fac.models, log)
         run.timings["extract"] = time.perf_counter() - t0
     for seed in seeds:
-        _evaluate_seed(run, seed, int(getattr(cfg, "folds", 5)))
+        _evaluate_seed(run, seed, n_folds)
     return _finish(run, summary)
 
 

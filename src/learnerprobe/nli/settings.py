@@ -30,26 +30,40 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from learnerprobe.errors import ConfigError
+from learnerprobe.limits import (
+    MAX_FOLDS,
+    MAX_SCALE,
+    Count,
+    LayerIndex,
+    PositiveReal,
+    Seed,
+    Threads,
+)
 from learnerprobe.methods.registry import get_method, l1_probe_names, method_names
-
+from learnerprobe.models.device import Device
 
 # --------------------------------------------------------------------------- option types
+MAX_NGRAM = 64  # characters or words per n-gram
+
+
 def _ngram_range(v: list[int] | None) -> list[int] | None:
-    if v and (len(v) != 2 or v[0] < 1 or v[1] < v[0]):
-        raise ValueError("expected [min, max] with 1 <= min <= max (or [] for none)")
+    if v and (len(v) != 2 or v[0] < 1 or v[1] < v[0] or v[1] > MAX_NGRAM):
+        raise ValueError(f"expected [min, max] with 1 <= min <= max <= {MAX_NGRAM} "
+                         "(or [] for none)")
     return v
 
 
-NgramRange = Annotated[list[int] | None, AfterValidator(_ngram_range)]
-Positive = Annotated[float, Field(gt=0)]
-PositiveInt = Annotated[int, Field(ge=1)]
-ClassWeight = Literal["balanced"] | dict[str, Annotated[float, Field(gt=0)]]
+NgramRange = Annotated[list[Annotated[int, Field(ge=1, le=MAX_NGRAM)]] | None,
+                       AfterValidator(_ngram_range)]
+Positive = PositiveReal
+PositiveInt = Count
+ClassWeight = Literal["balanced"] | dict[str, PositiveReal]
 
 
 class MethodOptions(BaseModel):
     """Options of one method's estimator; mapping-like over the keys the user set."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     @model_serializer(mode="wrap")
     def _only_set(self, handler: Any) -> dict[str, Any]:
@@ -99,7 +113,7 @@ class NgramOptions(MethodOptions):
     min_df: PositiveInt | Annotated[float, Field(gt=0, le=1)] = 2
     lowercase: bool = False
     max_features: PositiveInt | None = None
-    seed: int = 0
+    seed: Seed = 0
 
 
 class SentenceSGDOptions(MethodOptions):
@@ -110,7 +124,7 @@ class SentenceSGDOptions(MethodOptions):
     alpha: Positive = 1e-4
     max_iter: PositiveInt = 200
     standardize: bool = True
-    seed: int = 0
+    seed: Seed = 0
 
 
 class ProbeOptions(MethodOptions):
@@ -119,11 +133,11 @@ class ProbeOptions(MethodOptions):
 
     model: str | None = None
     probe: Literal["logistic", "mlp_clf"] | None = None
-    layers: list[Annotated[int, Field(ge=0)]] | None = Field(None, min_length=1)
+    layers: list[LayerIndex] | None = Field(None, min_length=1)
     val_size: Annotated[float, Field(gt=0, lt=1)] = 0.2
     class_weight: Literal["balanced"] | None = "balanced"
     mode: Literal["tuned", "reference"] = "tuned"
-    seed: int = 0
+    seed: Seed = 0
 
 
 class MetadataOptions(MethodOptions):
@@ -168,7 +182,7 @@ class FineTuneOptions(MethodOptions):
     batch_size: PositiveInt = 16
     lr: Positive = 5e-5
     warmup_ratio: Annotated[float, Field(ge=0, lt=1)] = 0.1
-    weight_decay: Annotated[float, Field(ge=0)] = 0.01
+    weight_decay: Annotated[float, Field(ge=0, le=MAX_SCALE)] = 0.01
     max_grad_norm: Positive = 1.0
     class_weight: Literal["balanced", "none"] | None = "balanced"
     downsample: Literal["min", "mean"] | None = None
@@ -176,9 +190,9 @@ class FineTuneOptions(MethodOptions):
     patience: PositiveInt = 2
     eval_every: PositiveInt | None = None
     max_steps: PositiveInt | None = None
-    seed: int = 0
-    device: str = "auto"
-    num_threads: PositiveInt | None = None
+    seed: Seed = 0
+    device: Device = "auto"
+    num_threads: Threads | None = None
     template: str | None = None
     freeze_embeddings: bool = False
     verbose: bool = False
@@ -213,22 +227,22 @@ class NliSettings(BaseModel):
     """The ``[nli]`` table of a study config (everything else comes from the study config:
     corpora, models, probes, folds, seeds, n_boot)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     methods: list[str] = Field(
         default_factory=lambda: ["ngram", "sentence-sgd", "probe", "metadata", "ensemble"],
         min_length=1)
-    min_texts_per_l1: int = Field(30, ge=1)
+    min_texts_per_l1: Count = 30
     mask: bool = True
     balance: Literal["weights", "none", "mean", "min"] = "weights"
     include_l1: list[str] | None = Field(None, min_length=2)
     exclude_l1: list[str] = Field(default_factory=list)
     ensemble_of: list[str] = Field(default_factory=lambda: ["ngram", "sentence-sgd", "probe"])
-    ensemble_cv: int = Field(5, ge=2)
+    ensemble_cv: int = Field(5, ge=2, le=MAX_FOLDS)
     ensemble_meta_class_weight: Literal["balanced"] | None = None  # bases carry the balance
     compare: list[str] = Field(default_factory=lambda: ["ensemble", "ngram"])  # paired bootstrap
-    zeroshot_sample: int | None = Field(120, ge=1)  # texts scored by zeroshot (None: all)
-    finetune_sample: int | None = Field(None, ge=1)
+    zeroshot_sample: Count | None = 120  # texts scored by zeroshot (None: all)
+    finetune_sample: Count | None = None
     ngram: NgramOptions = Field(default_factory=NgramOptions)
     sentence_sgd: SentenceSGDOptions = Field(default_factory=SentenceSGDOptions)
     probe: ProbeOptions = Field(default_factory=ProbeOptions)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tomllib
+import re
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,7 +22,19 @@ from learnerprobe.cefr import SCHEMES, CefrScheme, get_scheme
 from learnerprobe.corpora.registry import CORPORA, CorpusSpec, as_spec
 from learnerprobe.errors import ConfigError
 from learnerprobe.execution.settings import ExecutionConfig
+from learnerprobe.limits import (
+    MAX_BOOT,
+    MAX_FOLDS,
+    MAX_LAYER,
+    Count,
+    Jobs,
+    LayerIndex,
+    Seed,
+    Threads,
+    loads_toml,
+)
 from learnerprobe.methods.registry import method_names
+from learnerprobe.models.device import Device, check_device
 from learnerprobe.models.registry import MODELS, get_model
 from learnerprobe.nli.settings import NliSettings
 from learnerprobe.study.transfer_config import TransferSettings, validate_transfer
@@ -33,10 +45,14 @@ from learnerprobe.tasks import TASKS, get_task
 
 PROTOCOLS = ("iid", "loco", "lolo")
 SURFACE = "surface"
+# A study name becomes a folder (runs/<name>): one plain path component, never "..", "/x", "".
+NAME = re.compile(r"\w[\w.+-]*")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: a value has the type the field says (folds = "5", shared_levels = "yes" and
+    # n_boot = 1e12 are errors, not coerced); allow_inf_nan: TOML's inf and nan are refused.
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
 class LabelConfig(_Strict):
@@ -68,10 +84,10 @@ class ExtractionConfig(_Strict):
     """Options passed through to ``learnerprobe.extract.get_activations``."""
 
     dtype: str = "auto"
-    device: str = "auto"
-    max_length: int | None = None
+    device: Device = "auto"  # also checked against this machine's devices (check_names)
+    max_length: Count | None = None
     chunking: Literal["truncate", "chunks"] = "truncate"
-    batch_tokens: int | None = None
+    batch_tokens: Count | None = None
 
     def kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``extract.get_activations`` (unset options keep its defaults);
@@ -103,28 +119,28 @@ class SelectionConfig(_Strict):
 class StudyConfig(_Strict):
     """The whole study; see docs/STUDY.md for every field."""
 
-    name: str
+    name: str = Field(min_length=1, max_length=100)
     task: str = "cefr"  # a name in learnerprobe.tasks.TASKS (cefr, l1, ...)
     # A registry name or a table {name, root, as, loader options...}; see docs/STUDY.md.
     corpora: list[str | CorpusSpec] = Field(min_length=1)
     labels: LabelConfig = LabelConfig()
     models: list[str] = Field(min_length=1)
-    layers: Literal["all"] | list[int] = "all"
+    layers: Literal["all"] | list[LayerIndex] = "all"
     probes: list[str] = Field(default_factory=lambda: ["ridge", "logistic", "ordinal",
                                                        "mlp_reg", "mlp_clf", SURFACE])
     protocols: list[Literal["iid", "loco", "lolo"]] = Field(default_factory=lambda: ["iid"],
                                                             min_length=1)
     mode: Literal["tuned", "reference", "both"] = "tuned"
     reference_split: Literal["holdout", "kfold"] = "holdout"  # reference IID: one 80/20 split
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
-    folds: int = Field(5, ge=2)
-    n_boot: int = Field(1000, ge=0)
+    seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1)
+    folds: int = Field(5, ge=2, le=MAX_FOLDS)  # also <= texts per class (evaluation.splits)
+    n_boot: int = Field(1000, ge=0, le=MAX_BOOT)
     shared_levels: bool = True
     output: str | None = None
     cache_cells: bool = True
-    n_jobs: int = 1  # cells fitted side by side (processes); -1 = one per core
-    threads: int = Field(1, ge=1)  # BLAS/OpenMP threads per cell
-    sweep_jobs: int = 1  # layers fitted side by side inside a cell (probes.sweep n_jobs)
+    n_jobs: Jobs = 1  # cells fitted side by side (processes); -1 = one per core
+    threads: Threads = 1  # BLAS/OpenMP threads per cell
+    sweep_jobs: Jobs = 1  # layers fitted side by side inside a cell (probes.sweep n_jobs)
     extraction: ExtractionConfig = ExtractionConfig()
     prep: PrepConfig = PrepConfig()
     selection: SelectionConfig = SelectionConfig()
@@ -136,6 +152,14 @@ class StudyConfig(_Strict):
     transfer: TransferSettings | None = None
     # Where the work runs (learnerprobe.execution): local (default) or ray. Changes no result.
     execution: ExecutionConfig = ExecutionConfig()
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, v: str) -> str:
+        if not NAME.fullmatch(v):
+            raise ValueError("must be a plain folder name (letters, digits, '.', '-', '_', '+'; "
+                             "not starting with '.' and without '/'): it names runs/<name>")
+        return v
 
     @field_validator("task")
     @classmethod
@@ -175,8 +199,9 @@ class StudyConfig(_Strict):
     @field_validator("layers")
     @classmethod
     def _layers(cls, v: Any) -> Any:
-        if isinstance(v, list) and (not v or min(v) < 0):
-            raise ValueError("layers must be 'all' or a non-empty list of layer indices >= 0")
+        if isinstance(v, list) and not v:  # the indices' range is LayerIndex's
+            raise ValueError("layers must be 'all' or a non-empty list of layer indices "
+                             f"0..{MAX_LAYER}")
         return v
 
     @model_validator(mode="after")
@@ -208,11 +233,24 @@ class StudyConfig(_Strict):
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _loc(err: Any) -> str:
+    """The dotted key of an error; a union member's tag ("literal['all']",
+    "list[constrained-int]") is no key and is left out."""
+    keep = err["type"] == "extra_forbidden"  # a user's own (odd) key is shown as written
+    parts = [str(x) for x in err["loc"] if keep or not (isinstance(x, str) and "[" in x)]
+    return ".".join(parts) or "(top level)"
+
+
 def _format_validation(e: ValidationError, source: str) -> str:
     parts = []
-    for err in e.errors():
-        loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
+    errors = e.errors()
+    for err in errors:
+        loc = _loc(err)
         msg = err["msg"]
+        if err["type"] == "literal_error" and any(
+                o["type"] != "literal_error" and o["loc"][:1] == err["loc"][:1]
+                and len(o["loc"]) > len(err["loc"]) for o in errors):
+            continue  # layers = [-1]: the item's error says it; "should be 'all'" does not
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
         if err["type"] == "nli_variant":  # already names its key (nli.variants.NAME.KEY)
@@ -260,6 +298,11 @@ def check_names(cfg: StudyConfig, source: str = "config") -> None:
             spec.check()
         except ConfigError as e:
             raise ConfigError(f"{source}: corpora: {e}") from None
+    if not cfg.execution.is_ray:  # on a cluster the device is the actors', not this machine's
+        try:
+            check_device(cfg.extraction.device)
+        except ConfigError as e:
+            raise ConfigError(f"{source}: extraction.device: {e}") from None
     task.validate_config(cfg)  # the task's own settings (l1: nli.settings.validate_config)
     validate_transfer(cfg, source)  # [transfer] method names and grid options
 
@@ -289,10 +332,7 @@ def load_config(path: str | Path, check: bool = True) -> StudyConfig:
                           "save the config as UTF-8") from None
     except OSError as e:
         raise ConfigError(f"{p}: cannot read the config: {e.strerror or e}") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{p}: not valid TOML: {e}") from None
+    data = loads_toml(text, str(p))  # also refuses deep nesting and 5,000-digit numbers
     _resolve_corpus_roots(data, p.resolve().parent)
     return parse_config(data, str(p), check)
 

@@ -155,7 +155,7 @@ def check_run_complete(run_dir: str | Path, verify: tuple[str, ...] = ("results.
         raise IncompleteRunError(
             f"{run_dir} holds no finished run (no {MARKER}: the run crashed, is still running, "
             f"or was written by an older learnerprobe); {how}") from None
-    except (OSError, UnicodeDecodeError, ValueError) as e:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:  # hand-edited
         raise IncompleteRunError(f"{path}: unreadable completion marker ({e}); {how}") from None
     if not isinstance(marker, dict) or marker.get("complete") is not True:
         raise IncompleteRunError(

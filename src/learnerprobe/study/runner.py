@@ -42,6 +42,7 @@ from learnerprobe.evaluation.results import (
     results_frame,
     score_rows,
 )
+from learnerprobe.evaluation.splits import check_class_sizes
 from learnerprobe.execution.cells import map_cells
 from learnerprobe.extract import get_activations
 from learnerprobe.methods.sweep import fit_layers, select_layer
@@ -419,6 +420,16 @@ class _Evaluated:
     manifest: dict[str, Any]
 
 
+def _holdout(cfg: StudyConfig, mode: str) -> bool:
+    """Whether IID in ``mode`` is the one 80/20 holdout split (else ``folds`` folds)."""
+    return mode == "reference" and cfg.reference_split == "holdout"
+
+
+def _iid_kfold(cfg: StudyConfig) -> bool:
+    """Whether some IID evaluation of the study uses ``folds`` folds."""
+    return "iid" in cfg.protocols and not all(_holdout(cfg, m) for m in cfg.modes)
+
+
 def _evaluate_task(cfg: StudyConfig, data: StudyData, stage: Path, out_dir: Path, *,
                    activations: dict[str, Any] | None, timer: Timer,
                    log: Callable[[str], None], progress: bool) -> _Evaluated:
@@ -432,6 +443,8 @@ def _evaluate_task(cfg: StudyConfig, data: StudyData, stage: Path, out_dir: Path
             res: HookResult = task.evaluate(cfg, data, stage, out_dir, log=log)
         timer.stages.update({f"{task.stage}.{k}": v for k, v in res.timings.items()})
         return _Evaluated(res.rows, res.predictions, res.sections, [], {}, res.manifest)
+    if _iid_kfold(cfg):  # a class smaller than the folds: refused before extraction
+        check_class_sizes(data.y, cfg.folds, data.labels)
     with timer.stage("extract"):
         raw = activations if activations is not None else extract_all(cfg, data, log, progress)
         acts = {m: adapt_activations(raw[m], data, cfg.layers) for m in cfg.models}
@@ -471,13 +484,13 @@ def _probe_stage(cfg: StudyConfig, data: StudyData, acts: dict[str, Acts], timer
     for mode in cfg.modes:
         for seed in cfg.seeds:
             for proto in cfg.protocols:
-                holdout = mode == "reference" and cfg.reference_split == "holdout"
+                holdout = _holdout(cfg, mode)
                 k = (proto, seed, holdout)
                 if k not in split_cache:
                     split_cache[k] = make_splits(
                         proto, data.y, data.groups, data.corpora, data.languages,
                         folds=cfg.folds, seed=seed, val_size=cfg.selection.val_size,
-                        holdout=holdout)
+                        holdout=holdout, labels=data.labels)
                 for sp in split_cache[k]:
                     check_disjoint(data.groups, sp.train, sp.test, f"{proto} {sp.fold}")
                     check_disjoint(data.groups, sp.val, sp.test, f"{proto} {sp.fold}")
@@ -545,7 +558,7 @@ def _pool(cfg, data, acts, split_cache, results) -> list[Pooled]:
     for mode in cfg.modes:
         for seed in cfg.seeds:
             for proto in cfg.protocols:
-                holdout = mode == "reference" and cfg.reference_split == "holdout"
+                holdout = _holdout(cfg, mode)
                 splits = split_cache[(proto, seed, holdout)]
                 models = [(m, p) for m in cfg.models for p in cfg.probe_names]
                 if cfg.with_surface:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from learnerprobe.errors import ConfigError
+from learnerprobe.limits import LayerIndex
 from learnerprobe.methods.registry import get_method, method_names
 
 if TYPE_CHECKING:
@@ -21,11 +22,11 @@ if TYPE_CHECKING:
 class TransferSettings(BaseModel):
     """The ``[transfer]`` table (docs/STUDY.md)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     methods: list[str] = Field(default_factory=lambda: method_names(task="transfer"))
     plain: str = "plain"  # the probe every method is compared with (paired bootstrap)
-    layers: Literal["all"] | list[int] = "all"  # candidate layers (hidden-state indices)
+    layers: Literal["all"] | list[LayerIndex] = "all"  # candidate layers (hidden-state indices)
     metric: Literal["qwk", "accuracy", "macro_f1", "mae"] = "qwk"  # inner-validation score
     # Per method, options -> values replacing its grid, e.g. [transfer.grid.leace] C = [0.01].
     # "none" stands for None (TOML has no null).
