@@ -64,7 +64,7 @@ def check_depth(obj: Any, where: str, *, error: type[LearnerprobeError] = Config
     return obj
 
 
-def _parse_error(e: BaseException, where: str, what: str) -> str:
+def parse_error(e: BaseException, where: str, what: str) -> str:
     if isinstance(e, RecursionError):
         return f"{where}: not valid {what}: nested too deeply"
     text = str(e)
@@ -73,14 +73,31 @@ def _parse_error(e: BaseException, where: str, what: str) -> str:
     return f"{where}: not valid {what}: {text}"
 
 
+class DuplicateKeyError(ValueError):
+    """A JSON object names a key twice (``{"text": "a", "text": "b"}``)."""
+
+
+def unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` refusing a repeated key instead of keeping the last one: two
+    ``text`` fields are a mistake or a smuggling attempt."""
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            shown = k if len(k) <= 40 else k[:40] + "…"
+            raise DuplicateKeyError(f"duplicate key {shown!r}")
+        out[k] = v
+    return out
+
+
 def loads_json(text: str | bytes, where: str, *,
                error: type[LearnerprobeError] = ConfigError, **kwargs: Any) -> Any:
-    """``json.loads`` where malformed JSON, a too-deep nesting or a number with thousands of
-    digits is ``error`` naming ``where`` (``kwargs`` go to ``json.loads``)."""
+    """``json.loads`` where malformed JSON, a repeated key, a too-deep nesting or a number with
+    thousands of digits is ``error`` naming ``where`` (``kwargs`` go to ``json.loads``)."""
+    kwargs.setdefault("object_pairs_hook", unique_pairs)
     try:
         obj = json.loads(text, **kwargs)
     except (ValueError, RecursionError) as e:  # JSONDecodeError is a ValueError
-        raise error(_parse_error(e, where, "JSON")) from None
+        raise error(parse_error(e, where, "JSON")) from None
     return check_depth(obj, where, error=error)
 
 
@@ -90,5 +107,5 @@ def loads_toml(text: str, where: str, *, error: type[LearnerprobeError] = Config
     try:
         obj = tomllib.loads(text)
     except (ValueError, RecursionError) as e:  # TOMLDecodeError is a ValueError
-        raise error(_parse_error(e, where, "TOML")) from None
+        raise error(parse_error(e, where, "TOML")) from None
     return check_depth(obj, where, error=error)

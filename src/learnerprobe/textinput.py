@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from learnerprobe.errors import LearnerprobeError
+from learnerprobe.limits import check_depth, parse_error, unique_pairs
 
 MAX_CHARS = 20_000
 """Default longest text, in characters (code points), for the CLI, `Predictor` and the server."""
@@ -134,29 +135,21 @@ def split_lines(content: str) -> list[str]:
     return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
-class _DuplicateKey(Exception):
-    pass
-
-
-def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            raise _DuplicateKey(k)
-        out[k] = v
-    return out
-
-
 def loads_json(doc: str | bytes) -> Any:
-    """`json.loads` that refuses an object with a key twice (a JSONDecodeError saying so)
-    instead of keeping the last one: two `text` fields are a mistake or a smuggling attempt."""
+    """`json.loads` for request bodies and `--file` lines, whose callers answer malformed JSON
+    themselves: a repeated key (:func:`~learnerprobe.limits.unique_pairs`), a nesting deeper
+    than the recursion limit or a number with thousands of digits is a JSONDecodeError saying
+    so, like any other malformed document (configs use :func:`learnerprobe.limits.loads_json`)."""
     try:
-        return json.loads(doc, object_pairs_hook=_unique_pairs)
-    except _DuplicateKey as e:
-        key = str(e.args[0])
-        key = key if len(key) <= 40 else key[:40] + "…"
+        obj = json.loads(doc, object_pairs_hook=unique_pairs)
+        return check_depth(obj, "JSON", error=InputError)
+    except json.JSONDecodeError:
+        raise
+    except (ValueError, RecursionError, InputError) as e:
         text = doc if isinstance(doc, str) else doc.decode("utf-8", "replace")
-        raise json.JSONDecodeError(f"duplicate key {key!r}", text, 0) from None
+        msg = (str(e) if isinstance(e, InputError) else parse_error(e, "JSON", "JSON"))
+        msg = msg.removeprefix("JSON: ").removeprefix("not valid JSON: ")
+        raise json.JSONDecodeError(msg, text, 0) from None
 
 
 def read_stdin(max_bytes: int | None = None) -> str:

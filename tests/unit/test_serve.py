@@ -63,7 +63,7 @@ def test_bundles_and_docs(client):
         ({"json": {"text": "\x01\x02"}}, 422),
         ({"json": {"text": "Ich\x00bin"}}, 422),
         ({"json": {"texts": ["gut", "\ufeff"]}}, 422),
-        ({"content": b"[" * 3000 + b"]" * 3000, "headers": JSON}, 400),
+        ({"content": b"[" * 3000 + b"]" * 3000, "headers": JSON}, 422),  # malformed, as {not json
         ({"content": b'{"text": "hallo"}', "headers": {"content-type": "text/plain"}}, 415),
         ({"content": b'{"text": "hallo"}', "headers": {"content-length": "abc"}}, 400),
     ],
