@@ -12,7 +12,8 @@ import warnings
 import numpy as np
 import pytest
 
-from learnerprobe.bundle import TRUSTED_TYPES, load_bundle
+from learnerprobe.bundles.io import load_bundle
+from learnerprobe.bundles.trust import TRUSTED_TYPES
 from learnerprobe.errors import ConfigError
 from learnerprobe.methods.registry import BuildContext, get_method, method_names
 from learnerprobe.predict import Predictor
@@ -178,7 +179,7 @@ def test_trust_list_covers_transfer_estimators():
     corpora, so the erasers exist): exactly the listed transfer types, none missing."""
     import skops.io as sio
 
-    from learnerprobe.bundle import SEAL_FORMAT
+    from learnerprobe.bundles.integrity import SEAL_FORMAT
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(90, 6))
@@ -223,7 +224,7 @@ def test_scalar_mix_bundle_reads_several_layers(study, tmp_path, monkeypatch):
 def test_predictor_labels_with_the_methods_decoding(tmp_path, monkeypatch):
     """A threshold-decoding probe whose probabilities always favour C1+C2 but whose cut points
     put every text at A1: the bundle's label is the decoded level, not the argmax."""
-    from learnerprobe.bundle import save_bundle
+    from learnerprobe.bundles.io import save_bundle
     from learnerprobe.models.pinning import weights_pin
     from learnerprobe.models.testing import tiny_entry
     from learnerprobe.transfer.estimators import TransferProbe
