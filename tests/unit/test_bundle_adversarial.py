@@ -22,7 +22,7 @@ import pytest
 from learnerprobe.bundles.integrity import SEAL_FORMAT, bundle_digest
 from learnerprobe.bundles.io import load_bundle
 from learnerprobe.bundles.manifest import ESTIMATOR, MANIFEST
-from learnerprobe.bundles.trust import TRUSTED_TYPES
+from learnerprobe.bundles.trust import ESTIMATOR_MODULES, declarations, trusted_types
 from learnerprobe.errors import BundleError
 from learnerprobe.predict import Predictor
 from tests.helpers.bundles import make_bundle, make_hidden_bundle
@@ -396,7 +396,8 @@ def test_digest_covers_every_byte(bases, tmp_path):
 
 def test_trust_list_covers_every_bundled_estimator():
     """Regenerate the trusted types from freshly fitted estimators of every kind `train` can
-    bundle; the hard-coded TRUSTED_TYPES must contain them (drift check) and nothing broad."""
+    bundle; the trusted types derived from the estimators' declarations must contain them (drift
+    check), exactly (no declared type that no estimator needs), and nothing broad."""
     import warnings
 
     import skops.io as sio
@@ -423,10 +424,39 @@ def test_trust_list_covers_every_bundled_estimator():
                    {"char_ngrams": None}, {"word_ngrams": None}):
             ng = NgramClassifier(min_df=1, class_weight="balanced", **kw).fit(texts, yl)
             found |= set(sio.get_untrusted_types(data=sio.dumps(ng)))
-    assert found <= TRUSTED_TYPES, sorted(found - TRUSTED_TYPES)
+    trusted = trusted_types()
+    assert found <= trusted, sorted(found - trusted)
+    builtin = set().union(*(d.types for d in declarations()
+                            if d.cls.__module__ in ESTIMATOR_MODULES))
+    # the transfer estimators' part is checked the same way in test_train_transfer.py
+    assert {t for t in builtin if not t.startswith("learnerprobe.transfer.")} == found
     assert not any(t.startswith(("builtins.", "os.", "posix.", "subprocess."))
-                   for t in TRUSTED_TYPES)
-    assert all(t.count(".") >= 2 and not t.endswith(".") for t in TRUSTED_TYPES)
+                   for t in trusted)
+    assert all(t.count(".") >= 2 and not t.endswith(".") for t in trusted)
+
+
+def test_every_declaring_module_is_imported_before_the_trust_list_is_derived():
+    """The trust list imports ESTIMATOR_MODULES first, so it never depends on what else happens
+    to be imported: every module of the package with a class declaring ``_bundleable`` is listed,
+    and every array kind a class may name has its exporter."""
+    import ast
+
+    import learnerprobe
+    from learnerprobe.bundles.arrays import KINDS
+    from learnerprobe.bundles.export import EXPORTERS
+
+    root = Path(learnerprobe.__file__).parent
+    declaring = set()
+    for f in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(f.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef) and any(
+                    isinstance(st, ast.Assign) and any(getattr(t, "id", None) == "_bundleable"
+                                                       for t in st.targets)
+                    for st in node.body):
+                rel = f.relative_to(root.parent).with_suffix("")
+                declaring.add(".".join(rel.parts))
+    assert declaring == set(ESTIMATOR_MODULES)
+    assert set(EXPORTERS) == set(KINDS)
 
 
 def test_pinned_model_folder_tampering(tmp_path, monkeypatch):

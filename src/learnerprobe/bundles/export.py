@@ -1,36 +1,42 @@
 """Exporting a fitted estimator to its array form (:mod:`learnerprobe.bundles.arrays`), at save
-time only (the estimators are scikit-learn objects; nothing here runs when a bundle is applied).
+time only (nothing here runs when a bundle is applied, so scikit-learn is imported freely).
 
-An estimator of any other shape (another backend, a calibrated SVM, a vectoriser option we do
-not replicate) simply exports nothing and its bundle keeps only the skops file.
+Which exporter: the one the estimator's class declares (:mod:`learnerprobe.bundles.trust`:
+``_bundleable = {"arrays": KIND}``, a kind of :data:`EXPORTERS`, or its own function), for that
+exact class only. An estimator without one, or of a shape its exporter does not replicate
+(another backend, a calibrated SVM, a vectoriser option), exports nothing and its bundle keeps
+only the skops file.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression, LogisticRegressionCV, Ridge, RidgeCV
+from sklearn.pipeline import FeatureUnion, Pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import LinearSVC
 
 from learnerprobe.bundles import arrays
 from learnerprobe.bundles.arrays import MLP_OUTPUTS, TOKEN_PATTERNS
+from learnerprobe.bundles.trust import declaration
 from learnerprobe.errors import BundleError
 
-_P = "learnerprobe.probes.estimators."
-_SK = "sklearn."
-
-
-def _name(obj: Any) -> str:
-    t = type(obj)
-    return f"{t.__module__}.{t.__qualname__}"
+# (estimator, tensor name prefix, tensors to fill) -> the JSON spec of its array form
+Exporter = Callable[[Any, str, dict[str, np.ndarray]], dict[str, Any]]
 
 
 def _scaler_of(obj: Any) -> tuple[Any, Any] | None:
-    """(scaler or None, final model) of a model or a StandardScaler pipeline; None otherwise."""
-    if _name(obj) == _SK + "pipeline.Pipeline":
+    """(scaler or None, final model) of a model or a StandardScaler pipeline; None otherwise.
+    Exact classes throughout: a subclass may compute something else."""
+    if type(obj) is Pipeline:
         steps = [s for _, s in obj.steps]
-        if len(steps) == 2 and _name(steps[0]) == _SK + "preprocessing._data.StandardScaler":
+        if len(steps) == 2 and type(steps[0]) is StandardScaler:
             return steps[0], steps[1]
         return None
     return None, obj
@@ -50,8 +56,7 @@ class _Unsupported(Exception):
     pass
 
 
-def _export_mlp(est: Any, p: str, tensors: dict[str, np.ndarray]) -> dict[str, Any]:
-    task = "clf" if _name(est) == _P + "MLPClfProbe" else "reg"
+def _export_mlp(est: Any, p: str, tensors: dict[str, np.ndarray], task: str) -> dict[str, Any]:
     w = getattr(est, "weights_", None)
     if getattr(est, "model_", None) is not None or w is None:
         raise _Unsupported("an MLP fitted with sklearn's own MLP, or with one class")
@@ -78,8 +83,7 @@ def _export_logistic(est: Any, p: str, tensors: dict[str, np.ndarray]) -> dict[s
     if est.model_ is None:
         raise _Unsupported("a logistic probe fitted on one class")
     sc = _scaler_of(est.model_)
-    if sc is None or _name(sc[1]) not in (_SK + "linear_model._logistic.LogisticRegression",
-                                          _SK + "linear_model._logistic.LogisticRegressionCV"):
+    if sc is None or type(sc[1]) not in (LogisticRegression, LogisticRegressionCV):
         raise _Unsupported("a logistic probe of another shape")
     scaler, lr = sc
     tensors[p + "coef"] = np.asarray(lr.coef_)
@@ -92,8 +96,7 @@ def _export_logistic(est: Any, p: str, tensors: dict[str, np.ndarray]) -> dict[s
 
 def _export_ridge(est: Any, p: str, tensors: dict[str, np.ndarray]) -> dict[str, Any]:
     sc = _scaler_of(est.model_)
-    if sc is None or _name(sc[1]) not in (_SK + "linear_model._ridge.Ridge",
-                                          _SK + "linear_model._ridge.RidgeCV"):
+    if sc is None or type(sc[1]) not in (Ridge, RidgeCV):
         raise _Unsupported("a ridge probe of another shape")
     scaler, r = sc
     coef = np.asarray(r.coef_)
@@ -115,19 +118,14 @@ def _export_ordinal_at(est: Any, p: str, tensors: dict[str, np.ndarray]) -> dict
 
 def _export_calibrated(est: Any, p: str, tensors: dict[str, np.ndarray]) -> dict[str, Any]:
     inner = est.estimator_
-    if _name(inner) == _P + "RidgeOrdinal":
-        ispec = _export_ridge(inner, p + "inner.", tensors)
-    elif _name(inner) == _P + "MLPRegProbe":
-        ispec = _export_mlp(inner, p + "inner.", tensors)
-    else:
-        raise _Unsupported(f"a calibrated {_name(inner)}")
+    fn = exporter_of(inner)  # the wrapped probe's own declaration
+    ispec = fn(inner, p + "inner.", tensors) if fn is not None else None
+    if ispec is None or ispec.get("kind") not in ("ridge", "mlp_reg"):
+        raise _Unsupported(f"a calibrated {type(inner).__name__}")
     tensors[p + "theta"] = np.asarray(est.theta_, dtype=np.float64)
     return {"kind": "ordinal_calibrated", "inner": ispec, "score_mean": float(est.score_mean_),
             "score_scale": float(est.score_scale_), "beta": float(est.beta_),
             "n_classes": len(est.classes_)}
-
-
-_TFIDF = _SK + "feature_extraction.text.TfidfVectorizer"
 
 
 def _export_tfidf(vec: Any, i: int, p: str, tensors: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -159,20 +157,20 @@ def _export_tfidf(vec: Any, i: int, p: str, tensors: dict[str, np.ndarray]) -> d
 
 def _export_ngram(est: Any, p: str, tensors: dict[str, np.ndarray]) -> dict[str, Any]:
     fu = est.features_
-    if _name(fu) != _SK + "pipeline.FeatureUnion" or fu.transformer_weights is not None:
+    if type(fu) is not FeatureUnion or fu.transformer_weights is not None:
         raise _Unsupported("n-gram features of another shape")
     parts = []
     for i, (_, vec) in enumerate(fu.transformer_list):
-        if _name(vec) != _TFIDF:
-            raise _Unsupported(f"n-gram part {_name(vec)}")
+        if type(vec) is not TfidfVectorizer:
+            raise _Unsupported(f"n-gram part {type(vec).__name__}")
         parts.append(_export_tfidf(vec, i, p, tensors))
     clf = est.clf_
-    if _name(clf) == _SK + "svm._classes.LinearSVC":
+    if type(clf) is LinearSVC:
         head = "svm_softmax"
-    elif _name(clf) == _SK + "linear_model._logistic.LogisticRegression":
+    elif type(clf) is LogisticRegression:
         head = "logreg"
     else:
-        raise _Unsupported(f"n-gram classifier {_name(clf)}")
+        raise _Unsupported(f"n-gram classifier {type(clf).__name__}")
     tensors[p + "coef"] = np.asarray(clf.coef_, dtype=np.float64)
     tensors[p + "intercept"] = np.asarray(clf.intercept_, dtype=np.float64).reshape(-1)
     classes = [c.item() if hasattr(c, "item") else c for c in est.classes_]
@@ -181,30 +179,42 @@ def _export_ngram(est: Any, p: str, tensors: dict[str, np.ndarray]) -> dict[str,
     return {"kind": "ngram", "parts": parts, "head": head, "classes": classes}
 
 
-_EXPORTERS: dict[str, Callable[[Any, str, dict[str, np.ndarray]], dict[str, Any]]] = {
-    _P + "MLPClfProbe": _export_mlp,
-    _P + "MLPRegProbe": _export_mlp,
-    _P + "LogisticProbe": _export_logistic,
-    _P + "RidgeOrdinal": _export_ridge,
-    _P + "OrdinalLogisticAT": _export_ordinal_at,
-    "learnerprobe.calibration.OrdinalCalibrated": _export_calibrated,
-    "learnerprobe.nli.ngram.NgramClassifier": _export_ngram,
+# The exporter of each array kind (arrays.KINDS): what a class's declaration names.
+EXPORTERS: dict[str, Exporter] = {
+    "mlp_clf": partial(_export_mlp, task="clf"),
+    "mlp_reg": partial(_export_mlp, task="reg"),
+    "logistic": _export_logistic,
+    "ridge": _export_ridge,
+    "ordinal_at": _export_ordinal_at,
+    "ordinal_calibrated": _export_calibrated,
+    "ngram": _export_ngram,
 }
 
 
+def exporter_of(est: Any) -> Exporter | None:
+    """The exporter ``est``'s exact class declares (:func:`learnerprobe.bundles.trust.
+    declaration`), or None: an undeclared class, a subclass of a declared one, a class that
+    declares no array form."""
+    d = declaration(type(est))
+    if d is None or d.arrays is None:
+        return None
+    return d.arrays if callable(d.arrays) else EXPORTERS[d.arrays]
+
+
 def export(est: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
-    """``(spec, tensors)`` of a fitted estimator of a kind in :data:`KINDS`, or None when its
-    class or configuration has no array form (it then stays skops-only)."""
-    fn = _EXPORTERS.get(_name(est))
+    """``(spec, tensors)`` of a fitted estimator's array form (a kind of
+    :data:`learnerprobe.bundles.arrays.KINDS`), or None when its class declares none or its
+    configuration has none (it then stays skops-only)."""
+    fn = exporter_of(est)
     if fn is None:
         return None
     tensors: dict[str, np.ndarray] = {}
     try:
         spec = fn(est, "", tensors)
+        if spec["kind"] != "ngram":
+            spec["n_features"] = int(est.n_features_in_)
     except (_Unsupported, AttributeError, KeyError, TypeError):
         return None
-    if spec["kind"] != "ngram":
-        spec["n_features"] = int(est.n_features_in_)
     classes = [c.item() if hasattr(c, "item") else c for c in est.classes_]
     if not all(isinstance(c, (int, str)) and not isinstance(c, bool) for c in classes):
         return None
