@@ -93,11 +93,11 @@ def select_probe(X_tr: np.ndarray, y_tr: np.ndarray, X_va: np.ndarray, y_va: np.
 def train_cefr(cfg, bundle: Path, *, results_dir: Path | None, log: Callable[[str], None],
                n_boot: int = 1000) -> Path:
     from learnerprobe.bundles.io import save_bundle
+    from learnerprobe.evaluation.metrics import bootstrap_all
     from learnerprobe.evaluation.splits import grouped_holdout
     from learnerprobe.execution.cells import map_cells
     from learnerprobe.methods.registry import get_method
     from learnerprobe.methods.sweep import best_index
-    from learnerprobe.metrics import bootstrap_all
     from learnerprobe.models.pinning import weights_pin
     from learnerprobe.study.runner import load_records
     from learnerprobe.tasks import get_task
@@ -192,7 +192,7 @@ def _transfer_inputs(cfg, data: Any, X: np.ndarray, layers: list[int]) -> Any:
     builds them (the activations are keyed by their content hash)."""
     import hashlib
 
-    from learnerprobe.evaluation.cache import content_key
+    from learnerprobe.evaluation.cell_cache import content_key
     from learnerprobe.probes.surface import surface_columns, surface_features
     from learnerprobe.study import transfer as st
 
@@ -247,7 +247,7 @@ def choose_transfer(cfg, method: str, data: Any, inp: Any, log: Callable[[str], 
 def _validation(data: Any, ch: Any, n_boot: int, seed: int) -> tuple[dict, dict]:
     """Bootstrap CIs of the chosen candidate's held-out predictions: pooled, and per held-out
     corpus (inner LOCO only)."""
-    from learnerprobe.metrics import bootstrap_all
+    from learnerprobe.evaluation.metrics import bootstrap_all
 
     y, doms = data.y[ch.val], np.asarray(data.corpora)[ch.val]
 
@@ -330,10 +330,10 @@ def train_l1(cfg, bundle: Path, *, results_dir: Path | None, log: Callable[[str]
              n_boot: int = 1000) -> Path:
     """Best of the n-gram model and hidden-state probes (validation macro-F1), refit on all."""
     from learnerprobe.bundles.io import save_bundle
+    from learnerprobe.evaluation.metrics import bootstrap_all, macro_f1
     from learnerprobe.evaluation.splits import grouped_holdout
     from learnerprobe.methods.registry import BuildContext, get_method, l1_probe_names
     from learnerprobe.methods.sweep import best_index, select_layer
-    from learnerprobe.metrics import bootstrap_all, macro_f1
     from learnerprobe.models.pinning import weights_pin
     from learnerprobe.nli.settings import settings_of
     from learnerprobe.study.runner import load_records

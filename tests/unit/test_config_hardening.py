@@ -283,7 +283,7 @@ def test_unstratifiable_folds_are_a_config_error():
 
 # --------------------------------------------------------------------------- n_boot
 def test_bootstrap_refuses_a_petabyte_of_resamples():
-    from learnerprobe.metrics import MAX_BOOT, bootstrap_ci, bootstrap_indices
+    from learnerprobe.evaluation.metrics import MAX_BOOT, bootstrap_ci, bootstrap_indices
 
     with pytest.raises(ConfigError, match=f"n_boot must be an integer in 0..{MAX_BOOT}"):
         bootstrap_indices(1033, 10**12)

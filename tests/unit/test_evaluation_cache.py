@@ -6,7 +6,7 @@ import threading
 import numpy as np
 import pytest
 
-from learnerprobe.evaluation.cache import CellCache, content_key, read_npz, write_npz
+from learnerprobe.evaluation.cell_cache import CellCache, content_key, read_npz, write_npz
 from learnerprobe.outputs import OutputError
 
 

@@ -56,7 +56,7 @@ def test_planted_leak_is_not_selected(data):
     X[1, sp.val, 0] = rng.permutation(data.y[sp.val]) * 3.0  # ... except on validation texts
     res = run_cell(X, data.y, sp, "ridge", mode="tuned", n_classes=5, seed=0, width=4,
                    metric="qwk", refit=False)
-    from learnerprobe.metrics import qwk
+    from learnerprobe.evaluation.metrics import qwk
 
     test_qwk = [qwk(data.y[sp.test], res.pred[i], labels=5) for i in range(2)]
     assert test_qwk[1] > 0.95 > test_qwk[0]  # the leak would have been attractive ...

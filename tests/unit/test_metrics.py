@@ -7,8 +7,8 @@ import pytest
 from scipy.stats import spearmanr
 from sklearn.metrics import cohen_kappa_score, f1_score, top_k_accuracy_score
 
-from learnerprobe import metrics as M
-from learnerprobe.residuals import residual_analysis
+from learnerprobe.evaluation import metrics as M
+from learnerprobe.evaluation.residuals import residual_analysis
 
 
 def test_qwk_hand_computed_3x3():

@@ -11,7 +11,7 @@ import torch
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 from threadpoolctl import threadpool_limits
 
-from learnerprobe.metrics import qwk
+from learnerprobe.evaluation.metrics import qwk
 from learnerprobe.probes import make_probe
 from learnerprobe.probes._sklearn_mlp import sklearn_mlp_output, train_sklearn_mlp
 from learnerprobe.probes.sweep import fit_predict_layers

@@ -7,7 +7,7 @@ import pytest
 import torch
 from threadpoolctl import threadpool_limits
 
-from learnerprobe.metrics import qwk
+from learnerprobe.evaluation.metrics import qwk
 from learnerprobe.probes import make_probe
 from learnerprobe.probes.sweep import fit_predict_layers, standardize_layers, sweep_reference
 

@@ -9,7 +9,7 @@ import pytest
 from sklearn.base import clone
 from sklearn.utils.estimator_checks import check_estimator
 
-from learnerprobe.metrics import qwk
+from learnerprobe.evaluation.metrics import qwk
 from learnerprobe.transfer import adapt
 from learnerprobe.transfer.estimators import TransferProbe
 from learnerprobe.transfer.torch_probes import DomainAdversarialMLP, ScalarMixProbe

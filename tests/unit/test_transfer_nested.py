@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from learnerprobe.evaluation.metrics import qwk
 from learnerprobe.evaluation.protocols import make_splits
 from learnerprobe.methods import nested
-from learnerprobe.metrics import qwk
 from learnerprobe.study.runner import encode
 from learnerprobe.study.transfer import TransferInputs, make_fit_many
 from tests.helpers.study import synthetic_records, tiny_config

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from learnerprobe.errors import ConfigError
-from learnerprobe.metrics import paired_bootstrap_diff
+from learnerprobe.evaluation.metrics import paired_bootstrap_diff
 from learnerprobe.study import runner
 from learnerprobe.study.summary import comparisons, headline, transfer_table
 from tests.helpers.study import fake_activations, synthetic_records, tiny_config

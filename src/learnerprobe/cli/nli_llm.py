@@ -35,7 +35,7 @@ def _fold(task: Any, seed: int) -> tuple[Any, Any]:
 def _scores(y: Any, proba: Any, classes: Any, pred: Any, task: Any) -> dict[str, float]:
     import numpy as np
 
-    from learnerprobe.metrics import accuracy, macro_f1, top_k_accuracy
+    from learnerprobe.evaluation.metrics import accuracy, macro_f1, top_k_accuracy
 
     y = np.asarray(y)
     out = {

@@ -28,7 +28,7 @@ def bench_probes(
     from rich.console import Console
     from rich.table import Table
 
-    from learnerprobe.metrics import qwk
+    from learnerprobe.evaluation.metrics import qwk
     from learnerprobe.probes.sweep import fit_predict_layers
 
     rng = np.random.default_rng(seed)

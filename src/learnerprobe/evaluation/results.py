@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from learnerprobe.metrics import bootstrap_all
+from learnerprobe.evaluation.metrics import bootstrap_all
 
 RESULT_COLUMNS: list[str] = [
     "task", "model", "mode", "seed", "protocol", "probe", "layer", "selected_layer",

@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from learnerprobe.evaluation.metrics import LOWER_IS_BETTER, score_all
 from learnerprobe.methods.sweep import best_index
-from learnerprobe.metrics import LOWER_IS_BETTER, score_all
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from learnerprobe.metrics import LOWER_IS_BETTER, ORDINAL_METRICS
+from learnerprobe.evaluation.metrics import LOWER_IS_BETTER, ORDINAL_METRICS
 
 NOMINAL_METRICS = ("macro_f1", "accuracy")
 Target = Literal["ordinal", "nominal"]
@@ -72,7 +72,7 @@ def best_index(scores: Sequence[float] | np.ndarray, *, lower_is_better: bool = 
 def score_layers(y_val: np.ndarray, pred_val: np.ndarray, metric: str, *, n_classes: int,
                  target: Target = "ordinal") -> np.ndarray:
     """Validation score of each layer's predictions (``pred_val``: layers x m)."""
-    from learnerprobe.metrics import macro_f1, score_all
+    from learnerprobe.evaluation.metrics import macro_f1, score_all
 
     if target == "nominal":
         if metric not in NOMINAL_METRICS:

@@ -26,7 +26,8 @@ from sklearn.model_selection import train_test_split
 
 from learnerprobe import __version__
 from learnerprobe.cefr import LEVELS, base_level
-from learnerprobe.evaluation.cache import CellCache, read_npz, write_npz
+from learnerprobe.evaluation.cell_cache import CellCache, read_npz, write_npz
+from learnerprobe.evaluation.metrics import bootstrap_all, paired_bootstrap_diff, score_all
 from learnerprobe.evaluation.results import HookResult, ReportSection
 from learnerprobe.evaluation.splits import (
     balance_indices,
@@ -35,7 +36,6 @@ from learnerprobe.evaluation.splits import (
 )
 from learnerprobe.extract import get_activations
 from learnerprobe.methods.registry import BuildContext, get_method, l1_probe_names
-from learnerprobe.metrics import bootstrap_all, paired_bootstrap_diff, score_all
 from learnerprobe.nli import analysis as A
 from learnerprobe.nli._base import align_proba
 from learnerprobe.nli.data import L1Task

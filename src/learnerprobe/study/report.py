@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from learnerprobe.evaluation.residuals import residual_analysis
 from learnerprobe.evaluation.results import NO_LAYER, SELECTED, Pooled, ReportSection
-from learnerprobe.residuals import residual_analysis
 from learnerprobe.study import plots
 from learnerprobe.study.summary import transfer_table
 from learnerprobe.tasks import get_task
@@ -124,7 +124,7 @@ def transfer_html(df: pd.DataFrame) -> str:
 
 def residual_rows(pooled: Sequence[Pooled], y: np.ndarray, corpora: np.ndarray,
                   n_classes: int) -> list[dict[str, Any]]:
-    """Residual analysis (learnerprobe.residuals) of every selected-layer cell and test corpus."""
+    """Residual analysis (learnerprobe.evaluation.residuals) of every selected-layer cell and test corpus."""
     out = []
     for p in pooled:
         if p.key["layer"] not in (SELECTED, NO_LAYER, NESTED):

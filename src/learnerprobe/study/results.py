@@ -8,6 +8,7 @@ folder whose run did not finish (no complete manifest.json) or whose results.csv
 
 from __future__ import annotations
 
+from learnerprobe.evaluation.metrics import LOWER_IS_BETTER
 from learnerprobe.evaluation.results import (
     NO_LAYER,
     PREDICTION_COLUMNS,
@@ -20,7 +21,6 @@ from learnerprobe.evaluation.results import (
     results_frame,
     score_rows,
 )
-from learnerprobe.metrics import LOWER_IS_BETTER
 from learnerprobe.study.rundir import IncompleteRunError, check_run_complete, read_run_results
 
 __all__ = [

@@ -31,7 +31,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from threadpoolctl import threadpool_limits
 
 from learnerprobe.errors import ConfigError, LearnerprobeError
-from learnerprobe.evaluation.cache import CellCache, content_key, read_npz, write_npz
+from learnerprobe.evaluation.cell_cache import CellCache, content_key, read_npz, write_npz
 from learnerprobe.evaluation.protocols import Split, check_disjoint, make_splits
 from learnerprobe.evaluation.results import (
     NO_LAYER,

@@ -29,12 +29,12 @@ from joblib import Parallel, delayed
 from threadpoolctl import threadpool_limits
 
 from learnerprobe.errors import ConfigError
-from learnerprobe.evaluation.cache import CellCache, content_key
+from learnerprobe.evaluation.cell_cache import CellCache, content_key
+from learnerprobe.evaluation.metrics import paired_bootstrap_diff
 from learnerprobe.evaluation.protocols import make_splits
 from learnerprobe.evaluation.results import Pooled, prediction_frame, score_rows
 from learnerprobe.methods import nested
 from learnerprobe.methods.registry import BuildContext, get_method
-from learnerprobe.metrics import paired_bootstrap_diff
 from learnerprobe.paths import cache_root
 from learnerprobe.probes.surface import SurfaceBaseline, surface_columns, surface_features
 from learnerprobe.study.transfer_config import TransferSettings, method_grid

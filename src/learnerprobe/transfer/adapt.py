@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from learnerprobe.metrics import confusion, qwk_from_confusion
+from learnerprobe.evaluation.metrics import confusion, qwk_from_confusion
 
 _EPS = 1e-8
 
