@@ -6,7 +6,7 @@ tasks loaded. The label is the argmax of the probabilities (transfer methods wit
 or threshold decoding: their estimator's decoded level, `label_is_argmax = False`); bundles whose model is an
 ordinal regressor also give the continuous level `score` (0 = first level), and their
 probabilities come from an ordered-logit calibration fitted on validation data
-(:mod:`learnerprobe.calibration`).
+(:mod:`learnerprobe.estimators.calibration`).
 
 Loading verifies each bundle (:func:`learnerprobe.bundles.io.load_bundle`), optionally against a
 pinned digest, and, for hidden-state bundles, that the model comes from a place a bundle may
@@ -322,7 +322,7 @@ class Predictor:
     def _surface(self, lo: _Loaded, X: np.ndarray, texts: list[str]) -> np.ndarray:
         k = int(lo.bundle.manifest.get("preprocessing", {}).get("surface") or 0)
         if k:  # surface columns as the transfer stage builds them (imported only when needed)
-            from learnerprobe.probes.surface import surface_columns, surface_features
+            from learnerprobe.estimators.probes.surface import surface_columns, surface_features
 
             S = surface_columns(surface_features(texts))
             if S.shape[1] != k:

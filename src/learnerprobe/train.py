@@ -7,7 +7,7 @@ bundle's card. Test-fold scores from a finished `learnerprobe run` can be attach
 ``results_dir`` (the study's out-of-fold figures for the same probe).
 
 A CEFR winner that is a regressor (ridge, MLP regressor) gives no class probabilities by itself:
-it is wrapped in :class:`learnerprobe.calibration.OrdinalCalibrated`, an ordered-logit link fitted
+it is wrapped in :class:`learnerprobe.estimators.calibration.OrdinalCalibrated`, an ordered-logit link fitted
 on the validation texts' scores (from the model trained without them), so the bundle answers with
 probabilities summing to 1, their argmax as the label, and the continuous score. The bundle also
 pins the model's weights (:mod:`learnerprobe.models.pinning`); the destination is checked for
@@ -126,7 +126,7 @@ def train_cefr(cfg, bundle: Path, *, results_dir: Path | None, log: Callable[[st
                                                 seed=seed)
     calibration = None
     if not hasattr(est, "predict_proba"):  # a regressor: ordered-logit probabilities (see below)
-        from learnerprobe.calibration import OrdinalCalibrated
+        from learnerprobe.estimators.calibration import OrdinalCalibrated
 
         cal_mask = np.zeros(len(data.y), dtype=bool)
         cal_mask[va] = True
@@ -192,8 +192,8 @@ def _transfer_inputs(cfg, data: Any, X: np.ndarray, layers: list[int]) -> Any:
     builds them (the activations are keyed by their content hash)."""
     import hashlib
 
+    from learnerprobe.estimators.probes.surface import surface_columns, surface_features
     from learnerprobe.evaluation.cell_cache import content_key
-    from learnerprobe.probes.surface import surface_columns, surface_features
     from learnerprobe.study import transfer as st
 
     want, pos = st.candidate_layers(cfg.transfer, layers)

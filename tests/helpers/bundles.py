@@ -43,10 +43,10 @@ def toy_levels(n=150, d=32, seed=0):
 def make_hidden_bundle(root, name="h", entry=None, probe="ridge"):
     """A hidden-state CEFR bundle on the seeded tiny BERT (or `entry`): a calibrated ridge probe
     fitted on toy 32-dimensional features (the tiny model's width), weights pinned."""
-    from learnerprobe.calibration import OrdinalCalibrated
+    from learnerprobe.estimators.calibration import OrdinalCalibrated
+    from learnerprobe.estimators.probes import make_probe
     from learnerprobe.models.pinning import weights_pin
     from learnerprobe.models.testing import tiny_entry
-    from learnerprobe.probes import make_probe
 
     entry = entry or tiny_entry("bert")
     X, y = toy_levels()

@@ -30,10 +30,10 @@ def merlin_de_cell(data_root):
 @pytest.mark.slow  # the per-layer reference fits take ~1 min on the shared 2-core machine
 @pytest.mark.parametrize("probe,key", [("logistic", "C_"), ("ordinal", "alpha_")])
 def test_batched_sweep_matches_per_layer_fits_on_merlin(merlin_de_cell, probe, key):
+    from learnerprobe.estimators.probes import make_probe
+    from learnerprobe.estimators.probes.all_layers import fit_predict_layers, standardize_layers
     from learnerprobe.evaluation.metrics import bootstrap_ci, qwk
     from learnerprobe.methods.sweep import select_from_predictions
-    from learnerprobe.probes import make_probe
-    from learnerprobe.probes.sweep import fit_predict_layers, standardize_layers
 
     X, y, sp = merlin_de_cell
     pred_rows = np.concatenate([sp.val, sp.test])

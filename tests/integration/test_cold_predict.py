@@ -40,7 +40,7 @@ def _cold(args, env=None):
 
 def _ngram_bundle(tmp_path):
     from learnerprobe.bundles.io import save_bundle
-    from learnerprobe.nli.ngram import NgramClassifier
+    from learnerprobe.estimators.nli.ngram import NgramClassifier
 
     est = NgramClassifier(min_df=1).fit(TEXTS, LABELS)
     return save_bundle(tmp_path / "l1", task="l1", method="ngram",
@@ -61,7 +61,7 @@ def test_cold_text_bundle_imports_no_training_stack(tmp_path):
 def test_cold_text_bundle_without_array_form_still_works(tmp_path):
     """A bundle written without the array form (older bundles) loads through skops."""
     from learnerprobe.bundles.io import save_bundle
-    from learnerprobe.nli.ngram import NgramClassifier
+    from learnerprobe.estimators.nli.ngram import NgramClassifier
 
     est = NgramClassifier(min_df=1).fit(TEXTS, LABELS)
     path = save_bundle(tmp_path / "old", task="l1", method="ngram",
@@ -104,10 +104,10 @@ def test_onnx_encoder_agrees_with_torch_on_merlin(data_root, tmp_path, monkeypat
     torch path and identical labels from a probe fitted on the torch states."""
     from learnerprobe.bundles import onnx_encoder as ox
     from learnerprobe.corpora.registry import load_corpus
+    from learnerprobe.estimators.probes.level_probes import LogisticProbe
     from learnerprobe.extract import extract
     from learnerprobe.models.pinning import weights_pin
     from learnerprobe.models.registry import get_model
-    from learnerprobe.probes.estimators import LogisticProbe
 
     monkeypatch.setenv("LEARNERPROBE_CACHE", str(tmp_path))
     records = [r for r in load_corpus("merlin-de", root=data_root) if r.cefr][:50]

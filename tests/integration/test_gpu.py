@@ -212,7 +212,7 @@ def _two_class_data(n: int = 32) -> tuple[list[dict], np.ndarray]:
 
 
 def _ft(folder: str, **kw):
-    from learnerprobe.nli.finetune import FineTuneClassifier
+    from learnerprobe.estimators.nli.finetune import FineTuneClassifier
 
     params = dict(model=folder, max_length=48, batch_size=8, lr=5e-3, warmup_ratio=0.0,
                   epochs=12, val_size=0, seed=0, device=DEVICE)
@@ -241,7 +241,7 @@ def test_finetune_loss_goes_down_on_device(tiny_folder) -> None:
 
 
 def test_finetune_checkpoint_round_trip_on_device(tiny_folder, tmp_path) -> None:
-    from learnerprobe.nli.finetune import FineTuneClassifier
+    from learnerprobe.estimators.nli.finetune import FineTuneClassifier
 
     X, y = _two_class_data()
     # a validation split exercises the best-weights copy (device -> cpu -> device)

@@ -9,7 +9,7 @@ import pytest
 from sklearn.base import clone
 
 from learnerprobe.errors import BundleError, ConfigError
-from learnerprobe.nli.finetune import META_FILE, FineTuneClassifier
+from learnerprobe.estimators.nli.finetune import META_FILE, FineTuneClassifier
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import pytest
 
 from learnerprobe.corpora.registry import load_corpus
 from learnerprobe.evaluation.splits import grouped_stratified_kfold
-from learnerprobe.nli.data import prepare_l1_task
+from learnerprobe.tasks.l1 import prepare_l1_task
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def test_task_matches_the_reference_counts(data_root):
 
 
 def test_ngram_beats_majority_on_real_merlin(merlin_task):
-    from learnerprobe.nli.ngram import NgramClassifier
+    from learnerprobe.estimators.nli.ngram import NgramClassifier
 
     acc = _cv(lambda: NgramClassifier(char_ngrams=(2, 4), class_weight="balanced"),
               merlin_task, merlin_task.texts)
@@ -42,7 +42,7 @@ def test_ngram_beats_majority_on_real_merlin(merlin_task):
 
 
 def test_metadata_baseline_beats_majority_on_real_merlin(data_root):
-    from learnerprobe.nli.metadata_baseline import MetadataBaseline
+    from learnerprobe.estimators.nli.metadata_baseline import MetadataBaseline
 
     # All nine L1s: in MERLIN, L1 groups took different exams, so task + test level alone
     # predict L1 above the majority rate (0.236).

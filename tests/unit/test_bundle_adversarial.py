@@ -402,9 +402,9 @@ def test_trust_list_covers_every_bundled_estimator():
 
     import skops.io as sio
 
-    from learnerprobe.calibration import OrdinalCalibrated
-    from learnerprobe.nli.ngram import NgramClassifier
-    from learnerprobe.probes import PROBES, make_probe
+    from learnerprobe.estimators.calibration import OrdinalCalibrated
+    from learnerprobe.estimators.nli.ngram import NgramClassifier
+    from learnerprobe.estimators.probes import PROBES, make_probe
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(40, 6)).astype(np.float32)
@@ -429,7 +429,7 @@ def test_trust_list_covers_every_bundled_estimator():
     builtin = set().union(*(d.types for d in declarations()
                             if d.cls.__module__ in ESTIMATOR_MODULES))
     # the transfer estimators' part is checked the same way in test_train_transfer.py
-    assert {t for t in builtin if not t.startswith("learnerprobe.transfer.")} == found
+    assert {t for t in builtin if not t.startswith("learnerprobe.estimators.transfer.")} == found
     assert not any(t.startswith(("builtins.", "os.", "posix.", "subprocess."))
                    for t in trusted)
     assert all(t.count(".") >= 2 and not t.endswith(".") for t in trusted)

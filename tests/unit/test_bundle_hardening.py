@@ -45,7 +45,7 @@ OK_TEXT = "Ich wohne seit zwei Jahren in Wien."
 
 @pytest.fixture(scope="module")
 def bases(tmp_path_factory):
-    from learnerprobe.nli.ngram import NgramClassifier
+    from learnerprobe.estimators.nli.ngram import NgramClassifier
 
     root = tmp_path_factory.mktemp("hardening")
     est = NgramClassifier(min_df=1).fit(TEXTS, LABELS)

@@ -88,8 +88,8 @@ def test_calibrated_regressor_bundle_predicts_distribution(tmp_path):
 def test_ordinal_calibration_contract():
     from sklearn.base import BaseEstimator, clone
 
-    from learnerprobe.calibration import OrdinalCalibrated
-    from learnerprobe.probes import make_probe
+    from learnerprobe.estimators.calibration import OrdinalCalibrated
+    from learnerprobe.estimators.probes import make_probe
 
     X, y = toy_levels(300)
     cal_mask = np.zeros(300, dtype=bool)
@@ -101,7 +101,7 @@ def test_ordinal_calibration_contract():
     assert est.n_calibration_ == 75 and list(est.classes_) == [0, 1, 2, 3, 4]
     assert est.beta_ > 0 and np.all(np.diff(est.theta_) > 0)
     # monotone in the score: expected level and the mode never decrease as the score grows
-    from learnerprobe.calibration import ordered_logit_proba
+    from learnerprobe.estimators.calibration import ordered_logit_proba
 
     z = np.linspace(-4, 4, 400)
     Pz = ordered_logit_proba(z, est.theta_, est.beta_)

@@ -9,17 +9,17 @@ import pytest
 from learnerprobe.bundles import arrays
 from learnerprobe.bundles.export import export
 from learnerprobe.bundles.io import load_bundle, save_bundle
-from learnerprobe.calibration import OrdinalCalibrated
 from learnerprobe.errors import BundleError
-from learnerprobe.nli.ngram import NgramClassifier
-from learnerprobe.predict import Predictor
-from learnerprobe.probes.estimators import (
+from learnerprobe.estimators.calibration import OrdinalCalibrated
+from learnerprobe.estimators.nli.ngram import NgramClassifier
+from learnerprobe.estimators.probes.level_probes import (
     LogisticProbe,
     MLPClfProbe,
     MLPRegProbe,
     OrdinalLogisticAT,
     RidgeOrdinal,
 )
+from learnerprobe.predict import Predictor
 from tests.helpers.bundles import LABELS, TEXTS, make_hidden_bundle, toy_levels
 
 PROBES = {

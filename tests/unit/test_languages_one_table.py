@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from learnerprobe.corpora import languages as L
-from learnerprobe.nli import aliases
+from learnerprobe.estimators.nli import aliases
 
 # input, normalise_l1 (corpus fields), language_code(answers=True), parse_language (answers)
 CASES = [

@@ -32,8 +32,8 @@ def test_registry_lists_builtins_and_names_the_known_ones_on_error():
         get_method("ngram", kind="probe")
     with pytest.raises(ValueError, match="already registered"):
         register(get_method("ridge"))
+    from learnerprobe.estimators.probes import make_probe
     from learnerprobe.nli.settings import NgramOptions
-    from learnerprobe.probes import make_probe
 
     assert get_method("ngram").options_model is NgramOptions
     a = get_method("ordinal").build(mode="reference", n_classes=4, seed=3)

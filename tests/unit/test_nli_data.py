@@ -5,8 +5,8 @@ import pytest
 
 from learnerprobe.errors import ConfigError
 from learnerprobe.evaluation.splits import grouped_stratified_kfold
-from learnerprobe.nli.data import prepare_l1_task
 from learnerprobe.records import LearnerText
+from learnerprobe.tasks.l1 import prepare_l1_task
 
 
 def _recs():
@@ -43,7 +43,10 @@ def test_folds_keep_authors_together():
 
 
 def test_probe_method_picks_the_informative_layer_on_validation():
-    from learnerprobe.nli.probe_method import ActivationLookup, HiddenStateProbeClassifier
+    from learnerprobe.estimators.nli.probe_method import (
+        ActivationLookup,
+        HiddenStateProbeClassifier,
+    )
 
     rng = np.random.default_rng(0)
     n, d = 200, 8

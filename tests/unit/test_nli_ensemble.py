@@ -3,7 +3,7 @@
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from learnerprobe.nli.ensemble import StackingL1Classifier
+from learnerprobe.estimators.nli.ensemble import StackingL1Classifier
 from learnerprobe.records import LearnerText
 
 LOG: list[tuple[str, frozenset, frozenset]] = []
@@ -173,7 +173,7 @@ def test_bad_selection_metric_is_refused():
 def test_weighted_pool_learns_one_weight_per_base_and_ignores_noise():
     from sklearn.base import clone
 
-    from learnerprobe.nli.ensemble import WeightedPool
+    from learnerprobe.estimators.nli.ensemble import WeightedPool
 
     train, y = _hints(400, 4, (0.6, 0.0))
     bases = [Hint(0).fit(train, y), Noise(0).fit(train, y)]

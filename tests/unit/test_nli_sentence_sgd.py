@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from learnerprobe.nli.sentence_sgd import (
+from learnerprobe.estimators.nli.sentence_sgd import (
     SentenceSGDClassifier,
     aggregate_sentence_proba,
     split_sentences,

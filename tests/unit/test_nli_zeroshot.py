@@ -8,9 +8,13 @@ import torch
 from sklearn.base import clone
 
 from learnerprobe.corpora.languages import language_code
-from learnerprobe.nli.aliases import match_answer, parse_language
-from learnerprobe.nli.llm_backends import LocalCausalLM, answer_token_mask, split_trailing_space
-from learnerprobe.nli.zeroshot import DEFAULT_TEMPLATE, UNPARSED, ZeroShotL1Classifier
+from learnerprobe.estimators.nli.aliases import match_answer, parse_language
+from learnerprobe.estimators.nli.llm_backends import (
+    LocalCausalLM,
+    answer_token_mask,
+    split_trailing_space,
+)
+from learnerprobe.estimators.nli.zeroshot import DEFAULT_TEMPLATE, UNPARSED, ZeroShotL1Classifier
 from learnerprobe.records import LearnerText
 
 CANDS = ["Arabic", "English", "Hungarian", "Mandarin", "Persian", "Polish", "Portuguese",

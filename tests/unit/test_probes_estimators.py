@@ -9,8 +9,8 @@ from sklearn.base import clone
 from sklearn.utils.estimator_checks import parametrize_with_checks
 from threadpoolctl import threadpool_limits
 
-from learnerprobe.probes import PROBES, SurfaceBaseline, make_probe
-from learnerprobe.probes.surface import mtld, surface_features
+from learnerprobe.estimators.probes import PROBES, SurfaceBaseline, make_probe
+from learnerprobe.estimators.probes.surface import mtld, surface_features
 
 
 @pytest.fixture(autouse=True)

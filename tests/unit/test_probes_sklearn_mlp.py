@@ -11,10 +11,10 @@ import torch
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 from threadpoolctl import threadpool_limits
 
+from learnerprobe.estimators.probes import make_probe
+from learnerprobe.estimators.probes._sklearn_mlp import sklearn_mlp_output, train_sklearn_mlp
+from learnerprobe.estimators.probes.all_layers import fit_predict_layers
 from learnerprobe.evaluation.metrics import qwk
-from learnerprobe.probes import make_probe
-from learnerprobe.probes._sklearn_mlp import sklearn_mlp_output, train_sklearn_mlp
-from learnerprobe.probes.sweep import fit_predict_layers
 
 K = 5
 

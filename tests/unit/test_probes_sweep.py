@@ -7,9 +7,13 @@ import pytest
 import torch
 from threadpoolctl import threadpool_limits
 
+from learnerprobe.estimators.probes import make_probe
+from learnerprobe.estimators.probes.all_layers import (
+    fit_predict_layers,
+    standardize_layers,
+    sweep_reference,
+)
 from learnerprobe.evaluation.metrics import qwk
-from learnerprobe.probes import make_probe
-from learnerprobe.probes.sweep import fit_predict_layers, standardize_layers, sweep_reference
 
 K = 5
 

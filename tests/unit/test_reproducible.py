@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from learnerprobe.probes import make_probe
+from learnerprobe.estimators.probes import make_probe
 
 
 def test_reference_mlp_does_not_depend_on_blas_threads():

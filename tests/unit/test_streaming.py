@@ -8,7 +8,11 @@ from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.preprocessing import StandardScaler
 
-from learnerprobe.probes.streaming import LayerStats, MinibatchLayerProbes, lda_predict_proba
+from learnerprobe.estimators.probes.online import (
+    LayerStats,
+    MinibatchLayerProbes,
+    lda_predict_proba,
+)
 
 
 def _data(n=300, layers=3, d=8, k=4, seed=0):

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from learnerprobe.estimators.probes.online import LayerStats
 from learnerprobe.execution.streaming import stream_layer_stats
 from learnerprobe.extract import extract
 from learnerprobe.models.testing import tiny_entry
-from learnerprobe.probes.streaming import LayerStats
 
 TEXTS = [" ".join(["wort"] * (2 + (i * 3) % 30)) + f" {i}" for i in range(24)]
 Y = np.arange(24) % 3

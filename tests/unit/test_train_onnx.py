@@ -81,7 +81,7 @@ def test_train_exports_the_onnx_encoder_predict_then_uses(config, tmp_path, monk
 
 def test_export_skips_text_bundles(tmp_path):
     from learnerprobe.bundles.io import save_bundle
-    from learnerprobe.nli.ngram import NgramClassifier
+    from learnerprobe.estimators.nli.ngram import NgramClassifier
     from learnerprobe.train import export_onnx_encoder
 
     texts = ["ich bin hier", "io sono qui", "ich wohne da", "io abito là"]

@@ -88,9 +88,9 @@ TEXTS = ["ich wohne in der Stadt", "Hallo",
 def _direct(path, est, texts):
     """The refitted estimator on the features the study would give it (tiny model states at
     the bundle's layer(s), then the surface columns): what Predictor must reproduce."""
+    from learnerprobe.estimators.probes.surface import surface_features
     from learnerprobe.extract import extract
     from learnerprobe.models.loading import load_model
-    from learnerprobe.probes.surface import surface_features
 
     m = load_bundle(path).manifest
     want = m.get("layers") or [m["layer"]]
@@ -202,7 +202,7 @@ def test_trust_list_covers_transfer_estimators():
             found |= set(sio.get_untrusted_types(data=data))
     trusted = trusted_types()
     assert found <= trusted, sorted(found - trusted)
-    listed = {t for t in trusted if t.startswith("learnerprobe.transfer.")}
+    listed = {t for t in trusted if t.startswith("learnerprobe.estimators.transfer.")}
     assert listed == found, sorted(listed ^ found)
     assert not any("torch" in t.split(".")[0] for t in found)
 
@@ -226,9 +226,9 @@ def test_predictor_labels_with_the_methods_decoding(tmp_path, monkeypatch):
     """A threshold-decoding probe whose probabilities always favour C1+C2 but whose cut points
     put every text at A1: the bundle's label is the decoded level, not the argmax."""
     from learnerprobe.bundles.io import save_bundle
+    from learnerprobe.estimators.transfer.probe import TransferProbe
     from learnerprobe.models.pinning import weights_pin
     from learnerprobe.models.testing import tiny_entry
-    from learnerprobe.transfer.estimators import TransferProbe
 
     monkeypatch.setenv("LEARNERPROBE_CACHE", str(tmp_path / "cache"))
     rng = np.random.default_rng(0)

@@ -9,10 +9,10 @@ import pytest
 from sklearn.base import clone
 from sklearn.utils.estimator_checks import check_estimator
 
+from learnerprobe.estimators.transfer import adapt
+from learnerprobe.estimators.transfer.probe import TransferProbe
+from learnerprobe.estimators.transfer.torch_probes import DomainAdversarialMLP, ScalarMixProbe
 from learnerprobe.evaluation.metrics import qwk
-from learnerprobe.transfer import adapt
-from learnerprobe.transfer.estimators import TransferProbe
-from learnerprobe.transfer.torch_probes import DomainAdversarialMLP, ScalarMixProbe
 
 # Checks that do not apply, and why: an ordinal decoding (expected value, QWK thresholds) is
 # not the argmax of predict_proba by design; a transductive estimator adapts to the batch it

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from learnerprobe.errors import BundleError
-from learnerprobe.nli._base import softmax as nli_softmax
+from learnerprobe.estimators.nli._base import softmax as nli_softmax
 
 ARRAYS_FORMAT = "learnerprobe-arrays/1"
 ARRAYS_FILE = "estimator.safetensors"

@@ -41,11 +41,11 @@ from learnerprobe.errors import BundleError
 
 ATTRIBUTE = "_bundleable"
 ESTIMATOR_MODULES = (
-    "learnerprobe.probes.estimators",
-    "learnerprobe.calibration",
-    "learnerprobe.nli.ngram",
-    "learnerprobe.transfer.estimators",
-    "learnerprobe.transfer.torch_probes",
+    "learnerprobe.estimators.probes.level_probes",
+    "learnerprobe.estimators.calibration",
+    "learnerprobe.estimators.nli.ngram",
+    "learnerprobe.estimators.transfer.probe",
+    "learnerprobe.estimators.transfer.torch_probes",
 )
 _NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
 # module roots whose types would hand a file the power to run code: never trusted, whatever a

@@ -27,7 +27,7 @@ def nli_task(
     from rich.table import Table
 
     from learnerprobe.corpora.registry import load_corpus
-    from learnerprobe.nli.data import prepare_l1_task
+    from learnerprobe.tasks.l1 import prepare_l1_task
 
     task = prepare_l1_task(load_corpus(corpus), min_texts_per_l1=min_texts, mask=mask)
     s = task.summary()

@@ -21,7 +21,7 @@ console = Console()
 
 def _task(corpus: str, min_texts: int, mask: bool) -> Any:
     from learnerprobe.corpora.registry import load_corpus
-    from learnerprobe.nli.data import prepare_l1_task
+    from learnerprobe.tasks.l1 import prepare_l1_task
 
     return prepare_l1_task(load_corpus(corpus), min_texts_per_l1=min_texts, mask=mask)
 
@@ -78,7 +78,7 @@ def bench_zeroshot(
     import numpy as np
     from sklearn.model_selection import train_test_split
 
-    from learnerprobe.nli.zeroshot import ZeroShotL1Classifier, target_language_name
+    from learnerprobe.estimators.nli.zeroshot import ZeroShotL1Classifier, target_language_name
 
     task = _task(corpus, min_texts, mask)
     _, te = _fold(task, seed)
@@ -134,7 +134,7 @@ def bench_finetune(
     out: Path | None = typer.Option(None, help="write the figures as JSON here"),
 ) -> None:
     """Fine-tune on four grouped folds, test on the fifth: accuracy, macro-F1, times."""
-    from learnerprobe.nli.finetune import FineTuneClassifier
+    from learnerprobe.estimators.nli.finetune import FineTuneClassifier
 
     task = _task(corpus, min_texts, mask)
     tr, te = _fold(task, seed)

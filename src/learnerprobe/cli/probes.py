@@ -28,8 +28,8 @@ def bench_probes(
     from rich.console import Console
     from rich.table import Table
 
+    from learnerprobe.estimators.probes.all_layers import fit_predict_layers
     from learnerprobe.evaluation.metrics import qwk
-    from learnerprobe.probes.sweep import fit_predict_layers
 
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(layers, n, dim)).astype(np.float32)

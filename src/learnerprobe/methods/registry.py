@@ -36,7 +36,7 @@ NEEDS: tuple[str, ...] = ("activations", "text", "model")
 class BuildContext:
     """What a run knows that a method may take (each factory picks what it needs)."""
 
-    mode: str = "tuned"  # probes: "tuned" or "reference" (learnerprobe.probes.make_probe)
+    mode: str = "tuned"  # probes: "tuned" or "reference" (learnerprobe.estimators.probes.make_probe)
     n_classes: int | None = None
     width: int | None = None  # model width (reference-mode MLP size)
     seed: int = 0
@@ -71,7 +71,7 @@ class MethodEntry:
     ``tasks`` are the config lists it may appear in: ``"cefr"`` = a study's ``probes``, ``"l1"``
     = ``nli.methods``. A ``kind = "probe"`` entry with ``target = "nominal"`` and ``proba``
     can also serve the NLI ``probe`` method and L1 bundles. ``layer_engine`` (probes only) fits
-    all layers at once (``learnerprobe.probes.sweep.fit_predict_layers``); without one the
+    all layers at once (``learnerprobe.estimators.probes.all_layers.fit_predict_layers``); without one the
     probe is fitted layer by layer. ``bundle``: ``learnerprobe train`` may choose and save it
     (it predicts from the text or activations alone).
     """
@@ -156,11 +156,17 @@ def l1_probe_names() -> list[str]:
 
 
 # --------------------------------------------------------------------------- factories
-def probe_factory(name: str) -> Factory:
-    """A built-in probe from :func:`learnerprobe.probes.make_probe` (the estimators live there)."""
-    def build(ctx: BuildContext, options: dict[str, Any]) -> Any:
-        from learnerprobe.probes import make_probe
+# The estimators sit above the registry (the NLI probe method builds its probes here): they are
+# named, never imported, so that reading the registry imports no estimator library.
+_MAKE_PROBE = "learnerprobe.estimators.probes:make_probe"
+_SURFACE = "learnerprobe.estimators.probes.surface:SurfaceBaseline"
 
+
+def probe_factory(name: str) -> Factory:
+    """A built-in probe from :func:`learnerprobe.estimators.probes.make_probe` (the estimators
+    live there)."""
+    def build(ctx: BuildContext, options: dict[str, Any]) -> Any:
+        make_probe = resolve(_MAKE_PROBE)
         return make_probe(name, mode=ctx.mode, n_classes=ctx.n_classes, width=ctx.width,
                           seed=ctx.seed, **options)
     return build
@@ -190,13 +196,11 @@ def from_context(cls_ref: str, context: Sequence[str] = ()) -> Factory:
 
 
 def _surface(ctx: BuildContext, options: dict[str, Any]) -> Any:
-    from learnerprobe.probes.surface import SurfaceBaseline
-
-    return SurfaceBaseline(n_classes=ctx.n_classes, random_state=ctx.seed, **options)
+    return resolve(_SURFACE)(n_classes=ctx.n_classes, random_state=ctx.seed, **options)
 
 
 def _hidden_state_probe(ctx: BuildContext, options: dict[str, Any]) -> Any:
-    cls = resolve("learnerprobe.nli.probe_method:HiddenStateProbeClassifier")
+    cls = resolve("learnerprobe.estimators.nli.probe_method:HiddenStateProbeClassifier")
     kw = dict(options)
     model = kw.pop("model", None) or ctx.models[0]
     probe = kw.pop("probe", None) or (list(ctx.probes) or ["logistic"])[0]
@@ -208,7 +212,7 @@ def _stacking(ctx: BuildContext, options: dict[str, Any]) -> Any:
     # The bases already carry the class balance (weights or down-sampling); weighting the
     # meta-classifier again double-corrects and costs accuracy (MERLIN Italian, our
     # development corpus: 0.79 with a weighted meta-classifier vs 0.84 without).
-    cls = resolve("learnerprobe.nli.ensemble:StackingL1Classifier")
+    cls = resolve("learnerprobe.estimators.nli.ensemble:StackingL1Classifier")
     s = ctx.settings
     if ctx.build is None or s is None:
         raise ConfigError("the ensemble needs the NLI settings and a builder for its bases")
@@ -217,7 +221,7 @@ def _stacking(ctx: BuildContext, options: dict[str, Any]) -> Any:
 
 
 # --------------------------------------------------------------------------- built-ins
-_SWEEP = "learnerprobe.probes.sweep:fit_predict_layers"
+_SWEEP = "learnerprobe.estimators.probes.all_layers:fit_predict_layers"
 _OPT = "learnerprobe.nli.settings:"
 _ACT = ("activations", "model")
 
@@ -236,21 +240,21 @@ def _builtins() -> list[MethodEntry]:
     out.append(MethodEntry("surface", "text", _surface, ("cefr",), ("text",), True, "nominal",
                            description="length features + gradient boosting (baseline)"))
     nli = [
-        ("ngram", "text", from_context("learnerprobe.nli.ngram:NgramClassifier",
+        ("ngram", "text", from_context("learnerprobe.estimators.nli.ngram:NgramClassifier",
                                        ("class_weight", "seed")),
          ("text",), "NgramOptions", True, "char + word n-gram TF-IDF, linear SVM"),
         ("sentence-sgd", "text", from_context(
-            "learnerprobe.nli.sentence_sgd:SentenceSGDClassifier",
+            "learnerprobe.estimators.nli.sentence_sgd:SentenceSGDClassifier",
             ("class_weight", "seed", "model", "embedder")),
          ("text", "model"), "SentenceSGDOptions", False, "sentence embeddings + SGD"),
         ("probe", "probe", _hidden_state_probe, _ACT, "ProbeOptions", False,
          "hidden-state probe, layer chosen on validation"),
-        ("metadata", "text", from_context("learnerprobe.nli.metadata_baseline:MetadataBaseline"),
+        ("metadata", "text", from_context("learnerprobe.estimators.nli.metadata_baseline:MetadataBaseline"),
          ("text",), "MetadataOptions", False, "task and test level only, no text"),
-        ("zeroshot", "lm", from_context("learnerprobe.nli.zeroshot:ZeroShotL1Classifier",
+        ("zeroshot", "lm", from_context("learnerprobe.estimators.nli.zeroshot:ZeroShotL1Classifier",
                                         ("language", "seed")),
          ("text", "model"), "ZeroShotOptions", False, "zero-shot LLM"),
-        ("finetune", "lm", from_context("learnerprobe.nli.finetune:FineTuneClassifier",
+        ("finetune", "lm", from_context("learnerprobe.estimators.nli.finetune:FineTuneClassifier",
                                         ("seed", "class_weight", "model")),
          ("text", "model"), "FineTuneOptions", False, "fine-tuned encoder"),
         ("ensemble", "ensemble", _stacking, ("text",), None, False, "stacking of methods"),
@@ -262,7 +266,7 @@ def _builtins() -> list[MethodEntry]:
 
 
 # --------------------------------------------------------------------------- transfer methods
-_TP = "learnerprobe.transfer.estimators:TransferProbe"
+_TP = "learnerprobe.estimators.transfer.probe:TransferProbe"
 _LAYER_ONLY: dict[str, list[Any]] = {}  # the nested protocol chooses the layer only
 
 
@@ -306,11 +310,11 @@ def _transfer() -> list[MethodEntry]:
          "hidden states and surface features in one probe"),
         ("stack_surface", _TP, {"stack_surface": True}, _LAYER_ONLY, False,
          "stacking: probe's cross-fitted expected level + surface features"),
-        ("dann", "learnerprobe.transfer.torch_probes:DomainAdversarialMLP",
+        ("dann", "learnerprobe.estimators.transfer.torch_probes:DomainAdversarialMLP",
          {"class_weight": None, "decode": "argmax", "epochs": 100}, {"reversal": [0.1, 0.5]},
          False,
          "domain-adversarial MLP (gradient reversal against corpus identity)"),
-        ("scalar_mix", "learnerprobe.transfer.torch_probes:ScalarMixProbe",
+        ("scalar_mix", "learnerprobe.estimators.transfer.torch_probes:ScalarMixProbe",
          {"class_weight": None, "decode": "argmax"}, {"weight_decay": [1e-3, 1e-2]}, False,
          "learnt softmax mix of all candidate layers + linear head"),
         ("combined", _TP, {"features": "hidden+surface", "C": 0.01}, both, False,

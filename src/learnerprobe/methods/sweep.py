@@ -16,7 +16,7 @@ take the first maximum; the NLI probe took the lowest layer index among ties), e
 bundle training used to crash on an all-NaN sweep. Only validation data reach the selector: the
 test rows a caller passes are predicted alongside but never scored here.
 
-The fitting engine is :func:`learnerprobe.probes.sweep.fit_predict_layers` for the built-in
+The fitting engine is :func:`learnerprobe.estimators.probes.all_layers.fit_predict_layers` for the built-in
 probes; a probe added through :mod:`learnerprobe.methods.registry` is fitted layer by layer
 from its registry entry (:func:`fit_layers`).
 """
@@ -124,7 +124,7 @@ def fit_layers(X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray, pro
                n_classes: int, mode: str = "tuned", seed: int = 0, width: int | None = None,
                n_jobs: int | None = 1) -> dict[str, Any]:
     """All layers of a registered probe: the shared-work engine for the built-in probes
-    (:func:`learnerprobe.probes.sweep.fit_predict_layers`), else a per-layer loop over fresh
+    (:func:`learnerprobe.estimators.probes.all_layers.fit_predict_layers`), else a per-layer loop over fresh
     estimators from the probe's registry entry."""
     from learnerprobe.methods.registry import get_method
 

@@ -1,11 +1,5 @@
-"""Native language identification (NLI): task preparation, methods, stacking, analyses.
-
-Every method is a scikit-learn classifier over texts (``fit(X, y)``, ``predict_proba(X)``,
-``classes_``) where ``X`` is a list of strings or of :class:`~learnerprobe.records.LearnerText`,
-so that all of them can be cross-validated on the same author-grouped folds and stacked.
-Heavy imports stay inside the submodules.
+"""Native language identification (NLI): the protocol (``run``: every configured method on the
+same author-grouped folds, cached; ``analysis``: confusions, language families, per-level
+results) and its settings. The methods themselves are classifiers in
+:mod:`learnerprobe.estimators.nli`, built by name through :mod:`learnerprobe.methods.registry`.
 """
-
-METHODS: tuple[str, ...] = (
-    "ngram", "sentence-sgd", "probe", "finetune", "zeroshot", "ensemble", "metadata",
-)

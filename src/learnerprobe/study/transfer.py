@@ -29,6 +29,11 @@ from joblib import Parallel, delayed
 from threadpoolctl import threadpool_limits
 
 from learnerprobe.errors import ConfigError
+from learnerprobe.estimators.probes.surface import (
+    SurfaceBaseline,
+    surface_columns,
+    surface_features,
+)
 from learnerprobe.evaluation.cell_cache import CellCache, content_key
 from learnerprobe.evaluation.metrics import paired_bootstrap_diff
 from learnerprobe.evaluation.protocols import make_splits
@@ -36,7 +41,6 @@ from learnerprobe.evaluation.results import Pooled, prediction_frame, score_rows
 from learnerprobe.methods import nested
 from learnerprobe.methods.registry import BuildContext, get_method
 from learnerprobe.paths import cache_root
-from learnerprobe.probes.surface import SurfaceBaseline, surface_columns, surface_features
 from learnerprobe.study.transfer_config import TransferSettings, method_grid
 
 if TYPE_CHECKING:

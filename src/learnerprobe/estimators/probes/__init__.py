@@ -1,12 +1,12 @@
 """Proficiency probes: five sklearn estimators over ordinal levels, a surface baseline, and an
-efficient all-layer sweep (:mod:`learnerprobe.probes.sweep`).
+efficient all-layer sweep (:mod:`learnerprobe.estimators.probes.all_layers`).
 
 ``make_probe(name, mode=...)`` is the one place that defines the two protocols:
 
 - ``reference``: the published protocol -- sklearn/mord defaults, no feature scaling, MLP hidden
   size = model width (``width``; sklearn's 100 when unknown); the MLPs are sklearn's
   ``MLPClassifier``/``MLPRegressor`` defaults re-implemented in torch (same initialisation,
-  shuffles, Adam and stopping rule; :mod:`learnerprobe.probes._sklearn_mlp`), so that the layer
+  shuffles, Adam and stopping rule; :mod:`learnerprobe.estimators.probes._sklearn_mlp`), so that the layer
   sweep can train all layers at once;
 - ``tuned`` (default): StandardScaler inside the estimator, regularisation chosen by inner CV on
   the training data only (ridge: leave-one-out over ``RIDGE_ALPHAS``; logistic: 3-fold log-loss
@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from learnerprobe.probes.estimators import (
+from learnerprobe.estimators.probes.level_probes import (
     LogisticProbe,
     MLPClfProbe,
     MLPRegProbe,
     OrdinalLogisticAT,
     RidgeOrdinal,
 )
-from learnerprobe.probes.surface import SurfaceBaseline, surface_features
+from learnerprobe.estimators.probes.surface import SurfaceBaseline, surface_features
 
 PROBES: tuple[str, ...] = ("ridge", "logistic", "ordinal", "mlp_reg", "mlp_clf")
 MODES: tuple[str, ...] = ("tuned", "reference")

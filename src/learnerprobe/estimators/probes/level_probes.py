@@ -307,7 +307,7 @@ class _MLPProbe(_OrdinalProbe):
     """One hidden layer. ``backend="torch"``: our trainer with early stopping on an internal
     validation split (tuned); ``backend="sklearn_torch"``: scikit-learn's MLP with its defaults
     (adam, lr 1e-3, batches of min(200, n), 200 epochs, its tol stopping rule) re-implemented in
-    torch (:mod:`learnerprobe.probes._sklearn_mlp`; the reference protocol); ``backend="sklearn"``:
+    torch (:mod:`learnerprobe.estimators.probes._sklearn_mlp`; the reference protocol); ``backend="sklearn"``:
     scikit-learn's own MLP, fitted and applied with one BLAS thread so that it is reproducible.
     The two sklearn backends use only ``hidden_layer_size``, ``alpha`` and ``random_state``."""
 
@@ -347,7 +347,7 @@ class _MLPProbe(_OrdinalProbe):
         if self.backend == "sklearn":
             self._fit_sklearn(Xs, target)
         elif self.backend == "sklearn_torch":
-            from learnerprobe.probes._sklearn_mlp import torch_threads, train_sklearn_mlp
+            from learnerprobe.estimators.probes._sklearn_mlp import torch_threads, train_sklearn_mlp
 
             with torch_threads(1), _one_blas_thread():
                 self.weights_ = train_sklearn_mlp(
@@ -357,7 +357,7 @@ class _MLPProbe(_OrdinalProbe):
             self.n_iter_ = int(self.weights_["n_iter"][0])
             self.converged_ = bool(self.weights_["converged"][0])
         elif self.backend == "torch":
-            from learnerprobe.probes._torch_mlp import train_mlp
+            from learnerprobe.estimators.probes._torch_mlp import train_mlp
 
             self.weights_ = train_mlp(
                 Xs[None], target, task=self._task, n_out=n_out,
@@ -394,11 +394,11 @@ class _MLPProbe(_OrdinalProbe):
                     return self.model_.predict_proba(Xs)
                 return self.model_.predict(Xs)[:, None]
         if self.backend == "sklearn_torch":
-            from learnerprobe.probes._sklearn_mlp import sklearn_mlp_output
+            from learnerprobe.estimators.probes._sklearn_mlp import sklearn_mlp_output
 
             with _one_blas_thread():  # the reference MLP's outputs must not depend on threads
                 return sklearn_mlp_output(self.weights_, Xs[None])[0]
-        from learnerprobe.probes._torch_mlp import mlp_forward
+        from learnerprobe.estimators.probes._torch_mlp import mlp_forward
 
         out = mlp_forward(self.weights_, Xs[None])[0]
         if self._task == "clf":

@@ -16,11 +16,10 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from learnerprobe.errors import LearnerprobeError
+from learnerprobe.estimators.nli._base import align_proba, as_texts
 from learnerprobe.evaluation.splits import group_keys, inner_validation_split
 from learnerprobe.methods.registry import get_method
 from learnerprobe.methods.sweep import select_layer
-from learnerprobe.nli._base import align_proba
-from learnerprobe.nli.data import as_texts
 from learnerprobe.records import LearnerText, text_hash
 
 Featurizer = Callable[[Sequence[Any]], np.ndarray]

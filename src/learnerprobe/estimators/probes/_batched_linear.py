@@ -20,7 +20,7 @@ win; the refits of the rest -- and, on a near tie, their inner fits -- are then 
 refit is). Measured cost on MERLIN e5-small (13 layers, ~1460 rows, one thread): the large-C
 inner fits are ill-conditioned and dominate the logistic time.
 
-Semantics are the estimators' (:mod:`learnerprobe.probes.estimators`): the same inner folds
+Semantics are the estimators' (:mod:`learnerprobe.estimators.probes.level_probes`): the same inner folds
 (``_inner_cv``), sklearn's objective ``sum log-loss + ||W||^2 / (2C)`` with an unpenalised
 intercept (two classes: sklearn's binomial model, i.e. the multinomial one at ``C/2``), C chosen
 by the summed fold scores (``LogisticRegressionCV``: first best); mord's ``obj_margin`` with the
@@ -41,7 +41,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from learnerprobe.probes.estimators import _at_fit, _at_proba, _inner_cv
+from learnerprobe.estimators.probes.level_probes import _at_fit, _at_proba, _inner_cv
 
 #: L-BFGS settings: history, iteration cap, stopping test (max |gradient| of the mean-form
 #: objective, i.e. sklearn's ``gtol`` scale; sklearn's tuned probe stops at 1e-4).
@@ -555,7 +555,7 @@ def _tuned_layers(Xtr, y, Xte, grid, *, n_classes: int, cv: int, seed, spec_of, 
                   log) -> dict:
     import torch
 
-    from learnerprobe.probes._sklearn_mlp import torch_threads
+    from learnerprobe.estimators.probes._sklearn_mlp import torch_threads
 
     present = np.unique(y)
     L, m = Xtr.shape[0], Xte.shape[1]

@@ -1,8 +1,28 @@
-"""Small helpers shared by the NLI methods (probability shaping, label encoding)."""
+"""Small helpers shared by the NLI methods (their inputs, probability shaping)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
+
+from learnerprobe.records import LearnerText
+
+
+def as_texts(X: Sequence[Any]) -> list[str]:
+    """Strings from a list of str, LearnerText or dicts with "text" (methods accept all three)."""
+    out: list[str] = []
+    for i, x in enumerate(X):
+        if isinstance(x, str):
+            out.append(x)
+        elif isinstance(x, LearnerText):
+            out.append(x.text)
+        elif isinstance(x, dict) and "text" in x:
+            out.append(str(x["text"]))
+        else:
+            raise TypeError(f"item {i}: expected str, LearnerText or dict with 'text', got {type(x)}")
+    return out
 
 
 def softmax(scores: np.ndarray) -> np.ndarray:

@@ -29,8 +29,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from learnerprobe.probes.estimators import encode_labels
-from learnerprobe.transfer.adapt import expected_value
+from learnerprobe.estimators.probes.level_probes import encode_labels
+from learnerprobe.estimators.transfer.adapt import expected_value
 
 
 class _TorchProbe(ClassifierMixin, BaseEstimator):

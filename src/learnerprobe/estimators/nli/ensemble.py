@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 
+from learnerprobe.estimators.nli._base import align_proba
 from learnerprobe.evaluation.splits import group_keys, grouped_stratified_kfold
-from learnerprobe.nli._base import align_proba
 
 SELECT_BY = ("accuracy", "macro_f1", "log_loss")
 

@@ -16,8 +16,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from learnerprobe.nli._base import softmax
-from learnerprobe.nli.data import as_texts
+from learnerprobe.estimators.nli._base import as_texts, softmax
 
 
 class NgramClassifier(ClassifierMixin, BaseEstimator):

@@ -20,8 +20,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import SGDClassifier
 from sklearn.preprocessing import StandardScaler
 
+from learnerprobe.estimators.nli._base import as_texts
 from learnerprobe.models.loading import load_model
-from learnerprobe.nli.data import as_texts
 from learnerprobe.paths import cache_root
 
 # End of sentence: ., !, ?, … (or runs of them) or a line break, followed by whitespace.

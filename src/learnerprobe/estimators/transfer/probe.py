@@ -32,8 +32,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from learnerprobe.probes.estimators import encode_labels
-from learnerprobe.transfer import adapt
+from learnerprobe.estimators.probes.level_probes import encode_labels
+from learnerprobe.estimators.transfer import adapt
 
 DECODES = ("argmax", "ev", "thresholds")
 ERASERS = (None, "leace", "mean")

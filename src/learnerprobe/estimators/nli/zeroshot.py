@@ -9,7 +9,7 @@ Two scorers:
   removes the bias against names split into many tokens at the price of no longer being a
   likelihood.
 * ``generate``: greedy free answer of a few tokens, normalised with
-  :func:`learnerprobe.nli.aliases.match_answer`. Parsed answers get probability 1. Answers
+  :func:`learnerprobe.estimators.nli.aliases.match_answer`. Parsed answers get probability 1. Answers
   that name no candidate are never dropped: they are counted (``n_unparsed_``, ``answers_``),
   ``predict`` returns :attr:`UNPARSED` for them (always an error), and ``predict_proba`` gives
   them a uniform row (``unparsed="uniform"``, the default, so top-k and log-loss stay defined
@@ -30,7 +30,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
 from learnerprobe.errors import ConfigError
-from learnerprobe.nli.aliases import match_answer, parse_language
+from learnerprobe.estimators.nli.aliases import match_answer, parse_language
 
 #: Reconstruction of the reference work's prompt; ``{target_language}`` and ``{text}`` are filled.
 DEFAULT_TEMPLATE = (
@@ -77,8 +77,8 @@ def _texts_and_languages(X: Sequence[Any], default: str | None) -> list[tuple[st
 class ZeroShotL1Classifier(ClassifierMixin, BaseEstimator):
     """LLM zero-shot L1 classifier (see the module docstring for the scorers).
 
-    ``backend`` is an :class:`~learnerprobe.nli.llm_backends.LLMBackend`, a model name/folder
-    for :class:`~learnerprobe.nli.llm_backends.LocalCausalLM`, or a dict such as
+    ``backend`` is an :class:`~learnerprobe.estimators.nli.llm_backends.LLMBackend`, a model name/folder
+    for :class:`~learnerprobe.estimators.nli.llm_backends.LocalCausalLM`, or a dict such as
     ``{"type": "openai", "base_url": "http://localhost:8000", "model": "..."}``.
     ``answer_names`` maps a class to the word the model should say for it (default: the class).
     ``list_candidates`` appends "Choose one of: ..." to the prompt (off in the reference work).
@@ -182,7 +182,7 @@ class ZeroShotL1Classifier(ClassifierMixin, BaseEstimator):
 
     def _get_backend(self) -> Any:
         if self.backend_ is None:
-            from learnerprobe.nli.llm_backends import make_backend
+            from learnerprobe.estimators.nli.llm_backends import make_backend
 
             self.backend_ = make_backend(self.backend, **(self.backend_options or {}))
         return self.backend_

@@ -7,13 +7,13 @@ layer by layer, faster:
 - ridge: one eigendecomposition of ``X'X`` per layer (batched in torch) gives the leave-one-out
   error of *every* alpha in closed form, exactly as ``RidgeCV`` selects it;
 - MLPs: all layers train together in torch with layers as a batch dimension, each with its own
-  early stopping (:mod:`learnerprobe.probes._torch_mlp`);
+  early stopping (:mod:`learnerprobe.estimators.probes._torch_mlp`);
 - logistic / ordinal: every (layer x inner fold x C/alpha) fit and the refits are independent
   convex problems, solved together as one batch in torch
-  (:mod:`learnerprobe.probes._batched_linear`).
+  (:mod:`learnerprobe.estimators.probes._batched_linear`).
 
 In reference mode the MLPs (sklearn's defaults, re-implemented in torch:
-:mod:`learnerprobe.probes._sklearn_mlp`) also train all layers at once, on one torch thread;
+:mod:`learnerprobe.estimators.probes._sklearn_mlp`) also train all layers at once, on one torch thread;
 the other reference probes are :func:`sweep_reference`, the plain per-layer loop.
 """
 
@@ -24,7 +24,7 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from learnerprobe.probes import PROBES, RIDGE_ALPHAS, TUNED_MLP_HIDDEN, make_probe
+from learnerprobe.estimators.probes import PROBES, RIDGE_ALPHAS, TUNED_MLP_HIDDEN, make_probe
 
 _PROBA = {"ridge": False, "logistic": True, "ordinal": True, "mlp_reg": False, "mlp_clf": True}
 #: Fitting engines whose predictions changed since a cell cache was first keyed; their name goes
@@ -158,7 +158,7 @@ def fit_predict_layers(
 def _linear_all(Xtr, y, Xte, probe: str, n_classes: int, seed: int) -> dict:
     """Tuned logistic / ordinal (grid, folds and seed from ``make_probe``) on every layer as one
     batched solve instead of a per-layer loop (minutes per cell)."""
-    from learnerprobe.probes._batched_linear import logistic_layers, ordinal_layers
+    from learnerprobe.estimators.probes._batched_linear import logistic_layers, ordinal_layers
 
     est = make_probe(probe, mode="tuned", n_classes=n_classes, seed=seed, scale=False)
     if probe == "logistic":
@@ -178,7 +178,7 @@ def _one_class(Xte: np.ndarray, label: int, n_classes: int) -> dict:
 def _mlp_all(Xtr, y, Xte, probe, n_classes, seed, width) -> dict:
     from scipy.special import softmax
 
-    from learnerprobe.probes._torch_mlp import mlp_forward, train_mlp
+    from learnerprobe.estimators.probes._torch_mlp import mlp_forward, train_mlp
 
     ref = make_probe(probe, mode="tuned", n_classes=n_classes, width=width, seed=seed)
     clf = probe == "mlp_clf"
@@ -204,7 +204,7 @@ def _mlp_all(Xtr, y, Xte, probe, n_classes, seed, width) -> dict:
 
 def _mlp_reference_all(Xtr, y, Xte, probe, n_classes, seed, width) -> dict:
     """The reference MLP (``make_probe(probe, mode="reference")``) on every layer at once."""
-    from learnerprobe.probes._sklearn_mlp import (
+    from learnerprobe.estimators.probes._sklearn_mlp import (
         sklearn_mlp_output,
         torch_threads,
         train_sklearn_mlp,
