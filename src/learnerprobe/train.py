@@ -82,7 +82,7 @@ def select_probe(X_tr: np.ndarray, y_tr: np.ndarray, X_va: np.ndarray, y_va: np.
     bounded BLAS/OpenMP threads)."""
     from threadpoolctl import threadpool_limits
 
-    from learnerprobe.methods.sweep import select_layer
+    from learnerprobe.selection.validation import select_layer
 
     with threadpool_limits(threads):
         return probe, select_layer(X_tr, y_tr, X_va, y_va, probe, metric="qwk",
@@ -97,8 +97,8 @@ def train_cefr(cfg, bundle: Path, *, results_dir: Path | None, log: Callable[[st
     from learnerprobe.evaluation.splits import grouped_holdout
     from learnerprobe.execution.cells import map_cells
     from learnerprobe.methods.registry import get_method
-    from learnerprobe.methods.sweep import best_index
     from learnerprobe.models.pinning import weights_pin
+    from learnerprobe.selection.validation import best_index
     from learnerprobe.study.runner import load_records
     from learnerprobe.tasks import get_task
 
@@ -207,14 +207,14 @@ def _transfer_inputs(cfg, data: Any, X: np.ndarray, layers: list[int]) -> Any:
 def choose_transfer(cfg, method: str, data: Any, inp: Any, log: Callable[[str], None]
                     ) -> tuple[Any, Any]:
     """``(choice, estimator)``: the method's variant and layer chosen on held-out corpora
-    (:func:`learnerprobe.methods.nested.choose` over the study's candidates and fits), then
+    (:func:`learnerprobe.selection.nested.choose` over the study's candidates and fits), then
     refitted on every text."""
     from threadpoolctl import threadpool_limits
 
     from learnerprobe.evaluation.protocols import Split
     from learnerprobe.evaluation.splits import grouped_holdout
-    from learnerprobe.methods import nested
     from learnerprobe.methods.registry import BuildContext, get_method
+    from learnerprobe.selection import nested
     from learnerprobe.study import transfer as st
 
     seed, K = cfg.seeds[0], data.n_classes
@@ -333,9 +333,9 @@ def train_l1(cfg, bundle: Path, *, results_dir: Path | None, log: Callable[[str]
     from learnerprobe.evaluation.metrics import bootstrap_all, macro_f1
     from learnerprobe.evaluation.splits import grouped_holdout
     from learnerprobe.methods.registry import BuildContext, get_method, l1_probe_names
-    from learnerprobe.methods.sweep import best_index, select_layer
     from learnerprobe.models.pinning import weights_pin
     from learnerprobe.nli.settings import settings_of
+    from learnerprobe.selection.validation import best_index, select_layer
     from learnerprobe.study.runner import load_records
     from learnerprobe.tasks import get_task
 

@@ -33,7 +33,7 @@ def test_batched_sweep_matches_per_layer_fits_on_merlin(merlin_de_cell, probe, k
     from learnerprobe.estimators.probes import make_probe
     from learnerprobe.estimators.probes.all_layers import fit_predict_layers, standardize_layers
     from learnerprobe.evaluation.metrics import bootstrap_ci, qwk
-    from learnerprobe.methods.sweep import select_from_predictions
+    from learnerprobe.selection.validation import select_from_predictions
 
     X, y, sp = merlin_de_cell
     pred_rows = np.concatenate([sp.val, sp.test])

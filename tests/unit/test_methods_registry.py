@@ -10,7 +10,7 @@ import pytest
 from learnerprobe.errors import ConfigError
 from learnerprobe.methods import registry
 from learnerprobe.methods.registry import get_method, method_names, register
-from learnerprobe.methods.sweep import best_index, select_from_predictions, select_layer
+from learnerprobe.selection.validation import best_index, select_from_predictions, select_layer
 from tests.helpers.methods import toy_methods_registered
 
 

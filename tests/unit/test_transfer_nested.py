@@ -7,7 +7,7 @@ import pytest
 
 from learnerprobe.evaluation.metrics import qwk
 from learnerprobe.evaluation.protocols import make_splits
-from learnerprobe.methods import nested
+from learnerprobe.selection import nested
 from learnerprobe.study.runner import encode
 from learnerprobe.study.transfer import TransferInputs, make_fit_many
 from tests.helpers.study import synthetic_records, tiny_config

@@ -4,7 +4,7 @@ Before it, each pipeline kept its own list: ``probes.PROBES`` + ``make_probe`` f
 train, a chain of ``if method == ...`` in ``nli/run.py`` for NLI, name sets in the config
 checks. Adding a probe or an NLI method meant editing four places. Now it is one
 :class:`MethodEntry` given to :func:`register`; the study config checks, the study runner's
-probe fitting (:mod:`learnerprobe.methods.sweep`), the NLI method factory and
+probe fitting (:mod:`learnerprobe.selection.validation`), the NLI method factory and
 ``learnerprobe train`` all look names up here (:func:`get_method`, :func:`method_names`).
 
 Factories and option models may be given as ``"module:attribute"`` strings, resolved on first

@@ -47,12 +47,12 @@ from learnerprobe.evaluation.results import (
 from learnerprobe.evaluation.splits import check_class_sizes
 from learnerprobe.execution.cells import map_cells
 from learnerprobe.extract import get_activations
-from learnerprobe.methods.sweep import fit_layers, select_layer
 from learnerprobe.outputs import converting_write_errors
 from learnerprobe.paths import cache_root
 from learnerprobe.prep.clean import clean
 from learnerprobe.prep.mask import mask_records
 from learnerprobe.records import LearnerText
+from learnerprobe.selection.validation import fit_layers, select_layer
 from learnerprobe.study import report as study_report
 from learnerprobe.study.config import StudyConfig, load_config
 from learnerprobe.study.rundir import abandon, begin_run, publish

@@ -2,7 +2,7 @@
 
 Runs after the probe stage when a config has a ``[transfer]`` table. For every configured
 transfer method (``learnerprobe.methods.registry``, ``tasks = ("transfer",)``) and every
-outer LOCO fold, :mod:`learnerprobe.methods.nested` chooses the method's variant (a grid point
+outer LOCO fold, :mod:`learnerprobe.selection.nested` chooses the method's variant (a grid point
 of its options) and layer on the training corpora only (each held out in turn), refits the
 choice on all training corpora and predicts the held-out corpus. The pooled held-out
 predictions are scored like every other cell (``evaluation.results.score_rows``, layer
@@ -38,9 +38,9 @@ from learnerprobe.evaluation.cell_cache import CellCache, content_key
 from learnerprobe.evaluation.metrics import paired_bootstrap_diff
 from learnerprobe.evaluation.protocols import make_splits
 from learnerprobe.evaluation.results import Pooled, prediction_frame, score_rows
-from learnerprobe.methods import nested
 from learnerprobe.methods.registry import BuildContext, get_method
 from learnerprobe.paths import cache_root
+from learnerprobe.selection import nested
 from learnerprobe.study.transfer_config import TransferSettings, method_grid
 
 if TYPE_CHECKING:
@@ -122,7 +122,7 @@ def _digest(a: np.ndarray) -> str:
 
 def make_fit_many(method: str, inp: TransferInputs, *, n_jobs: int, threads: int, cache: bool,
                   stats: dict[str, float]) -> nested.FitMany:
-    """``fit_many`` for :func:`learnerprobe.methods.nested.nested_loco`: cached, parallel."""
+    """``fit_many`` for :func:`learnerprobe.selection.nested.nested_loco`: cached, parallel."""
     mix, surf = method_inputs(method)
     store = CellCache(cache_root() / "transfer-cells", shard=True)
     # the method's fixed settings (registry) are part of the key, not only the grid point

@@ -19,8 +19,8 @@ from learnerprobe.errors import LearnerprobeError
 from learnerprobe.estimators.nli._base import align_proba, as_texts
 from learnerprobe.evaluation.splits import group_keys, inner_validation_split
 from learnerprobe.methods.registry import get_method
-from learnerprobe.methods.sweep import select_layer
 from learnerprobe.records import LearnerText, text_hash
+from learnerprobe.selection.validation import select_layer
 
 Featurizer = Callable[[Sequence[Any]], np.ndarray]
 

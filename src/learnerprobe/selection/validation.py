@@ -1,8 +1,7 @@
 """Fit a probe on every layer and choose the layer on validation data: the one selection step.
 
-Four places used to choose "the best layer", each with its own metric call and tie rule (the
-study runner, the NLI hidden-state probe, CEFR and L1 bundle training). They meant the same
-thing, so it is written once here:
+"The best layer" means one thing for the study runner, the NLI hidden-state probe and CEFR and
+L1 bundle training:
 
 - **score**: each layer's validation predictions are scored by one named metric
   (:func:`score_layers`); ordinal metrics on the ``0..K-1`` scale as the study reports them,
@@ -11,14 +10,12 @@ thing, so it is written once here:
   :data:`LOWER_IS_BETTER` metrics); **ties go to the earliest candidate** (the lowest index on
   the layer axis, i.e. the shallowest layer); a NaN score never wins; all NaN gives the first.
 
-Every earlier caller already behaved so on the shipped configs (``np.argmax`` / ``np.nanargmax``
-take the first maximum; the NLI probe took the lowest layer index among ties), except that
-bundle training used to crash on an all-NaN sweep. Only validation data reach the selector: the
-test rows a caller passes are predicted alongside but never scored here.
+Only validation data reach the selector: the test rows a caller passes are predicted alongside
+but never scored here.
 
-The fitting engine is :func:`learnerprobe.estimators.probes.all_layers.fit_predict_layers` for the built-in
-probes; a probe added through :mod:`learnerprobe.methods.registry` is fitted layer by layer
-from its registry entry (:func:`fit_layers`).
+The fitting engine is :func:`learnerprobe.estimators.probes.all_layers.fit_predict_layers` for
+the built-in probes; a probe added through :mod:`learnerprobe.methods.registry` is fitted layer
+by layer from its registry entry (:func:`fit_layers`).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ the outer training corpora: for each outer fold (one corpus held out), each *tra
 held out in turn as validation (the inner folds; authors of a validation corpus are removed from
 its inner training part), every candidate is fitted on the inner training part and predicts the
 inner validation corpus, the candidates are scored on the pooled inner-validation predictions
-and the best (:func:`learnerprobe.methods.sweep.best_index`: ties to the earliest candidate,
+and the best (:func:`learnerprobe.selection.validation.best_index`: ties to the earliest candidate,
 NaN never wins) is refitted on all training corpora and predicts the held-out corpus.
 
 The held-out corpus's labels never enter: a job carries ``y_train`` (labels of its training
@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from learnerprobe.evaluation.metrics import LOWER_IS_BETTER, score_all
-from learnerprobe.methods.sweep import best_index
+from learnerprobe.selection.validation import best_index
 
 
 @dataclass(frozen=True)
