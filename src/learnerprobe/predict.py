@@ -10,7 +10,7 @@ probabilities come from an ordered-logit calibration fitted on validation data
 
 Loading verifies each bundle (:func:`learnerprobe.bundles.io.load_bundle`), optionally against a
 pinned digest, and, for hidden-state bundles, that the model comes from a place a bundle may
-name, needs no custom code (:mod:`learnerprobe.models.trust`) and has the pinned weights; the
+name, needs no custom code (:mod:`learnerprobe.models.sources`) and has the pinned weights; the
 model is then loaded from that checked folder. A probability or score that is not a finite
 number is never returned (:class:`~learnerprobe.errors.NonFiniteOutputError`).
 """

@@ -36,7 +36,7 @@ def study_metrics(results_dir: Path | None, task: str, probe: str, *,
     transfer method's rows: ``nested``) from a study's results.csv, if given."""
     if results_dir is None:
         return {}
-    from learnerprobe.study.results import read_run_results
+    from learnerprobe.study.rundir import read_run_results
 
     df = read_run_results(results_dir)  # refuses a run folder without its completion marker
     sel = df[(df["task"] == task) & (df["probe"] == probe) & (df["test_corpus"] == "all")]
@@ -58,7 +58,7 @@ def _layer_activations(cfg, records, log) -> tuple[np.ndarray, list[int], Any, d
     """Activations of the config's first model for `records` (layers x n x d), cache-backed."""
     from learnerprobe.extract import get_activations
     from learnerprobe.models.registry import get_model
-    from learnerprobe.models.trust import check_source
+    from learnerprobe.models.sources import check_source
 
     ex = cfg.extraction
     entry = get_model(cfg.models[0])

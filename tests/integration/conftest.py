@@ -20,7 +20,7 @@ def tiny_folder(tmp_path_factory):
 def cached_tiny_folder(tiny_folder, tmp_path):
     """``tiny_folder`` copied under ``tmp_path/cache/models`` (point LEARNERPROBE_CACHE at
     ``tmp_path/cache``): a bundle's model may only be a folder under the model cache
-    (learnerprobe.models.trust), so tests that train or apply bundles use this one."""
+    (learnerprobe.models.sources), so tests that train or apply bundles use this one."""
     import shutil
 
     dst = tmp_path / "cache" / "models" / "tiny-bert"

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from learnerprobe.corpora import load_corpus
-from learnerprobe.corpora.io import corpus_stats
+from learnerprobe.corpora.record_files import corpus_stats
 
 
 def _field(xml: str, tag: str) -> str:

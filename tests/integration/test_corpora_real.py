@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 
 from learnerprobe.corpora import load_corpus
-from learnerprobe.corpora.io import corpus_stats
+from learnerprobe.corpora.record_files import corpus_stats
 
 
 @pytest.fixture(scope="module")

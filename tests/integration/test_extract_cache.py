@@ -12,7 +12,7 @@ import textwrap
 import numpy as np
 
 from learnerprobe.extract import extract
-from learnerprobe.extract.cache import ActivationCache
+from learnerprobe.extract.activation_cache import ActivationCache
 from learnerprobe.models.testing import tiny_model
 from tests.helpers.extract import text_records
 

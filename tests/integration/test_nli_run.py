@@ -83,7 +83,7 @@ def test_crashed_nli_run_is_refused_and_resumes_from_its_cache(subset, tmp_path,
     """Killed before the completion marker: readers refuse the folder, the method cache in
     OUT/nli/cache survives, and the rerun reuses it and publishes a complete run."""
     from learnerprobe.study import rundir
-    from learnerprobe.study.results import IncompleteRunError, read_run_results
+    from learnerprobe.study.rundir import IncompleteRunError, read_run_results
     from learnerprobe.study.runner import run
 
     def killed(*a, **k):

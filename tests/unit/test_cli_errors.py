@@ -218,7 +218,7 @@ def test_other_errors_still_raise(tmp_path, capsys, monkeypatch):
 
 def test_export_disk_full_leaves_nothing(tmp_path, capsys, monkeypatch):
     """Disk full while writing the export: one line, exit 2, no file (not even a temporary)."""
-    import learnerprobe.corpora.io as cio
+    import learnerprobe.corpora.record_files as cio
     from learnerprobe.records import LearnerText
 
     def fake_load(name, root, option, config):

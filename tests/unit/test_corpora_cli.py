@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from learnerprobe.cli import app
 from learnerprobe.cli.corpus import parse_options
 from learnerprobe.corpora import load_corpus
-from learnerprobe.corpora.io import corpus_stats, read_records, write_records
+from learnerprobe.corpora.record_files import corpus_stats, read_records, write_records
 from learnerprobe.errors import ConfigError, LearnerprobeError
 from tests.helpers.corpus_fixtures import fixture_tree
 

@@ -17,7 +17,7 @@ import pytest
 from learnerprobe.corpora import CorpusSpec, load_corpus
 from learnerprobe.corpora._common import CorpusWarning
 from learnerprobe.corpora.bea19 import correct
-from learnerprobe.corpora.io import corpus_stats
+from learnerprobe.corpora.record_files import corpus_stats
 from learnerprobe.errors import ConfigError, DataFormatError
 from tests.helpers.corpus_fixtures import fixture_tree
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from learnerprobe.extract import engine, extract
-from learnerprobe.extract.cache import ActivationCache
+from learnerprobe.extract.activation_cache import ActivationCache
 from learnerprobe.models.testing import tiny_model
 from tests.helpers.extract import TEXTS, text_records
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from learnerprobe.study import runner
-from learnerprobe.study.bench import bench_study, summary_lines, write_bench
+from learnerprobe.study.bench_study import bench_study, summary_lines, write_bench
 from tests.helpers.study import fake_activations, synthetic_records, tiny_config
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from learnerprobe.outputs import OutputError
 from learnerprobe.study import rundir, runner
-from learnerprobe.study.results import IncompleteRunError, read_run_results
+from learnerprobe.study.rundir import IncompleteRunError, read_run_results
 from tests.helpers.study import fake_activations, synthetic_records, tiny_config
 
 

@@ -5,8 +5,8 @@ import json
 import pandas as pd
 import pytest
 
+from learnerprobe.evaluation.results import PREDICTION_COLUMNS, RESULT_COLUMNS
 from learnerprobe.study import runner
-from learnerprobe.study.results import PREDICTION_COLUMNS, RESULT_COLUMNS
 from tests.helpers.study import fake_activations, row_decode, synthetic_records, tiny_config
 
 N_LAYERS = 3

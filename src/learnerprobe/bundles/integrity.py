@@ -23,7 +23,7 @@ from typing import Any
 
 from learnerprobe.bundles.manifest import ESTIMATOR, MAX_FILES
 from learnerprobe.errors import BundleError
-from learnerprobe.models.trust import check_source
+from learnerprobe.models.sources import check_source
 
 SEAL_FORMAT = "learnerprobe-sealed-estimator/1"
 # An estimator.skops is a zip: its members' declared sizes are checked before any is read (a
@@ -112,7 +112,7 @@ def hash_all(p: Path, names: list[str]) -> dict[str, str]:
 
 
 def check_model_source(manifest: dict[str, Any], where: str) -> None:
-    """A bundle's model may come only from the places :mod:`learnerprobe.models.trust` allows
+    """A bundle's model may come only from the places :mod:`learnerprobe.models.sources` allows
     (a registry model, a hub id, a folder under the model cache): decided from the manifest's
     strings, so a folder elsewhere (or inside the bundle) is never listed, hashed or loaded."""
     if isinstance(manifest.get("model"), dict):

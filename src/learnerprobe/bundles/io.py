@@ -14,7 +14,7 @@ problem, and before any estimator code runs:
   refused, types checked, task in {cefr, l1}, labels unique non-empty strings, ``files`` keys
   relative POSIX paths inside the folder with 64-hex hashes, layer within the pinned model's
   layer count, max_length within [16, model maximum], ...);
-- a ``model.source`` a bundle may not name (:mod:`learnerprobe.models.trust`: only a registry
+- a ``model.source`` a bundle may not name (:mod:`learnerprobe.models.sources`: only a registry
   model, ``tiny:KIND``, a hub id or a folder under the model cache), decided from the manifest
   before any other file of the bundle is read, so a folder elsewhere or inside the bundle is
   never listed, hashed or loaded;

@@ -126,7 +126,7 @@ def stats(
     config: Path | None = typer.Option(None, "--config", help=CONFIG_HELP),
 ) -> None:
     """Count texts by language, CEFR level, L1 and split."""
-    from learnerprobe.corpora.io import corpus_stats
+    from learnerprobe.corpora.record_files import corpus_stats
 
     s = corpus_stats(_load(name, root, option, config))
     if as_json:
@@ -160,7 +160,7 @@ def export(
     config: Path | None = typer.Option(None, "--config", help=CONFIG_HELP),
 ) -> None:
     """Write a corpus as LearnerText rows to Parquet or JSONL (by the suffix of --out)."""
-    from learnerprobe.corpora.io import write_records
+    from learnerprobe.corpora.record_files import write_records
 
     if out.suffix.lower() not in (".parquet", ".jsonl"):
         raise LearnerprobeError(f"--out {out}: use a .parquet or .jsonl file name")

@@ -130,7 +130,7 @@ def bench_extract_cmd(
     out: Path | None = typer.Option(None, "--out", help="JSON file (default runs/bench/...)."),
 ) -> None:
     """Engine vs a naive reference loop: tokens/s, padding, peak RSS, fraction of matmul FLOP/s."""
-    from learnerprobe.extract.bench import run_bench
+    from learnerprobe.extract.bench_extract import run_bench
 
     if out is None:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -172,7 +172,7 @@ def bench_scale_cmd(
 ) -> None:
     """Local vs Ray extraction throughput, memory per worker and Ray overhead on this machine,
     and the projected wall time and storage of EFCAMDAT x Qwen3-Embedding-8B on 1/8/64 GPUs."""
-    from learnerprobe.execution.bench import run_scale
+    from learnerprobe.execution.bench_scale import run_scale
 
     if n < 1 or scale < 1 or e5_n < 0:
         raise ConfigError("--n and --scale must be at least 1, --e5-n at least 0")

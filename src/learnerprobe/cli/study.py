@@ -95,7 +95,7 @@ def results_cmd(
     from rich.markup import escape
     from rich.table import Table
 
-    from learnerprobe.study.results import read_run_results
+    from learnerprobe.study.rundir import read_run_results
     from learnerprobe.study.summary import comparisons, headline, to_markdown
 
     df = read_run_results(run_dir)  # refuses a crashed / unfinished run's folder

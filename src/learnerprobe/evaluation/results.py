@@ -3,7 +3,8 @@
 The schema (``RESULT_COLUMNS``) is the contract between the study runner, the NLI protocol and
 the report; docs/STUDY.md describes each column. This module sits below both ``study`` and
 ``nli`` (which return a :class:`HookResult` to the runner) so neither imports the other's
-internals; ``learnerprobe.study.results`` is the public face for readers of a run folder.
+internals. Readers of a finished run folder go through
+:func:`learnerprobe.study.rundir.read_run_results`, which refuses an unfinished run.
 """
 
 from __future__ import annotations

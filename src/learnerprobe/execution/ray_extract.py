@@ -37,7 +37,13 @@ import numpy as np
 from learnerprobe.errors import ConfigError, LearnerprobeError
 from learnerprobe.execution.session import ensure_ray
 from learnerprobe.execution.settings import ExecutionConfig
-from learnerprobe.extract.cache import ActivationCache, RowKey, Shard, ShardWriter, cache_key
+from learnerprobe.extract.activation_cache import (
+    ActivationCache,
+    RowKey,
+    Shard,
+    ShardWriter,
+    cache_key,
+)
 from learnerprobe.extract.engine import (
     DTYPE_ALIASES,
     as_rows,

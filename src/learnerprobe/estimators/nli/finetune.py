@@ -35,7 +35,7 @@ from learnerprobe.evaluation.splits import downsample, group_keys, inner_validat
 from learnerprobe.models.device import resolve_device
 from learnerprobe.models.loading import model_folder
 from learnerprobe.models.registry import get_model
-from learnerprobe.models.trust import refuse_custom_code, refuse_remote_config
+from learnerprobe.models.sources import refuse_custom_code, refuse_remote_config
 from learnerprobe.records import LearnerText
 
 # heavy optional imports stay local: torch and transformers (fitting or loading a fine-tuned

@@ -204,7 +204,7 @@ def _worker(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _spawn(spec: dict[str, Any], timeout: float | None) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "learnerprobe.extract.bench", json.dumps(spec)]
+    cmd = [sys.executable, "-m", "learnerprobe.extract.bench_extract", json.dumps(spec)]
     env = {**os.environ, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     if proc.returncode != 0:
@@ -285,5 +285,5 @@ def run_bench(
     }
 
 
-if __name__ == "__main__":  # worker entry: python -m learnerprobe.extract.bench '<json spec>'
+if __name__ == "__main__":  # worker entry: python -m learnerprobe.extract.bench_extract '<json spec>'
     print(json.dumps(_worker(json.loads(sys.argv[1]))))
