@@ -262,7 +262,7 @@ def _validation(data: Any, ch: Any, n_boot: int, seed: int) -> tuple[dict, dict]
 
 def train_transfer(cfg, bundle: Path, method: str, *, results_dir: Path | None,
                    log: Callable[[str], None], n_boot: int = 1000) -> Path:
-    """A CEFR bundle of one inductive transfer method (issue 11).
+    """A CEFR bundle of one inductive transfer method (docs/STUDY.md, transfer methods).
 
     The variant (the method's grid) and layer are chosen exactly as the study's ``[transfer]``
     stage chooses them inside an outer fold (:func:`choose_transfer`): every configured corpus

@@ -109,8 +109,8 @@ def correct(text: str, edits: Any) -> tuple[str | None, dict[str, int]]:
             counts["detection_only"] += 1  # keeps the span as written: nothing to apply
             continue
         valid.append((start, end, corr))
-    # Sort on offsets only (a stable sort keeps same-offset edits in file order); sorting on
-    # (start, end, correction) compared None with str, which is how this loader used to fail.
+    # Sort on offsets only (a stable sort keeps same-offset edits in file order): sorting on
+    # (start, end, correction) would compare None with str and fail.
     valid.sort(key=lambda x: (x[0], x[1]))
     out, pos = [], 0
     for start, end, corr in valid:

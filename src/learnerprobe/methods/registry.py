@@ -1,15 +1,14 @@
 """One registry of methods (probes, text baselines, language models, ensembles), MTEB-like.
 
-Before it, each pipeline kept its own list: ``probes.PROBES`` + ``make_probe`` for the study and
-train, a chain of ``if method == ...`` in ``nli/run.py`` for NLI, name sets in the config
-checks. Adding a probe or an NLI method meant editing four places. Now it is one
-:class:`MethodEntry` given to :func:`register`; the study config checks, the study runner's
-probe fitting (:mod:`learnerprobe.selection.validation`), the NLI method factory and
-``learnerprobe train`` all look names up here (:func:`get_method`, :func:`method_names`).
+A method is one :class:`MethodEntry` given to :func:`register`; the study config checks, the
+study runner's probe fitting (:mod:`learnerprobe.selection.validation`), the NLI method factory
+and ``learnerprobe train`` all look names up here (:func:`get_method`, :func:`method_names`), so
+adding a probe or an NLI method touches one place.
 
 Factories and option models may be given as ``"module:attribute"`` strings, resolved on first
 use: importing the registry stays cheap (config validation needs only the names) and imports
-run one way (``nli`` and ``study`` import ``methods``, never the reverse).
+run one way (``estimators``, ``selection``, ``nli`` and ``study`` import ``methods``, never the
+reverse).
 
 A factory takes ``(ctx: BuildContext, options: dict)`` and returns a fresh, unfitted estimator
 with the scikit-learn contract (``fit``, ``predict``, and ``predict_proba`` when ``proba``):
@@ -281,11 +280,11 @@ def transfer_factory(cls_ref: str, fixed: dict[str, Any]) -> Factory:
 
 
 def _transfer() -> list[MethodEntry]:
-    """Issue 11's methods: each is the plain probe (logistic, C = 0.01, argmax) plus one change
-    (``combined``: several), the layer and the ``grid`` left to the nested protocol. C is fixed
-    by hand for all (0.01; an exploratory look at LOCO scores preceded this choice, see the
-    issue's closing note): a C grid triples every method's fits and the 15-minute budget on 2
-    cores cannot carry it; ``[transfer.grid.NAME] C = [...]`` adds one."""
+    """The transfer methods: each is the plain probe (logistic, C = 0.01, argmax) plus one
+    change (``combined``: several), the layer and the ``grid`` left to the nested protocol. C is
+    fixed by hand for all (0.01, informed by an early look at LOCO scores: docs/RESULTS.md): a C
+    grid triples every method's fits and the 15-minute budget on 2 cores cannot carry it;
+    ``[transfer.grid.NAME] C = [...]`` adds one."""
     both = {"decode": ["ev", "thresholds"], "erase": [None, "leace"],
             "class_weight": [None, "balanced"]}
     rows = [  # name, estimator, fixed, grid, transductive, description

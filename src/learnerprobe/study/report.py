@@ -156,7 +156,7 @@ def write_report(path: Path, cfg: Any, df: pd.DataFrame, pooled: Sequence[Pooled
     if task.uses_probes and task.label_kind == "ordinal" and len(df):
         summary_html = _table_html(summary_table(df))
         t_html = transfer_html(df)
-        if t_html:  # issue 11: what the transfer methods do to the label mix comes first
+        if t_html:  # what the transfer methods do to the label mix comes first
             lead.append(ReportSection(
                 "Transfer to a held-out corpus: predicted vs true level distributions",
                 figures=plots.transfer_distributions(pooled, data.y, data.labels)))

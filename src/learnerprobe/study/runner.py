@@ -452,7 +452,7 @@ def _evaluate_task(cfg: StudyConfig, data: StudyData, stage: Path, out_dir: Path
     with timer.stage("evaluate"):
         rows, preds = _evaluate(cfg, data, pooled, log)
     extra: dict[str, Any] = {}
-    if cfg.transfer is not None:  # issue 11: transfer methods, nested LOCO selection
+    if cfg.transfer is not None:  # transfer methods, nested LOCO selection
         with timer.stage("transfer"):
             tr = run_transfer(cfg, data, acts, log=log)
         rows, pooled, extra = rows + tr.rows, pooled + tr.pooled, tr.manifest

@@ -1,4 +1,4 @@
-"""The transfer stage (issue 11): transfer methods under nested leave-one-corpus-out selection.
+"""The transfer stage: transfer methods under nested leave-one-corpus-out selection.
 
 Runs after the probe stage when a config has a ``[transfer]`` table. For every configured
 transfer method (``learnerprobe.methods.registry``, ``tasks = ("transfer",)``) and every

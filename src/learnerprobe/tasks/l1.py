@@ -1,9 +1,9 @@
 """Native language identification (L1): nominal labels, evaluated by the NLI protocol.
 
 The one implementation of L1 task preparation (which texts and labels an NLI experiment uses,
-and how they are grouped) lives here: :func:`prepare_l1_task` (formerly ``nli.data``, which
-re-exports it) and :func:`select_l1` (the ``[nli]`` settings applied to it), used by the NLI
-protocol, ``learnerprobe train`` and the NLI CLI commands.
+and how they are grouped) lives here: :func:`prepare_l1_task` and :func:`select_l1` (the
+``[nli]`` settings applied to it), used by the NLI protocol, ``learnerprobe train`` and the NLI
+CLI commands.
 """
 
 from __future__ import annotations
@@ -27,8 +27,7 @@ NON_L1 = frozenset({"other", "others", "not reported", "unknown", "none", "n/a",
 
 @dataclass
 class L1Data:
-    """The prepared NLI task: records, labels, author groups and what was left out (and why).
-    (``nli.data.L1Task``, its former name, still refers to it.)"""
+    """The prepared NLI task: records, labels, author groups and what was left out (and why)."""
 
     records: list[LearnerText]
     y: np.ndarray  # L1 names (str)

@@ -460,7 +460,3 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
         if [est.model_.config.id2label[i] for i in range(len(est.classes_))] != meta["classes"]:
             raise BundleError(f"{d}: labels in config.json and {META_FILE} disagree")
         return est
-
-
-#: Alias under the name used in the issue text.
-FineTuneL1Classifier = FineTuneClassifier

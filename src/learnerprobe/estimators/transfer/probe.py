@@ -1,6 +1,6 @@
 """TransferProbe: one layer's probe with the transfer methods as switches.
 
-Every switch is one of the issue's methods, so each registry entry is this class with a few
+Every switch is one transfer method, so each registry entry is this class with a few
 parameters fixed and the nested protocol choosing the rest:
 
 - ``decode``: ``argmax``; ``ev`` (round the expected level of the class probabilities);
