@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from learnerprobe.predict import Predictor
+
 HEAVY = ("torch", "transformers", "sklearn", "skops", "scipy", "onnxruntime", "pandas",
          "matplotlib")
 
@@ -76,8 +78,6 @@ def run_bench(bundles: list[Path], *, n: int = 50, batch: int = 200, cold: bool 
     ``encoder``/``arrays``: as :meth:`learnerprobe.predict.Predictor.load` (the cold run takes
     ``encoder`` and the bundles' array forms where they have one)."""
     cold_res = cold_predict(bundles, sample_text(200), encoder=encoder) if cold else None
-    from learnerprobe.predict import Predictor
-
     load_before = os.getloadavg()
     c0 = time.process_time()
     t0 = time.perf_counter()

@@ -282,6 +282,7 @@ class Predictor:
 
     def _onnx_encoder(self, lo: _Loaded, export: bool = True) -> Any:
         """The ONNX encoder when it applies (None: use torch; with encoder="onnx" an error)."""
+        # start-up: the encoder stack loads for hidden-state bundles only
         from learnerprobe.bundles import onnx_encoder as ox
 
         if self.encoder_mode == "torch":
@@ -322,6 +323,7 @@ class Predictor:
     def _surface(self, lo: _Loaded, X: np.ndarray, texts: list[str]) -> np.ndarray:
         k = int(lo.bundle.manifest.get("preprocessing", {}).get("surface") or 0)
         if k:  # surface columns as the transfer stage builds them (imported only when needed)
+            # scikit-learn: surface columns only; a cold predict never imports it
             from learnerprobe.estimators.probes.surface import surface_columns, surface_features
 
             S = surface_columns(surface_features(texts))

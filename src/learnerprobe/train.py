@@ -16,13 +16,41 @@ writability before training starts.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
+from learnerprobe.bundles import onnx_encoder as ox
+from learnerprobe.bundles.io import check_writable, save_bundle
+from learnerprobe.bundles.manifest import MANIFEST
 from learnerprobe.errors import ConfigError
+from learnerprobe.estimators.calibration import OrdinalCalibrated
+from learnerprobe.estimators.probes.surface import surface_columns, surface_features
+from learnerprobe.evaluation.cell_cache import content_key
+from learnerprobe.evaluation.metrics import bootstrap_all, macro_f1
+from learnerprobe.evaluation.protocols import Split
+from learnerprobe.evaluation.splits import grouped_holdout
+from learnerprobe.execution.cells import map_cells
+from learnerprobe.extract import get_activations
+from learnerprobe.methods.registry import BuildContext, get_method, l1_probe_names, method_names
+from learnerprobe.models.pinning import weights_pin
+from learnerprobe.models.registry import get_model
+from learnerprobe.models.sources import check_source
+from learnerprobe.nli.settings import settings_of
+from learnerprobe.selection import nested
+from learnerprobe.selection.validation import best_index, select_layer
+from learnerprobe.study import transfer as st
+from learnerprobe.study.config import load_config
+from learnerprobe.study.rundir import read_run_results
+from learnerprobe.study.runner import load_records
+from learnerprobe.study.transfer_config import TransferSettings
+from learnerprobe.tasks import get_task
 
 
 def _ci_dict(b: dict[str, tuple[float, float, float]]) -> dict[str, dict[str, float]]:
@@ -36,8 +64,6 @@ def study_metrics(results_dir: Path | None, task: str, probe: str, *,
     transfer method's rows: ``nested``) from a study's results.csv, if given."""
     if results_dir is None:
         return {}
-    from learnerprobe.study.rundir import read_run_results
-
     df = read_run_results(results_dir)  # refuses a run folder without its completion marker
     sel = df[(df["task"] == task) & (df["probe"] == probe) & (df["test_corpus"] == "all")]
     if "layer" in sel and task == "cefr":
@@ -56,10 +82,6 @@ def study_metrics(results_dir: Path | None, task: str, probe: str, *,
 
 def _layer_activations(cfg, records, log) -> tuple[np.ndarray, list[int], Any, dict[str, Any]]:
     """Activations of the config's first model for `records` (layers x n x d), cache-backed."""
-    from learnerprobe.extract import get_activations
-    from learnerprobe.models.registry import get_model
-    from learnerprobe.models.sources import check_source
-
     ex = cfg.extraction
     entry = get_model(cfg.models[0])
     check_source(entry, f"model {entry.name!r}")  # one a bundle may name: refused before extracting
@@ -80,10 +102,6 @@ def select_probe(X_tr: np.ndarray, y_tr: np.ndarray, X_va: np.ndarray, y_va: np.
                  probe: str, n_classes: int, seed: int, threads: int) -> tuple[str, Any]:
     """One probe's tuned fit on every layer and its validation choice (a worker: picklable,
     bounded BLAS/OpenMP threads)."""
-    from threadpoolctl import threadpool_limits
-
-    from learnerprobe.selection.validation import select_layer
-
     with threadpool_limits(threads):
         return probe, select_layer(X_tr, y_tr, X_va, y_va, probe, metric="qwk",
                                    n_classes=n_classes, mode="tuned", seed=seed,
@@ -92,16 +110,6 @@ def select_probe(X_tr: np.ndarray, y_tr: np.ndarray, X_va: np.ndarray, y_va: np.
 
 def train_cefr(cfg, bundle: Path, *, results_dir: Path | None, log: Callable[[str], None],
                n_boot: int = 1000) -> Path:
-    from learnerprobe.bundles.io import save_bundle
-    from learnerprobe.evaluation.metrics import bootstrap_all
-    from learnerprobe.evaluation.splits import grouped_holdout
-    from learnerprobe.execution.cells import map_cells
-    from learnerprobe.methods.registry import get_method
-    from learnerprobe.models.pinning import weights_pin
-    from learnerprobe.selection.validation import best_index
-    from learnerprobe.study.runner import load_records
-    from learnerprobe.tasks import get_task
-
     records, info = load_records(cfg)
     data = get_task("cefr").prepare(cfg, records)
     X, layers, entry, extraction = _layer_activations(cfg, data.records, log)
@@ -126,8 +134,6 @@ def train_cefr(cfg, bundle: Path, *, results_dir: Path | None, log: Callable[[st
                                                 seed=seed)
     calibration = None
     if not hasattr(est, "predict_proba"):  # a regressor: ordered-logit probabilities (see below)
-        from learnerprobe.estimators.calibration import OrdinalCalibrated
-
         cal_mask = np.zeros(len(data.y), dtype=bool)
         cal_mask[va] = True
         est = OrdinalCalibrated(est, n_classes=K, random_state=seed)
@@ -172,8 +178,6 @@ def bundle_transfer_method(name: str) -> Any:
     an unknown name lists the transfer methods; a transductive one is refused because it
     adapts to a batch of unlabeled target texts, which a bundle applied to one text at a time
     does not have."""
-    from learnerprobe.methods.registry import get_method, method_names
-
     entry = get_method(name, task="transfer")
     ok = [n for n in method_names(task="transfer") if get_method(n).bundle]
     if entry.transductive:
@@ -190,12 +194,6 @@ def _transfer_inputs(cfg, data: Any, X: np.ndarray, layers: list[int]) -> Any:
     """The transfer stage's inputs over the candidate layers (``[transfer] layers``), the
     surface columns and the corpora, built as :func:`learnerprobe.study.transfer.run_transfer`
     builds them (the activations are keyed by their content hash)."""
-    import hashlib
-
-    from learnerprobe.estimators.probes.surface import surface_columns, surface_features
-    from learnerprobe.evaluation.cell_cache import content_key
-    from learnerprobe.study import transfer as st
-
     want, pos = st.candidate_layers(cfg.transfer, layers)
     A = X[pos]
     key = content_key({"acts": hashlib.sha256(np.ascontiguousarray(A).tobytes()).hexdigest(),
@@ -209,14 +207,6 @@ def choose_transfer(cfg, method: str, data: Any, inp: Any, log: Callable[[str], 
     """``(choice, estimator)``: the method's variant and layer chosen on held-out corpora
     (:func:`learnerprobe.selection.nested.choose` over the study's candidates and fits), then
     refitted on every text."""
-    from threadpoolctl import threadpool_limits
-
-    from learnerprobe.evaluation.protocols import Split
-    from learnerprobe.evaluation.splits import grouped_holdout
-    from learnerprobe.methods.registry import BuildContext, get_method
-    from learnerprobe.selection import nested
-    from learnerprobe.study import transfer as st
-
     seed, K = cfg.seeds[0], data.n_classes
     tr, va = grouped_holdout(data.y, data.groups, test_size=cfg.selection.val_size, seed=seed)
     # one "outer fold" holding every text (no test part): its inner folds hold each corpus
@@ -247,8 +237,6 @@ def choose_transfer(cfg, method: str, data: Any, inp: Any, log: Callable[[str], 
 def _validation(data: Any, ch: Any, n_boot: int, seed: int) -> tuple[dict, dict]:
     """Bootstrap CIs of the chosen candidate's held-out predictions: pooled, and per held-out
     corpus (inner LOCO only)."""
-    from learnerprobe.evaluation.metrics import bootstrap_all
-
     y, doms = data.y[ch.val], np.asarray(data.corpora)[ch.val]
 
     def ci(m: np.ndarray) -> dict[str, Any]:
@@ -271,15 +259,6 @@ def train_transfer(cfg, bundle: Path, method: str, *, results_dir: Path | None,
     choice, every candidate's validation score and the chosen one's validation metrics with
     bootstrap CIs (pooled and per held-out corpus).
     """
-    from types import SimpleNamespace
-
-    from learnerprobe.bundles.io import save_bundle
-    from learnerprobe.models.pinning import weights_pin
-    from learnerprobe.study import transfer as st
-    from learnerprobe.study.runner import load_records
-    from learnerprobe.study.transfer_config import TransferSettings
-    from learnerprobe.tasks import get_task
-
     entry_m = bundle_transfer_method(method)
     s = cfg.transfer or TransferSettings(methods=[method])  # its layers, grid and metric
     cfg = cfg.model_copy(update={"transfer": s})
@@ -329,16 +308,6 @@ def train_transfer(cfg, bundle: Path, method: str, *, results_dir: Path | None,
 def train_l1(cfg, bundle: Path, *, results_dir: Path | None, log: Callable[[str], None],
              n_boot: int = 1000) -> Path:
     """Best of the n-gram model and hidden-state probes (validation macro-F1), refit on all."""
-    from learnerprobe.bundles.io import save_bundle
-    from learnerprobe.evaluation.metrics import bootstrap_all, macro_f1
-    from learnerprobe.evaluation.splits import grouped_holdout
-    from learnerprobe.methods.registry import BuildContext, get_method, l1_probe_names
-    from learnerprobe.models.pinning import weights_pin
-    from learnerprobe.nli.settings import settings_of
-    from learnerprobe.selection.validation import best_index, select_layer
-    from learnerprobe.study.runner import load_records
-    from learnerprobe.tasks import get_task
-
     s = settings_of(cfg)
     records, info = load_records(cfg)
     task = get_task("l1").select(cfg, records)  # as the NLI protocol: never masks twice
@@ -407,9 +376,6 @@ def train_bundle(config: str | Path, bundle: str | Path, *, results_dir: str | P
                  log: Callable[[str], None] = print, method: str | None = None) -> Path:
     """``method``: an inductive transfer method to bundle (:func:`train_transfer`) instead of
     the config's best probe (task cefr only)."""
-    from learnerprobe.bundles.io import check_writable
-    from learnerprobe.study.config import load_config
-
     if method is not None:
         bundle_transfer_method(method)  # refused before anything is read or trained
     check_writable(bundle)  # before training: a bad destination should not cost a training run
@@ -439,11 +405,6 @@ def export_onnx_encoder(bundle: Path, log: Callable[[str], None] = print) -> Pat
     :mod:`learnerprobe.bundles.onnx_encoder` functions ``predict`` uses, into the local cache
     (never into the bundle). None when ONNX does not apply or the export fails: the bundle is
     written either way, and ``predict`` then uses torch or retries the export on first use."""
-    import json
-
-    from learnerprobe.bundles import onnx_encoder as ox
-    from learnerprobe.bundles.manifest import MANIFEST
-
     manifest = json.loads((Path(bundle) / MANIFEST).read_text(encoding="utf-8"))
     if manifest.get("preprocessing", {}).get("features") != "hidden":
         return None

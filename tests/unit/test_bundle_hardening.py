@@ -538,7 +538,7 @@ def _cli_ok(argv, monkeypatch, capsys) -> dict:
 def test_train_refuses_a_model_folder_outside_the_cache_before_extracting(tmp_path, monkeypatch):
     """A bundle trained on a folder elsewhere could not be applied: `train` says so before it
     extracts anything (not after a training run)."""
-    import learnerprobe.extract as extract_mod
+    import learnerprobe.train as train_mod
     from learnerprobe.train import train_bundle
 
     monkeypatch.setenv("LEARNERPROBE_CACHE", str(tmp_path / "cache"))
@@ -560,7 +560,7 @@ scheme = "five"
     def boom(*a, **k):
         raise AssertionError("activations were extracted")
 
-    monkeypatch.setattr(extract_mod, "get_activations", boom)
+    monkeypatch.setattr(train_mod, "get_activations", boom)
     with pytest.raises(BundleError) as e:
         train_bundle(cfg, tmp_path / "b", log=lambda *_: None)
     _one_line_refusal(e, "not allowed in a bundle.*model cache")

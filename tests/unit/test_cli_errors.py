@@ -218,7 +218,6 @@ def test_other_errors_still_raise(tmp_path, capsys, monkeypatch):
 
 def test_export_disk_full_leaves_nothing(tmp_path, capsys, monkeypatch):
     """Disk full while writing the export: one line, exit 2, no file (not even a temporary)."""
-    import learnerprobe.corpora.record_files as cio
     from learnerprobe.records import LearnerText
 
     def fake_load(name, root, option, config):
@@ -231,7 +230,7 @@ def test_export_disk_full_leaves_nothing(tmp_path, capsys, monkeypatch):
     import learnerprobe.cli.corpus as cc
 
     monkeypatch.setattr(cc, "_load", fake_load)
-    monkeypatch.setattr(cio, "write_records", full)
+    monkeypatch.setattr(cc, "write_records", full)
     out = tmp_path / "x.parquet"
     code, text = call_main(["corpus", "export", "merlin-de", "--out", out], capsys)
     assert code == 2 and "Traceback" not in text

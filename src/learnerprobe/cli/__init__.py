@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from learnerprobe.cli._lazy import lazy_group
+from learnerprobe.cli.bench import bench_app
 from learnerprobe.errors import LearnerprobeError
 from learnerprobe.outputs import WRITE_ERRNOS, write_error_message
 
@@ -32,8 +33,6 @@ err_console = Console(stderr=True)
 def _register() -> None:
     # `bench` is a sub-app whose own commands load lazily (cli/bench.py); the other areas'
     # modules are imported by the lazy group when their command is used.
-    from learnerprobe.cli.bench import bench_app
-
     app.add_typer(bench_app, name="bench", help="Benchmarks that print and save figures.")
 
 
@@ -49,6 +48,7 @@ def _error(message: str) -> None:
 
     from rich.text import Text
 
+    # start-up: textinput loads pydantic, needed only to print an error
     from learnerprobe.textinput import escape_controls
 
     shown = escape_controls(" ".join(re.split(r"\r?\n", str(message))))

@@ -18,6 +18,7 @@ def bench_study_cmd(
 ) -> None:
     """Run the study once with every cell fitted (cell cache off) into a temporary folder and
     print/save stage times, fitting seconds per mode and probe, and the load average."""
+    # start-up: the study pipeline (numpy, scikit-learn) loads when the command runs
     from learnerprobe.study.bench_study import bench_study, summary_lines, write_bench
 
     figures = bench_study(config, cache_cells=cache_cells, log=lambda s: None)

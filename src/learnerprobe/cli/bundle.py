@@ -30,6 +30,7 @@ def verify(
     types, zip sizes and token patterns, finite outputs on the bundle's own check inputs for the
     skops estimator and its array form, and (optionally) the model weights; print the digest to
     pin with --expect-digest. Exit code 2 with a message when any check fails."""
+    # start-up: numpy
     from learnerprobe.bundles.io import load_bundle
 
     b = load_bundle(path, expect_digest, allow_version_mismatch=allow_version_mismatch)
@@ -38,6 +39,7 @@ def verify(
     hidden = b.manifest["preprocessing"]["features"] == "hidden"
     checked_weights = False
     if hidden and weights:
+        # start-up: numpy
         from learnerprobe.predict import _check_weights
 
         _check_weights(b)

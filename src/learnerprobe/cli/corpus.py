@@ -13,9 +13,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from learnerprobe.cli import app
+from learnerprobe.corpora import CORPORA
+from learnerprobe.corpora.record_files import corpus_stats, write_records
+from learnerprobe.corpora.registry import get_corpus, loader_options
 from learnerprobe.errors import ConfigError, LearnerprobeError
 from learnerprobe.limits import loads_json, loads_toml
 from learnerprobe.outputs import atomic_write, check_writable
+from learnerprobe.prep.clean import clean
+from learnerprobe.prep.mask import format_replacements, mask_records, mask_text
 from learnerprobe.textinput import escape_controls, json_for_terminal
 
 corpus_app = typer.Typer(no_args_is_help=True, help="Learner corpora: list, count, export.")
@@ -92,8 +97,6 @@ def _one_item_lists(opts: dict[str, Any], types: dict[str, Any]) -> dict[str, An
 def _load(name: str, root: Path | None, option: list[str] | None, config: Path | None):
     """The corpus for stats/export: neither needs labels, so a loader with a ``labels`` option
     loads unlabelled texts with a warning (``labels="optional"``) unless told otherwise."""
-    from learnerprobe.corpora.registry import get_corpus, loader_options
-
     entry = get_corpus(name)
     opts = _one_item_lists(parse_options(option, config), loader_options(entry.loader))
     if "labels" in loader_options(entry.loader):  # neither stats nor export needs labels
@@ -104,8 +107,6 @@ def _load(name: str, root: Path | None, option: list[str] | None, config: Path |
 @corpus_app.command("list")
 def list_corpora() -> None:
     """Show the corpus registry: languages, labels, licence and where to get each corpus."""
-    from learnerprobe.corpora import CORPORA
-
     t = Table(title="learnerprobe corpora", show_lines=False)
     t.add_column("name", no_wrap=True, style="bold")
     for col in ("languages", "labels", "licence", "url", "description"):
@@ -126,8 +127,6 @@ def stats(
     config: Path | None = typer.Option(None, "--config", help=CONFIG_HELP),
 ) -> None:
     """Count texts by language, CEFR level, L1 and split."""
-    from learnerprobe.corpora.record_files import corpus_stats
-
     s = corpus_stats(_load(name, root, option, config))
     if as_json:
         typer.echo(json_for_terminal({"corpus": name, **s}))
@@ -160,8 +159,6 @@ def export(
     config: Path | None = typer.Option(None, "--config", help=CONFIG_HELP),
 ) -> None:
     """Write a corpus as LearnerText rows to Parquet or JSONL (by the suffix of --out)."""
-    from learnerprobe.corpora.record_files import write_records
-
     if out.suffix.lower() not in (".parquet", ".jsonl"):
         raise LearnerprobeError(f"--out {out}: use a .parquet or .jsonl file name")
     if show_masked and not mask:
@@ -170,17 +167,11 @@ def export(
     records = _load(name, root, option, config)
     n0 = len(records)
     if dedupe:
-        from learnerprobe.prep.clean import clean
-
         records, report = clean(records)
         console.print(f"clean: kept {len(records)} of {n0} texts")
         console.print(_show(report), markup=False)
     if mask:
-        from learnerprobe.prep.mask import mask_records
-
         if show_masked:
-            from learnerprobe.prep.mask import format_replacements, mask_text
-
             for r in records:
                 res = mask_text(r.text, r.language)
                 if res.spans:

@@ -11,6 +11,7 @@ import typer
 
 from learnerprobe.cli import app
 from learnerprobe.cli.bench import bench_app
+from learnerprobe.corpora.registry import load_corpus
 from learnerprobe.errors import ConfigError
 from learnerprobe.execution.settings import ExecutionConfig
 from learnerprobe.limits import MAX_COUNT
@@ -50,7 +51,7 @@ def extract_cmd(
                                          "shared path or pyarrow.fs URI (s3://...)."),
 ) -> None:
     """Pooled hidden states of every layer for a corpus, cached (a rerun does no model work)."""
-    from learnerprobe.corpora.registry import load_corpus
+    # start-up: numpy (the extraction engine)
     from learnerprobe.extract import extract
     from learnerprobe.models.registry import get_model
 
@@ -74,6 +75,7 @@ def extract_cmd(
         records = records[:limit]
     with converting_write_errors(cache):  # disk full / read-only while caching: one line
         if execution.is_ray:
+            # start-up: numpy; the ray backend only
             from learnerprobe.execution.ray_extract import cluster_extract, sync_cache
 
             res = cluster_extract(records, model, execution=execution, layers=layer_list,
@@ -130,6 +132,7 @@ def bench_extract_cmd(
     out: Path | None = typer.Option(None, "--out", help="JSON file (default runs/bench/...)."),
 ) -> None:
     """Engine vs a naive reference loop: tokens/s, padding, peak RSS, fraction of matmul FLOP/s."""
+    # start-up: numpy
     from learnerprobe.extract.bench_extract import run_bench
 
     if out is None:
@@ -172,6 +175,7 @@ def bench_scale_cmd(
 ) -> None:
     """Local vs Ray extraction throughput, memory per worker and Ray overhead on this machine,
     and the projected wall time and storage of EFCAMDAT x Qwen3-Embedding-8B on 1/8/64 GPUs."""
+    # start-up: numpy; ray at run time
     from learnerprobe.execution.bench_scale import run_scale
 
     if n < 1 or scale < 1 or e5_n < 0:

@@ -22,6 +22,7 @@ def list_models(
     as_json: bool = typer.Option(False, "--json", help="Print the registry as JSON."),
 ) -> None:
     """Show the registered models, how they pool, and whether offline ones are prepared."""
+    # start-up: numpy (the model registry)
     from learnerprobe.models.prepare import is_prepared
     from learnerprobe.models.registry import DEFAULT_MODEL, MODELS, provider_name
 
@@ -52,6 +53,7 @@ def prepare_model(
     force: bool = typer.Option(False, "--force", help="Rebuild even if already prepared."),
 ) -> None:
     """Build an offline model into the cache as a transformers folder (once) and print it."""
+    # start-up: numpy (the model registry)
     from learnerprobe.models.prepare import is_prepared, prepare
 
     if is_prepared(name) and not force:

@@ -12,6 +12,7 @@ import json
 import typer
 
 from learnerprobe.cli import app
+from learnerprobe.corpora.registry import load_corpus
 
 
 @app.command("nli-task")
@@ -26,7 +27,7 @@ def nli_task(
     from rich.markup import escape
     from rich.table import Table
 
-    from learnerprobe.corpora.registry import load_corpus
+    # start-up: numpy
     from learnerprobe.tasks.l1 import prepare_l1_task
 
     task = prepare_l1_task(load_corpus(corpus), min_texts_per_l1=min_texts, mask=mask)

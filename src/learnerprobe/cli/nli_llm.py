@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from learnerprobe.cli.bench import bench_app
+from learnerprobe.corpora.registry import load_corpus
 
 # heavy imports stay local: numpy, sklearn, the NLI modules and metrics load only when a
 # benchmark runs, so `learnerprobe --help` stays fast.
@@ -20,13 +21,14 @@ console = Console()
 
 
 def _task(corpus: str, min_texts: int, mask: bool) -> Any:
-    from learnerprobe.corpora.registry import load_corpus
+    # start-up: numpy
     from learnerprobe.tasks.l1 import prepare_l1_task
 
     return prepare_l1_task(load_corpus(corpus), min_texts_per_l1=min_texts, mask=mask)
 
 
 def _fold(task: Any, seed: int) -> tuple[Any, Any]:
+    # start-up: numpy
     from learnerprobe.evaluation.splits import grouped_stratified_kfold
 
     return grouped_stratified_kfold(task.y, task.groups, 5, seed)[0]
@@ -35,6 +37,7 @@ def _fold(task: Any, seed: int) -> tuple[Any, Any]:
 def _scores(y: Any, proba: Any, classes: Any, pred: Any, task: Any) -> dict[str, float]:
     import numpy as np
 
+    # start-up: scipy
     from learnerprobe.evaluation.metrics import accuracy, macro_f1, top_k_accuracy
 
     y = np.asarray(y)
@@ -78,6 +81,7 @@ def bench_zeroshot(
     import numpy as np
     from sklearn.model_selection import train_test_split
 
+    # heavy optional: LLM backends (and scikit-learn)
     from learnerprobe.estimators.nli.zeroshot import ZeroShotL1Classifier, target_language_name
 
     task = _task(corpus, min_texts, mask)
@@ -134,6 +138,7 @@ def bench_finetune(
     out: Path | None = typer.Option(None, help="write the figures as JSON here"),
 ) -> None:
     """Fine-tune on four grouped folds, test on the fifth: accuracy, macro-F1, times."""
+    # heavy optional: torch, transformers
     from learnerprobe.estimators.nli.finetune import FineTuneClassifier
 
     task = _task(corpus, min_texts, mask)

@@ -15,6 +15,7 @@ import typer
 from learnerprobe.cli import app
 from learnerprobe.cli.bench import bench_app
 from learnerprobe.errors import LearnerprobeError
+from learnerprobe.outputs import atomic_write_text, check_writable
 from learnerprobe.serve import BODY_TIMEOUT_S
 from learnerprobe.textinput import (
     MAX_CHARS,
@@ -132,6 +133,7 @@ def _check_bundles(bundle: list[Path], expect_digest: list[str] | None) -> None:
 
 def _load(bundle: list[Path], expect_digest: list[str] | None, allow_version_mismatch: bool,
           encoder: str = "auto", max_chars: int = MAX_CHARS):
+    # start-up: numpy (`predict --help` stays light)
     from learnerprobe.predict import Predictor
 
     return Predictor.load(
@@ -279,6 +281,7 @@ def serve(
     if max_queue < 1:
         raise LearnerprobeError(f"--max-queue must be at least 1 (got {max_queue})")
     if docs:
+        # heavy optional: fastapi, uvicorn (serve only)
         from learnerprobe.serve.app import _swagger_assets
 
         if _swagger_assets() is None:
@@ -291,6 +294,7 @@ def serve(
 
     import uvicorn
 
+    # heavy optional: fastapi, uvicorn (serve only)
     from learnerprobe.serve.app import JsonErrorH11Protocol, create_app
 
     predictor = _load(bundle, expect_digest, allow_version_mismatch, max_chars=max_chars)
@@ -316,8 +320,8 @@ def bench_predict(
         "or through the skops file (scikit-learn), to compare the two."),
 ) -> None:
     """Cold one-text CLI wall time, p50/p95 latency for a 200-word text, texts/s in batches."""
+    # start-up: numpy
     from learnerprobe.bench_predict import run_bench
-    from learnerprobe.outputs import atomic_write_text, check_writable
 
     _check_encoder(encoder)
     if n < 1 or batch < 1:

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from learnerprobe.cli import app
 from learnerprobe.errors import ConfigError
+from learnerprobe.prep.mask import CATEGORIES, format_replacements, mask_text
 from learnerprobe.textinput import (
     MAX_CHARS,
     check_max_chars,
@@ -57,8 +58,6 @@ def mask_cmd(
     ),
 ) -> None:
     """Mask country, nationality, language and city names in one text and show what changed."""
-    from learnerprobe.prep.mask import CATEGORIES, format_replacements, mask_text
-
     check_max_chars(max_chars, "--max-chars")
     if placeholders not in ("native", "english"):
         raise ConfigError(f"--placeholders must be 'native' or 'english', not {placeholders!r}")

@@ -28,6 +28,7 @@ def bench_probes(
     from rich.console import Console
     from rich.table import Table
 
+    # start-up: scikit-learn, scipy (torch at run time)
     from learnerprobe.estimators.probes.all_layers import fit_predict_layers
     from learnerprobe.evaluation.metrics import qwk
 

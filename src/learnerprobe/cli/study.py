@@ -10,6 +10,7 @@ import typer
 
 from learnerprobe.cli import app
 from learnerprobe.errors import LearnerprobeError
+from learnerprobe.study.rundir import read_run_results
 from learnerprobe.textinput import escape_controls
 
 
@@ -30,6 +31,7 @@ def run_cmd(
     """Run a study: extract -> probe -> evaluate -> report (resumes from cached cells)."""
     from rich.console import Console
 
+    # start-up: the study pipeline (pandas, scikit-learn)
     from learnerprobe.study.runner import run
 
     console = Console(stderr=as_json)
@@ -69,6 +71,7 @@ def run_cmd(
 def configured(config: Path, *, log, all_layers: bool = False, **flags):  # noqa: ANN001
     """The config file as given (a path), or, with a Ray backend (from the file or the flags),
     the loaded config with the flags applied after its activations were filled on the cluster."""
+    # start-up: the study pipeline (numpy, pydantic models)
     from learnerprobe.study.cluster import prefill_activations, with_execution
     from learnerprobe.study.config import load_config
 
@@ -95,7 +98,7 @@ def results_cmd(
     from rich.markup import escape
     from rich.table import Table
 
-    from learnerprobe.study.rundir import read_run_results
+    # start-up: pandas
     from learnerprobe.study.summary import comparisons, headline, to_markdown
 
     df = read_run_results(run_dir)  # refuses a crashed / unfinished run's folder

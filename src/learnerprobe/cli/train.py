@@ -8,6 +8,8 @@ from pathlib import Path
 import typer
 
 from learnerprobe.cli import app
+from learnerprobe.cli.study import configured
+from learnerprobe.errors import ConfigError
 from learnerprobe.textinput import escape_controls
 
 
@@ -33,16 +35,17 @@ def train(
     """
     from rich.console import Console
 
+    # start-up: the training pipeline (pandas, scikit-learn)
     from learnerprobe.train import train_bundle
 
     console = Console(stderr=True)
+    # start-up: numpy
     from learnerprobe.bundles.integrity import bundle_digest
-    from learnerprobe.cli.study import configured
-    from learnerprobe.errors import ConfigError
 
     if backend not in (None, "local", "ray"):
         raise ConfigError(f"--backend must be local or ray, not {backend!r}")
     if method is not None:  # a transductive or unknown method is refused before any work
+        # start-up: the training pipeline (pandas, scikit-learn)
         from learnerprobe.train import bundle_transfer_method
 
         bundle_transfer_method(method)

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from learnerprobe import textinput
-from learnerprobe.errors import CorpusNotFoundError, DataFormatError
+from learnerprobe.cefr import parse_cefr
+from learnerprobe.errors import ConfigError, CorpusNotFoundError, DataFormatError
 from learnerprobe.records import LearnerText
 
 ENV = "LEARNERPROBE_DATA"
@@ -201,8 +202,6 @@ class Records(list):
 def cefr_label(raw: Any, *, strict: bool, where: str) -> str | None:
     """Canonical CEFR label of ``raw``; an unparseable one is refused (``strict``) or counted
     in the load report and loaded as unrated (a warning names the file and row)."""
-    from learnerprobe.cefr import parse_cefr
-
     try:
         return parse_cefr(raw, strict=True)
     except ValueError:
@@ -218,8 +217,6 @@ LabelsMode = Literal["required", "optional"]
 
 def check_labels_mode(labels: str) -> None:
     if labels not in ("required", "optional"):
-        from learnerprobe.errors import ConfigError
-
         raise ConfigError(f"labels must be 'required' or 'optional', not {labels!r}")
 
 

@@ -42,6 +42,7 @@ from learnerprobe.corpora._common import (
     note,
     read_jsonl,
 )
+from learnerprobe.corpora.languages import normalise_l1
 from learnerprobe.errors import CorpusNotFoundError, DataFormatError
 from learnerprobe.records import LearnerText
 
@@ -190,8 +191,6 @@ def _wi(path: Path, strict: bool, labels: LabelsMode) -> list[LearnerText]:
 
 
 def _fce(path: Path, strict: bool) -> list[LearnerText]:
-    from learnerprobe.corpora.languages import normalise_l1
-
     out = []
     for n, obj in read_jsonl(path):
         where = f"{path}: line {n}"

@@ -54,6 +54,7 @@ from learnerprobe.corpora._common import (
     missing_labels,
     read_csv,
 )
+from learnerprobe.corpora.languages import normalise_l1
 from learnerprobe.errors import CorpusNotFoundError, DataFormatError
 from learnerprobe.records import LearnerText
 
@@ -144,8 +145,6 @@ def _check_labels(
 
 def _record(path: Path, i: int, row: dict[str, str], *, strict: bool) -> LearnerText | None:
     """One essay; None for an essay skipped (empty or holding a NUL byte, counted)."""
-    from learnerprobe.corpora.languages import normalise_l1
-
     sid = row["id"].strip()
     prompt, quarter = row["prompt"].strip(), row["quarter"].strip()
     if not sid or not prompt or not quarter:

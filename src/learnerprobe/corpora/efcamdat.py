@@ -27,6 +27,7 @@ from learnerprobe.corpora._common import (
     missing_labels,
     read_table,
 )
+from learnerprobe.corpora.languages import normalise_l1
 from learnerprobe.errors import CorpusNotFoundError, DataFormatError
 from learnerprobe.records import LearnerText
 
@@ -67,8 +68,6 @@ def load(
 
 def _read(f: Path, *, labels: LabelsMode, strict: bool) -> list[LearnerText]:
     """The records of one table; its label column is checked once the table is read."""
-    from learnerprobe.corpora.languages import normalise_l1
-
     prompts = "alternative" if "alternative" in f.stem.lower() else "main"
     out: list[LearnerText] = []
     header: list[str] = []

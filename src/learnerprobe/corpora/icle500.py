@@ -31,6 +31,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from learnerprobe.cefr import parse_cefr
 from learnerprobe.corpora._common import (
     LabelsMode,
     cefr_label,
@@ -45,6 +46,7 @@ from learnerprobe.corpora._common import (
     read_table,
     read_text_file,
 )
+from learnerprobe.corpora.languages import normalise_l1
 from learnerprobe.errors import CorpusNotFoundError, DataFormatError
 from learnerprobe.records import LearnerText
 
@@ -108,8 +110,6 @@ def _keyed_rows(t: Path) -> list[tuple[str | None, str | None]]:
 
 
 def _check_same(a: Path, b: Path) -> None:
-    from learnerprobe.cefr import parse_cefr
-
     ra, rb = _keyed_rows(a), _keyed_rows(b)
 
     def norm(rows):
@@ -162,8 +162,6 @@ def load(
 def _read_table(
     t: Path, texts: Path, index: dict[str, list[Path]], *, labels: LabelsMode, strict: bool,
 ) -> list[LearnerText]:
-    from learnerprobe.corpora.languages import normalise_l1
-
     out: list[LearnerText] = []
     cols: dict[str, str | None] | None = None
     for i, row in read_table(t):

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from learnerprobe.corpora._common import read_jsonl
 from learnerprobe.errors import DataFormatError, LearnerprobeError
 from learnerprobe.records import LearnerText
 
@@ -47,8 +48,6 @@ def read_records(path: str | Path) -> list[LearnerText]:
     """Records from a file written by :func:`write_records`."""
     path = Path(path)
     if path.suffix.lower() == ".jsonl":
-        from learnerprobe.corpora._common import read_jsonl
-
         return [LearnerText.from_dict(d) for _, d in read_jsonl(path)]
     if path.suffix.lower() == ".parquet":
         import pyarrow.parquet as pq

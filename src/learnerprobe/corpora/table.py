@@ -56,6 +56,7 @@ from learnerprobe.corpora._common import (
     note,
     read_table,
 )
+from learnerprobe.corpora.languages import language_code, normalise_l1
 from learnerprobe.errors import ConfigError, CorpusNotFoundError, DataFormatError
 from learnerprobe.records import LearnerText
 
@@ -169,8 +170,6 @@ def _record(
     corpus: str, keep_other: bool, strict: bool,
 ) -> LearnerText | None:
     """One row as a record; None for a row skipped (empty or unusable text, counted)."""
-    from learnerprobe.corpora.languages import language_code, normalise_l1
-
     where = f"{p}: row {i}"
     text = checked_text(row.get(cols["text"]), where=f"{where}: column {cols['text']!r}",
                         strict=strict)

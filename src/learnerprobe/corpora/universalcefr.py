@@ -46,6 +46,7 @@ from learnerprobe.corpora._common import (
     locate,
     read_table,
 )
+from learnerprobe.corpora.languages import language_code
 from learnerprobe.errors import ConfigError, CorpusNotFoundError, DataFormatError
 from learnerprobe.records import LearnerText
 
@@ -205,8 +206,6 @@ def _hub_rows(dataset_id: str, revision: str | None) -> Rows:
 
 # --------------------------------------------------------------------------- records
 def _records(rows: Rows, label: str, key: str, *, strict: bool) -> list[LearnerText]:
-    from learnerprobe.corpora.languages import language_code
-
     out = []
     for i, row in rows:
         where = f"{label}: row {i}"

@@ -20,6 +20,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
+from learnerprobe.evaluation.splits import grouped_holdout
+
 
 def _cdf(z: np.ndarray, theta: np.ndarray, beta: float) -> np.ndarray:
     from scipy.special import expit
@@ -107,8 +109,6 @@ class OrdinalCalibrated(ClassifierMixin, BaseEstimator):
         if y.min() < 0 or y.max() >= k:
             raise ValueError(f"labels must be integers 0..{k - 1}")
         if cal_mask is None:
-            from learnerprobe.evaluation.splits import grouped_holdout
-
             g = np.arange(len(y)) if groups is None else np.asarray(groups)
             _, va = grouped_holdout(y, g, test_size=self.cal_size, seed=self.random_state)
             cal_mask = np.zeros(len(y), dtype=bool)

@@ -33,7 +33,12 @@ from typing import Any
 
 import numpy as np
 
+from learnerprobe.corpora.registry import load_corpus
+from learnerprobe.execution import ray_extract as rx
+from learnerprobe.execution.session import ensure_ray
 from learnerprobe.execution.settings import ExecutionConfig
+from learnerprobe.extract import extract
+from learnerprobe.models.testing import tiny_entry
 
 # Qwen3-Embedding-8B (published shape): 36 layers + embeddings, hidden 4096, 7.57 B parameters.
 QWEN8B = {"params": 7.567e9, "n_hidden_states": 37, "hidden": 4096, "layers": 36}
@@ -45,8 +50,6 @@ MODEL_START_S = 120  # loading 15 GB of 8B weights per GPU actor (estimate, not 
 
 def synthetic_corpus(n: int, seed: int = 0) -> list[str]:
     """``n`` texts resampled from MERLIN and COWS-L2H sentences with the real texts' lengths."""
-    from learnerprobe.corpora.registry import load_corpus
-
     texts = [r.text for r in load_corpus("merlin")] + [r.text for r in load_corpus("cowsl2h")]
     sents = [s for t in texts for s in re.split(r"(?<=[.!?])\s+", t) if s.strip()]
     lengths = np.array([len(t.split()) for t in texts])
@@ -62,8 +65,6 @@ def synthetic_corpus(n: int, seed: int = 0) -> list[str]:
 
 def _local_child(q: Any, texts_path: str, model: Any, dtype: str) -> None:
     import torch
-
-    from learnerprobe.extract import extract
 
     torch.set_num_threads(1)  # one core, like one single-CPU Ray worker
     texts = json.loads(Path(texts_path).read_text())
@@ -95,8 +96,6 @@ def run_local(texts: list[str], model: Any, dtype: str) -> dict[str, Any]:
 
 
 def run_ray(texts: list[str], model: Any, dtype: str, workers: int) -> dict[str, Any]:
-    from learnerprobe.execution import ray_extract as rx
-
     ex = ExecutionConfig(backend="ray", workers=workers, cpus_per_worker=1, shard_texts=8192,
                          item_texts=512)
     d = tempfile.mkdtemp(prefix="lp-bench-ray-")
@@ -147,9 +146,6 @@ def projection(ray_overhead: float) -> list[dict[str, Any]]:
 def run_scale(n: int = 200_000, e5_n: int = 5000, scale: int = 4, seed: int = 0,
               log: Any = print) -> dict[str, Any]:
     """All runs and the projection as one JSON-able dict."""
-    from learnerprobe.execution.session import ensure_ray
-    from learnerprobe.models.testing import tiny_entry
-
     ensure_ray(ExecutionConfig(backend="ray", object_store_mb=500))
     tiny = tiny_entry("bert")
     corpus = synthetic_corpus(scale * n, seed)

@@ -54,6 +54,7 @@ from learnerprobe.extract.engine import (
 from learnerprobe.models import loading, registry
 from learnerprobe.models.device import resolve_device
 from learnerprobe.models.entry import ModelEntry
+from learnerprobe.models.testing import tiny_model
 from learnerprobe.paths import activations_dir
 from learnerprobe.records import LearnerText, text_hash
 
@@ -124,8 +125,6 @@ def _ordered_layers(layers: Sequence[int] | None) -> list[int] | None:
 def model_shape(entry: ModelEntry) -> tuple[int, int]:
     """(hidden states incl. embeddings, hidden size) from the model's config, without weights."""
     if entry.source.startswith("tiny:"):
-        from learnerprobe.models.testing import tiny_model
-
         cfg = tiny_model(entry.source[len("tiny:"):])[1].config
     else:
         from transformers import AutoConfig

@@ -26,7 +26,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from learnerprobe.evaluation.metrics import LOWER_IS_BETTER, ORDINAL_METRICS
+from learnerprobe.evaluation.metrics import LOWER_IS_BETTER, ORDINAL_METRICS, macro_f1, score_all
+from learnerprobe.methods.registry import get_method
 
 NOMINAL_METRICS = ("macro_f1", "accuracy")
 Target = Literal["ordinal", "nominal"]
@@ -69,8 +70,6 @@ def best_index(scores: Sequence[float] | np.ndarray, *, lower_is_better: bool = 
 def score_layers(y_val: np.ndarray, pred_val: np.ndarray, metric: str, *, n_classes: int,
                  target: Target = "ordinal") -> np.ndarray:
     """Validation score of each layer's predictions (``pred_val``: layers x m)."""
-    from learnerprobe.evaluation.metrics import macro_f1, score_all
-
     if target == "nominal":
         if metric not in NOMINAL_METRICS:
             raise ValueError(f"unknown nominal selection metric {metric!r}; known: "
@@ -123,8 +122,6 @@ def fit_layers(X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray, pro
     """All layers of a registered probe: the shared-work engine for the built-in probes
     (:func:`learnerprobe.estimators.probes.all_layers.fit_predict_layers`), else a per-layer loop over fresh
     estimators from the probe's registry entry."""
-    from learnerprobe.methods.registry import get_method
-
     entry = get_method(probe, kind="probe")
     if entry.layer_engine is not None:
         return entry.fit_layers(X_train, y_train, X_test, probe, mode=mode, n_classes=n_classes,

@@ -22,6 +22,7 @@ from typing import Any
 
 from learnerprobe.outputs import atomic_write_text
 from learnerprobe.study.config import StudyConfig, load_config
+from learnerprobe.study.runner import run
 
 
 def bench_study(config: str | Path | StudyConfig, *, cache_cells: bool = False,
@@ -31,8 +32,6 @@ def bench_study(config: str | Path | StudyConfig, *, cache_cells: bool = False,
     """Run the study once (no cell cache unless ``cache_cells``) and return its timing figures.
 
     ``records`` / ``activations`` go to :func:`learnerprobe.study.runner.run` (tests)."""
-    from learnerprobe.study.runner import run
-
     cfg = config if isinstance(config, StudyConfig) else load_config(config)
     cfg = cfg.model_copy(update={"cache_cells": cache_cells})
     load_before = os.getloadavg()

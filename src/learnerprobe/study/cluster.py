@@ -17,6 +17,7 @@ from learnerprobe.errors import ConfigError
 from learnerprobe.execution.settings import ExecutionConfig
 from learnerprobe.records import LearnerText
 from learnerprobe.study.config import StudyConfig
+from learnerprobe.study.runner import load_records
 from learnerprobe.tasks import get_task
 
 
@@ -44,7 +45,6 @@ def prefill_activations(cfg: StudyConfig, records: list[LearnerText] | None = No
     if not cfg.execution.is_ray:
         return []
     from learnerprobe.execution.ray_extract import fill_models  # heavy optional: ray
-    from learnerprobe.study.runner import load_records
 
     if records is None:
         records, _ = load_records(cfg)

@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from learnerprobe.errors import ConfigError
+from learnerprobe.methods.registry import resolve
 from learnerprobe.records import LearnerText
 
 LabelKind = Literal["ordinal", "nominal"]
@@ -43,8 +44,6 @@ class TaskData:
 
 
 def resolve_ref(ref: str) -> Any:
-    from learnerprobe.methods.registry import resolve
-
     return resolve(ref)
 
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from learnerprobe.errors import ConfigError
 from learnerprobe.evaluation.splits import group_keys
+from learnerprobe.prep.mask import mask_records
 from learnerprobe.records import LearnerText
 from learnerprobe.tasks.base import Task, TaskData, resolve_ref
 
@@ -99,8 +100,6 @@ def prepare_l1_task(
         )
     mask_counts: dict[str, int] = {}
     if mask:
-        from learnerprobe.prep.mask import mask_records
-
         kept, mc = mask_records(kept)
         mask_counts = {str(k): int(v) for k, v in dict(mc).items()}
     y = np.array([r.l1 for r in kept], dtype=object)

@@ -18,6 +18,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from learnerprobe.errors import LearnerprobeError
 from learnerprobe.estimators.nli._base import align_proba, as_texts
 from learnerprobe.evaluation.splits import group_keys, inner_validation_split
+from learnerprobe.extract import get_activations
 from learnerprobe.methods.registry import get_method
 from learnerprobe.records import LearnerText, text_hash
 from learnerprobe.selection.validation import select_layer
@@ -60,8 +61,6 @@ class ExtractFeaturizer:
         self.layers: list[int] | None = None
 
     def __call__(self, X: Sequence[Any]) -> np.ndarray:
-        from learnerprobe.extract import get_activations
-
         recs = [
             x if isinstance(x, LearnerText)
             else LearnerText(id=f"t{i}", corpus="adhoc", language="", text=t)

@@ -31,6 +31,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from learnerprobe.errors import ConfigError
 from learnerprobe.estimators.nli.aliases import match_answer, parse_language
+from learnerprobe.records import LearnerText
 
 #: Reconstruction of the reference work's prompt; ``{target_language}`` and ``{text}`` are filled.
 DEFAULT_TEMPLATE = (
@@ -53,8 +54,6 @@ def target_language_name(code_or_name: str) -> str:
 
 
 def _texts_and_languages(X: Sequence[Any], default: str | None) -> list[tuple[str, str]]:
-    from learnerprobe.records import LearnerText
-
     out = []
     for i, x in enumerate(X):
         if isinstance(x, LearnerText):
@@ -182,6 +181,7 @@ class ZeroShotL1Classifier(ClassifierMixin, BaseEstimator):
 
     def _get_backend(self) -> Any:
         if self.backend_ is None:
+            # heavy optional: LLM backends (torch or an HTTP client)
             from learnerprobe.estimators.nli.llm_backends import make_backend
 
             self.backend_ = make_backend(self.backend, **(self.backend_options or {}))

@@ -41,6 +41,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from learnerprobe.estimators.probes._sklearn_mlp import torch_threads
 from learnerprobe.estimators.probes.level_probes import _at_fit, _at_proba, _inner_cv
 
 #: L-BFGS settings: history, iteration cap, stopping test (max |gradient| of the mean-form
@@ -554,8 +555,6 @@ class _Spec:
 def _tuned_layers(Xtr, y, Xte, grid, *, n_classes: int, cv: int, seed, spec_of, name: str,
                   log) -> dict:
     import torch
-
-    from learnerprobe.estimators.probes._sklearn_mlp import torch_threads
 
     present = np.unique(y)
     L, m = Xtr.shape[0], Xte.shape[1]

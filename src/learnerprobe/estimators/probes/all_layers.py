@@ -25,6 +25,13 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from learnerprobe.estimators.probes import PROBES, RIDGE_ALPHAS, TUNED_MLP_HIDDEN, make_probe
+from learnerprobe.estimators.probes._batched_linear import logistic_layers, ordinal_layers
+from learnerprobe.estimators.probes._sklearn_mlp import (
+    sklearn_mlp_output,
+    torch_threads,
+    train_sklearn_mlp,
+)
+from learnerprobe.estimators.probes._torch_mlp import mlp_forward, train_mlp
 
 _PROBA = {"ridge": False, "logistic": True, "ordinal": True, "mlp_reg": False, "mlp_clf": True}
 #: Fitting engines whose predictions changed since a cell cache was first keyed; their name goes
@@ -158,8 +165,6 @@ def fit_predict_layers(
 def _linear_all(Xtr, y, Xte, probe: str, n_classes: int, seed: int) -> dict:
     """Tuned logistic / ordinal (grid, folds and seed from ``make_probe``) on every layer as one
     batched solve instead of a per-layer loop (minutes per cell)."""
-    from learnerprobe.estimators.probes._batched_linear import logistic_layers, ordinal_layers
-
     est = make_probe(probe, mode="tuned", n_classes=n_classes, seed=seed, scale=False)
     if probe == "logistic":
         return logistic_layers(Xtr, y, Xte, n_classes=n_classes, Cs=est.Cs, cv=est.cv,
@@ -177,8 +182,6 @@ def _one_class(Xte: np.ndarray, label: int, n_classes: int) -> dict:
 
 def _mlp_all(Xtr, y, Xte, probe, n_classes, seed, width) -> dict:
     from scipy.special import softmax
-
-    from learnerprobe.estimators.probes._torch_mlp import mlp_forward, train_mlp
 
     ref = make_probe(probe, mode="tuned", n_classes=n_classes, width=width, seed=seed)
     clf = probe == "mlp_clf"
@@ -204,12 +207,6 @@ def _mlp_all(Xtr, y, Xte, probe, n_classes, seed, width) -> dict:
 
 def _mlp_reference_all(Xtr, y, Xte, probe, n_classes, seed, width) -> dict:
     """The reference MLP (``make_probe(probe, mode="reference")``) on every layer at once."""
-    from learnerprobe.estimators.probes._sklearn_mlp import (
-        sklearn_mlp_output,
-        torch_threads,
-        train_sklearn_mlp,
-    )
-
     est = make_probe(probe, mode="reference", n_classes=n_classes, width=width, seed=seed)
     clf = probe == "mlp_clf"
     present = np.unique(y)

@@ -19,6 +19,13 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from learnerprobe.estimators.probes._sklearn_mlp import (
+    sklearn_mlp_output,
+    torch_threads,
+    train_sklearn_mlp,
+)
+from learnerprobe.estimators.probes._torch_mlp import mlp_forward, train_mlp
+
 
 def _scaled(model, scale: bool):
     from sklearn.pipeline import make_pipeline
@@ -347,8 +354,6 @@ class _MLPProbe(_OrdinalProbe):
         if self.backend == "sklearn":
             self._fit_sklearn(Xs, target)
         elif self.backend == "sklearn_torch":
-            from learnerprobe.estimators.probes._sklearn_mlp import torch_threads, train_sklearn_mlp
-
             with torch_threads(1), _one_blas_thread():
                 self.weights_ = train_sklearn_mlp(
                     Xs[None], target, task=self._task, n_out=n_out,
@@ -357,8 +362,6 @@ class _MLPProbe(_OrdinalProbe):
             self.n_iter_ = int(self.weights_["n_iter"][0])
             self.converged_ = bool(self.weights_["converged"][0])
         elif self.backend == "torch":
-            from learnerprobe.estimators.probes._torch_mlp import train_mlp
-
             self.weights_ = train_mlp(
                 Xs[None], target, task=self._task, n_out=n_out,
                 hidden=int(self.hidden_layer_size), lr=self.learning_rate_init,
@@ -394,12 +397,8 @@ class _MLPProbe(_OrdinalProbe):
                     return self.model_.predict_proba(Xs)
                 return self.model_.predict(Xs)[:, None]
         if self.backend == "sklearn_torch":
-            from learnerprobe.estimators.probes._sklearn_mlp import sklearn_mlp_output
-
             with _one_blas_thread():  # the reference MLP's outputs must not depend on threads
                 return sklearn_mlp_output(self.weights_, Xs[None])[0]
-        from learnerprobe.estimators.probes._torch_mlp import mlp_forward
-
         out = mlp_forward(self.weights_, Xs[None])[0]
         if self._task == "clf":
             from scipy.special import softmax
