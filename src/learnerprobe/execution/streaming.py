@@ -1,5 +1,5 @@
 """Streaming probes during extraction: pooled vectors go straight into per-layer sufficient
-statistics (``probes.streaming.LayerStats``) chunk by chunk, and no layer is stored.
+statistics (``estimators.probes.online.LayerStats``) chunk by chunk, and no layer is stored.
 
 The local engine runs each chunk with its cache off (a chunk's vectors live in a temporary file
 only until they are folded in), on a model loaded once. On Ray the texts are split into one

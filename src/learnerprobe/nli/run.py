@@ -204,7 +204,7 @@ def load_cached(path: Path) -> dict[str, Any] | None:
 
 
 def save_cached(path: Path, res: dict[str, Any]) -> None:
-    """Write atomically (``evaluation.cache``): a crash or a concurrent run writing the same
+    """Write atomically (``evaluation.cell_cache``): a crash or a concurrent run writing the same
     entry leaves either a whole result or the previous one."""
     write_npz(path, {"proba": res["proba"], "idx": res["idx"], "fold": res["fold"],
                      "layers": np.asarray(res["layers"], dtype=np.int64),

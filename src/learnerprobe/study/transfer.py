@@ -7,7 +7,7 @@ of its options) and layer on the training corpora only (each held out in turn), 
 choice on all training corpora and predicts the held-out corpus. The pooled held-out
 predictions are scored like every other cell (``evaluation.results.score_rows``, layer
 ``nested``) and compared, on the same texts, to the plain probe and to the surface baseline by
-a paired bootstrap (``metrics.paired_bootstrap_diff``; rows ``diff_qwk_vs_plain`` and
+a paired bootstrap (``evaluation.metrics.paired_bootstrap_diff``; rows ``diff_qwk_vs_plain`` and
 ``diff_qwk_vs_surface``, per held-out corpus and pooled). Rows carry ``transductive`` (the
 method adapts to the unlabeled held-out texts) and ``chosen`` (the variant per fold).
 

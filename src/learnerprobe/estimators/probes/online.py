@@ -6,7 +6,7 @@ sum x, X'X, sum y, sum y^2, X'y and per-class counts and sums -- in float64. The
 
 - ridge regression exactly, for every alpha at once (:meth:`LayerStats.ridge_path`: one
   eigendecomposition of the standardised, centred Gram matrix per layer), with the same
-  standardisation as ``StandardScaler`` and ``probes.sweep`` (population std, constant features
+  standardisation as ``StandardScaler`` and ``all_layers`` (population std, constant features
   centred not scaled);
 - the validation error of every (layer, alpha) from the validation stream's own statistics
   (:meth:`LayerStats.mse`), so the alpha and the layer are chosen on validation data without a
