@@ -457,10 +457,10 @@ class _Runner:
         return _EarlyExit(self.model, mods, want)
 
     def n_hidden_states(self) -> int:
-        cfg = self.model.config
-        n = getattr(cfg, "num_hidden_layers", None)
-        if n is None and hasattr(cfg, "get_text_config"):
-            n = cfg.get_text_config().num_hidden_layers
+        hf = self.model.config  # the transformers model config
+        n = getattr(hf, "num_hidden_layers", None)
+        if n is None and hasattr(hf, "get_text_config"):
+            n = hf.get_text_config().num_hidden_layers
         return int(n) + 1
 
 
@@ -480,8 +480,8 @@ def _recorded_layers(model: Any) -> list[Any] | None:
     spec = (getattr(type(model), "_can_record_outputs", None) or {}).get("hidden_states")
     if not isinstance(spec, type) or not issubclass(spec, torch.nn.Module):
         return None
-    cfg = getattr(model, "config", None)
-    n = getattr(cfg, "num_hidden_layers", None)
+    hf = getattr(model, "config", None)  # the transformers model config
+    n = getattr(hf, "num_hidden_layers", None)
     mods = [m for m in model.modules() if isinstance(m, spec)]
     nested = any(
         m is not model and hasattr(m, "_can_record_outputs") and hasattr(m, "config")
