@@ -87,6 +87,9 @@ class OrdinalCalibrated(ClassifierMixin, BaseEstimator):
     continuous score.
     """
 
+    # see learnerprobe.bundles.trust (the wrapped probe declares its own)
+    _bundleable = {"types": (), "arrays": "ordinal_calibrated"}
+
     def __init__(self, estimator=None, n_classes: int | None = None, cal_size: float = 0.2,
                  alpha: float = 1e-2, random_state: int = 0):
         self.estimator = estimator

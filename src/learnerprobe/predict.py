@@ -8,7 +8,7 @@ ordinal regressor also give the continuous level `score` (0 = first level), and 
 probabilities come from an ordered-logit calibration fitted on validation data
 (:mod:`learnerprobe.calibration`).
 
-Loading verifies each bundle (:func:`learnerprobe.bundle.load_bundle`), optionally against a
+Loading verifies each bundle (:func:`learnerprobe.bundles.io.load_bundle`), optionally against a
 pinned digest, and, for hidden-state bundles, that the model comes from a place a bundle may
 name, needs no custom code (:mod:`learnerprobe.models.trust`) and has the pinned weights; the
 model is then loaded from that checked folder. A probability or score that is not a finite
@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from learnerprobe.bundle import Bundle, load_bundle
+from learnerprobe.bundles.io import Bundle, load_bundle
 from learnerprobe.errors import (
     ArgumentTypeError,
     BundleError,
@@ -159,14 +159,14 @@ class Predictor:
         """Load and verify bundles (one per task).
 
         ``arrays``: apply a bundle's estimator through its array form when it has one (numpy
-        only: no scikit-learn or skops import; :mod:`learnerprobe.inference.arrays`), else and
+        only: no scikit-learn or skops import; :mod:`learnerprobe.bundles.arrays`), else and
         with ``arrays=False`` through the skops file. ``encoder``: how hidden-state bundles run
         their model: "onnx" (onnxruntime, no torch; the graph exported locally from the pinned
-        weights on first use, :mod:`learnerprobe.inference.onnx_encoder`), "torch", or "auto"
+        weights on first use, :mod:`learnerprobe.bundles.onnx_encoder`), "torch", or "auto"
         (ONNX where it applies -- fp32 BERT encoders, one layer, truncation -- else torch).
 
-        ``expect_digests``: one trusted :func:`~learnerprobe.bundle.bundle_digest` per path, in
-        the same order; a bundle with any other content is refused. ``allow_version_mismatch``
+        ``expect_digests``: one trusted :func:`~learnerprobe.bundles.integrity.bundle_digest`
+        per path, in the same order; a bundle with any other content is refused. ``allow_version_mismatch``
         accepts bundles trained with other library versions (otherwise scikit-learn minor-version
         changes are refused and torch/transformers/tokenizers changes warn). ``max_chars``: the
         longest text `predict` accepts (a TextTooLongError beyond; memory grows with length).
@@ -282,7 +282,7 @@ class Predictor:
 
     def _onnx_encoder(self, lo: _Loaded, export: bool = True) -> Any:
         """The ONNX encoder when it applies (None: use torch; with encoder="onnx" an error)."""
-        from learnerprobe.inference import onnx_encoder as ox
+        from learnerprobe.bundles import onnx_encoder as ox
 
         if self.encoder_mode == "torch":
             return None

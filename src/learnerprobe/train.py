@@ -99,7 +99,7 @@ def select_probe(X_tr: np.ndarray, y_tr: np.ndarray, X_va: np.ndarray, y_va: np.
 
 def train_cefr(cfg: StudyConfig, bundle: Path, *, results_dir: Path | None,
                log: Callable[[str], None], n_boot: int) -> Path:
-    from learnerprobe.bundle import save_bundle
+    from learnerprobe.bundles.io import save_bundle
     from learnerprobe.evaluation.splits import grouped_holdout
     from learnerprobe.execution.cells import map_cells
     from learnerprobe.methods.registry import get_method
@@ -284,7 +284,7 @@ def train_transfer(cfg: StudyConfig, bundle: Path, method: str, *, results_dir: 
     """
     from types import SimpleNamespace
 
-    from learnerprobe.bundle import save_bundle
+    from learnerprobe.bundles.io import save_bundle
     from learnerprobe.models.pinning import weights_pin
     from learnerprobe.study import transfer as st
     from learnerprobe.study.runner import encode, load_records
@@ -340,7 +340,7 @@ def train_transfer(cfg: StudyConfig, bundle: Path, method: str, *, results_dir: 
 def train_l1(cfg: StudyConfig, bundle: Path, *, results_dir: Path | None,
              log: Callable[[str], None], n_boot: int) -> Path:
     """Best of the n-gram model and hidden-state probes (validation macro-F1), refit on all."""
-    from learnerprobe.bundle import save_bundle
+    from learnerprobe.bundles.io import save_bundle
     from learnerprobe.evaluation.splits import grouped_holdout
     from learnerprobe.methods.registry import BuildContext, get_method, l1_probe_names
     from learnerprobe.methods.sweep import best_index, select_layer
@@ -420,7 +420,7 @@ def train_bundle(config: StudyConfig | str | Path, bundle: str | Path, *,
     """``config``: a loaded config (``study.check.load_study``) or its TOML file.
     ``method``: an inductive transfer method to bundle (:func:`train_transfer`) instead of
     the config's best probe (task cefr only)."""
-    from learnerprobe.bundle import check_writable
+    from learnerprobe.bundles.io import check_writable
     from learnerprobe.study.check import load_study
 
     if method is not None:
@@ -449,13 +449,13 @@ def train_bundle(config: StudyConfig | str | Path, bundle: str | Path, *,
 def export_onnx_encoder(bundle: Path, log: Callable[[str], None] = print) -> Path | None:
     """Export now the ONNX encoder a hidden-state bundle's first ``predict`` would otherwise
     export (a minute or more: the model runs in torch to check the graph), with the same
-    :mod:`learnerprobe.inference.onnx_encoder` functions ``predict`` uses, into the local cache
+    :mod:`learnerprobe.bundles.onnx_encoder` functions ``predict`` uses, into the local cache
     (never into the bundle). None when ONNX does not apply or the export fails: the bundle is
     written either way, and ``predict`` then uses torch or retries the export on first use."""
     import json
 
-    from learnerprobe.bundle import MANIFEST
-    from learnerprobe.inference import onnx_encoder as ox
+    from learnerprobe.bundles import onnx_encoder as ox
+    from learnerprobe.bundles.manifest import MANIFEST
 
     manifest = json.loads((Path(bundle) / MANIFEST).read_text(encoding="utf-8"))
     if manifest.get("preprocessing", {}).get("features") != "hidden":

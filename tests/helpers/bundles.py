@@ -5,7 +5,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
-from learnerprobe.bundle import save_bundle
+from learnerprobe.bundles.io import save_bundle
 
 TEXTS = [
     "ich bin gut und ich wohne in der Stadt", "Ich habe eine Frage zu der Wohnung bitte",

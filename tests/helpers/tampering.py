@@ -10,7 +10,8 @@ import json
 import zipfile
 from pathlib import Path
 
-from learnerprobe import bundle as B
+from learnerprobe.bundles.integrity import SEAL_FORMAT, canonical, sealed_view
+from learnerprobe.bundles.manifest import ESTIMATOR, MANIFEST
 
 
 def file_sha(p: Path) -> str:
@@ -18,11 +19,11 @@ def file_sha(p: Path) -> str:
 
 
 def read_manifest(p: Path) -> dict:
-    return json.loads((p / B.MANIFEST).read_text(encoding="utf-8"))
+    return json.loads((p / MANIFEST).read_text(encoding="utf-8"))
 
 
 def write_manifest(p: Path, m: dict) -> None:
-    (p / B.MANIFEST).write_text(json.dumps(m, indent=2), encoding="utf-8")
+    (p / MANIFEST).write_text(json.dumps(m, indent=2), encoding="utf-8")
 
 
 def edit(fn):
@@ -40,31 +41,31 @@ def reseal(p: Path, estimator_fn=None) -> None:
     import skops.io as sio
 
     m = read_manifest(p)
-    data = (p / B.ESTIMATOR).read_bytes()
+    data = (p / ESTIMATOR).read_bytes()
     obj = sio.loads(data, trusted=sio.get_untrusted_types(data=data))
     if estimator_fn is not None:
         estimator_fn(obj["estimator"])
     for name in list(m["files"]):
-        if name != B.ESTIMATOR and (p / name).is_file():
+        if name != ESTIMATOR and (p / name).is_file():
             m["files"][name] = file_sha(p / name)
-    if m.get("arrays"):  # the array form carries its own seal (learnerprobe.inference.arrays)
-        from learnerprobe.inference import arrays
+    if m.get("arrays"):  # the array form carries its own seal (learnerprobe.bundles.arrays)
+        from learnerprobe.bundles import arrays
 
         f = m["arrays"]["file"]
         tensors, meta = arrays.loads((p / f).read_bytes(), f)
-        meta["seal"] = B._canonical(B._sealed_view(m, f))
+        meta["seal"] = canonical(sealed_view(m, f))
         (p / f).write_bytes(arrays.dumps(tensors, meta))
         m["files"][f] = file_sha(p / f)
-    obj["seal"] = B._canonical(B._sealed_view(m))
-    sio.dump(obj, p / B.ESTIMATOR)
-    m["files"][B.ESTIMATOR] = file_sha(p / B.ESTIMATOR)
+    obj["seal"] = canonical(sealed_view(m))
+    sio.dump(obj, p / ESTIMATOR)
+    m["files"][ESTIMATOR] = file_sha(p / ESTIMATOR)
     write_manifest(p, m)
 
 
 def edit_tensors(p: Path, fn) -> None:
     """Edit the array form's tensors with ``fn(tensors)`` (finite values pass the array spec),
     then reseal: what an attacker does to the numbers of a bundle."""
-    from learnerprobe.inference import arrays
+    from learnerprobe.bundles import arrays
 
     f = read_manifest(p)["arrays"]["file"]
     tensors, meta = arrays.loads((p / f).read_bytes(), f)
@@ -111,7 +112,7 @@ def crafted_skops(module: str, name: str, args: list) -> bytes:
     attacker uses to run code if that callable were trusted."""
     import skops.io as sio
 
-    data = sio.dumps({"format": B.SEAL_FORMAT, "estimator": ("x",), "seal": "s"})
+    data = sio.dumps({"format": SEAL_FORMAT, "estimator": ("x",), "seal": "s"})
     schema = json.loads(zipfile.ZipFile(io.BytesIO(data)).read("schema.json"))
     tpl = schema["content"]["estimator"]
     item = tpl["content"][0]
@@ -145,8 +146,8 @@ def exec_skops(module: str, name: str, kind: str = "code"):
             args = [code, {}]
         else:
             args = [code]
-        (p / B.ESTIMATOR).write_bytes(crafted_skops(module, name, args))
+        (p / ESTIMATOR).write_bytes(crafted_skops(module, name, args))
         m = read_manifest(p)
-        m["files"][B.ESTIMATOR] = file_sha(p / B.ESTIMATOR)
+        m["files"][ESTIMATOR] = file_sha(p / ESTIMATOR)
         write_manifest(p, m)
     return apply

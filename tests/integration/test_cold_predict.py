@@ -39,7 +39,7 @@ def _cold(args, env=None):
 
 
 def _ngram_bundle(tmp_path):
-    from learnerprobe.bundle import save_bundle
+    from learnerprobe.bundles.io import save_bundle
     from learnerprobe.nli.ngram import NgramClassifier
 
     est = NgramClassifier(min_df=1).fit(TEXTS, LABELS)
@@ -60,7 +60,7 @@ def test_cold_text_bundle_imports_no_training_stack(tmp_path):
 
 def test_cold_text_bundle_without_array_form_still_works(tmp_path):
     """A bundle written without the array form (older bundles) loads through skops."""
-    from learnerprobe.bundle import save_bundle
+    from learnerprobe.bundles.io import save_bundle
     from learnerprobe.nli.ngram import NgramClassifier
 
     est = NgramClassifier(min_df=1).fit(TEXTS, LABELS)
@@ -102,9 +102,9 @@ def test_cold_hidden_bundle_runs_onnx_without_torch(tmp_path, cached_tiny_folder
 def test_onnx_encoder_agrees_with_torch_on_merlin(data_root, tmp_path, monkeypatch):
     """e5-small layer 5, mean pooling, on 50 MERLIN texts: pooled states within 1e-4 of the
     torch path and identical labels from a probe fitted on the torch states."""
+    from learnerprobe.bundles import onnx_encoder as ox
     from learnerprobe.corpora.registry import load_corpus
     from learnerprobe.extract import extract
-    from learnerprobe.inference import onnx_encoder as ox
     from learnerprobe.models.pinning import weights_pin
     from learnerprobe.models.registry import get_model
     from learnerprobe.probes.estimators import LogisticProbe

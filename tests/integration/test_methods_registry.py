@@ -87,7 +87,7 @@ def test_toy_probe_runs_through_learnerprobe_run_and_train(toy_methods, cached_t
     assert set(df[df.probe == "toy-ncm"].layer.astype(str)) == {"0", "1", "2", "selected"}
 
     _cli("train", cfg, "--bundle", tmp_path / "bundle")
-    from learnerprobe.bundle import load_bundle
+    from learnerprobe.bundles.io import load_bundle
     from learnerprobe.predict import Predictor
 
     m = load_bundle(tmp_path / "bundle").manifest
@@ -110,7 +110,7 @@ def test_toy_nli_method_and_toy_probe_run_through_learnerprobe_run_and_train(
 
     cfg = _l1_toml(tmp_path, tiny_folder, ["toy-majority"], ["logistic"])
     _cli("train", cfg, "--bundle", tmp_path / "bundle")
-    from learnerprobe.bundle import load_bundle
+    from learnerprobe.bundles.io import load_bundle
 
     m = load_bundle(tmp_path / "bundle").manifest
     assert m["method"] == "toy-majority" and m["preprocessing"]["features"] == "text"

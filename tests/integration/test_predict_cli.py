@@ -44,7 +44,7 @@ def test_predict_works_and_escapes_markup(tmp_path):
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
 
-    from learnerprobe.bundle import save_bundle
+    from learnerprobe.bundles.io import save_bundle
     from tests.helpers.bundles import LABELS, TEXTS
 
     hostile = {"de": "[bold red]de[/]", "it": "[link=x]it"}
@@ -185,7 +185,7 @@ def test_usage_errors_exit_2_without_traceback(bundle):
 
 
 def test_expect_digest(bundle):
-    from learnerprobe.bundle import bundle_digest
+    from learnerprobe.bundles.integrity import bundle_digest
 
     digest = bundle_digest(bundle)
     r = run_cli("predict", "--bundle", bundle, "--expect-digest", digest, "--json", "Ich bin hier")

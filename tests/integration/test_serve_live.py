@@ -272,7 +272,7 @@ def _hostile_bundle(tmp_path):
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
 
-    from learnerprobe.bundle import save_bundle
+    from learnerprobe.bundles.io import save_bundle
     from learnerprobe.errors import LearnerprobeError
     from learnerprobe.predict import Predictor
 

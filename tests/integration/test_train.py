@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 
-from learnerprobe.bundle import load_bundle
+from learnerprobe.bundles.io import load_bundle
 from learnerprobe.predict import Predictor
 from learnerprobe.train import train_bundle
 

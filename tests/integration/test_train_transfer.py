@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from learnerprobe.bundle import load_bundle
+from learnerprobe.bundles.io import load_bundle
 from learnerprobe.predict import Predictor
 from learnerprobe.train import train_bundle
 

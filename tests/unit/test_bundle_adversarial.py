@@ -19,7 +19,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from learnerprobe import bundle as B
+from learnerprobe.bundles.integrity import SEAL_FORMAT, bundle_digest
+from learnerprobe.bundles.io import load_bundle
+from learnerprobe.bundles.manifest import ESTIMATOR, MANIFEST
+from learnerprobe.bundles.trust import ESTIMATOR_MODULES, declarations, trusted_types
 from learnerprobe.errors import BundleError
 from learnerprobe.predict import Predictor
 from tests.helpers.bundles import make_bundle, make_hidden_bundle
@@ -65,10 +68,10 @@ def flip(name: str, where: float = 0.5):
 
 def flip_in_manifest(needle: bytes):
     def apply(p: Path, tmp: Path) -> None:
-        data = bytearray((p / B.MANIFEST).read_bytes())
+        data = bytearray((p / MANIFEST).read_bytes())
         i = data.index(needle)
         data[i] ^= 0x02
-        (p / B.MANIFEST).write_bytes(bytes(data))
+        (p / MANIFEST).write_bytes(bytes(data))
     return apply
 
 
@@ -94,7 +97,7 @@ def files_entry(name: str, digest: str | None = None):
 def symlink_in(p: Path, tmp: Path) -> None:
     os.symlink("estimator.skops", p / "alias.skops")
     m = read_manifest(p)
-    m["files"]["alias.skops"] = m["files"][B.ESTIMATOR]
+    m["files"]["alias.skops"] = m["files"][ESTIMATOR]
     write_manifest(p, m)
 
 
@@ -107,16 +110,16 @@ def symlink_out(p: Path, tmp: Path) -> None:
 
 def estimator_is_link(p: Path, tmp: Path) -> None:
     outside = tmp / "elsewhere.skops"
-    shutil.copyfile(p / B.ESTIMATOR, outside)
-    (p / B.ESTIMATOR).unlink()
-    os.symlink(outside, p / B.ESTIMATOR)
+    shutil.copyfile(p / ESTIMATOR, outside)
+    (p / ESTIMATOR).unlink()
+    os.symlink(outside, p / ESTIMATOR)
 
 
 def manifest_is_link(p: Path, tmp: Path) -> None:
     outside = tmp / "elsewhere.json"
-    shutil.copyfile(p / B.MANIFEST, outside)
-    (p / B.MANIFEST).unlink()
-    os.symlink(outside, p / B.MANIFEST)
+    shutil.copyfile(p / MANIFEST, outside)
+    (p / MANIFEST).unlink()
+    os.symlink(outside, p / MANIFEST)
 
 
 def fifo(p: Path, tmp: Path) -> None:
@@ -135,13 +138,13 @@ def pickle_listed(p: Path, tmp: Path) -> None:
 
 def raw_manifest(data: bytes):
     def apply(p: Path, tmp: Path) -> None:
-        (p / B.MANIFEST).write_bytes(data)
+        (p / MANIFEST).write_bytes(data)
     return apply
 
 
 def manifest_transform(fn):
     def apply(p: Path, tmp: Path) -> None:
-        (p / B.MANIFEST).write_bytes(fn((p / B.MANIFEST).read_bytes()))
+        (p / MANIFEST).write_bytes(fn((p / MANIFEST).read_bytes()))
     return apply
 
 
@@ -177,7 +180,7 @@ def _del(path: list):
 
 
 def _rename_estimator(m):
-    m["files"]["model.skops"] = m["files"].pop(B.ESTIMATOR)
+    m["files"]["model.skops"] = m["files"].pop(ESTIMATOR)
 
 
 # ----------------------------------------------------------------------------------------- cases
@@ -258,7 +261,7 @@ CASES = [
     ("T-extra-file-listed", "T", add_file("notes.txt", b"hello", listed=True), "sealed.*files"),
     ("T-pickle-listed", "T", pickle_listed, "sealed.*files"),
     ("T-estimator-deleted", "T", lambda p, t: (p / "estimator.skops").unlink(), "missing"),
-    ("T-manifest-deleted", "T", lambda p, t: (p / B.MANIFEST).unlink(), "no manifest.json"),
+    ("T-manifest-deleted", "T", lambda p, t: (p / MANIFEST).unlink(), "no manifest.json"),
     # symlinks and special files
     ("T-symlink-inside", "T", symlink_in, "symbolic link"),
     ("T-symlink-outside", "T", symlink_out, "symbolic link"),
@@ -276,8 +279,8 @@ CASES = [
     ("T-skops-learnerprobe-lookalike", "T", exec_skops("learnerprobe_evil.x", "y"),
      "learnerprobe_evil"),
     ("T-skops-not-a-zip", "T", lambda p, t: (
-        (p / B.ESTIMATOR).write_bytes(b"not a zip"),
-        files_entry(B.ESTIMATOR, hashlib.sha256(b"not a zip").hexdigest())(p, t)),
+        (p / ESTIMATOR).write_bytes(b"not a zip"),
+        files_entry(ESTIMATOR, hashlib.sha256(b"not a zip").hexdigest())(p, t)),
      "not a readable skops file"),
     # manifest encoding and size
     ("T-manifest-not-utf8", "T", manifest_transform(lambda b: b"\xff\xfe" + b), "not UTF-8"),
@@ -363,13 +366,13 @@ def test_digest_pin(bases, tmp_path):
     """A stranger can rewrite a bundle consistently (documented limit); the digest pin catches it."""
     good = tmp_path / "good"
     shutil.copytree(bases["T"], good)
-    d = B.bundle_digest(good)
+    d = bundle_digest(good)
     assert Predictor.load(good, expect_digests=[d]).digests["l1"] == d
-    assert B.load_bundle(good, f"sha256:{d.upper()}").digest == d
+    assert load_bundle(good, f"sha256:{d.upper()}").digest == d
     with pytest.raises(BundleError, match="does not match the expected"):
         Predictor.load(good, expect_digests=["0" * 64])
     with pytest.raises(BundleError, match="not a sha256"):
-        B.load_bundle(good, "xyz")
+        load_bundle(good, "xyz")
     forged = tmp_path / "forged"
     shutil.copytree(bases["T"], forged)
     resealed(_set(["card", "limits"], "validated on every population"))(forged, tmp_path)
@@ -381,19 +384,20 @@ def test_digest_pin(bases, tmp_path):
 def test_digest_covers_every_byte(bases, tmp_path):
     p = tmp_path / "b"
     shutil.copytree(bases["T"], p)
-    d0 = B.bundle_digest(p)
-    raw = (p / B.MANIFEST).read_bytes()
-    (p / B.MANIFEST).write_bytes(raw + b"\n")  # same JSON, different bytes
-    d1 = B.bundle_digest(p)
+    d0 = bundle_digest(p)
+    raw = (p / MANIFEST).read_bytes()
+    (p / MANIFEST).write_bytes(raw + b"\n")  # same JSON, different bytes
+    d1 = bundle_digest(p)
     assert d1 != d0
-    assert B.load_bundle(p).digest == d1  # still a valid bundle, but no longer the pinned one
+    assert load_bundle(p).digest == d1  # still a valid bundle, but no longer the pinned one
     with pytest.raises(BundleError):
-        B.load_bundle(p, d0)
+        load_bundle(p, d0)
 
 
 def test_trust_list_covers_every_bundled_estimator():
     """Regenerate the trusted types from freshly fitted estimators of every kind `train` can
-    bundle; the hard-coded TRUSTED_TYPES must contain them (drift check) and nothing broad."""
+    bundle; the trusted types derived from the estimators' declarations must contain them (drift
+    check), exactly (no declared type that no estimator needs), and nothing broad."""
     import warnings
 
     import skops.io as sio
@@ -415,15 +419,44 @@ def test_trust_list_covers_every_bundled_estimator():
         warnings.simplefilter("ignore")
         for est in ests:
             found |= set(sio.get_untrusted_types(data=sio.dumps(
-                {"format": B.SEAL_FORMAT, "estimator": est.fit(X, y), "seal": "{}"})))
+                {"format": SEAL_FORMAT, "estimator": est.fit(X, y), "seal": "{}"})))
         for kw in ({}, {"probability": "calibrated"}, {"classifier": "logreg"},
                    {"char_ngrams": None}, {"word_ngrams": None}):
             ng = NgramClassifier(min_df=1, class_weight="balanced", **kw).fit(texts, yl)
             found |= set(sio.get_untrusted_types(data=sio.dumps(ng)))
-    assert found <= B.TRUSTED_TYPES, sorted(found - B.TRUSTED_TYPES)
+    trusted = trusted_types()
+    assert found <= trusted, sorted(found - trusted)
+    builtin = set().union(*(d.types for d in declarations()
+                            if d.cls.__module__ in ESTIMATOR_MODULES))
+    # the transfer estimators' part is checked the same way in test_train_transfer.py
+    assert {t for t in builtin if not t.startswith("learnerprobe.transfer.")} == found
     assert not any(t.startswith(("builtins.", "os.", "posix.", "subprocess."))
-                   for t in B.TRUSTED_TYPES)
-    assert all(t.count(".") >= 2 and not t.endswith(".") for t in B.TRUSTED_TYPES)
+                   for t in trusted)
+    assert all(t.count(".") >= 2 and not t.endswith(".") for t in trusted)
+
+
+def test_every_declaring_module_is_imported_before_the_trust_list_is_derived():
+    """The trust list imports ESTIMATOR_MODULES first, so it never depends on what else happens
+    to be imported: every module of the package with a class declaring ``_bundleable`` is listed,
+    and every array kind a class may name has its exporter."""
+    import ast
+
+    import learnerprobe
+    from learnerprobe.bundles.arrays import KINDS
+    from learnerprobe.bundles.export import EXPORTERS
+
+    root = Path(learnerprobe.__file__).parent
+    declaring = set()
+    for f in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(f.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef) and any(
+                    isinstance(st, ast.Assign) and any(getattr(t, "id", None) == "_bundleable"
+                                                       for t in st.targets)
+                    for st in node.body):
+                rel = f.relative_to(root.parent).with_suffix("")
+                declaring.add(".".join(rel.parts))
+    assert declaring == set(ESTIMATOR_MODULES)
+    assert set(EXPORTERS) == set(KINDS)
 
 
 def test_pinned_model_folder_tampering(tmp_path, monkeypatch):

@@ -23,7 +23,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from learnerprobe import bundle as B
+from learnerprobe.bundles.integrity import MAX_SKOPS_MEMBERS
+from learnerprobe.bundles.io import load_bundle, save_bundle
+from learnerprobe.bundles.manifest import ESTIMATOR
 from learnerprobe.errors import BundleError, LearnerprobeError, NonFiniteOutputError
 from learnerprobe.predict import Predictor
 from tests.helpers.bundles import LABELS, TEXTS, make_hidden_bundle
@@ -53,8 +55,8 @@ def bases(tmp_path_factory):
     return {
         "H": make_hidden_bundle(root, name="H"),
         "M": make_hidden_bundle(root, name="M", probe="mlp_clf"),
-        "N": B.save_bundle(root / "N", **common),
-        "S": B.save_bundle(root / "S", array_form=False, **common),  # skops only
+        "N": save_bundle(root / "N", **common),
+        "S": save_bundle(root / "S", array_form=False, **common),  # skops only
     }
 
 
@@ -244,7 +246,7 @@ def test_model_source_outside_the_allowed_set_is_refused(bases, tmp_path, monkey
     _set_model(**fields)(p, tmp_path)
     reseal(p)
     with pytest.raises(BundleError) as e:
-        B.load_bundle(p)
+        load_bundle(p)
     _one_line_refusal(e, "not allowed in a bundle")
 
 
@@ -463,18 +465,18 @@ def test_serve_answers_a_json_error_not_nan(bases):
 def _rewrite_skops(p: Path, members) -> None:
     """Replace estimator.skops with a zip of ``members`` ((name, chunks) pairs, deflated) and
     update its manifest hash (the seal inside schema.json is unchanged)."""
-    with zipfile.ZipFile(p / B.ESTIMATOR, "w", zipfile.ZIP_DEFLATED) as z:
+    with zipfile.ZipFile(p / ESTIMATOR, "w", zipfile.ZIP_DEFLATED) as z:
         for name, chunks in members:
             with z.open(name, "w", force_zip64=True) as f:
                 for c in chunks:
                     f.write(c)
     m = read_manifest(p)
-    m["files"][B.ESTIMATOR] = file_sha(p / B.ESTIMATOR)
+    m["files"][ESTIMATOR] = file_sha(p / ESTIMATOR)
     write_manifest(p, m)
 
 
 def _original_members(p: Path) -> list[tuple[str, list[bytes]]]:
-    with zipfile.ZipFile(io.BytesIO((p / B.ESTIMATOR).read_bytes())) as z:
+    with zipfile.ZipFile(io.BytesIO((p / ESTIMATOR).read_bytes())) as z:
         return [(n, [z.read(n)]) for n in z.namelist()]
 
 
@@ -490,7 +492,7 @@ def _padded_schema(p: Path) -> None:
 
 
 def _many_members(p: Path) -> None:
-    _rewrite_skops(p, _original_members(p) + [(f"pad{i}.npy", [b""]) for i in range(B.MAX_SKOPS_MEMBERS)])
+    _rewrite_skops(p, _original_members(p) + [(f"pad{i}.npy", [b""]) for i in range(MAX_SKOPS_MEMBERS)])
 
 
 @pytest.mark.parametrize("bomb,pattern", [(_padded_schema, "uncompressed"),
@@ -501,7 +503,7 @@ def test_skops_zip_bomb_is_refused_before_it_is_read(bases, tmp_path, monkeypatc
 
     p = _copy(bases, tmp_path, "S")
     bomb(p)
-    assert (p / B.ESTIMATOR).stat().st_size < 2 << 20
+    assert (p / ESTIMATOR).stat().st_size < 2 << 20
 
     def boom(*a, **k):
         raise AssertionError("skops read the schema of a zip bomb")

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from learnerprobe.bundle import load_bundle
+from learnerprobe.bundles.io import load_bundle
 from learnerprobe.errors import BundleError, LearnerprobeError
 from learnerprobe.predict import Predictor
 from tests.helpers.bundles import CEFR5, make_bundle, make_hidden_bundle, toy_levels
@@ -135,7 +135,7 @@ def test_ordinal_calibration_contract():
 def test_digest_and_permissions_follow_umask(tmp_path):
     import os
 
-    from learnerprobe.bundle import bundle_digest
+    from learnerprobe.bundles.integrity import bundle_digest
 
     for umask, dmode, fmode in ((0o022, 0o755, 0o644), (0o027, 0o750, 0o640)):
         old = os.umask(umask)
@@ -150,7 +150,7 @@ def test_digest_and_permissions_follow_umask(tmp_path):
 
 def test_unwritable_destination_fails_before_training(tmp_path, monkeypatch):
     from learnerprobe import train as train_mod
-    from learnerprobe.bundle import check_writable
+    from learnerprobe.bundles.io import check_writable
 
     blocker = tmp_path / "file.txt"
     blocker.write_text("x")

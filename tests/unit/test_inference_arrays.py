@@ -1,4 +1,4 @@
-"""Estimators as arrays (learnerprobe.inference.arrays): written only when they reproduce the
+"""Estimators as arrays (learnerprobe.bundles.arrays): written only when they reproduce the
 estimator, applied without scikit-learn, and refused when tampered with."""
 
 import json
@@ -6,10 +6,11 @@ import json
 import numpy as np
 import pytest
 
-from learnerprobe.bundle import load_bundle, save_bundle
+from learnerprobe.bundles import arrays
+from learnerprobe.bundles.export import export
+from learnerprobe.bundles.io import load_bundle, save_bundle
 from learnerprobe.calibration import OrdinalCalibrated
 from learnerprobe.errors import BundleError
-from learnerprobe.inference import arrays
 from learnerprobe.nli.ngram import NgramClassifier
 from learnerprobe.predict import Predictor
 from learnerprobe.probes.estimators import (
@@ -48,7 +49,7 @@ def _outputs(est, X):
 def test_probe_array_form_matches_the_estimator(name):
     X, y = toy_levels()
     est = PROBES[name]().fit(X, y)
-    spec, tensors = arrays.export(est)
+    spec, tensors = export(est)
     back, _ = arrays.loads(arrays.dumps(tensors, {}), "t")
     arr = arrays.build(json.loads(json.dumps(spec)), back, "t")
     Xn = np.random.default_rng(1).normal(size=(40, X.shape[1])).astype(np.float32)
@@ -65,7 +66,7 @@ def test_probe_array_form_matches_the_estimator(name):
                                      {"lowercase": True, "word_ngrams": (1, 3)}])
 def test_ngram_array_form_matches_sklearn(options):
     est = NgramClassifier(min_df=1, **options).fit(TEXTS, LABELS)
-    spec, tensors = arrays.export(est)
+    spec, tensors = export(est)
     arr = arrays.build(spec, arrays.loads(arrays.dumps(tensors, {}), "t")[0], "t")
     texts = np.asarray(["Ich  wohne\tin Wien.\n\nDAS ist gut!", " ", "é 😀", "x" * 50,
                         "Caro amico, io sono contento"], dtype=object)
@@ -143,7 +144,7 @@ def test_tampered_array_form_is_refused(tmp_path):
 
 def test_bad_specs_are_clear_bundle_errors():
     X, y = toy_levels()
-    spec, tensors = arrays.export(LogisticProbe(n_classes=5).fit(X, y))
+    spec, tensors = export(LogisticProbe(n_classes=5).fit(X, y))
     with pytest.raises(BundleError, match="unknown kind"):
         arrays.build({**spec, "kind": "builtins.eval"}, tensors, "t")
     with pytest.raises(BundleError, match="exactly the fields"):
@@ -170,7 +171,7 @@ def test_hidden_bundle_predicts_through_the_arrays(tmp_path):
 
 def test_ngram_spec_names_no_regular_expression_of_its_own():
     est = NgramClassifier(min_df=1).fit(TEXTS, LABELS)
-    spec, tensors = arrays.export(est)
+    spec, tensors = export(est)
     word = [i for i, p in enumerate(spec["parts"]) if p["analyzer"] == "word"][0]
     spec["parts"][word]["token_pattern"] = "(a+)+$"  # catastrophic backtracking
     with pytest.raises(BundleError, match="token_pattern"):

@@ -1,11 +1,11 @@
-"""When the ONNX encoder applies (learnerprobe.inference.onnx_encoder.supported), and that asking
+"""When the ONNX encoder applies (learnerprobe.bundles.onnx_encoder.supported), and that asking
 for it where it does not is a clear BundleError (the export itself is tested in
 tests/integration/test_cold_predict.py: it needs a saved model folder and onnx)."""
 
 import pytest
 
+from learnerprobe.bundles import onnx_encoder as ox
 from learnerprobe.errors import BundleError
-from learnerprobe.inference import onnx_encoder as ox
 from learnerprobe.predict import Predictor
 from tests.helpers.bundles import make_hidden_bundle
 

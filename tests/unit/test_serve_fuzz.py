@@ -205,7 +205,7 @@ def test_fuzz_real_predictor_with_masking(tmp_path):
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
 
-    from learnerprobe.bundle import save_bundle
+    from learnerprobe.bundles.io import save_bundle
     from learnerprobe.predict import Predictor
     from tests.helpers.bundles import LABELS, TEXTS
 

@@ -48,7 +48,7 @@ max_length = 64
 
 def test_train_exports_the_onnx_encoder_predict_then_uses(config, tmp_path, monkeypatch, capsys):
     pytest.importorskip("onnxruntime")
-    import learnerprobe.bundle as bundle_mod
+    import learnerprobe.bundles.io as bundle_mod
     from learnerprobe.predict import Predictor
     from learnerprobe.train import train_bundle
 
@@ -80,7 +80,7 @@ def test_train_exports_the_onnx_encoder_predict_then_uses(config, tmp_path, monk
 
 
 def test_export_skips_text_bundles(tmp_path):
-    from learnerprobe.bundle import save_bundle
+    from learnerprobe.bundles.io import save_bundle
     from learnerprobe.nli.ngram import NgramClassifier
     from learnerprobe.train import export_onnx_encoder
 

@@ -12,7 +12,8 @@ import warnings
 import numpy as np
 import pytest
 
-from learnerprobe.bundle import TRUSTED_TYPES, load_bundle
+from learnerprobe.bundles.io import load_bundle
+from learnerprobe.bundles.trust import trusted_types
 from learnerprobe.errors import ConfigError
 from learnerprobe.methods.registry import BuildContext, get_method, method_names
 from learnerprobe.predict import Predictor
@@ -178,7 +179,7 @@ def test_trust_list_covers_transfer_estimators():
     corpora, so the erasers exist): exactly the listed transfer types, none missing."""
     import skops.io as sio
 
-    from learnerprobe.bundle import SEAL_FORMAT
+    from learnerprobe.bundles.integrity import SEAL_FORMAT
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(90, 6))
@@ -199,8 +200,9 @@ def test_trust_list_covers_transfer_estimators():
             est = entry.build(BuildContext(n_classes=4, seed=0), opts).fit(X, y, domains=d)
             data = sio.dumps({"format": SEAL_FORMAT, "estimator": est, "seal": "{}"})
             found |= set(sio.get_untrusted_types(data=data))
-    assert found <= TRUSTED_TYPES, sorted(found - TRUSTED_TYPES)
-    listed = {t for t in TRUSTED_TYPES if t.startswith("learnerprobe.transfer.")}
+    trusted = trusted_types()
+    assert found <= trusted, sorted(found - trusted)
+    listed = {t for t in trusted if t.startswith("learnerprobe.transfer.")}
     assert listed == found, sorted(listed ^ found)
     assert not any("torch" in t.split(".")[0] for t in found)
 
@@ -223,7 +225,7 @@ def test_scalar_mix_bundle_reads_several_layers(study, tmp_path, monkeypatch):
 def test_predictor_labels_with_the_methods_decoding(tmp_path, monkeypatch):
     """A threshold-decoding probe whose probabilities always favour C1+C2 but whose cut points
     put every text at A1: the bundle's label is the decoded level, not the argmax."""
-    from learnerprobe.bundle import save_bundle
+    from learnerprobe.bundles.io import save_bundle
     from learnerprobe.models.pinning import weights_pin
     from learnerprobe.models.testing import tiny_entry
     from learnerprobe.transfer.estimators import TransferProbe

@@ -30,7 +30,7 @@ def verify(
     types, zip sizes and token patterns, finite outputs on the bundle's own check inputs for the
     skops estimator and its array form, and (optionally) the model weights; print the digest to
     pin with --expect-digest. Exit code 2 with a message when any check fails."""
-    from learnerprobe.bundle import load_bundle
+    from learnerprobe.bundles.io import load_bundle
 
     b = load_bundle(path, expect_digest, allow_version_mismatch=allow_version_mismatch)
     est = b.load_estimator()

@@ -36,7 +36,7 @@ def train(
     from learnerprobe.train import train_bundle
 
     console = Console(stderr=True)
-    from learnerprobe.bundle import bundle_digest
+    from learnerprobe.bundles.integrity import bundle_digest
     from learnerprobe.cli.study import configured
     from learnerprobe.errors import ConfigError
 

@@ -23,6 +23,10 @@ from learnerprobe.nli.data import as_texts
 class NgramClassifier(ClassifierMixin, BaseEstimator):
     """TF-IDF (sublinear tf) character and word n-grams in a FeatureUnion + linear classifier."""
 
+    # see learnerprobe.bundles.trust; types: the parts of the calibrated SVM
+    _bundleable = {"types": ("sklearn.calibration._CalibratedClassifier",
+                             "sklearn.calibration._SigmoidCalibration"), "arrays": "ngram"}
+
     def __init__(
         self,
         char_ngrams: tuple[int, int] | None = (1, 5),

@@ -99,6 +99,8 @@ class RidgeOrdinal(_RegressionMixin, _OrdinalProbe):
     (RidgeCV), otherwise ``alpha`` is fixed (reference: sklearn default 1.0). No predict_proba:
     a regression gives no class probabilities and we do not invent them."""
 
+    _bundleable = {"types": (), "arrays": "ridge"}  # see learnerprobe.bundles.trust
+
     def __init__(self, alpha: float = 1.0, alphas=None, scale: bool = False,
                  n_classes: int | None = None):
         self.alpha = alpha
@@ -125,6 +127,10 @@ class RidgeOrdinal(_RegressionMixin, _OrdinalProbe):
 class LogisticProbe(_OrdinalProbe):
     """Multinomial logistic regression; ``Cs`` selects C by inner stratified CV on the training
     data (log-loss), otherwise ``C`` is fixed (reference: sklearn defaults)."""
+
+    # see learnerprobe.bundles.trust; types: the splitter of the inner CV (tuned mode)
+    _bundleable = {"types": ("sklearn.model_selection._split.StratifiedKFold",),
+                   "arrays": "logistic"}
 
     def __init__(self, C: float = 1.0, Cs=None, cv: int = 3, scale: bool = False,
                  max_iter: int = 100, tol: float = 1e-4, n_classes: int | None = None,
@@ -209,6 +215,8 @@ class OrdinalLogisticAT(_OrdinalProbe):
     strongest penalty down; otherwise mord's ``LogisticAT(alpha)`` is fitted as is (reference).
     Levels absent from training get no threshold and probability 0.
     """
+
+    _bundleable = {"types": (), "arrays": "ordinal_at"}  # see learnerprobe.bundles.trust
 
     def __init__(self, alpha: float = 1.0, alphas=None, cv: int = 3, scale: bool = False,
                  max_iter: int = 1000, tol: float = 1e-8, n_classes: int | None = None,
@@ -403,6 +411,8 @@ class _MLPProbe(_OrdinalProbe):
 class MLPRegProbe(_RegressionMixin, _MLPProbe):
     """MLP regression on the level index, rounded and clipped; no predict_proba."""
 
+    _bundleable = {"types": (), "arrays": "mlp_reg"}  # see learnerprobe.bundles.trust
+
     _task = "reg"
 
     def predict_score(self, X) -> np.ndarray:
@@ -412,6 +422,8 @@ class MLPRegProbe(_RegressionMixin, _MLPProbe):
 
 class MLPClfProbe(_MLPProbe):
     """MLP classifier over levels (softmax over the levels seen in training)."""
+
+    _bundleable = {"types": (), "arrays": "mlp_clf"}  # see learnerprobe.bundles.trust
 
     _task = "clf"
 

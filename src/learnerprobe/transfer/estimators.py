@@ -74,6 +74,9 @@ class TransferProbe(ClassifierMixin, BaseEstimator):
     ``class_weight="balanced"`` counters the pull towards the training label mix.
     """
 
+    # see learnerprobe.bundles.trust; types: the LEACE / mean erasers; no array form
+    _bundleable = {"types": (adapt.Eraser,)}
+
     def __init__(self, base: str = "logistic", C: float = 0.01, class_weight: str | None = None,
                  decode: str = "argmax", erase: str | None = None,
                  standardize: str | None = None, prior: str | None = None,

@@ -101,6 +101,8 @@ class DomainAdversarialMLP(_TorchProbe):
     ``fit`` is :func:`fit_dann_layers` with one layer: the study trains the same probe on every
     candidate layer at once (:meth:`fit_predict_layers`) and gets, layer for layer, this fit."""
 
+    _bundleable = {"types": ()}  # numpy arrays only; no array form (learnerprobe.bundles.trust)
+
     def __init__(self, hidden: int = 128, reversal: float = 0.3, epochs: int = 150,
                  lr: float = 1e-3, weight_decay: float = 1e-2, dropout: float = 0.2,
                  class_weight: str | None = None, decode: str = "argmax",
@@ -261,6 +263,8 @@ class ScalarMixProbe(_TorchProbe):
     """A learnt softmax mix of ``n_layers`` layers (``X``: ``n x (n_layers * d)``) + linear head.
 
     ``layer_weights_`` are the learnt mixing weights (they sum to 1)."""
+
+    _bundleable = {"types": ()}  # numpy arrays only; no array form (learnerprobe.bundles.trust)
 
     def __init__(self, n_layers: int = 1, epochs: int = 300, lr: float = 1e-2,
                  weight_decay: float = 1e-3, class_weight: str | None = None,

@@ -2,17 +2,16 @@
 
 A bundle's estimator lives in ``estimator.skops``; loading it imports scikit-learn (~1.9 s) and
 skops (~3.5 s more: it imports every scikit-learn module to build its type tables), most of a
-cold `learnerprobe predict`. So :func:`export` also writes the estimators `learnerprobe train`
-bundles in an array form: numeric tensors (``estimator.safetensors``) plus a JSON spec (in the
+cold `learnerprobe predict`. So a bundle also holds the estimators `learnerprobe train` bundles
+in an array form (written by :mod:`learnerprobe.bundles.export`): numeric tensors (``estimator.safetensors``) plus a JSON spec (in the
 manifest) of one kind from the EXACT registry :data:`KINDS`. Applying it runs a fixed numpy
 formula per kind; nothing in the file names code, types or functions, so a crafted file can at
 worst give wrong numbers (and its hash is in the manifest like every bundle file).
 
 The array form is written only when :func:`check_equivalent` finds its probabilities (and
 continuous scores) equal to the original estimator's within :data:`TOLERANCE` on the inputs
-given at save time; otherwise the bundle has only the skops file. An estimator of any other
-shape (another backend, a calibrated SVM, a vectoriser option we do not replicate) simply
-exports nothing.
+given at save time; otherwise the bundle has only the skops file. This module is the format
+and its formulas (numpy only: a cold `predict` imports it); exporting lives in ``export``.
 """
 
 from __future__ import annotations
@@ -35,17 +34,8 @@ TOLERANCE = 1e-6
 TOKEN_PATTERNS = (r"(?u)\b\w+\b",)
 KINDS = ("mlp_clf", "mlp_reg", "logistic", "ridge", "ordinal_at", "ordinal_calibrated", "ngram")
 _FLOATS = ("float32", "float64")
-_MLP_OUT = ("softmax", "logistic", "identity")
+MLP_OUTPUTS = ("softmax", "logistic", "identity")
 MAX_HEADER = 1 << 24
-
-_P = "learnerprobe.probes.estimators."
-_SK = "sklearn."
-
-
-def _name(obj: Any) -> str:
-    t = type(obj)
-    return f"{t.__module__}.{t.__qualname__}"
-
 
 # ----------------------------------------------------------------------------- the estimator
 class ArrayEstimator:
@@ -178,196 +168,6 @@ def _texts(X: Any) -> list[str]:
     return out
 
 
-# ----------------------------------------------------------------------------- export
-def _scaler_of(obj: Any) -> tuple[Any, Any] | None:
-    """(scaler or None, final model) of a model or a StandardScaler pipeline; None otherwise."""
-    if _name(obj) == _SK + "pipeline.Pipeline":
-        steps = [s for _, s in obj.steps]
-        if len(steps) == 2 and _name(steps[0]) == _SK + "preprocessing._data.StandardScaler":
-            return steps[0], steps[1]
-        return None
-    return None, obj
-
-
-def _put_scaler(scaler: Any, p: str, tensors: dict[str, np.ndarray]) -> bool:
-    if scaler is None:
-        return False
-    if not (getattr(scaler, "with_mean", True) and getattr(scaler, "with_std", True)):
-        raise _Unsupported("a scaler without mean or std")
-    tensors[p + "mean"] = np.asarray(scaler.mean_)
-    tensors[p + "scale"] = np.asarray(scaler.scale_)
-    return True
-
-
-class _Unsupported(Exception):
-    pass
-
-
-def _export_mlp(est: Any, p: str, tensors: dict[str, np.ndarray]) -> dict[str, Any]:
-    task = "clf" if _name(est) == _P + "MLPClfProbe" else "reg"
-    w = getattr(est, "weights_", None)
-    if getattr(est, "model_", None) is not None or w is None:
-        raise _Unsupported("an MLP fitted with sklearn's own MLP, or with one class")
-    if est.backend == "torch":
-        out = "softmax" if task == "clf" else "identity"
-    elif est.backend == "sklearn_torch":
-        out = str(w["out"])
-    else:
-        raise _Unsupported(f"MLP backend {est.backend!r}")
-    if out not in _MLP_OUT:
-        raise _Unsupported(f"MLP output {out!r}")
-    for k in ("W1", "b1", "W2", "b2"):
-        a = np.asarray(w[k])
-        if a.ndim < 2 or a.shape[0] != 1:
-            raise _Unsupported("an MLP over several layers")
-        tensors[p + k] = a
-    spec = {"kind": f"mlp_{task}", "scaler": _put_scaler(est.scaler_, p, tensors), "out": out}
-    if task == "clf":
-        spec.update(present=[int(c) for c in est.present_], n_classes=len(est.classes_))
-    return spec
-
-
-def _export_logistic(est: Any, p: str, tensors: dict[str, np.ndarray]) -> dict[str, Any]:
-    if est.model_ is None:
-        raise _Unsupported("a logistic probe fitted on one class")
-    sc = _scaler_of(est.model_)
-    if sc is None or _name(sc[1]) not in (_SK + "linear_model._logistic.LogisticRegression",
-                                          _SK + "linear_model._logistic.LogisticRegressionCV"):
-        raise _Unsupported("a logistic probe of another shape")
-    scaler, lr = sc
-    tensors[p + "coef"] = np.asarray(lr.coef_)
-    tensors[p + "intercept"] = np.asarray(lr.intercept_)
-    if len(lr.classes_) <= 2 and lr.coef_.shape[0] != 1:
-        raise _Unsupported("a binary logistic regression with several rows")
-    return {"kind": "logistic", "scaler": _put_scaler(scaler, p, tensors),
-            "present": [int(c) for c in est.present_], "n_classes": len(est.classes_)}
-
-
-def _export_ridge(est: Any, p: str, tensors: dict[str, np.ndarray]) -> dict[str, Any]:
-    sc = _scaler_of(est.model_)
-    if sc is None or _name(sc[1]) not in (_SK + "linear_model._ridge.Ridge",
-                                          _SK + "linear_model._ridge.RidgeCV"):
-        raise _Unsupported("a ridge probe of another shape")
-    scaler, r = sc
-    coef = np.asarray(r.coef_)
-    if coef.ndim != 1:
-        raise _Unsupported("a multi-output ridge")
-    tensors[p + "coef"] = coef
-    tensors[p + "intercept"] = np.asarray(r.intercept_, dtype=np.float64).reshape(1)
-    return {"kind": "ridge", "scaler": _put_scaler(scaler, p, tensors)}
-
-
-def _export_ordinal_at(est: Any, p: str, tensors: dict[str, np.ndarray]) -> dict[str, Any]:
-    if len(est.present_) < 2:
-        raise _Unsupported("an ordinal probe fitted on one class")
-    tensors[p + "coef"] = np.asarray(est.coef_, dtype=np.float64)
-    tensors[p + "theta"] = np.asarray(est.theta_, dtype=np.float64)
-    return {"kind": "ordinal_at", "scaler": _put_scaler(est.scaler_, p, tensors),
-            "present": [int(c) for c in est.present_], "n_classes": len(est.classes_)}
-
-
-def _export_calibrated(est: Any, p: str, tensors: dict[str, np.ndarray]) -> dict[str, Any]:
-    inner = est.estimator_
-    if _name(inner) == _P + "RidgeOrdinal":
-        ispec = _export_ridge(inner, p + "inner.", tensors)
-    elif _name(inner) == _P + "MLPRegProbe":
-        ispec = _export_mlp(inner, p + "inner.", tensors)
-    else:
-        raise _Unsupported(f"a calibrated {_name(inner)}")
-    tensors[p + "theta"] = np.asarray(est.theta_, dtype=np.float64)
-    return {"kind": "ordinal_calibrated", "inner": ispec, "score_mean": float(est.score_mean_),
-            "score_scale": float(est.score_scale_), "beta": float(est.beta_),
-            "n_classes": len(est.classes_)}
-
-
-_TFIDF = _SK + "feature_extraction.text.TfidfVectorizer"
-
-
-def _export_tfidf(vec: Any, i: int, p: str, tensors: dict[str, np.ndarray]) -> dict[str, Any]:
-
-    plain = (vec.input == "content" and vec.strip_accents is None and vec.preprocessor is None
-             and vec.tokenizer is None and vec.stop_words is None and vec.norm == "l2"
-             and vec.use_idf and not vec.binary and vec.analyzer in ("char", "word"))
-    if not plain:
-        raise _Unsupported("a TfidfVectorizer with options we do not replicate")
-    if vec.analyzer == "word" and vec.token_pattern not in TOKEN_PATTERNS:
-        raise _Unsupported("a token pattern other than the known ones")
-    vocab = vec.vocabulary_
-    n = len(vocab)
-    terms = [""] * n
-    for term, j in vocab.items():
-        terms[int(j)] = term
-    if any(t == "" for t in terms) and n:
-        raise _Unsupported("a vocabulary that is not 0..n-1")
-    blobs = [t.encode("utf-8", "surrogatepass") for t in terms]
-    offsets = np.zeros(n + 1, dtype=np.int64)
-    offsets[1:] = np.cumsum([len(b) for b in blobs])
-    tensors[f"{p}part{i}.terms"] = np.frombuffer(b"".join(blobs) or b"\0", dtype=np.uint8).copy()
-    tensors[f"{p}part{i}.offsets"] = offsets
-    tensors[f"{p}part{i}.idf"] = np.asarray(vec.idf_)
-    return {"analyzer": vec.analyzer, "ngram_range": [int(x) for x in vec.ngram_range],
-            "lowercase": bool(vec.lowercase), "sublinear_tf": bool(vec.sublinear_tf),
-            "token_pattern": vec.token_pattern if vec.analyzer == "word" else None}
-
-
-def _export_ngram(est: Any, p: str, tensors: dict[str, np.ndarray]) -> dict[str, Any]:
-    fu = est.features_
-    if _name(fu) != _SK + "pipeline.FeatureUnion" or fu.transformer_weights is not None:
-        raise _Unsupported("n-gram features of another shape")
-    parts = []
-    for i, (_, vec) in enumerate(fu.transformer_list):
-        if _name(vec) != _TFIDF:
-            raise _Unsupported(f"n-gram part {_name(vec)}")
-        parts.append(_export_tfidf(vec, i, p, tensors))
-    clf = est.clf_
-    if _name(clf) == _SK + "svm._classes.LinearSVC":
-        head = "svm_softmax"
-    elif _name(clf) == _SK + "linear_model._logistic.LogisticRegression":
-        head = "logreg"
-    else:
-        raise _Unsupported(f"n-gram classifier {_name(clf)}")
-    tensors[p + "coef"] = np.asarray(clf.coef_, dtype=np.float64)
-    tensors[p + "intercept"] = np.asarray(clf.intercept_, dtype=np.float64).reshape(-1)
-    classes = [c.item() if hasattr(c, "item") else c for c in est.classes_]
-    if not all(isinstance(c, (int, str)) and not isinstance(c, bool) for c in classes):
-        raise _Unsupported("classes that are not ints or strings")
-    return {"kind": "ngram", "parts": parts, "head": head, "classes": classes}
-
-
-_EXPORTERS: dict[str, Callable[[Any, str, dict[str, np.ndarray]], dict[str, Any]]] = {
-    _P + "MLPClfProbe": _export_mlp,
-    _P + "MLPRegProbe": _export_mlp,
-    _P + "LogisticProbe": _export_logistic,
-    _P + "RidgeOrdinal": _export_ridge,
-    _P + "OrdinalLogisticAT": _export_ordinal_at,
-    "learnerprobe.calibration.OrdinalCalibrated": _export_calibrated,
-    "learnerprobe.nli.ngram.NgramClassifier": _export_ngram,
-}
-
-
-def export(est: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
-    """``(spec, tensors)`` of a fitted estimator of a kind in :data:`KINDS`, or None when its
-    class or configuration has no array form (it then stays skops-only)."""
-    fn = _EXPORTERS.get(_name(est))
-    if fn is None:
-        return None
-    tensors: dict[str, np.ndarray] = {}
-    try:
-        spec = fn(est, "", tensors)
-    except (_Unsupported, AttributeError, KeyError, TypeError):
-        return None
-    if spec["kind"] != "ngram":
-        spec["n_features"] = int(est.n_features_in_)
-    classes = [c.item() if hasattr(c, "item") else c for c in est.classes_]
-    if not all(isinstance(c, (int, str)) and not isinstance(c, bool) for c in classes):
-        return None
-    spec["classes"] = classes
-    tensors = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
-    if any(v.dtype.kind not in "fiu" for v in tensors.values()):
-        return None
-    return spec, tensors
-
-
 # ----------------------------------------------------------------------------- build from arrays
 class _Spec:
     """Strict reading of a JSON spec: exact keys, typed values; errors name the field."""
@@ -439,7 +239,7 @@ def _check_mlp(t, p, spec, s, d) -> set[str]:
         need |= {"n_features", "classes"}
     s.keys(spec, need, f"{spec['kind']} spec")
     s.choice(spec["scaler"], [True, False], "scaler")
-    s.choice(spec["out"], _MLP_OUT, "out")
+    s.choice(spec["out"], MLP_OUTPUTS, "out")
     W1, b1 = _tensor(t, p + "W1", s, 3), _tensor(t, p + "b1", s, 3)
     W2, b2 = _tensor(t, p + "W2", s, 3), _tensor(t, p + "b2", s, 3)
     h, k = W1.shape[2], W2.shape[2]
@@ -511,7 +311,7 @@ def _check(t: dict[str, np.ndarray], p: str, spec: Any, s: _Spec, d: int) -> set
 
 
 def _build_ngram(t: dict[str, np.ndarray], spec: Any, s: _Spec):
-    from learnerprobe.inference.ngram_text import TfidfPart, decisions
+    from learnerprobe.bundles.ngram_text import TfidfPart, decisions
 
     s.keys(spec, {"kind", "parts", "head", "classes"}, "ngram spec")
     s.choice(spec["head"], ["svm_softmax", "logreg"], "head")

@@ -8,7 +8,7 @@ groups, no accent stripping, stop words, custom preprocessor or tokenizer, ``nor
 ``use_idf=True``), copied from scikit-learn 1.9 (``_char_ngrams``, ``_word_ngrams``,
 ``TfidfTransformer.transform``). It is never trusted on its own: a bundle stores its array form
 only when, at save time, these features through the stored classifier give the same
-probabilities as the fitted scikit-learn estimator (:func:`learnerprobe.inference.arrays.
+probabilities as the fitted scikit-learn estimator (:func:`learnerprobe.bundles.arrays.
 check_equivalent`); any other vectoriser keeps the skops path.
 """
 
