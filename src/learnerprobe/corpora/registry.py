@@ -74,6 +74,13 @@ class CorpusEntry:
 
         An unknown option, or one of the wrong type (``strict="maybe"``), is a ConfigError
         naming it (not a TypeError, nor a truthy string reaching the loader)."""
+        known = loader_options(self.loader)
+        bad = [k for k in options if k not in known]
+        if bad:
+            raise ConfigError(
+                f"corpus {self.name!r}: unknown option(s) {', '.join(map(repr, bad))}; "
+                f"accepted: {', '.join(sorted(known)) or '(none)'}"
+            )
         options = self.check_options(options)
         with collecting(self.name) as report:
             recs = self.loader(data_root(root), **options)
