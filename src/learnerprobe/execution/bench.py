@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from learnerprobe.execution.settings import ExecutionConfig
+from learnerprobe.config.execution import ExecutionConfig
 
 # Qwen3-Embedding-8B (published shape): 36 layers + embeddings, hidden 4096, 7.57 B parameters.
 QWEN8B = {"params": 7.567e9, "n_hidden_states": 37, "hidden": 4096, "layers": 36}

@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from learnerprobe.config.nli import NliConfig
 from learnerprobe.errors import ConfigError
 
 Kind = Literal["probe", "text", "lm", "ensemble"]
@@ -46,7 +47,7 @@ class BuildContext:
     probes: Sequence[str] = ()  # the study's probes (the NLI 'probe' method's default)
     featurizers: Mapping[str, Callable] = field(default_factory=dict)
     embedder: Callable | None = None
-    settings: Any = None  # the task's settings (NLI: NliSettings, for the ensemble)
+    settings: NliConfig | None = None  # the [nli] table (the ensemble's bases and options)
     build: Callable[[str], Any] | None = None  # builds another method by name (ensemble bases)
 
 
@@ -218,7 +219,7 @@ def _stacking(ctx: BuildContext, options: dict[str, Any]) -> Any:
 
 # --------------------------------------------------------------------------- built-ins
 _SWEEP = "learnerprobe.probes.sweep:fit_predict_layers"
-_OPT = "learnerprobe.nli.settings:"
+_OPT = "learnerprobe.config.nli:"
 _ACT = ("activations", "model")
 
 
@@ -238,21 +239,21 @@ def _builtins() -> list[MethodEntry]:
     nli = [
         ("ngram", "text", from_context("learnerprobe.nli.ngram:NgramClassifier",
                                        ("class_weight", "seed")),
-         ("text",), "NgramOptions", True, "char + word n-gram TF-IDF, linear SVM"),
+         ("text",), "NgramConfig", True, "char + word n-gram TF-IDF, linear SVM"),
         ("sentence-sgd", "text", from_context(
             "learnerprobe.nli.sentence_sgd:SentenceSGDClassifier",
             ("class_weight", "seed", "model", "embedder")),
-         ("text", "model"), "SentenceSGDOptions", False, "sentence embeddings + SGD"),
-        ("probe", "probe", _hidden_state_probe, _ACT, "ProbeOptions", False,
+         ("text", "model"), "SentenceSGDConfig", False, "sentence embeddings + SGD"),
+        ("probe", "probe", _hidden_state_probe, _ACT, "ProbeConfig", False,
          "hidden-state probe, layer chosen on validation"),
         ("metadata", "text", from_context("learnerprobe.nli.metadata_baseline:MetadataBaseline"),
-         ("text",), "MetadataOptions", False, "task and test level only, no text"),
+         ("text",), "MetadataConfig", False, "task and test level only, no text"),
         ("zeroshot", "lm", from_context("learnerprobe.nli.zeroshot:ZeroShotL1Classifier",
                                         ("language", "seed")),
-         ("text", "model"), "ZeroShotOptions", False, "zero-shot LLM"),
+         ("text", "model"), "ZeroShotConfig", False, "zero-shot LLM"),
         ("finetune", "lm", from_context("learnerprobe.nli.finetune:FineTuneClassifier",
                                         ("seed", "class_weight", "model")),
-         ("text", "model"), "FineTuneOptions", False, "fine-tuned encoder"),
+         ("text", "model"), "FineTuneConfig", False, "fine-tuned encoder"),
         ("ensemble", "ensemble", _stacking, ("text",), None, False, "stacking of methods"),
     ]
     out += [MethodEntry(n, k, f, ("l1",), needs, True, "nominal",
