@@ -14,7 +14,7 @@ import json
 import tomllib
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, StringConstraints
 
 from learnerprobe.errors import ConfigError, LearnerprobeError
 
@@ -42,6 +42,10 @@ LayerIndex = Annotated[int, Field(ge=0, le=MAX_LAYER)]
 Threads = Annotated[int, Field(ge=1, le=MAX_JOBS)]
 #: A strictly positive real (C, alpha, learning rate, class weight), at most MAX_SCALE.
 PositiveReal = Annotated[float, Field(gt=0, le=MAX_SCALE)]
+DEVICE_PATTERN = r"^(auto|cpu|mps|cuda(:[0-9]{1,3})?)$"
+#: A device name as a config field: auto, cpu, mps, cuda or cuda:N (whether this machine has
+#: it: ``models.device.check_device``).
+Device = Annotated[str, StringConstraints(pattern=DEVICE_PATTERN)]
 
 
 def check_depth(obj: Any, where: str, *, error: type[LearnerprobeError] = ConfigError,

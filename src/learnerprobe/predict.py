@@ -77,10 +77,10 @@ def _load_encoder(b: Bundle, dtype: str, folder: Path | None) -> tuple[Any, ...]
     source = entry if folder is None else replace(entry, source=str(folder), revision=None)
     tok, mdl, _ = load_model(source, device=device, dtype=dtype.replace("-autocast", ""),
                              safetensors_only=True)
-    cfg = getattr(mdl, "config", None)
-    cfg = getattr(cfg, "text_config", None) or cfg
-    n_layers = getattr(cfg, "num_hidden_layers", None)
-    width = getattr(cfg, "hidden_size", None)
+    hf = getattr(mdl, "config", None)  # the transformers model config
+    hf = getattr(hf, "text_config", None) or hf
+    n_layers = getattr(hf, "num_hidden_layers", None)
+    width = getattr(hf, "hidden_size", None)
     if isinstance(n_layers, int) and int(m["layer"]) > n_layers:
         raise BundleError(f"{b.path}: layer {m['layer']} is beyond the model's {n_layers} layers")
     pin_width = (m.get("weights") or {}).get("hidden_size")

@@ -7,21 +7,21 @@ bundle's card. Test-fold scores from a finished `learnerprobe run` can be attach
 ``results_dir`` (the study's out-of-fold figures for the same probe).
 
 A CEFR winner that is a regressor (ridge, MLP regressor) gives no class probabilities by itself:
-it is wrapped in :class:`learnerprobe.estimators.calibration.OrdinalCalibrated`, an ordered-logit link fitted
-on the validation texts' scores (from the model trained without them), so the bundle answers with
-probabilities summing to 1, their argmax as the label, and the continuous score. The bundle also
-pins the model's weights (:mod:`learnerprobe.models.pinning`); the destination is checked for
-writability before training starts.
+it is wrapped in :class:`learnerprobe.estimators.calibration.OrdinalCalibrated`, an ordered-logit
+link fitted on the validation texts' scores (from the model trained without them), so the bundle
+answers with probabilities summing to 1, their argmax as the label, and the continuous score. The
+bundle also pins the model's weights (:mod:`learnerprobe.models.pinning`); the destination is
+checked for writability before training starts.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -29,6 +29,8 @@ from threadpoolctl import threadpool_limits
 from learnerprobe.bundles import onnx_encoder as ox
 from learnerprobe.bundles.io import check_writable, save_bundle
 from learnerprobe.bundles.manifest import MANIFEST
+from learnerprobe.config.study import ExtractionConfig, Layers, StudyConfig
+from learnerprobe.config.transfer import TransferConfig
 from learnerprobe.errors import ConfigError
 from learnerprobe.estimators.calibration import OrdinalCalibrated
 from learnerprobe.estimators.probes.surface import surface_columns, surface_features
@@ -42,15 +44,16 @@ from learnerprobe.methods.registry import BuildContext, get_method, l1_probe_nam
 from learnerprobe.models.pinning import weights_pin
 from learnerprobe.models.registry import get_model
 from learnerprobe.models.sources import check_source
-from learnerprobe.nli.settings import settings_of
 from learnerprobe.selection import nested
 from learnerprobe.selection.validation import best_index, select_layer
 from learnerprobe.study import transfer as st
-from learnerprobe.study.config import load_config
+from learnerprobe.study.check import load_study
 from learnerprobe.study.rundir import read_run_results
-from learnerprobe.study.runner import load_records
-from learnerprobe.study.transfer_config import TransferSettings
+from learnerprobe.study.runner import encode, load_records
 from learnerprobe.tasks import get_task
+
+if TYPE_CHECKING:
+    from learnerprobe.study.transfer import Fitting
 
 
 def _ci_dict(b: dict[str, tuple[float, float, float]]) -> dict[str, dict[str, float]]:
@@ -80,16 +83,18 @@ def study_metrics(results_dir: Path | None, task: str, probe: str, *,
     return out
 
 
-def _layer_activations(cfg, records, log) -> tuple[np.ndarray, list[int], Any, dict[str, Any]]:
-    """Activations of the config's first model for `records` (layers x n x d), cache-backed."""
-    ex = cfg.extraction
-    entry = get_model(cfg.models[0])
+def _layer_activations(model: str, layers_wanted: Layers, ex: ExtractionConfig, records: Any,
+                       log: Callable[[str], None]
+                       ) -> tuple[np.ndarray, list[int], Any, dict[str, Any]]:
+    """Activations of ``model`` (the config's first) for `records` (layers x n x d, the
+    config's ``layers``), cache-backed."""
+    entry = get_model(model)
     check_source(entry, f"model {entry.name!r}")  # one a bundle may name: refused before extracting
     acts = get_activations(records, entry, **ex.kwargs())
     layers = list(getattr(acts, "layers", None) or range(acts.array.shape[0]))
-    if cfg.layers != "all":
-        rows = [layers.index(x) for x in cfg.layers]
-        arr, layers = np.asarray(acts.array[rows]), list(cfg.layers)
+    if layers_wanted != "all":
+        rows = [layers.index(x) for x in layers_wanted]
+        arr, layers = np.asarray(acts.array[rows]), list(layers_wanted)
     else:
         arr = np.asarray(acts.array)
     extraction = {"dtype": getattr(acts, "dtype", ex.dtype), "max_length": ex.max_length or
@@ -108,11 +113,12 @@ def select_probe(X_tr: np.ndarray, y_tr: np.ndarray, X_va: np.ndarray, y_va: np.
                                    width=X_tr.shape[-1], n_jobs=1)
 
 
-def train_cefr(cfg, bundle: Path, *, results_dir: Path | None, log: Callable[[str], None],
-               n_boot: int = 1000) -> Path:
-    records, info = load_records(cfg)
-    data = get_task("cefr").prepare(cfg, records)
-    X, layers, entry, extraction = _layer_activations(cfg, data.records, log)
+def train_cefr(cfg: StudyConfig, bundle: Path, *, results_dir: Path | None,
+               log: Callable[[str], None], n_boot: int) -> Path:
+    records, info = load_records(cfg.corpus_configs, cfg.prep)
+    data = encode(cfg, records, task="cefr")
+    X, layers, entry, extraction = _layer_activations(cfg.models[0], cfg.layers, cfg.extraction,
+                                                      data.records, log)
     seed = cfg.seeds[0]
     tr, va = grouped_holdout(data.y, data.groups, test_size=cfg.selection.val_size, seed=seed)
     K = data.n_classes
@@ -156,20 +162,21 @@ def train_cefr(cfg, bundle: Path, *, results_dir: Path | None, log: Callable[[st
                        "prep": info},
         metrics={"validation": _ci_dict(val), "study": study_metrics(results_dir, "cefr", probe)},
         check_inputs=X[li][va],  # the array form must match on real validation features
-        card={"limits": _cefr_limits(cfg, langs, data.labels),
+        card={"limits": _cefr_limits(cfg.corpus_names, langs, data.labels),
               "selection": f"{probe} at layer {layers[li]} chosen on a grouped validation split",
               **card_extra},
     )
 
 
-def _limits(cfg, langs: list[str], what: str) -> str:
-    """The card's "limits" line: what the bundle was trained on (``what``: its label set)."""
-    return (f"trained on {', '.join(cfg.corpus_names)} ({', '.join(langs)} learner texts only); "
+def _limits(corpora: Sequence[str], langs: list[str], what: str) -> str:
+    """The card's "limits" line: what the bundle was trained on (``corpora``: the study's
+    corpus names; ``what``: its label set)."""
+    return (f"trained on {', '.join(corpora)} ({', '.join(langs)} learner texts only); "
             + what)
 
 
-def _cefr_limits(cfg, langs: list[str], labels: list[str]) -> str:
-    return _limits(cfg, langs, f"levels {', '.join(labels)}; other languages, genres or "
+def _cefr_limits(corpora: Sequence[str], langs: list[str], labels: list[str]) -> str:
+    return _limits(corpora, langs, f"levels {', '.join(labels)}; other languages, genres or "
                    "populations are out of distribution (the study's OOD scores apply)")
 
 
@@ -190,36 +197,39 @@ def bundle_transfer_method(name: str) -> Any:
     return entry
 
 
-def _transfer_inputs(cfg, data: Any, X: np.ndarray, layers: list[int]) -> Any:
+def _transfer_inputs(tc: TransferConfig, data: Any, X: np.ndarray, layers: list[int],
+                     seed: int) -> Any:
     """The transfer stage's inputs over the candidate layers (``[transfer] layers``), the
     surface columns and the corpora, built as :func:`learnerprobe.study.transfer.run_transfer`
     builds them (the activations are keyed by their content hash)."""
-    want, pos = st.candidate_layers(cfg.transfer, layers)
+    want, pos = st.candidate_layers(tc, layers)
     A = X[pos]
     key = content_key({"acts": hashlib.sha256(np.ascontiguousarray(A).tobytes()).hexdigest(),
                        "layers": want})
     S = surface_columns(surface_features([r.text for r in data.records]))
-    return st.TransferInputs(A, want, S, np.asarray(data.corpora), key, data.n_classes, cfg.seeds[0])
+    return st.TransferInputs(A, want, S, np.asarray(data.corpora), key, data.n_classes, seed)
 
 
-def choose_transfer(cfg, method: str, data: Any, inp: Any, log: Callable[[str], None]
-                    ) -> tuple[Any, Any]:
+def choose_transfer(tc: TransferConfig, method: str, data: Any, inp: Any,
+                    log: Callable[[str], None], *, seed: int, val_size: float,
+                    fitting: Fitting) -> tuple[Any, Any]:
     """``(choice, estimator)``: the method's variant and layer chosen on held-out corpora
     (:func:`learnerprobe.selection.nested.choose` over the study's candidates and fits), then
-    refitted on every text."""
-    seed, K = cfg.seeds[0], data.n_classes
-    tr, va = grouped_holdout(data.y, data.groups, test_size=cfg.selection.val_size, seed=seed)
+    refitted on every text. ``seed``, ``val_size``: the study's first seed and
+    ``[selection] val_size``; ``fitting``: a ``study.transfer.Fitting``."""
+    K = data.n_classes
+    tr, va = grouped_holdout(data.y, data.groups, test_size=val_size, seed=seed)
     # one "outer fold" holding every text (no test part): its inner folds hold each corpus
     # out in turn (one corpus: the grouped validation split above)
     whole = Split("loco", "bundle", np.sort(tr), np.sort(va), np.array([], dtype=int), "none")
     plan = nested.plan([whole], inp.domains, data.groups)[0]
-    cands = st.candidates(cfg, method, inp)
+    cands = st.candidates(tc, method, inp)
     stats: dict[str, float] = {}
-    ch = nested.choose(plan, cands, data.y, st.fitter(cfg, method, inp, stats),
-                       metric=cfg.transfer.metric, n_classes=K)
+    ch = nested.choose(plan, cands, data.y, st.fitter(method, inp, stats, fitting),
+                       metric=tc.metric, n_classes=K)
     log(f"  {method}: {len(cands)} candidates x {len(plan.inner)} validation folds "
         f"({int(stats.get('fits', 0))} fits, {int(stats.get('cached', 0))} cached); chosen "
-        f"{st.choice_label(ch, inp.layers)}, validation {cfg.transfer.metric} "
+        f"{st.choice_label(ch, inp.layers)}, validation {tc.metric} "
         f"{ch.scores[ch.chosen]:.3f}")
     mix, surf = st.method_inputs(method)
     opts = dict(ch.choice.options)  # the study's worker adds the same two input options
@@ -228,7 +238,7 @@ def choose_transfer(cfg, method: str, data: Any, inp: Any, log: Callable[[str], 
     if mix:
         opts["n_layers"] = len(inp.layers)
     est = get_method(method).build(BuildContext(n_classes=K, seed=seed), opts)
-    with threadpool_limits(cfg.threads):
+    with threadpool_limits(fitting.threads):
         est.fit(st.design_matrix(inp, ch.choice.layer, plan.train, mix, surf), data.y[plan.train],
                 domains=inp.domains[plan.train])
     return ch, est
@@ -248,8 +258,8 @@ def _validation(data: Any, ch: Any, n_boot: int, seed: int) -> tuple[dict, dict]
     return ci(np.ones(len(y), dtype=bool)), by
 
 
-def train_transfer(cfg, bundle: Path, method: str, *, results_dir: Path | None,
-                   log: Callable[[str], None], n_boot: int = 1000) -> Path:
+def train_transfer(cfg: StudyConfig, bundle: Path, method: str, *, results_dir: Path | None,
+                   log: Callable[[str], None], n_boot: int) -> Path:
     """A CEFR bundle of one inductive transfer method (docs/STUDY.md, transfer methods).
 
     The variant (the method's grid) and layer are chosen exactly as the study's ``[transfer]``
@@ -260,13 +270,15 @@ def train_transfer(cfg, bundle: Path, method: str, *, results_dir: Path | None,
     bootstrap CIs (pooled and per held-out corpus).
     """
     entry_m = bundle_transfer_method(method)
-    s = cfg.transfer or TransferSettings(methods=[method])  # its layers, grid and metric
-    cfg = cfg.model_copy(update={"transfer": s})
-    records, info = load_records(cfg)
-    data = get_task("cefr").prepare(cfg, records)
-    X, layers, entry, extraction = _layer_activations(cfg, data.records, log)
-    inp = _transfer_inputs(cfg, data, X, layers)
-    ch, est = choose_transfer(cfg, method, data, inp, log)
+    s = cfg.transfer or TransferConfig(methods=[method])  # its layers, grid and metric
+    records, info = load_records(cfg.corpus_configs, cfg.prep)
+    data = encode(cfg, records, task="cefr")
+    X, layers, entry, extraction = _layer_activations(cfg.models[0], cfg.layers, cfg.extraction,
+                                                      data.records, log)
+    inp = _transfer_inputs(s, data, X, layers, cfg.seeds[0])
+    ch, est = choose_transfer(s, method, data, inp, log, seed=cfg.seeds[0],
+                              val_size=cfg.selection.val_size,
+                              fitting=st.Fitting(cfg.n_jobs, cfg.threads, cfg.cache_cells))
     val, by_corpus = _validation(data, ch, n_boot, cfg.seeds[0])
     want, mix = inp.layers, ch.choice.layer == "mix"
     use = want if mix else [want[int(ch.choice.layer)]]
@@ -296,7 +308,7 @@ def train_transfer(cfg, bundle: Path, method: str, *, results_dir: Path | None,
                  "selection_metric": s.metric,
                  "study": study_metrics(results_dir, "cefr", method, layer="nested")},
         check_inputs=st.design_matrix(inp, ch.choice.layer, ch.val, *st.method_inputs(method)),
-        card={"limits": _cefr_limits(cfg, langs, data.labels),
+        card={"limits": _cefr_limits(cfg.corpus_names, langs, data.labels),
               "selection": f"transfer method {method} ({entry_m.description}): "
                            f"{st.choice_label(ch, want)} chosen by {s.metric} on held-out predictions "
                            f"({inner}; the chosen candidate's pooled held-out predictions give "
@@ -305,12 +317,12 @@ def train_transfer(cfg, bundle: Path, method: str, *, results_dir: Path | None,
     )
 
 
-def train_l1(cfg, bundle: Path, *, results_dir: Path | None, log: Callable[[str], None],
-             n_boot: int = 1000) -> Path:
+def train_l1(cfg: StudyConfig, bundle: Path, *, results_dir: Path | None,
+             log: Callable[[str], None], n_boot: int) -> Path:
     """Best of the n-gram model and hidden-state probes (validation macro-F1), refit on all."""
-    s = settings_of(cfg)
-    records, info = load_records(cfg)
-    task = get_task("l1").select(cfg, records)  # as the NLI protocol: never masks twice
+    s = cfg.nli_config
+    records, info = load_records(cfg.corpus_configs, cfg.prep)
+    task = get_task("l1").select(records, s, masked=cfg.prep.mask)  # never masks twice
     labels = task.labels
     y = np.array([labels.index(v) for v in task.y])
     seed = cfg.seeds[0]
@@ -334,7 +346,8 @@ def train_l1(cfg, bundle: Path, *, results_dir: Path | None, log: Callable[[str]
         log(f"  {m}: validation macro-F1 {cands[-1][0]:.3f}")
     X = layers = entry = extraction = None
     if "probe" in s.methods:
-        X, layers, entry, extraction = _layer_activations(cfg, task.records, log)
+        X, layers, entry, extraction = _layer_activations(cfg.models[0], cfg.layers,
+                                                          cfg.extraction, task.records, log)
         for probe in [p for p in cfg.probe_names if p in l1_probe_names()]:
             sel = select_layer(X[:, tr], y[tr], X[:, va], y[va], probe, metric="macro_f1",
                                target="nominal", n_classes=len(labels), mode="tuned", seed=seed,
@@ -354,7 +367,7 @@ def train_l1(cfg, bundle: Path, *, results_dir: Path | None, log: Callable[[str]
                        **task.summary(), "prep": info},
         metrics={"validation": _ci_dict(val), "majority_rate": task.majority_rate,
                  "chance": task.chance, "study": study_metrics(results_dir, "l1", method)},
-        card={"limits": _limits(cfg, langs, f"L1s {', '.join(labels)}; any other L1 is forced "
+        card={"limits": _limits(cfg.corpus_names, langs, f"L1s {', '.join(labels)}; any other L1 is forced "
                                 "into one of these"),
               "selection": f"{method} chosen on a grouped validation split by macro-F1"},
     )
@@ -372,14 +385,16 @@ def train_l1(cfg, bundle: Path, *, results_dir: Path | None, log: Callable[[str]
                        check_inputs=X[li][va], **common)
 
 
-def train_bundle(config: str | Path, bundle: str | Path, *, results_dir: str | Path | None = None,
-                 log: Callable[[str], None] = print, method: str | None = None) -> Path:
-    """``method``: an inductive transfer method to bundle (:func:`train_transfer`) instead of
+def train_bundle(config: StudyConfig | str | Path, bundle: str | Path, *,
+                 results_dir: str | Path | None = None, log: Callable[[str], None] = print,
+                 method: str | None = None) -> Path:
+    """``config``: a loaded config (``study.check.load_study``) or its TOML file.
+    ``method``: an inductive transfer method to bundle (:func:`train_transfer`) instead of
     the config's best probe (task cefr only)."""
     if method is not None:
         bundle_transfer_method(method)  # refused before anything is read or trained
     check_writable(bundle)  # before training: a bad destination should not cost a training run
-    cfg = load_config(config)
+    cfg = config if isinstance(config, StudyConfig) else load_study(config)
     rd = Path(results_dir) if results_dir else None
     if method is not None:
         if cfg.task != "cefr":

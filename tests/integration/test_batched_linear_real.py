@@ -14,12 +14,13 @@ LAYERS = [4, 8, 12]
 def merlin_de_cell(data_root):
     from learnerprobe.evaluation.protocols import make_splits
     from learnerprobe.study import runner
-    from learnerprobe.study.config import load_config
+    from learnerprobe.study.check import load_study
 
-    cfg = load_config("configs/merlin-e5.toml")
-    records, _ = runner.load_records(cfg)
+    cfg = load_study("configs/merlin-e5.toml")
+    records, _ = runner.load_records(cfg.corpus_configs, cfg.prep)
     data = runner.encode(cfg, records)
-    raw = runner.extract_all(cfg, data, lambda s: None, progress=False)
+    raw = runner.extract_all(data, cfg.models, layers=cfg.layers, extraction=cfg.extraction,
+                             execution=cfg.execution, log=lambda s: None, progress=False)
     acts = runner.adapt_activations(raw[cfg.models[0]], data, cfg.layers)
     splits = make_splits("loco", data.y, data.groups, data.corpora, data.languages,
                          folds=cfg.folds, seed=0, val_size=cfg.selection.val_size)

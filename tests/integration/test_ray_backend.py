@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import ray  # the `ray` extra, installed by `make test`: missing Ray fails, never skips
 
-from learnerprobe.execution import ExecutionConfig
+from learnerprobe.config.execution import ExecutionConfig
 from learnerprobe.execution import ray_extract as rx
 from learnerprobe.extract import extract
 from learnerprobe.models.testing import tiny_entry
@@ -161,11 +161,12 @@ def test_execution_settings_from_flags_and_the_local_backend_never_imports_ray(t
 
     cfg = tiny_config()
     assert cfg.execution.backend == "local"
-    ray_cfg = with_execution(cfg, backend="ray", address="auto", workers=3)
-    assert (ray_cfg.execution.backend, ray_cfg.execution.workers) == ("ray", 3)
+    ex = with_execution(cfg.execution, backend="ray", address="auto", workers=3)
+    assert (ex.backend, ex.workers) == ("ray", 3)
+    ray_cfg = cfg.model_copy(update={"execution": ex})
     assert ray_cfg.digest() == cfg.digest()  # where it runs changes no result
     with pytest.raises(ConfigError, match="backend"):
-        with_execution(cfg, backend="spark")
+        with_execution(cfg.execution, backend="spark")
     code = ("import sys, learnerprobe.cli, learnerprobe.study.runner, learnerprobe.execution.cells;"
             "list(learnerprobe.execution.cells.map_cells(abs, [(-1,)]));"
             "print('ray' in sys.modules)")

@@ -9,7 +9,7 @@ import pytest
 import ray  # the `ray` extra, installed by `make test`: missing Ray fails, never skips
 from ray.cluster_utils import Cluster
 
-from learnerprobe.execution import ExecutionConfig
+from learnerprobe.config.execution import ExecutionConfig
 from learnerprobe.execution import ray_extract as rx
 from learnerprobe.extract import extract
 from learnerprobe.models.testing import tiny_entry

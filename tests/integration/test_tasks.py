@@ -14,7 +14,7 @@ class LengthTask(Task):
     label_kind = "nominal"
     default_metric = "macro_f1"
 
-    def label_of(self, cfg, record):
+    def label_of(self, labels, record):
         return "long" if len(record.text.split()) >= 120 else "short"
 
 

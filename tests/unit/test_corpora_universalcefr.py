@@ -21,7 +21,7 @@ import pytest
 from learnerprobe.corpora import load_corpus
 from learnerprobe.corpora.universalcefr import PUBLISHED_FILES
 from learnerprobe.errors import ConfigError, CorpusNotFoundError, DataFormatError
-from learnerprobe.study.config import load_config
+from learnerprobe.study.check import load_study
 
 ROOT = Path(__file__).resolve().parents[2]
 FIELDS = ("title", "lang", "source_name", "format", "category", "cefr_level", "license", "text")
@@ -233,14 +233,14 @@ def test_hub_unreachable_or_bad_rows(monkeypatch):
 def test_universalcefr_9_config_parses_validates_and_loads(nine, monkeypatch):
     from learnerprobe.study.runner import encode, load_records
 
-    cfg = load_config(ROOT / "configs" / "universalcefr-9.toml")
+    cfg = load_study(ROOT / "configs" / "universalcefr-9.toml")
     assert cfg.corpus_names == list(CORPORA)
-    assert [s.options for s in cfg.corpus_specs] == [{"subset": s} for s in CORPORA]
+    assert [s.options for s in cfg.corpus_configs] == [{"subset": s} for s in CORPORA]
     assert cfg.models == ["qwen3-embedding-0.6b", "qwen3-embedding-4b", "qwen3-embedding-8b"]
     assert cfg.mode == "reference" and cfg.labels.scheme == "five"
 
     monkeypatch.setenv("LEARNERPROBE_DATA", str(nine))
-    records, info = load_records(cfg)
+    records, info = load_records(cfg.corpus_configs, cfg.prep)
     assert info["loaded"] == {s: len(c[4]) for s, c in CORPORA.items()}
     # cople2_pt's repeated text is kept once, with its first level
     twice = [r for r in records if r.text == "Eu moro numa casa pequena."]

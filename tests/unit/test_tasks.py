@@ -20,7 +20,7 @@ class LengthTask(Task):
     label_kind = "nominal"
     default_metric = "macro_f1"
 
-    def label_of(self, cfg, record):
+    def label_of(self, labels, record):
         return "long" if len(record.text.split()) >= 30 else "short"
 
 
@@ -44,13 +44,13 @@ def _records(n_per_corpus=30, seed=0):
 
 
 def _cfg(**over):
-    from learnerprobe.study.config import parse_config
+    from learnerprobe.config.load import parse_config
 
     d = {"name": "toy", "task": "length", "corpora": ["ca", "cb"], "models": ["fake"],
          "probes": ["logistic", "surface"], "protocols": ["iid"], "folds": 3, "n_boot": 20,
          "cache_cells": False}
     d.update(over)
-    return parse_config(d, check=False)
+    return parse_config(d)  # corpora and model are no registry names: not checked
 
 
 def test_builtin_tasks_and_unknown_name():
@@ -58,27 +58,32 @@ def test_builtin_tasks_and_unknown_name():
     assert get_task("cefr").label_kind == "ordinal" and get_task("l1").label_kind == "nominal"
     with pytest.raises(ConfigError, match=r"unknown task 'nope'; known: cefr, l1"):
         get_task("nope")
+    from learnerprobe.study.check import check_config
+
     with pytest.raises(ConfigError, match=r"task: .*unknown task 'length'; known: cefr, l1"):
-        _cfg()  # not registered: the config refuses it, listing the registered tasks
+        check_config(_cfg())  # not registered: refused, listing the registered tasks
 
 
 def test_toy_task_prepares_data(length_task):
+    from learnerprobe.study.runner import encode
+
     cfg = _cfg()
-    data = length_task.prepare(cfg, _records())
+    data = encode(cfg, _records())
     assert data.labels == ["long", "short"]
     assert data.n_classes == 2 and len(data.y) == 60
     assert set(data.y.tolist()) == {0, 1}
     assert data.groups[0] == "ca:a0"
-    assert length_task.selection_metric(cfg) == "macro_f1"  # the task's default ...
-    assert length_task.selection_metric(_cfg(selection={"metric": "accuracy"})) == "accuracy"
+    assert length_task.selection_metric(cfg.selection) == "macro_f1"  # the task's default ...
+    assert length_task.selection_metric(
+        _cfg(selection={"metric": "accuracy"}).selection) == "accuracy"
 
 
 def test_toy_task_runs_through_the_study_runner(length_task, tmp_path, monkeypatch):
-    from learnerprobe.study.runner import run
+    from learnerprobe.study.runner import encode, run
 
     monkeypatch.setenv("LEARNERPROBE_CACHE", str(tmp_path / "cache"))
     recs = _records()
-    data = length_task.prepare(_cfg(), recs)
+    data = encode(_cfg(), recs)
     rng = np.random.default_rng(0)
     arr = rng.normal(size=(3, len(recs), 4)).astype(np.float32)
     arr[1, :, 1] += 8.0 * data.y  # layer 1 carries the label

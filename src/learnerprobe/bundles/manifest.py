@@ -179,8 +179,8 @@ class Preprocessing(_Strict):
     normalise_whitespace: bool = False
     label_scheme: dict[str, Any] | None = None
     extraction: Extraction | None = None
-    # columns of log1p(learnerprobe.estimators.probes.surface.surface_features(text)) appended to the
-    # hidden state (transfer methods hidden_surface, stack_surface, combined)
+    # columns of log1p(learnerprobe.estimators.probes.surface.surface_features(text)) appended to
+    # the hidden state (transfer methods hidden_surface, stack_surface, combined)
     surface: Annotated[int, Field(ge=0, le=64)] = 0
 
 

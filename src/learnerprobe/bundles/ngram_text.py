@@ -2,8 +2,8 @@
 
 Why a second implementation: importing scikit-learn alone costs ~1.9 s (scipy), and
 ``skops.io`` another ~3.5 s, of a cold `learnerprobe predict` whose goal is 3 s. What is
-replicated is only the configuration :class:`learnerprobe.estimators.nli.ngram.NgramClassifier` builds
-(``TfidfVectorizer`` with ``analyzer`` "char" or "word", a plain ``token_pattern`` without
+replicated is only the configuration :class:`learnerprobe.estimators.nli.ngram.NgramClassifier`
+builds (``TfidfVectorizer`` with ``analyzer`` "char" or "word", a plain ``token_pattern`` without
 groups, no accent stripping, stop words, custom preprocessor or tokenizer, ``norm="l2"``,
 ``use_idf=True``), copied from scikit-learn 1.9 (``_char_ngrams``, ``_word_ngrams``,
 ``TfidfTransformer.transform``). It is never trusted on its own: a bundle stores its array form

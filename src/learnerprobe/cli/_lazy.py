@@ -1,8 +1,8 @@
 """A click group that imports a command's module only when that command is used.
 
 Start-up time: `learnerprobe predict` must not pay for importing every area's command module
-(`cli.extract` alone pulls in `execution.settings` and pydantic). Each command module still
-registers its commands on its Typer app with decorators, as before; this group only knows which
+(`cli.extract` alone pulls in `config.execution` and pydantic). Each command module still
+registers its commands on its Typer app with decorators; this group only knows which
 module registers which command name, imports it on the first `get_command`, and converts what
 was registered with typer's own `get_group`, so options, help texts and order stay the same.
 """

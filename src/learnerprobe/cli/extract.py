@@ -11,9 +11,9 @@ import typer
 
 from learnerprobe.cli import app
 from learnerprobe.cli.bench import bench_app
+from learnerprobe.config.execution import ExecutionConfig
 from learnerprobe.corpora.registry import load_corpus
 from learnerprobe.errors import ConfigError
-from learnerprobe.execution.settings import ExecutionConfig
 from learnerprobe.limits import MAX_COUNT
 from learnerprobe.outputs import atomic_write_text, check_writable, converting_write_errors
 from learnerprobe.paths import activations_dir

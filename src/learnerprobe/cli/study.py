@@ -4,7 +4,9 @@ from __future__ import annotations
 
 # start-up time: heavy imports (numpy, torch, sklearn, the pipeline modules) stay inside the commands
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -12,6 +14,9 @@ from learnerprobe.cli import app
 from learnerprobe.errors import LearnerprobeError
 from learnerprobe.study.rundir import read_run_results
 from learnerprobe.textinput import escape_controls
+
+if TYPE_CHECKING:
+    from learnerprobe.config.study import StudyConfig
 
 
 @app.command("run")
@@ -39,8 +44,13 @@ def run_cmd(
     def log(s: str) -> None:
         console.print(s, markup=False, highlight=False)
 
-    cfg = configured(config, backend=backend, address=address, workers=workers, log=log)
-    res = run(cfg, out, log=log, report=not no_report)
+    # start-up: numpy (the registries)
+    from learnerprobe.study.check import load_study
+
+    cfg = load_study(config)  # read once; the runner gets the loaded config
+    eff = configured(cfg, backend=backend, address=address, workers=workers, log=log)
+    # config.toml: the file as written, unless the flags changed the config
+    res = run(eff, out, source=config if eff is cfg else None, log=log, report=not no_report)
     d = res.results
     sel = d[(d.metric == "qwk") & d.layer.isin(["selected", "none"]) & (d.test_corpus == "all")
             & (d.levels == "all")]
@@ -68,19 +78,19 @@ def run_cmd(
                   highlight=False, soft_wrap=True)
 
 
-def configured(config: Path, *, log, all_layers: bool = False, **flags):  # noqa: ANN001
-    """The config file as given (a path), or, with a Ray backend (from the file or the flags),
-    the loaded config with the flags applied after its activations were filled on the cluster."""
+def configured(cfg: StudyConfig, *, log: Callable[[str], None], all_layers: bool = False,
+               **flags: Any) -> StudyConfig:
+    """The loaded config with the ``[execution]`` flags (``--backend``, ``--address``,
+    ``--workers``) applied; with a Ray backend (from the file or the flags) its activations are
+    filled on the cluster first (``all_layers``: every layer, as ``train`` reads them)."""
     # start-up: the study pipeline (numpy, pydantic models)
     from learnerprobe.study.cluster import prefill_activations, with_execution
-    from learnerprobe.study.config import load_config
 
-    cfg = load_config(config)
-    cfg2 = with_execution(cfg, **flags)
-    if not cfg2.execution.is_ray:
-        return config if cfg2 is cfg else cfg2
-    prefill_activations(cfg2, all_layers=all_layers, log=log)
-    return cfg2
+    ex = with_execution(cfg.execution, **flags)
+    eff = cfg if ex is cfg.execution else cfg.model_copy(update={"execution": ex})
+    if eff.execution.is_ray:
+        prefill_activations(eff, all_layers=all_layers, log=log)
+    return eff
 
 
 @app.command("results")

@@ -49,11 +49,16 @@ def train(
         from learnerprobe.train import bundle_transfer_method
 
         bundle_transfer_method(method)
+    # start-up: numpy (the registries)
+    from learnerprobe.study.check import load_study
+
+    cfg = load_study(config)  # read once
     # With Ray the activations (all layers) are extracted on the cluster first; training then
-    # reads them from the cache exactly as with the local backend.
-    configured(config, backend=backend, address=address, workers=workers, all_layers=True,
+    # reads them from the cache exactly as with the local backend (the flags choose where the
+    # activations are extracted, nothing else: training gets the config as written).
+    configured(cfg, backend=backend, address=address, workers=workers, all_layers=True,
                log=console.print)
-    path = train_bundle(config, bundle, results_dir=results, log=console.print, method=method)
+    path = train_bundle(cfg, bundle, results_dir=results, log=console.print, method=method)
     print(escape_controls(f"bundle written to {path}"))
     print(f"digest: {bundle_digest(path)}  (pin it: --expect-digest; check: learnerprobe bundle "
           "verify)")

@@ -18,10 +18,10 @@ Rules:
 This module owns language names for the whole package: the one alias table (:data:`ALIASES`),
 corpus-field normalisation (:func:`normalise_l1`, :func:`language_code`) and the name index
 free-text LLM answers are resolved with (``language_code(name, answers=True)``,
-:func:`english_name`; :mod:`learnerprobe.estimators.nli.aliases` adds only what is specific to parsing
-answers: lead-ins, demonyms, candidate matching). Where the two former tables disagreed, each
-caller keeps its old result: :data:`ANSWER_ONLY` and :data:`CORPUS_ONLY` say which aliases a
-caller does not accept, and answers fold varieties onto one code ("Chinese" and "Mandarin" are
+:func:`english_name`; :mod:`learnerprobe.estimators.nli.aliases` adds only what is specific to
+parsing answers: lead-ins, demonyms, candidate matching). Corpus fields and answers read a few
+names differently: :data:`ANSWER_ONLY` and :data:`CORPUS_ONLY` say which aliases a caller does
+not accept, and answers fold varieties onto one code ("Chinese" and "Mandarin" are
 one answer, two corpus labels).
 """
 
@@ -206,9 +206,9 @@ def language_code(raw: str, *, answers: bool = False) -> str | None:
     """ISO 639 code of a language name or code.
 
     Corpus fields (default): the ISO 639-1 code of the name :func:`normalise_l1` gives
-    ("German", "deu", "de" -> "de"; "Mandarin" -> None, as before).
-    ``answers=True`` (free-text LLM answers, :mod:`learnerprobe.estimators.nli.aliases`): names in 20
-    display languages and ISO 639 names, the answer aliases, and codes folded onto the one code
+    ("German", "deu", "de" -> "de"; "Mandarin" -> None: no ISO 639-1 code of its own).
+    ``answers=True`` (free-text LLM answers, :mod:`learnerprobe.estimators.nli.aliases`): names in
+    20 display languages and ISO 639 names, the answer aliases, and codes folded onto the one code
     answers are compared on (Mandarin/Chinese/Putonghua -> "zh", Farsi/Dari -> "fa").
     """
     if answers:

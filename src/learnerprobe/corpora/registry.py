@@ -1,8 +1,10 @@
 """The corpus registry: one entry per corpus with what it is, its licence, where to get it, and
 how to load it. Loader modules are imported only when a corpus is loaded (fast CLI start-up).
 
-A study config names a corpus either by its registry name or by a :class:`CorpusSpec` (name,
-own root, loader options, and ``as``: the name the study uses for it).
+A study config names a corpus either by its registry name or by a table
+(``learnerprobe.config.corpus.CorpusConfig``: name, own root, loader options, and ``as``: the
+name the study uses for it); :func:`check_corpus_config` and :func:`load_corpus_config` apply
+the registry to it.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import TypeAdapter, ValidationError
 
+from learnerprobe.config.corpus import CorpusConfig
 from learnerprobe.corpora._common import Records, collecting
 from learnerprobe.errors import ConfigError, LearnerprobeError
 from learnerprobe.paths import data_root
@@ -169,56 +172,25 @@ CORPORA: dict[str, CorpusEntry] = {
 }
 
 
-class CorpusSpec(BaseModel):
-    """One corpus of a study: a registry ``name`` with its own ``root``, loader options (any
-    other key, checked against the loader) and ``as``, the name the study gives it.
-
-    TOML: ``corpora = ["merlin-de", { name = "bea19", root = "/data/bea2019", subset = "wi" },
-    { name = "table", root = "data", path = "fce.csv", as = "fce-table", group_column = "id" }]``
-    """
-
-    model_config = ConfigDict(extra="allow", populate_by_name=True, serialize_by_alias=True,
-                              frozen=True)
-
-    name: str
-    root: str | None = None
-    as_: str | None = Field(None, alias="as", min_length=1)
-
-    @property
-    def study_name(self) -> str:
-        """The corpus name inside the study (``as``, else ``name``)."""
-        return self.as_ or self.name
-
-    @property
-    def options(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
-
-    def entry(self) -> CorpusEntry:
-        try:
-            return CORPORA[self.name]
-        except KeyError:
-            raise ConfigError(
-                f"unknown corpus {self.name!r}; valid: {', '.join(sorted(CORPORA))}"
-            ) from None
-
-    def check(self) -> None:
-        """Unknown corpus or loader option (or a badly typed one) -> ConfigError."""
-        self.entry().check_options(self.options, f"corpus {self.study_name!r}")
-
-    def with_root_base(self, base: str | Path) -> CorpusSpec:
-        """A copy whose relative ``root`` is resolved against ``base`` (the config's folder)."""
-        if self.root is None or Path(self.root).expanduser().is_absolute():
-            return self
-        return self.model_copy(update={"root": str(Path(base) / self.root)})
-
-    def load(self) -> list[LearnerText]:
-        entry = self.entry()
-        return entry.load(self.root, **self.options)
+def configured_entry(corpus: CorpusConfig) -> CorpusEntry:
+    """The registry entry a config's corpus names; an unknown name is a ConfigError listing
+    the valid ones."""
+    try:
+        return CORPORA[corpus.name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown corpus {corpus.name!r}; valid: {', '.join(sorted(CORPORA))}"
+        ) from None
 
 
-def as_spec(corpus: str | CorpusSpec) -> CorpusSpec:
-    """A config's corpus entry (a name or a spec) as a CorpusSpec."""
-    return corpus if isinstance(corpus, CorpusSpec) else CorpusSpec(name=corpus)
+def check_corpus_config(corpus: CorpusConfig) -> None:
+    """Unknown corpus or loader option (or a badly typed one) -> ConfigError."""
+    configured_entry(corpus).check_options(corpus.options, f"corpus {corpus.study_name!r}")
+
+
+def load_corpus_config(corpus: CorpusConfig) -> list[LearnerText]:
+    """A config's corpus: its registry loader with its own root and options."""
+    return configured_entry(corpus).load(corpus.root, **corpus.options)
 
 
 def get_corpus(name: str) -> CorpusEntry:

@@ -33,10 +33,10 @@ from typing import Any
 
 import numpy as np
 
+from learnerprobe.config.execution import ExecutionConfig
 from learnerprobe.corpora.registry import load_corpus
 from learnerprobe.execution import ray_extract as rx
 from learnerprobe.execution.session import ensure_ray
-from learnerprobe.execution.settings import ExecutionConfig
 from learnerprobe.extract import extract
 from learnerprobe.models.testing import tiny_entry
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from learnerprobe.config.execution import ExecutionConfig
 from learnerprobe.execution.session import ensure_ray
-from learnerprobe.execution.settings import ExecutionConfig
 
 # heavy optional import stays local: ray (through ensure_ray, only for the ray backend).
 

@@ -34,9 +34,9 @@ from typing import Any
 
 import numpy as np
 
+from learnerprobe.config.execution import ExecutionConfig
 from learnerprobe.errors import ConfigError, LearnerprobeError
 from learnerprobe.execution.session import ensure_ray
-from learnerprobe.execution.settings import ExecutionConfig
 from learnerprobe.extract.activation_cache import (
     ActivationCache,
     RowKey,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from learnerprobe.config.execution import ExecutionConfig
 from learnerprobe.errors import ConfigError
-from learnerprobe.execution.settings import ExecutionConfig
 
 # heavy optional import: ray (the `ray` extra) is imported inside the functions, so the local
 # backend and the CLI start-up never load it.

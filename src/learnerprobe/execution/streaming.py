@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from learnerprobe.config.execution import ExecutionConfig
 from learnerprobe.estimators.probes.online import LayerStats
 from learnerprobe.execution.ray_extract import load_for_extract
 from learnerprobe.execution.session import ensure_ray
-from learnerprobe.execution.settings import ExecutionConfig
 from learnerprobe.extract.engine import extract
 from learnerprobe.models import loading, registry
 from learnerprobe.models.entry import ModelEntry

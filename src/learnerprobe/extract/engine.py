@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -35,6 +35,9 @@ from learnerprobe.models.device import resolve_device
 from learnerprobe.models.entry import ModelEntry
 from learnerprobe.paths import activations_dir
 from learnerprobe.records import LearnerText, text_hash
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig
 
 # heavy optional imports stay local: torch and transformers (the CLI and a cache hit never need
 # them), rich's progress bar (only when one is shown).
@@ -457,10 +460,10 @@ class _Runner:
         return _EarlyExit(self.model, mods, want)
 
     def n_hidden_states(self) -> int:
-        cfg = self.model.config
-        n = getattr(cfg, "num_hidden_layers", None)
-        if n is None and hasattr(cfg, "get_text_config"):
-            n = cfg.get_text_config().num_hidden_layers
+        hf = self.model.config  # the transformers model config
+        n = getattr(hf, "num_hidden_layers", None)
+        if n is None and hasattr(hf, "get_text_config"):
+            n = hf.get_text_config().num_hidden_layers
         return int(n) + 1
 
 
@@ -480,8 +483,8 @@ def _recorded_layers(model: Any) -> list[Any] | None:
     spec = (getattr(type(model), "_can_record_outputs", None) or {}).get("hidden_states")
     if not isinstance(spec, type) or not issubclass(spec, torch.nn.Module):
         return None
-    cfg = getattr(model, "config", None)
-    n = getattr(cfg, "num_hidden_layers", None)
+    hf = getattr(model, "config", None)  # the transformers model config
+    n = getattr(hf, "num_hidden_layers", None)
     mods = [m for m in model.modules() if isinstance(m, spec)]
     nested = any(
         m is not model and hasattr(m, "_can_record_outputs") and hasattr(m, "config")
@@ -898,14 +901,14 @@ def _layer_indices(layers: list[int] | None, n_hidden: int, model: str) -> list[
     return resolve_layer_indices(layers, n_hidden)
 
 
-def _hidden_size(config: Any) -> int:
-    if hasattr(config, "hidden_size"):
-        return int(config.hidden_size)
-    return int(config.get_text_config().hidden_size)
+def _hidden_size(hf: PretrainedConfig) -> int:
+    if hasattr(hf, "hidden_size"):
+        return int(hf.hidden_size)
+    return int(hf.get_text_config().hidden_size)
 
 
-def _check_positions(config: Any, max_length: int, model: str) -> None:
-    limit_pos = getattr(config, "max_position_embeddings", None)
+def _check_positions(hf: PretrainedConfig, max_length: int, model: str) -> None:
+    limit_pos = getattr(hf, "max_position_embeddings", None)
     if limit_pos is not None and max_length > int(limit_pos):
         raise ConfigError(f"max_length {max_length} exceeds {model}'s {limit_pos} positions")
 

@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from learnerprobe.config.nli import NliConfig
 from learnerprobe.errors import ConfigError
 
 Kind = Literal["probe", "text", "lm", "ensemble"]
@@ -35,7 +36,7 @@ NEEDS: tuple[str, ...] = ("activations", "text", "model")
 class BuildContext:
     """What a run knows that a method may take (each factory picks what it needs)."""
 
-    mode: str = "tuned"  # probes: "tuned" or "reference" (learnerprobe.estimators.probes.make_probe)
+    mode: str = "tuned"  # probes: "tuned" or "reference" (estimators.probes.make_probe)
     n_classes: int | None = None
     width: int | None = None  # model width (reference-mode MLP size)
     seed: int = 0
@@ -45,7 +46,7 @@ class BuildContext:
     probes: Sequence[str] = ()  # the study's probes (the NLI 'probe' method's default)
     featurizers: Mapping[str, Callable] = field(default_factory=dict)
     embedder: Callable | None = None
-    settings: Any = None  # the task's settings (NLI: NliSettings, for the ensemble)
+    settings: NliConfig | None = None  # the [nli] table (the ensemble's bases and options)
     build: Callable[[str], Any] | None = None  # builds another method by name (ensemble bases)
 
 
@@ -70,9 +71,9 @@ class MethodEntry:
     ``tasks`` are the config lists it may appear in: ``"cefr"`` = a study's ``probes``, ``"l1"``
     = ``nli.methods``. A ``kind = "probe"`` entry with ``target = "nominal"`` and ``proba``
     can also serve the NLI ``probe`` method and L1 bundles. ``layer_engine`` (probes only) fits
-    all layers at once (``learnerprobe.estimators.probes.all_layers.fit_predict_layers``); without one the
-    probe is fitted layer by layer. ``bundle``: ``learnerprobe train`` may choose and save it
-    (it predicts from the text or activations alone).
+    all layers at once (``learnerprobe.estimators.probes.all_layers.fit_predict_layers``); without
+    one the probe is fitted layer by layer. ``bundle``: ``learnerprobe train`` may choose and save
+    it (it predicts from the text or activations alone).
     """
 
     name: str
@@ -221,7 +222,8 @@ def _stacking(ctx: BuildContext, options: dict[str, Any]) -> Any:
 
 # --------------------------------------------------------------------------- built-ins
 _SWEEP = "learnerprobe.estimators.probes.all_layers:fit_predict_layers"
-_OPT = "learnerprobe.nli.settings:"
+_OPT = "learnerprobe.config.nli:"
+_NLI = "learnerprobe.estimators.nli."
 _ACT = ("activations", "model")
 
 
@@ -239,23 +241,21 @@ def _builtins() -> list[MethodEntry]:
     out.append(MethodEntry("surface", "text", _surface, ("cefr",), ("text",), True, "nominal",
                            description="length features + gradient boosting (baseline)"))
     nli = [
-        ("ngram", "text", from_context("learnerprobe.estimators.nli.ngram:NgramClassifier",
-                                       ("class_weight", "seed")),
-         ("text",), "NgramOptions", True, "char + word n-gram TF-IDF, linear SVM"),
+        ("ngram", "text", from_context(_NLI + "ngram:NgramClassifier", ("class_weight", "seed")),
+         ("text",), "NgramConfig", True, "char + word n-gram TF-IDF, linear SVM"),
         ("sentence-sgd", "text", from_context(
-            "learnerprobe.estimators.nli.sentence_sgd:SentenceSGDClassifier",
+            _NLI + "sentence_sgd:SentenceSGDClassifier",
             ("class_weight", "seed", "model", "embedder")),
-         ("text", "model"), "SentenceSGDOptions", False, "sentence embeddings + SGD"),
-        ("probe", "probe", _hidden_state_probe, _ACT, "ProbeOptions", False,
+         ("text", "model"), "SentenceSGDConfig", False, "sentence embeddings + SGD"),
+        ("probe", "probe", _hidden_state_probe, _ACT, "ProbeConfig", False,
          "hidden-state probe, layer chosen on validation"),
-        ("metadata", "text", from_context("learnerprobe.estimators.nli.metadata_baseline:MetadataBaseline"),
-         ("text",), "MetadataOptions", False, "task and test level only, no text"),
-        ("zeroshot", "lm", from_context("learnerprobe.estimators.nli.zeroshot:ZeroShotL1Classifier",
-                                        ("language", "seed")),
-         ("text", "model"), "ZeroShotOptions", False, "zero-shot LLM"),
-        ("finetune", "lm", from_context("learnerprobe.estimators.nli.finetune:FineTuneClassifier",
+        ("metadata", "text", from_context(_NLI + "metadata_baseline:MetadataBaseline"),
+         ("text",), "MetadataConfig", False, "task and test level only, no text"),
+        ("zeroshot", "lm", from_context(_NLI + "zeroshot:ZeroShotL1Classifier", ("language", "seed")),
+         ("text", "model"), "ZeroShotConfig", False, "zero-shot LLM"),
+        ("finetune", "lm", from_context(_NLI + "finetune:FineTuneClassifier",
                                         ("seed", "class_weight", "model")),
-         ("text", "model"), "FineTuneOptions", False, "fine-tuned encoder"),
+         ("text", "model"), "FineTuneConfig", False, "fine-tuned encoder"),
         ("ensemble", "ensemble", _stacking, ("text",), None, False, "stacking of methods"),
     ]
     out += [MethodEntry(n, k, f, ("l1",), needs, True, "nominal",

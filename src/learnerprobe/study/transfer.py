@@ -18,16 +18,18 @@ activations, rows and training labels), so a rerun is fast and gives the same nu
 from __future__ import annotations
 
 import hashlib
+import itertools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
 from threadpoolctl import threadpool_limits
 
+from learnerprobe.config.transfer import TransferConfig
 from learnerprobe.errors import ConfigError
 from learnerprobe.estimators.probes.surface import (
     SurfaceBaseline,
@@ -38,13 +40,10 @@ from learnerprobe.evaluation.cell_cache import CellCache, content_key
 from learnerprobe.evaluation.metrics import paired_bootstrap_diff
 from learnerprobe.evaluation.protocols import make_splits
 from learnerprobe.evaluation.results import Pooled, prediction_frame, score_rows
-from learnerprobe.methods.registry import BuildContext, get_method
+from learnerprobe.methods.registry import BuildContext, get_method, method_names
 from learnerprobe.paths import cache_root
 from learnerprobe.selection import nested
-from learnerprobe.study.transfer_config import TransferSettings, method_grid
-
-if TYPE_CHECKING:
-    from learnerprobe.study.config import StudyConfig
+from learnerprobe.tasks import TaskData
 
 TRANSFER_VERSION = 1
 #: key field of fits made by an estimator's ``fit_predict_layers`` (all candidate layers in one
@@ -53,6 +52,27 @@ LAYER_BATCHED = "layers-batched-1"
 NESTED = "nested"  # value of `layer` for transfer rows: variant and layer chosen by nested LOCO
 SURFACE = "surface"
 N_SURFACE = 3  # surface columns appended for methods with `n_surface` (log length features)
+
+
+def method_list(tc: TransferConfig) -> list[str]:
+    """The plain probe first, then the configured methods (all registered transfer methods
+    when ``methods`` is not given) in config order."""
+    methods = tc.methods if tc.methods is not None else method_names(task="transfer")
+    return [tc.plain] + [m for m in methods if m != tc.plain]
+
+
+def _none(v: Any) -> Any:
+    return None if isinstance(v, str) and v.lower() == "none" else v
+
+
+def method_grid(name: str, tc: TransferConfig) -> list[tuple[tuple[str, Any], ...]]:
+    """The method's grid points (its registry grid, ``[transfer.grid]`` overrides winning), in
+    a fixed order: the order candidates are listed in and ties broken by."""
+    grid = dict(get_method(name, task="transfer").grid or {})
+    grid.update(tc.grid.get(name, {}))
+    keys = list(grid)
+    return [tuple((k, _none(v)) for k, v in zip(keys, vals, strict=True))
+            for vals in itertools.product(*(grid[k] for k in keys))]
 
 
 def method_inputs(name: str) -> tuple[bool, bool]:
@@ -208,21 +228,46 @@ class TransferResult:
     manifest: dict[str, Any] = field(default_factory=dict)
 
 
-def candidate_layers(s: TransferSettings, layers: list[int]) -> tuple[list[int], list[int]]:
+@dataclass(frozen=True)
+class Scoring:
+    """How the stage's rows are scored: the study's task name, bootstrap draws, seed (the
+    study's first) and shared-levels rule, as the probe stage scores its cells."""
+
+    task: str
+    n_boot: int
+    seed: int
+    shared_levels: bool
+
+
+@dataclass(frozen=True)
+class Fitting:
+    """How fits run: ``n_jobs`` side by side (-1: one per core), ``threads`` BLAS threads
+    each, ``cache``: read and write ``cache_root()/transfer-cells``."""
+
+    n_jobs: int
+    threads: int
+    cache: bool
+
+
+def candidate_layers(tc: TransferConfig, layers: list[int]) -> tuple[list[int], list[int]]:
     """``[transfer] layers`` (or every extracted layer) and their positions among ``layers``;
     a ConfigError names the ones not extracted."""
-    want = list(layers) if s.layers == "all" else list(s.layers)
+    want = list(layers) if tc.layers == "all" else list(tc.layers)
     bad = [x for x in want if x not in layers]
     if bad:
         raise ConfigError(f"transfer.layers {bad} not extracted; available: {layers}")
     return want, [layers.index(x) for x in want]
 
 
-def run_transfer(cfg: StudyConfig, data: Any, acts: dict[str, Any], *,
+def run_transfer(tc: TransferConfig, data: TaskData, acts: dict[str, Any], *,
+                 seeds: Sequence[int], folds: int, val_size: float, with_surface: bool,
+                 scoring: Scoring, fitting: Fitting,
                  log: Callable[[str], None] = print) -> TransferResult:
-    """Every transfer method x model x seed, nested LOCO; rows, predictions, pooled cells."""
-    s = cfg.transfer
-    assert s is not None
+    """Every transfer method x model x seed, nested LOCO; rows, predictions, pooled cells.
+
+    ``tc``: the ``[transfer]`` table; ``seeds``, ``folds``, ``val_size`` make the outer
+    leave-one-corpus-out splits as the probe stage makes them; ``with_surface``: the probe
+    stage already scored the surface baseline (else its rows are added here)."""
     F = np.asarray(surface_features([r.text for r in data.records]), dtype=np.float64)
     S = surface_columns(F)
     rows: list[dict[str, Any]] = []
@@ -231,42 +276,39 @@ def run_transfer(cfg: StudyConfig, data: Any, acts: dict[str, Any], *,
     timings: dict[str, float] = {}
     chosen: dict[str, Any] = {}
     for m, a in acts.items():
-        want, pos = candidate_layers(s, a.layers)
-        for seed in cfg.seeds:
+        want, pos = candidate_layers(tc, a.layers)
+        for seed in seeds:
             splits = make_splits("loco", data.y, data.groups, data.corpora, data.languages,
-                                 folds=cfg.folds, seed=seed, val_size=cfg.selection.val_size)
+                                 folds=folds, seed=seed, val_size=val_size)
             plans = nested.plan(splits, data.corpora, data.groups)
             inp = TransferInputs(a.array[pos], want, S, np.asarray(data.corpora), a.key,
                           data.n_classes, seed)
-            base = _surface_cell(cfg, data, F, splits, seed)
+            base = _surface_cell(data, F, splits, seed)
             cells: dict[str, Pooled] = {}
-            for name in s.method_list():
+            for name in method_list(tc):
                 t0 = time.perf_counter()
                 stats: dict[str, float] = {}
-                folds = _run_method(cfg, name, inp, plans, data, stats)
-                cells[name] = _pooled(m, seed, name, folds, splits, data, want)
+                nf = _run_method(tc, name, inp, plans, data, stats, fitting)
+                cells[name] = _pooled(m, seed, name, nf, splits, data, want)
                 dt = time.perf_counter() - t0
                 timings[f"{m}.{name}"] = timings.get(f"{m}.{name}", 0.0) + dt
-                chosen[f"{m}.seed{seed}.{name}"] = {f.fold: choice_label(f, want) for f in folds}
+                chosen[f"{m}.seed{seed}.{name}"] = {f.fold: choice_label(f, want) for f in nf}
                 log(f"  transfer {name}: {int(stats.get('fits', 0))} fits "
                     f"({int(stats.get('cached', 0))} cached), {dt:.1f} s; chosen "
-                    + "; ".join(f"{f.fold}: {choice_label(f, want)}" for f in folds))
-            for best, names in _best_sets(s).items():  # the method itself chosen by nested LOCO
+                    + "; ".join(f"{f.fold}: {choice_label(f, want)}" for f in nf))
+            for best, names in _best_sets(tc).items():  # the method itself chosen by nested LOCO
                 stats = {}
-                folds = _run_methods(cfg, names, inp, plans, data, stats)
-                cells[best] = _pooled(m, seed, best, folds, splits, data, want)
-                chosen[f"{m}.seed{seed}.{best}"] = {f.fold: choice_label(f, want) for f in folds}
+                nf = _run_methods(tc, names, inp, plans, data, stats, fitting)
+                cells[best] = _pooled(m, seed, best, nf, splits, data, want)
+                chosen[f"{m}.seed{seed}.{best}"] = {f.fold: choice_label(f, want) for f in nf}
                 log(f"  transfer {best}: chosen "
-                    + "; ".join(f"{f.fold}: {choice_label(f, want)}" for f in folds))
-            rows += _rows(cfg, data, cells, base, s, chosen, m, seed)
+                    + "; ".join(f"{f.fold}: {choice_label(f, want)}" for f in nf))
+            rows += _rows(scoring, data, cells, base, tc, chosen, m, seed)
             pooled += list(cells.values())
             preds += [prediction_frame(p, np.asarray(data.ids), data.corpora, data.y,
-                                       cfg.task) for p in cells.values()]
-            if not cfg.with_surface:
-                rows += _tag(score_rows(base, data.y, data.corpora, task=cfg.task,
-                                        kind="ordinal", n_classes=data.n_classes,
-                                        n_boot=cfg.n_boot, seed=cfg.seeds[0],
-                                        shared_levels=cfg.shared_levels), False, None)
+                                       scoring.task) for p in cells.values()]
+            if not with_surface:
+                rows += _tag(_score(scoring, base, data), False, None)
                 pooled.append(base)
     frame = pd.concat(preds, ignore_index=True) if preds else pd.DataFrame()
     return TransferResult(rows, frame, pooled, timings, {"transfer_chosen": chosen})
@@ -278,13 +320,13 @@ BEST = "nested_best"
 BEST_TTA = "nested_best_tta"
 
 
-def _best_sets(s: TransferSettings) -> dict[str, list[str]]:
-    names = s.method_list()
+def _best_sets(tc: TransferConfig) -> dict[str, list[str]]:
+    names = method_list(tc)
     inductive = [n for n in names if not get_method(n).transductive]
     out = {}
-    if s.select_best and len(inductive) > 1:
+    if tc.select_best and len(inductive) > 1:
         out[BEST] = inductive
-    if s.select_best and len(names) > len(inductive):
+    if tc.select_best and len(names) > len(inductive):
         out[BEST_TTA] = names
     return out
 
@@ -296,18 +338,18 @@ def is_transductive(name: str) -> bool:
     return name == BEST_TTA or get_method(name).transductive
 
 
-def candidates(cfg: StudyConfig, name: str, inp: TransferInputs) -> list[nested.Candidate]:
+def candidates(tc: TransferConfig, name: str, inp: TransferInputs) -> list[nested.Candidate]:
     mix, _ = method_inputs(name)
-    grid = method_grid(name, cfg.transfer)
+    grid = method_grid(name, tc)
     layers = ["mix"] if mix else list(range(len(inp.layers)))
     return [nested.Candidate(g, L) for L in layers for g in grid]
 
 
-def fitter(cfg: StudyConfig, name: str, inp: TransferInputs, stats: dict[str, float]
-            ) -> nested.FitMany:
-    n_jobs = 1 if cfg.n_jobs == 1 else (cfg.n_jobs if cfg.n_jobs > 0 else -1)
-    return make_fit_many(name, inp, n_jobs=n_jobs, threads=cfg.threads,
-                         cache=cfg.cache_cells, stats=stats)
+def fitter(name: str, inp: TransferInputs, stats: dict[str, float], fitting: Fitting
+           ) -> nested.FitMany:
+    n_jobs = 1 if fitting.n_jobs == 1 else (fitting.n_jobs if fitting.n_jobs > 0 else -1)
+    return make_fit_many(name, inp, n_jobs=n_jobs, threads=fitting.threads,
+                         cache=fitting.cache, stats=stats)
 
 
 def choice_label(f: nested.NestedFold, layers: list[int]) -> str:
@@ -318,21 +360,22 @@ def choice_label(f: nested.NestedFold, layers: list[int]) -> str:
     return f"{opts}@{where}"
 
 
-def _run_method(cfg: StudyConfig, name: str, inp: TransferInputs, plans: list[nested.OuterPlan],
-                data: Any, stats: dict[str, float]) -> list[nested.NestedFold]:
-    return nested.nested_loco(plans, candidates(cfg, name, inp), data.y,
-                              fitter(cfg, name, inp, stats), metric=cfg.transfer.metric,
+def _run_method(tc: TransferConfig, name: str, inp: TransferInputs,
+                plans: list[nested.OuterPlan], data: TaskData, stats: dict[str, float],
+                fitting: Fitting) -> list[nested.NestedFold]:
+    return nested.nested_loco(plans, candidates(tc, name, inp), data.y,
+                              fitter(name, inp, stats, fitting), metric=tc.metric,
                               n_classes=data.n_classes)
 
 
-def _run_methods(cfg: StudyConfig, names: list[str], inp: TransferInputs,
-                 plans: list[nested.OuterPlan], data: Any, stats: dict[str, float]
-                 ) -> list[nested.NestedFold]:
+def _run_methods(tc: TransferConfig, names: list[str], inp: TransferInputs,
+                 plans: list[nested.OuterPlan], data: TaskData, stats: dict[str, float],
+                 fitting: Fitting) -> list[nested.NestedFold]:
     """Nested LOCO over the union of several methods' candidates (the method is one more
     choice, option ``method``); every fit is the method's own, so all come from its cache."""
     cands = [nested.Candidate((("method", n), *c.options), c.layer)
-             for n in names for c in candidates(cfg, n, inp)]
-    fitters = {n: fitter(cfg, n, inp, stats) for n in names}
+             for n in names for c in candidates(tc, n, inp)]
+    fitters = {n: fitter(n, inp, stats, fitting) for n in names}
 
     def fit_many(jobs: Sequence[nested.Job]) -> list[tuple[np.ndarray, np.ndarray | None]]:
         out: list[Any] = [None] * len(jobs)
@@ -344,7 +387,7 @@ def _run_methods(cfg: StudyConfig, names: list[str], inp: TransferInputs,
                 out[i] = r
         return out
 
-    return nested.nested_loco(plans, cands, data.y, fit_many, metric=cfg.transfer.metric,
+    return nested.nested_loco(plans, cands, data.y, fit_many, metric=tc.metric,
                               n_classes=data.n_classes)
 
 
@@ -368,8 +411,7 @@ def _pooled(model: str, seed: int, name: str, folds: list[nested.NestedFold], sp
                   train_labels, selected_layers=sel, fold_priors=priors)
 
 
-def _surface_cell(cfg: StudyConfig, data: Any, F: np.ndarray, splits: list, seed: int
-                  ) -> Pooled:
+def _surface_cell(data: TaskData, F: np.ndarray, splits: list, seed: int) -> Pooled:
     """The surface baseline on the same outer folds (as the probe stage fits it)."""
     parts = []
     with threadpool_limits(1, user_api="openmp"):
@@ -404,27 +446,30 @@ def _aligned(p: Pooled, order: np.ndarray) -> np.ndarray:
     return p.pred[[pos[int(i)] for i in order]]
 
 
-def _rows(cfg: StudyConfig, data: Any, cells: dict[str, Pooled], surface: Pooled,
-          s: TransferSettings, chosen: dict[str, Any], model: str, seed: int
+def _score(scoring: Scoring, p: Pooled, data: TaskData) -> list[dict[str, Any]]:
+    return score_rows(p, data.y, data.corpora, task=scoring.task, kind="ordinal",
+                      n_classes=data.n_classes, n_boot=scoring.n_boot, seed=scoring.seed,
+                      shared_levels=scoring.shared_levels)
+
+
+def _rows(scoring: Scoring, data: TaskData, cells: dict[str, Pooled], surface: Pooled,
+          tc: TransferConfig, chosen: dict[str, Any], model: str, seed: int
           ) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    plain = cells[s.plain]
+    plain = cells[tc.plain]
     for name, p in cells.items():
         tr = is_transductive(name)
         label = "; ".join(f"{k}: {v}" for k, v in chosen[f"{model}.seed{seed}.{name}"].items())
-        out += _tag(score_rows(p, data.y, data.corpora, task=cfg.task, kind="ordinal",
-                               n_classes=data.n_classes, n_boot=cfg.n_boot, seed=cfg.seeds[0],
-                               shared_levels=cfg.shared_levels), tr, label)
-        refs = [("surface", surface)] + ([] if name == s.plain else [("plain", plain)])
-        out += _tag(paired_rows(cfg, data, p, refs), tr, label)
+        out += _tag(_score(scoring, p, data), tr, label)
+        refs = [("surface", surface)] + ([] if name == tc.plain else [("plain", plain)])
+        out += _tag(paired_rows(tc.metric, scoring, data, p, refs), tr, label)
     return out
 
 
-def paired_rows(cfg: StudyConfig, data: Any, p: Pooled, refs: list[tuple[str, Pooled]]
-                ) -> list[dict[str, Any]]:
+def paired_rows(metric: str, scoring: Scoring, data: TaskData, p: Pooled,
+                refs: list[tuple[str, Pooled]]) -> list[dict[str, Any]]:
     """``diff_<metric>_vs_<ref>`` rows: paired bootstrap of ``p`` minus each reference on the
     same held-out texts, pooled and per held-out corpus."""
-    metric = cfg.transfer.metric if cfg.transfer else "qwk"
     corp = data.corpora[p.idx]
     groups = [("all", np.ones(len(p.idx), bool))]
     groups += [(c, corp == c) for c in dict.fromkeys(corp.tolist())]
@@ -434,9 +479,9 @@ def paired_rows(cfg: StudyConfig, data: Any, p: Pooled, refs: list[tuple[str, Po
         for name, m in groups:
             yt = data.y[p.idx[m]]
             d, lo, hi = paired_bootstrap_diff(yt, p.pred[m], ref_pred[m], metric,
-                                              n_classes=data.n_classes, n_boot=cfg.n_boot,
-                                              seed=cfg.seeds[0])
-            out.append({"task": cfg.task, **p.key,
+                                              n_classes=data.n_classes,
+                                              n_boot=scoring.n_boot, seed=scoring.seed)
+            out.append({"task": scoring.task, **p.key,
                         "selected_layer": None, "selected_layers": None,
                         "test_corpus": name, "levels": "all",
                         "metric": f"diff_{metric}_vs_{ref_name}", "value": d, "ci_low": lo,

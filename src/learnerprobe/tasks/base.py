@@ -18,6 +18,8 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
+from learnerprobe.config.nli import NliConfig
+from learnerprobe.config.study import LabelConfig, PrepConfig, SelectionConfig, StudyConfig
 from learnerprobe.errors import ConfigError
 from learnerprobe.methods.registry import resolve
 from learnerprobe.records import LearnerText
@@ -55,49 +57,55 @@ class Task:
     label_kind: ClassVar[LabelKind] = "nominal"
     default_metric: ClassVar[str] = "macro_f1"  # the layer-selection metric when none is set
     description: ClassVar[str] = ""
-    #: ``"module:attr"`` of ``fn(cfg, records, out_dir, *, log, cache_dir) -> HookResult``; None:
-    #: the study runner's probe pipeline evaluates the task.
+    #: ``"module:attr"`` of ``fn(cfg: StudyConfig, records, out_dir, *, log, cache_dir) ->
+    #: HookResult`` (a task may override :meth:`evaluate` to hand it only the sections it
+    #: needs, as ``l1`` does); None: the study runner's probe pipeline evaluates the task.
     evaluator: ClassVar[str | None] = None
-    #: ``"module:attr"`` of ``fn(cfg) -> None`` raising ConfigError (the task's own settings).
+    #: ``"module:attr"`` of ``fn(cfg: StudyConfig) -> None`` raising ConfigError: the task's own
+    #: checks of a config, run once after loading (``study.check``).
     validator: ClassVar[str | None] = None
     #: the runner's stage (and timing prefix) for an ``evaluator`` hook, and its cache folder.
     stage: ClassVar[str] = ""
 
     # ------------------------------------------------------------------ labels
-    def label_of(self, cfg: Any, record: LearnerText) -> str | None:
-        """The record's label (None: unlabelled, left out)."""
+    def label_of(self, labels: LabelConfig, record: LearnerText) -> str | None:
+        """The record's label under the config's ``[labels]`` (None: unlabelled, left out)."""
         raise NotImplementedError
 
-    def labeller(self, cfg: Any) -> Callable[[LearnerText], str | None]:
+    def labeller(self, labels: LabelConfig) -> Callable[[LearnerText], str | None]:
         """``record -> label`` for one config (override to build lookups once per run)."""
-        return lambda r: self.label_of(cfg, r)
+        return lambda r: self.label_of(labels, r)
 
-    def label_order(self, cfg: Any, labels: Sequence[str | None]) -> list[str]:
+    def label_order(self, labels: LabelConfig, seen: Sequence[str | None]) -> list[str]:
         """The classes in index order (default: sorted labels that occur)."""
-        return sorted({lab for lab in labels if lab is not None})
+        return sorted({lab for lab in seen if lab is not None})
 
-    def check_labels(self, cfg: Any, labels_by_corpus: dict[str, list[str | None]]) -> None:
+    def check_labels(self, labels: LabelConfig,
+                     labels_by_corpus: dict[str, list[str | None]]) -> None:
         """After loading: reject label sets the task cannot use (ConfigError)."""
 
-    def prepare(self, cfg: Any, records: Sequence[LearnerText]) -> TaskData:
+    def prepare(self, records: Sequence[LearnerText], *, labels: LabelConfig,
+                corpora: Sequence[str], prep: PrepConfig, nli: NliConfig) -> TaskData:
         """Label the records, drop unlabelled ones, check the classes (the one implementation
-        of "prepare task data" for the runner and ``learnerprobe train``)."""
+        of "prepare task data" for the runner and ``learnerprobe train``; they pass the
+        config's sections through ``study.runner.encode``). ``corpora``: the study's corpus
+        names; ``prep``/``nli``: for tasks that select by them (``l1``)."""
         by_corpus: dict[str, list[str | None]] = {}
         mapped: list[str | None] = []
-        label_of = self.labeller(cfg)
+        label_of = self.labeller(labels)
         for r in records:
             lab = label_of(r)
             by_corpus.setdefault(r.corpus, []).append(lab)
             mapped.append(lab)
-        for c in cfg.corpus_names:
+        for c in corpora:
             by_corpus.setdefault(c, [])
-        self.check_labels(cfg, by_corpus)
-        labels = self.label_order(cfg, mapped)
+        self.check_labels(labels, by_corpus)
+        order = self.label_order(labels, mapped)
         keep = [i for i, lab in enumerate(mapped) if lab is not None]
-        y = np.array([labels.index(mapped[i]) for i in keep], dtype=np.int64)
+        y = np.array([order.index(mapped[i]) for i in keep], dtype=np.int64)
         recs = [records[i] for i in keep]
         if not recs:
-            raise ConfigError(f"no labelled texts in corpora {', '.join(cfg.corpus_names)}")
+            raise ConfigError(f"no labelled texts in corpora {', '.join(corpora)}")
         return TaskData(
             records=recs,
             y=y,
@@ -105,7 +113,7 @@ class Task:
             groups=np.array([f"{r.corpus}:{r.author_id or r.id}" for r in recs], dtype=object),
             corpora=np.array([r.corpus for r in recs], dtype=object),
             languages=np.array([r.language for r in recs], dtype=object),
-            labels=list(labels),
+            labels=list(order),
         )
 
     # ------------------------------------------------------------------ config and evaluation
@@ -114,16 +122,16 @@ class Task:
         """Evaluated by the probe pipeline: the config's ``probes`` are the task's methods."""
         return self.evaluator is None
 
-    def selection_metric(self, cfg: Any) -> str:
+    def selection_metric(self, selection: SelectionConfig) -> str:
         """``[selection] metric`` when the config sets it, else the task's default."""
-        sel = cfg.selection
-        return sel.metric if "metric" in sel.model_fields_set else self.default_metric
+        return selection.metric if "metric" in selection.model_fields_set else self.default_metric
 
-    def validate_config(self, cfg: Any) -> None:
+    def check_config(self, cfg: StudyConfig) -> None:
+        """The task's own checks of a loaded config (its ``validator``), ConfigError."""
         if self.validator is not None:
             resolve_ref(self.validator)(cfg)
 
-    def evaluate(self, cfg: Any, data: TaskData, stage_dir: Path, out_dir: Path, *,
+    def evaluate(self, cfg: StudyConfig, data: TaskData, stage_dir: Path, out_dir: Path, *,
                  log: Callable[[str], None]) -> Any:
         """Run the task's own protocol (``evaluator``): a ``HookResult``. Outputs go under
         ``stage_dir``; a cache that must survive a crash under ``out_dir/<stage>/cache``."""

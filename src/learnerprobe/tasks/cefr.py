@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
 
+from learnerprobe.config.study import LabelConfig
 from learnerprobe.errors import ConfigError, LearnerprobeError
 from learnerprobe.records import LearnerText
 from learnerprobe.tasks.base import Task
 
 
-def check_cefr_labels(cfg: Any, labels_by_corpus: dict[str, list[str | None]]) -> None:
+def check_cefr_labels(labels: LabelConfig, labels_by_corpus: dict[str, list[str | None]]
+                      ) -> None:
     """Every class of the scheme must have texts (pooled over corpora), else ConfigError.
 
     ``labels_by_corpus`` holds the mapped labels of each corpus (None = unlabelled/dropped).
     """
-    classes = cfg.scheme().labels
+    classes = labels.build().labels
     counts: Counter[str] = Counter()
     for labs in labels_by_corpus.values():
         counts.update(x for x in labs if x is not None)
@@ -38,11 +39,11 @@ class CefrTask(Task):
     default_metric = "qwk"
     description = "CEFR proficiency probing (ordinal levels, the config's [labels] scheme)"
 
-    def label_of(self, cfg: Any, record: LearnerText) -> str | None:
-        return self.labeller(cfg)(record)
+    def label_of(self, labels: LabelConfig, record: LearnerText) -> str | None:
+        return self.labeller(labels)(record)
 
-    def labeller(self, cfg: Any) -> Callable[[LearnerText], str | None]:
-        scheme = cfg.scheme()
+    def labeller(self, labels: LabelConfig) -> Callable[[LearnerText], str | None]:
+        scheme = labels.build()
 
         def label_of(r: LearnerText) -> str | None:
             try:
@@ -52,8 +53,9 @@ class CefrTask(Task):
 
         return label_of
 
-    def label_order(self, cfg: Any, labels: Any) -> list[str]:
-        return list(cfg.scheme().labels)
+    def label_order(self, labels: LabelConfig, seen: Sequence[str | None]) -> list[str]:
+        return list(labels.build().labels)
 
-    def check_labels(self, cfg: Any, labels_by_corpus: dict[str, list[str | None]]) -> None:
-        check_cefr_labels(cfg, labels_by_corpus)
+    def check_labels(self, labels: LabelConfig,
+                     labels_by_corpus: dict[str, list[str | None]]) -> None:
+        check_cefr_labels(labels, labels_by_corpus)

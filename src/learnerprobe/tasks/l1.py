@@ -2,7 +2,7 @@
 
 The one implementation of L1 task preparation (which texts and labels an NLI experiment uses,
 and how they are grouped) lives here: :func:`prepare_l1_task` and :func:`select_l1` (the
-``[nli]`` settings applied to it), used by the NLI protocol, ``learnerprobe train`` and the NLI
+``[nli]`` table applied to it), used by the NLI protocol, ``learnerprobe train`` and the NLI
 CLI commands.
 """
 
@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from learnerprobe.config.nli import NliConfig
+from learnerprobe.config.study import LabelConfig, PrepConfig, StudyConfig
 from learnerprobe.errors import ConfigError
 from learnerprobe.evaluation.splits import group_keys
 from learnerprobe.prep.mask import mask_records
@@ -110,13 +112,13 @@ def prepare_l1_task(
     )
 
 
-def select_l1(records: Sequence[LearnerText], settings: Any, *,
+def select_l1(records: Sequence[LearnerText], nli: NliConfig, *,
               mask: bool | None = None) -> L1Data:
-    """The NLI experiment's texts under the ``[nli]`` settings (``NliSettings``): minimum texts
-    per L1, include/exclude lists, masking (``mask`` overrides ``settings.mask``)."""
-    return prepare_l1_task(records, min_texts_per_l1=settings.min_texts_per_l1,
-                           mask=settings.mask if mask is None else mask,
-                           include=settings.include_l1, exclude=settings.exclude_l1)
+    """The NLI experiment's texts under the ``[nli]`` table: minimum texts per L1,
+    include/exclude lists, masking (``mask`` overrides ``nli.mask``)."""
+    return prepare_l1_task(records, min_texts_per_l1=nli.min_texts_per_l1,
+                           mask=nli.mask if mask is None else mask,
+                           include=nli.include_l1, exclude=nli.exclude_l1)
 
 
 class L1Task(Task):
@@ -130,25 +132,25 @@ class L1Task(Task):
     default_metric = "macro_f1"
     description = "native language identification (nominal L1s, the NLI protocol)"
     evaluator = "learnerprobe.nli.run:run_nli"
-    validator = "learnerprobe.nli.settings:validate_config"
+    validator = "learnerprobe.nli.check:check_l1_config"
     stage = "nli"
 
-    def label_of(self, cfg: Any, record: LearnerText) -> str | None:
+    def label_of(self, labels: LabelConfig, record: LearnerText) -> str | None:
         return record.l1 or None
 
-    def select(self, cfg: Any, records: Sequence[LearnerText]) -> L1Data:
-        """The config's ``[nli]`` settings applied to the records (masked unless ``[prep]``
+    def select(self, records: Sequence[LearnerText], nli: NliConfig, *,
+               masked: bool) -> L1Data:
+        """The ``[nli]`` table applied to the records (masked unless ``masked``: ``[prep]``
         already masked them; ``L1Data.masked`` says whether the texts are masked)."""
-        settings = resolve_ref("learnerprobe.nli.settings:settings_of")(cfg)
-        already_masked = bool(getattr(getattr(cfg, "prep", None), "mask", False))
-        data = select_l1(records, settings, mask=settings.mask and not already_masked)
-        data.masked = settings.mask or already_masked
+        data = select_l1(records, nli, mask=nli.mask and not masked)
+        data.masked = nli.mask or masked
         return data
 
-    def prepare(self, cfg: Any, records: Sequence[LearnerText]) -> TaskData:
+    def prepare(self, records: Sequence[LearnerText], *, labels: LabelConfig,
+                corpora: Sequence[str], prep: PrepConfig, nli: NliConfig) -> TaskData:
         """:meth:`select`, as the runner's task data; the selection itself travels in
         ``info["l1"]`` so the NLI protocol does not select (or mask) a second time."""
-        d = self.select(cfg, records)
+        d = self.select(records, nli, masked=prep.mask)
         return TaskData(
             records=list(d.records),
             y=np.array([d.labels.index(v) for v in d.y], dtype=np.int64),
@@ -160,9 +162,13 @@ class L1Task(Task):
             info={"l1": d},
         )
 
-    def evaluate(self, cfg: Any, data: TaskData, stage_dir: Path, out_dir: Path, *,
+    def evaluate(self, cfg: StudyConfig, data: TaskData, stage_dir: Path, out_dir: Path, *,
                  log: Callable[[str], None]) -> Any:
-        """The NLI protocol on the task data prepared by :meth:`prepare`."""
-        return resolve_ref(self.evaluator)(cfg, data.records, stage_dir, log=log,
-                                        cache_dir=out_dir / self.stage / "cache",
-                                        prepared=data.info.get("l1"))
+        """The NLI protocol on the task data prepared by :meth:`prepare`, given the ``[nli]``
+        table and the few study settings it shares (models, probes, layers, extraction, folds,
+        seeds, n_boot)."""
+        return resolve_ref(self.evaluator)(
+            cfg.nli_config, data.records, stage_dir, models=cfg.models, probes=cfg.probe_names,
+            layers=cfg.layers, extraction=cfg.extraction, folds=cfg.folds, seeds=cfg.seeds,
+            n_boot=cfg.n_boot, masked=cfg.prep.mask, log=log,
+            cache_dir=out_dir / self.stage / "cache", prepared=data.info.get("l1"))

@@ -9,11 +9,11 @@ Two scorers:
   removes the bias against names split into many tokens at the price of no longer being a
   likelihood.
 * ``generate``: greedy free answer of a few tokens, normalised with
-  :func:`learnerprobe.estimators.nli.aliases.match_answer`. Parsed answers get probability 1. Answers
-  that name no candidate are never dropped: they are counted (``n_unparsed_``, ``answers_``),
-  ``predict`` returns :attr:`UNPARSED` for them (always an error), and ``predict_proba`` gives
-  them a uniform row (``unparsed="uniform"``, the default, so top-k and log-loss stay defined
-  as chance) or a zero row (``unparsed="zero"``).
+  :func:`learnerprobe.estimators.nli.aliases.match_answer`. Parsed answers get probability 1.
+  Answers that name no candidate are never dropped: they are counted (``n_unparsed_``,
+  ``answers_``), ``predict`` returns :attr:`UNPARSED` for them (always an error), and
+  ``predict_proba`` gives them a uniform row (``unparsed="uniform"``, the default, so top-k and
+  log-loss stay defined as chance) or a zero row (``unparsed="zero"``).
 
 ``fit`` only records the classes (nothing is trained), so the classifier cross-validates and
 stacks like every other NLI method. The target language comes from each record's
@@ -76,9 +76,9 @@ def _texts_and_languages(X: Sequence[Any], default: str | None) -> list[tuple[st
 class ZeroShotL1Classifier(ClassifierMixin, BaseEstimator):
     """LLM zero-shot L1 classifier (see the module docstring for the scorers).
 
-    ``backend`` is an :class:`~learnerprobe.estimators.nli.llm_backends.LLMBackend`, a model name/folder
-    for :class:`~learnerprobe.estimators.nli.llm_backends.LocalCausalLM`, or a dict such as
-    ``{"type": "openai", "base_url": "http://localhost:8000", "model": "..."}``.
+    ``backend`` is an :class:`~learnerprobe.estimators.nli.llm_backends.LLMBackend`, a model
+    name/folder for :class:`~learnerprobe.estimators.nli.llm_backends.LocalCausalLM`, or a dict such
+    as ``{"type": "openai", "base_url": "http://localhost:8000", "model": "..."}``.
     ``answer_names`` maps a class to the word the model should say for it (default: the class).
     ``list_candidates`` appends "Choose one of: ..." to the prompt (off in the reference work).
     Texts longer than ``max_text_chars`` are cut. ``calibrate`` (closed scorer) subtracts each

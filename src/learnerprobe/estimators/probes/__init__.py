@@ -6,8 +6,8 @@ efficient all-layer sweep (:mod:`learnerprobe.estimators.probes.all_layers`).
 - ``reference``: the published protocol -- sklearn/mord defaults, no feature scaling, MLP hidden
   size = model width (``width``; sklearn's 100 when unknown); the MLPs are sklearn's
   ``MLPClassifier``/``MLPRegressor`` defaults re-implemented in torch (same initialisation,
-  shuffles, Adam and stopping rule; :mod:`learnerprobe.estimators.probes._sklearn_mlp`), so that the layer
-  sweep can train all layers at once;
+  shuffles, Adam and stopping rule; :mod:`learnerprobe.estimators.probes._sklearn_mlp`), so that the
+  layer sweep can train all layers at once;
 - ``tuned`` (default): StandardScaler inside the estimator, regularisation chosen by inner CV on
   the training data only (ridge: leave-one-out over ``RIDGE_ALPHAS``; logistic: 3-fold log-loss
   over ``LOGISTIC_CS``; ordinal: 3-fold log-loss over ``ORDINAL_ALPHAS``), MLPs trained in torch

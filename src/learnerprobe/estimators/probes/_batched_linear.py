@@ -20,8 +20,8 @@ win; the refits of the rest -- and, on a near tie, their inner fits -- are then 
 refit is). Measured cost on MERLIN e5-small (13 layers, ~1460 rows, one thread): the large-C
 inner fits are ill-conditioned and dominate the logistic time.
 
-Semantics are the estimators' (:mod:`learnerprobe.estimators.probes.level_probes`): the same inner folds
-(``_inner_cv``), sklearn's objective ``sum log-loss + ||W||^2 / (2C)`` with an unpenalised
+Semantics are the estimators' (:mod:`learnerprobe.estimators.probes.level_probes`): the same inner
+folds (``_inner_cv``), sklearn's objective ``sum log-loss + ||W||^2 / (2C)`` with an unpenalised
 intercept (two classes: sklearn's binomial model, i.e. the multinomial one at ``C/2``), C chosen
 by the summed fold scores (``LogisticRegressionCV``: first best); mord's ``obj_margin`` with the
 threshold increments ``>= 0`` (problems whose unconstrained optimum breaks the order are

@@ -1,8 +1,8 @@
 """One-hidden-layer MLPs trained in torch with layers as a batch dimension.
 
 The same code trains one probe (``L = 1``) or a probe on every layer at once (``L = 13``), so the
-layer sweep and :func:`learnerprobe.estimators.probes.make_probe` give the same model.  Each layer has its
-own early stopping on a shared internal validation split: once a layer has not improved for
+layer sweep and :func:`learnerprobe.estimators.probes.make_probe` give the same model.  Each layer
+has its own early stopping on a shared internal validation split: once a layer has not improved for
 ``patience`` epochs its best weights are frozen, and training ends when every layer has stopped.
 Initialisation and minibatch order depend only on ``seed``, so layer ``l`` of a batched fit is the
 fit of that layer alone.

@@ -13,8 +13,8 @@ layer by layer, faster:
   (:mod:`learnerprobe.estimators.probes._batched_linear`).
 
 In reference mode the MLPs (sklearn's defaults, re-implemented in torch:
-:mod:`learnerprobe.estimators.probes._sklearn_mlp`) also train all layers at once, on one torch thread;
-the other reference probes are :func:`sweep_reference`, the plain per-layer loop.
+:mod:`learnerprobe.estimators.probes._sklearn_mlp`) also train all layers at once, on one torch
+thread; the other reference probes are :func:`sweep_reference`, the plain per-layer loop.
 """
 
 from __future__ import annotations

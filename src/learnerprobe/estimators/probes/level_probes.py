@@ -314,9 +314,10 @@ class _MLPProbe(_OrdinalProbe):
     """One hidden layer. ``backend="torch"``: our trainer with early stopping on an internal
     validation split (tuned); ``backend="sklearn_torch"``: scikit-learn's MLP with its defaults
     (adam, lr 1e-3, batches of min(200, n), 200 epochs, its tol stopping rule) re-implemented in
-    torch (:mod:`learnerprobe.estimators.probes._sklearn_mlp`; the reference protocol); ``backend="sklearn"``:
-    scikit-learn's own MLP, fitted and applied with one BLAS thread so that it is reproducible.
-    The two sklearn backends use only ``hidden_layer_size``, ``alpha`` and ``random_state``."""
+    torch (:mod:`learnerprobe.estimators.probes._sklearn_mlp`; the reference protocol);
+    ``backend="sklearn"``: scikit-learn's own MLP, fitted and applied with one BLAS thread so that
+    it is reproducible. The two sklearn backends use only ``hidden_layer_size``, ``alpha`` and
+    ``random_state``."""
 
     _task = "clf"
 

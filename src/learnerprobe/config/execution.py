@@ -1,30 +1,28 @@
 """The ``[execution]`` table of a study config: where the work runs (this process or Ray).
 
-Only pydantic is imported here, so the study config reads it cheaply and the local backend
-never imports Ray.
+Only pydantic is imported here: reading a config never imports Ray, and the local backend
+never does.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from learnerprobe.config.base import StrictModel
 from learnerprobe.limits import MAX_COUNT, MAX_JOBS, Count
 
 BACKENDS = ("local", "ray")
 
 
-class ExecutionConfig(BaseModel):
+class ExecutionConfig(StrictModel):
     """Execution backend. ``local``: today's engine in this process (the default). ``ray``:
     extraction as Ray Data batch inference on an actor pool and probe cells as Ray tasks.
 
     None of these settings changes a result (they are left out of the config digest and of every
     cache key): the Ray backend writes the same activation cache rows and the same cells.
     """
-
-    # strict: workers = "8" or 2.5 is an error, not coerced; inf/nan are no CPU counts.
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     backend: Literal["local", "ray"] = "local"
     # Ray address: "auto" (a running cluster found from this node), "ray://head:10001", or
