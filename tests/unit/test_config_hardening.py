@@ -379,3 +379,15 @@ def test_predictor_predict_refuses_a_generator_or_set():
             p.predict(texts)
     assert p.predict(np.array(["Ich wohne hier."])) == [{}]  # arrays and tuples are sequences
     assert p.predict(("Ich wohne hier.",)) == [{}]
+
+
+def test_one_small_level_warns_but_every_small_level_is_refused():
+    """MERLIN Czech has one A1 text: a study with 2 folds warns (the level is scored only in
+    the fold that holds it) instead of refusing a real corpus; when every level is too small no
+    stratified split exists, so that stays an error."""
+    from learnerprobe.evaluation.splits import SmallClassWarning, check_class_sizes
+
+    with pytest.warns(SmallClassWarning, match="'A1' has 1"):
+        check_class_sizes([0] + [1] * 10 + [2] * 10, 2, labels=["A1", "A2", "B1"], strict=False)
+    with pytest.raises(ConfigError, match="'A2' has 1"):
+        check_class_sizes([0, 1], 2, labels=["A1", "A2"], strict=False)

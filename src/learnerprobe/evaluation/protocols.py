@@ -74,7 +74,8 @@ def make_splits(
     """All outer splits of a protocol, each with its inner selection split.
 
     ``holdout`` (reference mode) makes IID a single grouped, stratified 80/20 split. IID k-fold
-    refuses a class with fewer texts than ``folds`` (``labels``: class names for the message).
+    warns about a class with fewer texts than ``folds`` and refuses when every class is that
+    small (``labels``: class names for the message).
     """
     y = np.asarray(y)
     groups = np.asarray(groups)
@@ -84,7 +85,7 @@ def make_splits(
             tr, te = grouped_holdout(y, groups, test_size=0.2, seed=seed)
             outer.append(("0", np.asarray(tr), np.asarray(te), "all"))
         else:
-            check_class_sizes(y, folds, labels)
+            check_class_sizes(y, folds, labels, strict=False)
             for i, (tr, te) in enumerate(grouped_stratified_kfold(y, groups, folds, seed)):
                 outer.append((str(i), np.asarray(tr), np.asarray(te), "all"))
     elif protocol in ("loco", "lolo"):

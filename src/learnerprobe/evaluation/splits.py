@@ -16,6 +16,7 @@ bundle trainer all split through these functions, so they group and stratify ali
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
@@ -84,13 +85,20 @@ def grouped_stratified_kfold(
         raise ConfigError(f"cannot make {n_splits} stratified folds: {e}") from None
 
 
-def check_class_sizes(y: Sequence[Any], n_splits: int, labels: Sequence[str] | None = None
-                      ) -> None:
-    """ConfigError, before any fitting, when a class has fewer texts than the outer folds.
+class SmallClassWarning(UserWarning):
+    """A class has fewer texts than the outer folds: some test folds miss it."""
 
-    Such a class is missing from some test folds, and with one text from a training fold, so
-    a probe never sees it; the message names the class and what to change. ``labels`` names
-    the class indices of an encoded ``y``."""
+
+def check_class_sizes(y: Sequence[Any], n_splits: int, labels: Sequence[str] | None = None,
+                      *, strict: bool = True) -> None:
+    """Before any fitting: a class with fewer texts than the outer folds is missing from some
+    test folds, and with one text from a training fold, so a probe never sees it there.
+
+    ``strict`` (NLI, where ``min_texts_per_l1`` decides which classes enter): a ConfigError
+    naming the class and what to change. Otherwise (CEFR levels come from the data, e.g. the
+    one A1 text of MERLIN Czech): a SmallClassWarning, and a ConfigError only when every class
+    is that small, where no stratified split exists. ``labels`` names the indices of an
+    encoded ``y``."""
     names, counts = np.unique(np.asarray(y).astype(str), return_counts=True)
     small = [(str(n), int(c)) for n, c in zip(names, counts, strict=True) if c < n_splits]
     if not small:
@@ -99,8 +107,12 @@ def check_class_sizes(y: Sequence[Any], n_splits: int, labels: Sequence[str] | N
         small = [(str(labels[int(n)]) if n.isdigit() and int(n) < len(labels) else n, c)
                  for n, c in small]
     shown = ", ".join(f"{n!r} has {c}" for n, c in small[:5])
-    raise ConfigError(f"cannot make {n_splits} folds: every class needs at least {n_splits} "
-                      f"texts, but {shown}; lower `folds`, merge or drop the class, or add texts")
+    msg = (f"cannot make {n_splits} folds: every class needs at least {n_splits} texts, but "
+           f"{shown}; lower `folds`, merge or drop the class, or add texts")
+    if strict or len(small) == len(names):
+        raise ConfigError(msg)
+    warnings.warn(f"{msg} (those classes are scored only in the folds that hold them)",
+                  SmallClassWarning, stacklevel=2)
 
 
 def grouped_holdout(

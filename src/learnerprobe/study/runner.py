@@ -460,8 +460,8 @@ def _evaluate_task(cfg: StudyConfig, data: StudyData, stage: Path, out_dir: Path
             res: HookResult = task.evaluate(cfg, data, stage, out_dir, log=log)
         timer.stages.update({f"{task.stage}.{k}": v for k, v in res.timings.items()})
         return _Evaluated(res.rows, res.predictions, res.sections, [], {}, res.manifest)
-    if _iid_kfold(cfg):  # a class smaller than the folds: refused before extraction
-        check_class_sizes(data.y, cfg.folds, data.labels)
+    if _iid_kfold(cfg):  # classes smaller than the folds: said (or refused) before extraction
+        check_class_sizes(data.y, cfg.folds, data.labels, strict=False)
     with timer.stage("extract"):
         raw = activations if activations is not None else extract_all(
             data, cfg.models, layers=cfg.layers, extraction=cfg.extraction,
