@@ -78,14 +78,14 @@ def test_study_fits_equal_the_estimator_per_job(tmp_path, monkeypatch, n_jobs):
             for L in (0, 2) for tr, te in ((a, b), (b, a))]
     stats: dict[str, float] = {}
     fit_many = make_fit_many("dann", inp, n_jobs=n_jobs, threads=1, cache=True, stats=stats)
-    got = fit_many(jobs)
+    got = list(fit_many(jobs))
     for job, (pred, proba) in zip(jobs, got, strict=True):
         est = get_method("dann").build(BuildContext(n_classes=4, seed=0), dict(opts))
         est.fit(acts[job.candidate.layer][job.train], job.y_train, domains=dom[job.train])
         np.testing.assert_allclose(proba, est.predict_proba(acts[job.candidate.layer][
             job.predict]), atol=1e-6)
         np.testing.assert_array_equal(pred, est.predict(acts[job.candidate.layer][job.predict]))
-    again = fit_many(jobs[::-1])
+    again = list(fit_many(jobs[::-1]))
     assert stats["fits"] == 4 and stats["cached"] == 4
     for (p1, q1), (p2, q2) in zip(got[::-1], again, strict=True):
         np.testing.assert_array_equal(p1, p2)

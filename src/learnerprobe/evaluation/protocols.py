@@ -99,8 +99,9 @@ def make_splits(
         for v in uniq:
             te = np.flatnonzero(values == v)
             tr = np.flatnonzero(values != v)
-            # An author who wrote in two corpora must not straddle the split.
-            tr = tr[~np.isin(groups[tr], groups[te])]
+            # An author who wrote in two corpora must not straddle the split. Compared as
+            # strings: np.isin compares object arrays pair by pair (quadratic), strings by sorting
+            tr = tr[~np.isin(groups[tr].astype(str), groups[te].astype(str))]
             outer.append((str(v), tr, te, str(v)))
     else:
         raise LearnerprobeError(f"unknown protocol {protocol!r}; known: iid, loco, lolo")

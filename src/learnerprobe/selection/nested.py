@@ -15,13 +15,15 @@ features, never their labels. With fewer than two training corpora there is no i
 outer split's own grouped validation part (``split.train`` / ``split.val``) is used instead and
 the fold is marked ``inner = "holdout"``.
 
-Fitting is the caller's (``fit_many``: a list of :class:`Job` -> ``(pred, proba)`` per job), so
-the study can cache and parallelise it; this module only plans, scores and chooses.
+Fitting is the caller's (``fit_many``: a list of :class:`Job` -> ``(pred, proba)`` per job, in
+job order), so the study can cache and parallelise it; this module only plans, scores and
+chooses. :func:`nested_loco` takes the results as they come and keeps only the scores: memory
+does not grow with the number of candidates or folds (``fit_many`` may return a lazy iterator).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,7 +86,7 @@ class NestedFold:
         return self.candidates[self.chosen]
 
 
-FitMany = Callable[[Sequence[Job]], Sequence[tuple[np.ndarray, np.ndarray | None]]]
+FitMany = Callable[[Sequence[Job]], Iterable[tuple[np.ndarray, np.ndarray | None]]]
 
 
 def plan(splits: Sequence[Any], domains: np.ndarray, groups: np.ndarray) -> list[OuterPlan]:
@@ -105,7 +107,9 @@ def plan(splits: Sequence[Any], domains: np.ndarray, groups: np.ndarray) -> list
         for v in names:
             va = train[domains[train] == v]
             tr = train[domains[train] != v]
-            tr = tr[~np.isin(groups[tr], groups[va])]  # an author never straddles
+            # an author never straddles; as strings: np.isin compares object arrays pair by
+            # pair (quadratic), strings by sorting
+            tr = tr[~np.isin(groups[tr].astype(str), groups[va].astype(str))]
             inner.append((str(v), tr, va))
         out.append(OuterPlan(str(sp.fold), train, np.asarray(sp.test), inner))
     return out
@@ -129,16 +133,20 @@ def pooled_inner(p: OuterPlan, results: Sequence[tuple], i: int
     return val, pred, proba
 
 
-def select(p: OuterPlan, candidates: Sequence[Candidate], results: Sequence[tuple], y: np.ndarray,
+def select(p: OuterPlan, candidates: Sequence[Candidate], results: Iterable[tuple], y: np.ndarray,
            *, metric: str, n_classes: int) -> tuple[int, np.ndarray]:
     """Score each candidate on its pooled inner-validation predictions; the best index.
 
-    ``results`` are in :func:`inner_jobs` order. Only inner-validation labels (training
-    corpora) are read."""
+    ``results`` are in :func:`inner_jobs` order (a sequence or an iterator, read one candidate
+    at a time; an iterator is advanced by exactly this plan's jobs). Only inner-validation
+    labels (training corpora) are read."""
+    it = iter(results)
+    n_in = len(p.inner)
+    y_val = np.asarray(y)[np.concatenate([va for _, _, va in p.inner])]
     scores = np.empty(len(candidates))
     for i in range(len(candidates)):
-        val, pred, _ = pooled_inner(p, results, i)
-        scores[i] = score_all(y[val], pred, labels=n_classes)[metric]
+        pred = np.concatenate([np.asarray(next(it)[0]) for _ in range(n_in)])
+        scores[i] = score_all(y_val, pred, labels=n_classes)[metric]
     return best_index(scores, lower_is_better=metric in LOWER_IS_BETTER), scores
 
 
@@ -181,15 +189,12 @@ def nested_loco(plans: Sequence[OuterPlan], candidates: Sequence[Candidate], y: 
     jobs: list[Job] = []
     for p in plans:
         jobs += inner_jobs(p, cands, y)
-    results = list(fit_many(jobs))
-    chosen, offset = [], 0
-    for p in plans:
-        n = len(cands) * len(p.inner)
-        chosen.append(select(p, cands, results[offset:offset + n], y, metric=metric,
-                             n_classes=n_classes))
-        offset += n
-    final = list(fit_many([Job(cands[c], p.train, y[p.train], p.test)
-                           for p, (c, _) in zip(plans, chosen, strict=True)]))
+    results = iter(fit_many(jobs))
+    chosen = [select(p, cands, results, y, metric=metric, n_classes=n_classes) for p in plans]
+    if next(results, None) is not None:  # also lets a lazy fit_many finish
+        raise ValueError("fit_many gave more results than jobs")
+    final = fit_many([Job(cands[c], p.train, y[p.train], p.test)
+                      for p, (c, _) in zip(plans, chosen, strict=True)])
     return [NestedFold(p.fold, p.test, c, s, np.asarray(pr), None if pb is None else
                        np.asarray(pb), p.inner_kind, cands)
             for p, (c, s), (pr, pb) in zip(plans, chosen, final, strict=True)]

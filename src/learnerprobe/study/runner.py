@@ -59,6 +59,7 @@ from learnerprobe.records import LearnerText
 from learnerprobe.selection.validation import fit_layers, select_layer
 from learnerprobe.study import report as study_report
 from learnerprobe.study.check import load_study
+from learnerprobe.study.memory import PeakRSS
 from learnerprobe.study.rundir import abandon, begin_run, publish
 from learnerprobe.study.transfer import Fitting, Scoring, run_transfer
 from learnerprobe.tasks import TaskData, get_task
@@ -71,18 +72,27 @@ SURFACE = "surface"
 # --------------------------------------------------------------------------- timing
 @dataclass
 class Timer:
-    """Per-stage wall time, printed and saved to timings.json."""
+    """Per-stage wall time and peak resident memory, printed and saved to timings.json.
+
+    ``memory[stage]``: ``peak_rss_mb`` of this process and ``peak_rss_tree_mb`` with its worker
+    processes (:class:`learnerprobe.study.memory.PeakRSS`; stages do not nest)."""
 
     stages: dict[str, float] = field(default_factory=dict)
     log: Callable[[str], None] = print
+    memory: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
         t0 = time.perf_counter()
-        yield
+        with PeakRSS() as mem:
+            yield
         dt = time.perf_counter() - t0
         self.stages[name] = self.stages.get(name, 0.0) + dt
-        self.log(f"[stage] {name}: {dt:.1f} s")
+        prev = self.memory.get(name, {})
+        self.memory[name] = {
+            "peak_rss_mb": round(max(mem.peak_mb, prev.get("peak_rss_mb", 0.0)), 1),
+            "peak_rss_tree_mb": round(max(mem.tree_mb, prev.get("peak_rss_tree_mb", 0.0)), 1)}
+        self.log(f"[stage] {name}: {dt:.1f} s, peak RSS {mem.peak_mb:.0f} MB")
 
 
 # --------------------------------------------------------------------------- data
@@ -416,7 +426,8 @@ def _run_staged(cfg: StudyConfig, src_path: Path | None, out_dir: Path, stage: P
                 study_report.write_report(stage / "report.html", df, pooled, data, sections,
                                           manifest, timer.stages, task=cfg.task, name=cfg.name,
                                           models=cfg.models)
-        timings = {"stages": timer.stages, "total": time.perf_counter() - t_all}
+        timings = {"stages": timer.stages, "total": time.perf_counter() - t_all,
+                   "memory": timer.memory}
         timings.update(getattr(timer, "extra", {}))
         (stage / "timings.json").write_text(json.dumps(timings, indent=2))
     manifest = publish(out_dir, stage, manifest)  # completion marker written last

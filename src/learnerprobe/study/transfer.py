@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,35 +103,42 @@ def design_matrix(inp: TransferInputs, layer: Any, rows: np.ndarray, mix: bool, 
     return np.hstack([X, inp.surface[rows]]) if surf else X
 
 
-def _fit_one(method: str, options: dict[str, Any], X_tr: np.ndarray, y_tr: np.ndarray,
-             d_tr: np.ndarray, X_te: np.ndarray, d_te: np.ndarray, n_classes: int, seed: int,
-             surf: bool, n_layers: int | None, threads: int) -> tuple[np.ndarray, np.ndarray]:
-    """Worker: one fit and prediction. The held-out rows come with features and corpus names,
-    never labels."""
+def take_layers(arr: np.ndarray, pos: Sequence[int]) -> np.ndarray:
+    """``arr[pos]`` (layers on the first axis) as a view when the positions are evenly spaced,
+    as ``layers = "all"`` and ``[4, 6, 8, 10]`` are: memory-mapped activations then stay
+    mapped (worker processes get the file, not a copy); else a copy."""
+    pos = [int(p) for p in pos]
+    step = pos[1] - pos[0] if len(pos) > 1 else 1
+    if step > 0 and all(b - a == step for a, b in zip(pos, pos[1:], strict=False)):
+        return arr[pos[0]:pos[-1] + 1:step]
+    return arr[pos]
+
+
+def _fit_unit(method: str, options: dict[str, Any], inp: TransferInputs, layers: list[Any],
+              train: np.ndarray, y_tr: np.ndarray, predict: np.ndarray, mix: bool, surf: bool,
+              batched: bool, threads: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Worker: one variant fitted on ``train`` rows and predicting ``predict`` rows, on each of
+    ``layers`` (one layer, or several trained together by the estimator's
+    ``fit_predict_layers``, layer for layer the same fit). The design matrices are built here,
+    one fit at a time, from the shared activations; the held-out rows come with features and
+    corpus names, never labels."""
     opts = dict(options)
     if surf:
         opts["n_surface"] = N_SURFACE
-    if n_layers is not None:
-        opts["n_layers"] = n_layers
-    est = get_method(method).build(BuildContext(n_classes=n_classes, seed=seed), opts)
+    if mix:
+        opts["n_layers"] = len(inp.layers)
+    est = get_method(method).build(BuildContext(n_classes=inp.n_classes, seed=inp.seed), opts)
+    d_tr, d_te = inp.domains[train], inp.domains[predict]
     with threadpool_limits(threads):
-        est.fit(X_tr, y_tr, domains=d_tr)
-        proba = np.asarray(est.predict_proba(X_te, domains=d_te), dtype=np.float32)
-        pred = np.asarray(est.predict(X_te, domains=d_te), dtype=np.int64)
-    return pred, proba
-
-
-def _fit_layers(method: str, options: dict[str, Any], X_tr: list[np.ndarray], y_tr: np.ndarray,
-                d_tr: np.ndarray, X_te: list[np.ndarray], d_te: np.ndarray, n_classes: int,
-                seed: int, surf: bool, threads: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Worker: one variant on several layers (the same rows) in one batched training
-    (the estimator's ``fit_predict_layers``; layer for layer the fit of :func:`_fit_one`)."""
-    opts = dict(options)
-    if surf:
-        opts["n_surface"] = N_SURFACE
-    est = get_method(method).build(BuildContext(n_classes=n_classes, seed=seed), opts)
-    with threadpool_limits(threads):
-        done = type(est).fit_predict_layers(X_tr, y_tr, d_tr, X_te, d_te, **est.get_params())
+        if batched:
+            done = type(est).fit_predict_layers(
+                [design_matrix(inp, L, train, False, surf) for L in layers], y_tr, d_tr,
+                [design_matrix(inp, L, predict, False, surf) for L in layers], d_te,
+                **est.get_params())
+        else:
+            X_te = design_matrix(inp, layers[0], predict, mix, surf)
+            est.fit(design_matrix(inp, layers[0], train, mix, surf), y_tr, domains=d_tr)
+            done = [(est.predict(X_te, domains=d_te), est.predict_proba(X_te, domains=d_te))]
     return [(np.asarray(pred, dtype=np.int64), np.asarray(proba, dtype=np.float32))
             for pred, proba in done]
 
@@ -142,7 +149,13 @@ def _digest(a: np.ndarray) -> str:
 
 def make_fit_many(method: str, inp: TransferInputs, *, n_jobs: int, threads: int, cache: bool,
                   stats: dict[str, float]) -> nested.FitMany:
-    """``fit_many`` for :func:`learnerprobe.selection.nested.nested_loco`: cached, parallel."""
+    """``fit_many`` for :func:`learnerprobe.selection.nested.nested_loco`: cached, parallel, lazy.
+
+    The results come one job at a time, in job order, as the caller consumes them; fits are
+    dispatched as results are taken (``n_jobs`` workers, a few fits ahead), and each worker
+    builds its own design matrices. So memory holds a few fits' inputs, not every fit's: with
+    every design matrix built up front, a 7-corpus study of 7,000 texts held gigabytes of them
+    (one float64 copy of the training rows per fit)."""
     mix, surf = method_inputs(method)
     store = CellCache(cache_root() / "transfer-cells", shard=True)
     # the method's fixed settings (registry) are part of the key, not only the grid point
@@ -150,6 +163,8 @@ def make_fit_many(method: str, inp: TransferInputs, *, n_jobs: int, threads: int
     params = est.get_params()
     # all candidate layers of a variant in one training (dann), else one fit per job
     batched = not mix and hasattr(type(est), "fit_predict_layers")
+    fixed = {"domains": _digest(np.array([str(x) for x in inp.domains]).astype("U")),
+             "surface": surf and _digest(inp.surface)}
 
     def key(job: nested.Job) -> str:
         return content_key({
@@ -159,61 +174,67 @@ def make_fit_many(method: str, inp: TransferInputs, *, n_jobs: int, threads: int
             "layer_id": None if mix else inp.layers[int(job.candidate.layer)],
             "train": _digest(job.train), "y": _digest(job.y_train.astype(np.int64)),
             "predict": _digest(job.predict), "K": inp.n_classes, "seed": inp.seed,
-            "domains": _digest(np.array([str(x) for x in inp.domains]).astype("U")),
-            "surface": surf and _digest(inp.surface),
-            **({"engine": LAYER_BATCHED} if batched else {}),
+            **fixed, **({"engine": LAYER_BATCHED} if batched else {}),
         })
 
-    def run(fn: Callable[..., Any], args: list[tuple]) -> list[Any]:
-        if n_jobs == 1 or len(args) < 2:
-            return [fn(*a) for a in args]
-        return Parallel(n_jobs=n_jobs)(delayed(fn)(*a) for a in args)
+    def units(jobs: list[nested.Job], todo: list[int]) -> list[list[int]]:
+        """Jobs fitted together: one each, or (batched) those that differ only in their
+        layer; in the order of their first job."""
+        if not batched:
+            return [[i] for i in todo]
+        groups: dict[tuple, list[int]] = {}
+        for i in todo:
+            j = jobs[i]
+            groups.setdefault((repr(j.candidate.options), _digest(j.train),
+                               _digest(j.y_train.astype(np.int64)), _digest(j.predict)),
+                              []).append(i)
+        return list(groups.values())
 
-    def one(job: nested.Job) -> tuple:
-        return (method, dict(job.candidate.options),
-                design_matrix(inp, job.candidate.layer, job.train, mix, surf), job.y_train,
-                inp.domains[job.train], design_matrix(inp, job.candidate.layer, job.predict, mix,
-                                                      surf),
-                inp.domains[job.predict], inp.n_classes, inp.seed, surf,
-                len(inp.layers) if mix else None, threads)
+    def unit_args(jobs: list[nested.Job], unit: list[int]) -> tuple:
+        j = jobs[unit[0]]
+        return (method, dict(j.candidate.options), inp,
+                [jobs[i].candidate.layer for i in unit], j.train, j.y_train, j.predict, mix,
+                surf, batched, threads)
 
-    def fit_layers(todo: list[tuple[int, str, nested.Job]]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """The jobs that differ only in their layer, fitted together."""
-        groups: dict[tuple, list[nested.Job]] = {}
-        for _, _, job in todo:
-            groups.setdefault((repr(job.candidate.options), _digest(job.train),
-                               _digest(job.y_train.astype(np.int64)), _digest(job.predict)),
-                              []).append(job)
-        args = [(method, dict(g[0].candidate.options),
-                 [design_matrix(inp, j.candidate.layer, g[0].train, False, surf) for j in g],
-                 g[0].y_train, inp.domains[g[0].train],
-                 [design_matrix(inp, j.candidate.layer, g[0].predict, False, surf) for j in g],
-                 inp.domains[g[0].predict], inp.n_classes, inp.seed, surf, threads)
-                for g in groups.values()]
-        by_job = {id(j): r for g, res in zip(groups.values(), run(_fit_layers, args), strict=True)
-                  for j, r in zip(g, res, strict=True)}
-        return [by_job[id(job)] for _, _, job in todo]
+    def run(jobs: list[nested.Job], todo: list[list[int]]) -> Iterator[list[tuple]]:
+        args = (unit_args(jobs, u) for u in todo)
+        if n_jobs == 1 or len(todo) < 2:
+            return (_fit_unit(*a) for a in args)
+        return iter(Parallel(n_jobs=n_jobs, return_as="generator")(
+            delayed(_fit_unit)(*a) for a in args))
 
-    def fit_many(jobs: Sequence[nested.Job]) -> list[tuple[np.ndarray, np.ndarray | None]]:
-        out: list[Any] = [None] * len(jobs)
-        todo = []
-        for i, job in enumerate(jobs):
-            k = key(job)
-            z = store.load(k, required=("pred", "proba")) if cache else None
+    def fit_many(jobs: Sequence[nested.Job]) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+        jobs = list(jobs)
+        keys = [key(j) for j in jobs]
+        hit = [cache and store.path(k).is_file() for k in keys]
+        todo = units(jobs, [i for i, h in enumerate(hit) if not h])
+        fitted = zip(todo, run(jobs, todo), strict=True)
+        ready: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        for name in ("fits", "cached", "seconds"):
+            stats.setdefault(name, 0)
+
+        def take(unit: list[int], results: list[tuple]) -> None:
+            for u, r in zip(unit, results, strict=True):
+                ready[u] = r
+                if cache:
+                    store.save(keys[u], {"pred": r[0], "proba": r[1]})
+            stats["fits"] += len(unit)
+
+        for i, k in enumerate(keys):
+            z = store.load(k, required=("pred", "proba")) if hit[i] else None
             if z is not None:
-                out[i] = (z["pred"], z["proba"])
-            else:
-                todo.append((i, k, job))
-        t0 = time.perf_counter()
-        done = fit_layers(todo) if batched else run(_fit_one, [one(job) for _, _, job in todo])
-        for (i, k, _), (pred, proba) in zip(todo, done, strict=True):
-            if cache:
-                store.save(k, {"pred": pred, "proba": proba})
-            out[i] = (pred, proba)
-        stats["fits"] = stats.get("fits", 0) + len(todo)
-        stats["cached"] = stats.get("cached", 0) + len(jobs) - len(todo)
-        stats["seconds"] = stats.get("seconds", 0.0) + time.perf_counter() - t0
-        return out
+                stats["cached"] += 1
+                yield z["pred"], z["proba"]
+                continue
+            t0 = time.perf_counter()
+            if hit[i]:  # an unreadable entry: refit this job on its own
+                take([i], _fit_unit(*unit_args(jobs, [i])))
+            while i not in ready:
+                take(*next(fitted))
+            stats["seconds"] += time.perf_counter() - t0
+            yield ready.pop(i)
+        if next(fitted, None) is not None:  # every unit was taken; lets the workers finish
+            raise RuntimeError("transfer fits outnumber their jobs")
 
     return fit_many
 
@@ -281,8 +302,8 @@ def run_transfer(tc: TransferConfig, data: TaskData, acts: dict[str, Any], *,
             splits = make_splits("loco", data.y, data.groups, data.corpora, data.languages,
                                  folds=folds, seed=seed, val_size=val_size)
             plans = nested.plan(splits, data.corpora, data.groups)
-            inp = TransferInputs(a.array[pos], want, S, np.asarray(data.corpora), a.key,
-                          data.n_classes, seed)
+            inp = TransferInputs(take_layers(a.array, pos), want, S, np.asarray(data.corpora),
+                                 a.key, data.n_classes, seed)
             base = _surface_cell(data, F, splits, seed)
             cells: dict[str, Pooled] = {}
             for name in method_list(tc):
@@ -377,15 +398,12 @@ def _run_methods(tc: TransferConfig, names: list[str], inp: TransferInputs,
              for n in names for c in candidates(tc, n, inp)]
     fitters = {n: fitter(n, inp, stats, fitting) for n in names}
 
-    def fit_many(jobs: Sequence[nested.Job]) -> list[tuple[np.ndarray, np.ndarray | None]]:
-        out: list[Any] = [None] * len(jobs)
-        for n in names:
-            mine = [(i, j) for i, j in enumerate(jobs) if j.candidate.options[0][1] == n]
-            stripped = [nested.Job(nested.Candidate(j.candidate.options[1:], j.candidate.layer),
-                                   j.train, j.y_train, j.predict) for _, j in mine]
-            for (i, _), r in zip(mine, fitters[n](stripped) if mine else [], strict=True):
-                out[i] = r
-        return out
+    def fit_many(jobs: Sequence[nested.Job]) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+        # candidates are listed method by method, so a run of consecutive jobs is one method's
+        for n, run in itertools.groupby(jobs, key=lambda j: j.candidate.options[0][1]):
+            yield from fitters[n]([nested.Job(nested.Candidate(j.candidate.options[1:],
+                                                               j.candidate.layer),
+                                              j.train, j.y_train, j.predict) for j in run])
 
     return nested.nested_loco(plans, cands, data.y, fit_many, metric=tc.metric,
                               n_classes=data.n_classes)

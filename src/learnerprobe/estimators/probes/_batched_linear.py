@@ -76,11 +76,19 @@ class _Block:
     fitset: np.ndarray
 
 
-def _blocks(Xtr: np.ndarray, yc: np.ndarray, fit_rows: list[np.ndarray]) -> list[_Block]:
-    """One block for the inner folds, one for all training rows (sizes differ by a third)."""
+def _shape_only(Z):
+    """A stand-in for a block's features that holds no memory: code that runs after it only
+    reads the shape (and a :class:`_Subset` keeps its own copy of the groups it still needs)."""
+    import torch
+
+    return torch.zeros((), dtype=Z.dtype).expand(Z.shape)
+
+
+def _blocks(fit_rows: list[np.ndarray]) -> list[list[int]]:
+    """The fit sets of each block: one for the inner folds, one for all training rows (sizes
+    differ by a third)."""
     n_sets = len(fit_rows)
-    groups = [list(range(n_sets - 1)), [n_sets - 1]] if n_sets > 1 else [[0]]
-    return [_block(Xtr, yc, fit_rows, g) for g in groups]
+    return [list(range(n_sets - 1)), [n_sets - 1]] if n_sets > 1 else [[0]]
 
 
 def _block(Xtr: np.ndarray, yc: np.ndarray, fit_rows: list[np.ndarray], sets: list[int]) -> _Block:
@@ -100,12 +108,13 @@ def _block(Xtr: np.ndarray, yc: np.ndarray, fit_rows: list[np.ndarray], sets: li
         rows = fit_rows[s]
         pres = np.unique(yc[rows])
         ys = torch.as_tensor(np.searchsorted(pres, yc[rows]))
-        X = torch.as_tensor(Xtr[:, rows], dtype=torch.float64)  # L x n_s x d
+        X = torch.as_tensor(Xtr[:, rows], dtype=torch.float64)  # L x n_s x d, a fresh copy
         m = X.mean(1)
-        Xc = X - m[:, None]
-        ev, vec = torch.linalg.eigh(Xc.transpose(1, 2) @ Xc / rows.size)
+        X -= m[:, None]  # centred in place (no second copy of the fit set)
+        ev, vec = torch.linalg.eigh(X.transpose(1, 2) @ X / rows.size)
         sl = slice(j * L, (j + 1) * L)
-        Z[sl, : rows.size] = Xc @ vec
+        Z[sl, : rows.size] = X @ vec
+        del X
         w[sl, : rows.size] = 1.0 / rows.size
         y[sl, : rows.size] = ys
         var[sl], mean[sl], V[sl] = ev.clamp(min=0), m, vec
@@ -243,11 +252,13 @@ def _line_search(fun: Objective, x, f, g, aux, d, active, *, c1: float = 1e-4,
 
 @dataclass
 class _Family:
-    """Problems of one block: objective, preconditioner, their number."""
+    """Problems of one block: objective, preconditioner, their number, and ``retain(groups)``:
+    from now on only these groups are evaluated (the block's features may be freed)."""
 
     fun: Objective
     precond: Precond
     size: int
+    retain: Callable[[np.ndarray], None] | None = None
 
 
 def _joint(families: list[_Family]) -> tuple[Objective, Precond]:
@@ -280,21 +291,45 @@ def _joint(families: list[_Family]) -> tuple[Objective, Precond]:
 # --------------------------------------------------------------------------- logistic
 class _Subset:
     """The rows of a block's groups that still have problems to evaluate (a gathered copy of the
-    features, refreshed only when the set of groups changes)."""
+    features, refreshed only when the set of groups changes).
+
+    After :meth:`retain` only a copy of the retained groups is kept (the block's own features
+    can be freed) and every later set of groups is read from it: the arrays handed out are the
+    same as before, so are the results."""
 
     def __init__(self, blk: _Block):
         self.blk = blk
         self.key: tuple | None = None
         self.data: tuple = ()
+        self.kept = None
+        self.kept_data: tuple = ()
+
+    def retain(self, groups: np.ndarray) -> None:
+        import torch
+
+        blk = self.blk
+        self.kept = torch.as_tensor(np.asarray(groups, dtype=np.int64))
+        self.key, self.data = None, ()
+        self.kept_data = (blk.Z[self.kept], blk.w[self.kept], blk.y[self.kept])
 
     def groups(self, gi) -> tuple:
+        import torch
 
         blk = self.blk
         key = tuple(gi.tolist())
         if key != self.key:
-            full = len(key) == blk.Z.shape[0]
             self.key = key
-            self.data = (blk.Z, blk.w, blk.y) if full else (blk.Z[gi], blk.w[gi], blk.y[gi])
+            self.data = ()  # the previous copy goes before the next is gathered (peak memory)
+            if self.kept is None:
+                full = len(key) == blk.Z.shape[0]
+                self.data = (blk.Z, blk.w, blk.y) if full else (blk.Z[gi], blk.w[gi], blk.y[gi])
+                return self.data
+            n = len(self.kept)
+            pos = torch.searchsorted(self.kept, gi)
+            if len(key) and not torch.equal(self.kept[pos.clamp(max=max(n - 1, 0))], gi):
+                raise RuntimeError("a group outside the retained ones was evaluated")
+            kz, kw, ky = self.kept_data
+            self.data = self.kept_data if len(key) == n else (kz[pos], kw[pos], ky[pos])
         return self.data
 
 
@@ -369,7 +404,7 @@ def _logistic_family(blk: _Block, lam, neg, ncls: int) -> _Family:
         rb = ((q[:, d * K:, None].transpose(1, 2) @ U) * inv[:, None, :]) @ U.transpose(1, 2)
         return torch.cat([rW.reshape(B, d * K), rb[:, 0]], 1)
 
-    return _Family(fun, precond, G * nP)
+    return _Family(fun, precond, G * nP, sub.retain)
 
 
 def _logistic_start(blk: _Block, yc: np.ndarray, fit_rows, nP: int, ncls: int):
@@ -410,13 +445,22 @@ def _logistic_coefs(blocks: list[_Block], x, nP: int, K: int) -> list[np.ndarray
         G, _, d = blk.Z.shape
         xb = x[start: start + G * nP].view(G, nP, d * K + K)
         start += G * nP
-        W = blk.V[:, None] @ xb[..., : d * K].reshape(G, nP, d, K)  # back to standardised axes
+        W = _per_value(blk.V, xb[..., : d * K].reshape(G, nP, d, K))  # standardised axes
         b = xb[..., d * K:] - (blk.mean[:, None, None, :] @ W)[..., 0, :]
         absent = torch.stack([torch.as_tensor(np.isin(np.arange(K), p, invert=True))
                               for p in blk.present])
         b = torch.where(absent[:, None, :], -torch.inf, b)
         out.append(torch.cat([W, b[:, :, None, :]], 2).numpy())
     return out
+
+
+def _per_value(V, X):
+    """``V[:, None] @ X`` (``V``: ``G x d x d``, ``X``: ``G x nP x d x k``) one grid value at a
+    time: the same products without the broadcast copy of ``V`` for every value (``G x nP x d
+    x d``, 280 MB at 13 layers x 3 folds x 6 values x 384 dimensions)."""
+    import torch
+
+    return torch.stack([V @ X[:, p] for p in range(X.shape[1])], 1)
 
 
 def _one_class(L: int, m: int, label: int, n_classes: int, info: dict) -> dict:
@@ -482,7 +526,7 @@ def _ordinal_family(blk: _Block, lam, T: int) -> _Family:
         rth = torch.where(hth > 1e-12, q[:, d:] / hth.clamp(min=1e-300), 0.0)
         return torch.cat([rw, rth], 1)
 
-    return _Family(fun, precond, G * nP)
+    return _Family(fun, precond, G * nP, sub.retain)
 
 
 def _ordinal_start(blk: _Block, nP: int, T: int):
@@ -504,7 +548,7 @@ def _ordinal_coefs(blk: _Block, x, nP: int, T: int) -> np.ndarray:
     """``G x nP x (d + T)``: ``w`` on the standardised axes, then the thresholds."""
     G, _, d = blk.Z.shape
     xv = x.view(G, nP, d + T)
-    w = (blk.V[:, None] @ xv[..., :d, None])[..., 0]
+    w = _per_value(blk.V, xv[..., :d, None])[..., 0]
     th = xv[..., d:] + (w @ blk.mean[:, :, None])  # theta = theta' + mean . w
     return np.concatenate([w.numpy(), th.numpy()], 2)
 
@@ -568,24 +612,41 @@ def _tuned_layers(Xtr, y, Xte, grid, *, n_classes: int, cv: int, seed, spec_of, 
     nP = grid.size
     spec = spec_of(c, yc, fit_rows)
     with torch_threads(1):
-        blocks = _blocks(Xtr, yc, fit_rows)
-        lams = [torch.as_tensor(spec.lam(grid[None, :], blk.n[:, None])) for blk in blocks]
-        fams = [spec.family(blk, lam) for blk, lam in zip(blocks, lams, strict=True)]
-        x0 = torch.cat([spec.start(blk) for blk in blocks])
-        fun, pre = _joint(fams)
+        # the inner-fold block first; the refit block is built after the screening, which
+        # does not need it (the two never take memory together with the float32 copy)
+        sets = _blocks(fit_rows)
+        blocks = [_block(Xtr, yc, fit_rows, sets[0])]
+        lams = [torch.as_tensor(spec.lam(grid[None, :], blocks[0].n[:, None]))]
+        fams = [spec.family(blocks[0], lams[0])]
+        x0 = spec.start(blocks[0])
         nf = fams[0].size
-        # screening in float32 matrix products (3x faster; gradients good to ~1e-5 << gtol)
+        # screening in float32 matrix products (3x faster; gradients good to ~1e-5 << gtol);
+        # the float64 features wait outside memory (rebuilt below for the layers that need them)
         fold32 = replace(blocks[0], Z=blocks[0].Z.float())
+        blocks[0].Z = _shape_only(blocks[0].Z)
         f32 = spec.family(fold32, lams[0])
-        x1, it1, _ = lbfgs(f32.fun, f32.precond, x0[:nf], gtol=LOOSE_GTOL, log=log)
+        x1, it1, _ = lbfgs(f32.fun, f32.precond, x0, gtol=LOOSE_GTOL, log=log)
         del fold32, f32
-        x = torch.cat([x1, x0[nf:]])
-        it1 = np.concatenate([it1, np.zeros(x0.shape[0] - nf, dtype=it1.dtype)])
-        scores = _scores(spec, blocks[0], x[:nf], Xtr, yc, folds, L, nP)
+        scores = _scores(spec, blocks[0], x1, Xtr, yc, folds, L, nP)
         cand = scores >= scores.max(1, keepdims=True) - MARGIN
         # a layer with one candidate has its C (alpha): only its refit is needed; with several
         # (a near tie) their inner fits are solved to GTOL too and compared again
         tie = cand & (cand.sum(1, keepdims=True) > 1)
+        # from here the inner folds are read only for the layers with a near tie: their
+        # float64 features (the same computation again) are kept, before the refit block is built
+        keep = np.flatnonzero(tie[blocks[0].layer].any(1))
+        if keep.size:
+            blocks[0].Z = _block(Xtr, yc, fit_rows, sets[0]).Z
+        fams[0].retain(keep)
+        blocks[0].Z = _shape_only(blocks[0].Z)
+        for g in sets[1:]:
+            blocks.append(_block(Xtr, yc, fit_rows, g))
+            lams.append(torch.as_tensor(spec.lam(grid[None, :], blocks[-1].n[:, None])))
+            fams.append(spec.family(blocks[-1], lams[-1]))
+        x0 = torch.cat([x0] + [spec.start(blk) for blk in blocks[1:]])
+        fun, pre = _joint(fams)
+        x = torch.cat([x1, x0[nf:]])
+        it1 = np.concatenate([it1, np.zeros(x0.shape[0] - nf, dtype=it1.dtype)])
         lay = np.concatenate([blk.layer for blk in blocks])
         refit = np.repeat(np.arange(lay.size) >= nf // nP, nP)
         col, row = np.tile(np.arange(nP), lay.size), np.repeat(lay, nP)

@@ -70,7 +70,12 @@ def standardize_layers(X_train: np.ndarray, X_test: np.ndarray) -> tuple[np.ndar
     mean = X_train.mean(axis=1, keepdims=True, dtype=np.float64)
     std = X_train.std(axis=1, keepdims=True, dtype=np.float64)
     std[std < 10 * np.finfo(np.float64).eps * np.maximum(np.abs(mean), 1.0)] = 1.0
-    return (X_train - mean) / std, (X_test - mean) / std
+    out = []
+    for X in (X_train, X_test):  # (X - mean) / std, dividing in place: one float64 copy each
+        Z = np.subtract(X, mean)
+        Z /= std
+        out.append(Z)
+    return out[0], out[1]
 
 
 def _ridge_all(Xtr: np.ndarray, y: np.ndarray, Xte: np.ndarray, alphas) -> tuple[np.ndarray, list]:
