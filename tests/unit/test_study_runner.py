@@ -5,6 +5,7 @@ import json
 import pandas as pd
 import pytest
 
+from learnerprobe.engine import providers
 from learnerprobe.evaluation.results import PREDICTION_COLUMNS, RESULT_COLUMNS
 from learnerprobe.study import runner
 from tests.helpers.study import fake_activations, row_decode, synthetic_records, tiny_config
@@ -98,7 +99,7 @@ def test_report_is_self_contained_with_summary(full):
 
 def test_resume_after_crash_recomputes_only_missing_cells(study, monkeypatch):
     calls = []
-    real = runner.run_cell
+    real = providers.run_cell
 
     def crashing(*a, **kw):
         if len(calls) == 5:
@@ -106,7 +107,7 @@ def test_resume_after_crash_recomputes_only_missing_cells(study, monkeypatch):
         calls.append(a[3])
         return real(*a, **kw)
 
-    monkeypatch.setattr(runner, "run_cell", crashing)
+    monkeypatch.setattr(providers, "run_cell", crashing)
     with pytest.raises(KeyboardInterrupt):
         _run(study, report=False)
     assert len(calls) == 5
@@ -117,7 +118,7 @@ def test_resume_after_crash_recomputes_only_missing_cells(study, monkeypatch):
         counted.append(1)
         return real(*a, **kw)
 
-    monkeypatch.setattr(runner, "run_cell", counting)
+    monkeypatch.setattr(providers, "run_cell", counting)
     first = _run(study, report=False)
     assert len(counted) == total - 5  # only the cells the crash did not finish
     assert first.timings["cells"] == total
@@ -132,7 +133,7 @@ def test_probes_never_train_on_test_texts(study, monkeypatch):
     cfg, recs, acts, out = study
     data = runner.encode(cfg, recs)
     seen = []
-    real = runner.fit_predict
+    real = providers.fit_layers
 
     def spy(X_train, y_train, X_test, probe, **kw):
         tr, te = row_decode(X_train[0, :, 0]), row_decode(X_test[0, :, 0])
@@ -141,7 +142,7 @@ def test_probes_never_train_on_test_texts(study, monkeypatch):
         seen.append(len(te))
         return real(X_train, y_train, X_test, probe, **kw)
 
-    monkeypatch.setattr(runner, "fit_predict", spy)
+    monkeypatch.setattr(providers, "fit_layers", spy)
     runner.run(cfg, out, records=recs, activations=acts, log=lambda s: None, progress=False,
                report=False)
     assert len(seen) == 6

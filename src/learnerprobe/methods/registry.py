@@ -30,6 +30,8 @@ from learnerprobe.errors import ConfigError
 Kind = Literal["probe", "text", "lm", "ensemble"]
 KINDS: tuple[str, ...] = ("probe", "text", "lm", "ensemble")
 NEEDS: tuple[str, ...] = ("activations", "text", "model")
+#: The engine's cell providers (learnerprobe.engine.providers); "adapt" is next (loco_k).
+PROVIDERS: tuple[str, ...] = ("layers", "features", "nested", "classifier")
 
 
 @dataclass
@@ -91,12 +93,36 @@ class MethodEntry:
     # and the grid of options the nested protocol chooses from ({option: [values]}).
     transductive: bool = False
     grid: Any = None
+    # The engine's cell provider (learnerprobe.engine.providers); "" = derived from the tasks
+    # and kind (cell_provider).
+    provider: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"method {self.name!r}: kind must be one of {KINDS}")
         if not set(self.needs) <= set(NEEDS):
             raise ValueError(f"method {self.name!r}: needs must be among {NEEDS}")
+        if self.provider and self.provider not in PROVIDERS:
+            raise ValueError(f"method {self.name!r}: provider must be one of {PROVIDERS}")
+
+    @property
+    def cell_provider(self) -> str:
+        """How the evaluation engine runs this method on a fold: ``"layers"`` (a probe over
+        the layer axis, layer chosen on validation), ``"features"`` (a baseline on text
+        features), ``"nested"`` (a transfer method: variant and layer chosen by inner
+        leave-one-corpus-out), ``"classifier"`` (an NLI method over texts or records)."""
+        if self.provider:
+            return self.provider
+        if "transfer" in self.tasks:
+            return "nested"
+        if "l1" in self.tasks:
+            return "classifier"
+        return "layers" if self.kind == "probe" else "features"
+
+    @property
+    def layered(self) -> bool:
+        """Whether the method has a layer axis (it reads activations, one layer or several)."""
+        return "activations" in self.needs
 
     @property
     def options_model(self) -> Any:

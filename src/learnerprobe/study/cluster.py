@@ -17,7 +17,7 @@ from learnerprobe.config.execution import ExecutionConfig
 from learnerprobe.config.study import StudyConfig
 from learnerprobe.errors import ConfigError
 from learnerprobe.records import LearnerText
-from learnerprobe.study.runner import encode, load_records
+from learnerprobe.engine.data import encode, load_records
 
 
 def with_execution(execution: ExecutionConfig, **overrides: Any) -> ExecutionConfig:

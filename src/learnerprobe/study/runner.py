@@ -1,24 +1,26 @@
-"""`learnerprobe run`: extract -> probe -> evaluate -> report, resumable cell by cell.
+"""`learnerprobe run`: load -> extract -> probe -> evaluate -> transfer -> report.
 
-A *cell* is one (model, mode, seed, protocol, fold, probe): all layers are fitted on the inner
-training part of the fold, predicted on the inner validation part (used only to choose the layer)
-and on the test fold. Each finished cell is cached under ``cache_root()/study-cells`` as an
-``.npz`` (no pickle) keyed by a hash of everything that determines it, so a crashed run continues
-and a finished one reruns in seconds.
+The stages are the evaluation engine's (:mod:`learnerprobe.engine`) one loop over cells, run
+with the study's config: the probe stage is every (model, mode, seed, protocol, fold, probe)
+cell (``"layers"`` and ``"features"`` providers: all layers fitted on the inner training part
+of the fold, the layer chosen on the inner validation part, the test fold predicted), cached
+under ``cache_root()/study-cells`` as ``.npz`` (no pickle) keyed by a hash of everything that
+determines it, so a crashed run continues and a finished one reruns in seconds; the transfer
+stage (:mod:`learnerprobe.study.transfer`) is the same loop over ``"nested"`` cells; a task with
+its own protocol (NLI: :mod:`learnerprobe.nli.run`) runs its ``"classifier"`` cells through it.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import platform
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -26,47 +28,29 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import tomli_w
-from joblib import Parallel, delayed
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from threadpoolctl import threadpool_limits
 
-from learnerprobe.config.corpus import CorpusConfig
-from learnerprobe.config.execution import ExecutionConfig
-from learnerprobe.config.study import ExtractionConfig, Layers, PrepConfig, StudyConfig
-from learnerprobe.corpora.registry import load_corpus_config
-from learnerprobe.errors import ConfigError, LearnerprobeError
-from learnerprobe.estimators.probes.all_layers import engine_key
-from learnerprobe.estimators.probes.surface import SurfaceBaseline, surface_features
-from learnerprobe.evaluation.cell_cache import CellCache, content_key, read_npz, write_npz
-from learnerprobe.evaluation.protocols import Split, check_disjoint, make_splits
-from learnerprobe.evaluation.results import (
-    NO_LAYER,
-    SELECTED,
-    HookResult,
-    Pooled,
-    prediction_frame,
-    results_frame,
-    score_rows,
-)
+from learnerprobe.config.study import StudyConfig
+from learnerprobe.engine.cells import Cell, CellOutput, CellStore, pool
+from learnerprobe.engine.data import Acts, adapt_activations, encode, extract_all, load_records
+from learnerprobe.engine.folds import protocol_folds
+from learnerprobe.engine.loop import run_cells
+from learnerprobe.engine.nested import Fitting
+from learnerprobe.engine.providers import SURFACE, Features, LayerSweep
+from learnerprobe.engine.score import Scoring, score_pooled
+from learnerprobe.estimators.probes.surface import surface_features
+from learnerprobe.evaluation.protocols import Split
+from learnerprobe.evaluation.results import HookResult, Pooled, results_frame
 from learnerprobe.evaluation.splits import check_class_sizes
-from learnerprobe.execution.cells import map_cells
-from learnerprobe.extract import get_activations
 from learnerprobe.outputs import converting_write_errors
 from learnerprobe.paths import cache_root
-from learnerprobe.prep.clean import clean
-from learnerprobe.prep.mask import mask_records
 from learnerprobe.records import LearnerText
-from learnerprobe.selection.validation import fit_layers, select_layer
 from learnerprobe.study import report as study_report
 from learnerprobe.study.check import load_study
 from learnerprobe.study.memory import PeakRSS
 from learnerprobe.study.rundir import abandon, begin_run, publish
-from learnerprobe.study.transfer import Fitting, Scoring, run_transfer
+from learnerprobe.study.transfer import run_transfer
 from learnerprobe.tasks import TaskData, get_task
-
-CELL_VERSION = 1
-SURFACE = "surface"
-
 
 
 # --------------------------------------------------------------------------- timing
@@ -95,229 +79,6 @@ class Timer:
         self.log(f"[stage] {name}: {dt:.1f} s, peak RSS {mem.peak_mb:.0f} MB")
 
 
-# --------------------------------------------------------------------------- data
-#: Records with encoded labels and the arrays protocols need (``learnerprobe.tasks.TaskData``).
-StudyData = TaskData
-
-
-def load_records(corpora: Sequence[CorpusConfig], prep: PrepConfig
-                 ) -> tuple[list[LearnerText], dict[str, Any]]:
-    """Load the configured corpora (``StudyConfig.corpus_configs``) and prepare them as
-    ``[prep]`` says (clean, dedupe, mask)."""
-    records: list[LearnerText] = []
-    info: dict[str, Any] = {"loaded": {}}
-    for corpus in corpora:
-        # An entry carries its own root and loader options; its study name is `as` or `name`.
-        name = corpus.study_name
-        recs = load_corpus_config(corpus)
-        info["loaded"][name] = len(recs)
-        report = getattr(recs, "report", None)  # what the loader skipped or could not read
-        if report:
-            info.setdefault("load_report", {})[name] = report.to_dict()
-        # The study's corpus is the configured name (merlin-cs, not the loader's "merlin"), so
-        # protocols and tables tell sub-corpora apart; the loader's name stays in meta.
-        records.extend(
-            r if r.corpus == name else replace(r, corpus=name, meta={**r.meta,
-                                                                     "corpus_loader": r.corpus})
-            for r in recs)
-    if prep.clean:
-        records, report = clean(records)
-        info["clean"] = _jsonable(report)
-    if prep.dedupe:
-        seen: set[str] = set()
-        kept = []
-        for r in records:
-            if r.hash not in seen:
-                seen.add(r.hash)
-                kept.append(r)
-        info["duplicates_dropped"] = len(records) - len(kept)
-        records = kept
-    if prep.mask:
-        records, counts = mask_records(records)
-        info["mask"] = _jsonable(counts)
-    return records, info
-
-
-def encode(cfg: StudyConfig, records: list[LearnerText], task: str | None = None
-           ) -> StudyData:
-    """The task's data (``learnerprobe.tasks``; ``task``: default the config's): labels
-    mapped, unlabelled texts dropped, classes checked; the one place that hands a task its
-    sections of the config."""
-    return get_task(task or cfg.task).prepare(records, labels=cfg.labels,
-                                              corpora=cfg.corpus_names, prep=cfg.prep,
-                                              nli=cfg.nli_config)
-
-
-# --------------------------------------------------------------------------- activations
-@dataclass
-class Acts:
-    """The runner's view of an Activations object: layers x texts x hidden, in record order."""
-
-    array: np.ndarray
-    layers: list[int]
-    key: str
-    width: int
-    meta: dict[str, Any]
-
-
-def _acts_key(a: Any) -> str:
-    """The activation cache folder's name (it is the cache key), else a hash of the array."""
-    path = getattr(a, "cache_path", None)
-    if path:
-        return Path(path).name
-    h = hashlib.sha256(np.ascontiguousarray(a.array).tobytes())
-    return "array-" + h.hexdigest()[:16]
-
-
-def adapt_activations(a: Any, data: StudyData, cfg_layers: Layers) -> Acts:
-    """Align an Activations object to the records and pick the configured layers."""
-    arr = a.array
-    ids = getattr(a, "ids", None)
-    if ids is not None and list(ids) != list(data.ids):
-        pos = {str(i): k for k, i in enumerate(ids)}
-        missing = [i for i in data.ids if str(i) not in pos]
-        if missing:
-            raise LearnerprobeError(f"activations lack {len(missing)} texts, e.g. {missing[:3]}")
-        arr = arr[:, [pos[str(i)] for i in data.ids]]
-    avail = [int(x) for x in (getattr(a, "layers", None) or range(arr.shape[0]))]
-    if cfg_layers == "all":
-        want = avail
-    else:
-        bad = [x for x in cfg_layers if x not in avail]
-        if bad:
-            raise ConfigError(f"layers {bad} not extracted; available: {avail}")
-        want = list(cfg_layers)
-    rows = [avail.index(x) for x in want]
-    if rows != list(range(arr.shape[0])):
-        arr = arr[rows]
-    meta = {k: getattr(a, k) for k in ("cache_hit", "n_truncated", "cache_path")
-            if getattr(a, k, None) is not None}
-    meta = _jsonable(meta)
-    return Acts(np.asarray(arr, dtype=np.float32), want, _acts_key(a),
-                int(getattr(a, "hidden_size", arr.shape[-1])), meta)
-
-
-def extract_all(data: StudyData, models: Sequence[str], *, layers: Layers,
-                extraction: ExtractionConfig, execution: ExecutionConfig,
-                log: Callable[[str], None], progress: bool = True) -> dict[str, Any]:
-    """Activations of the records for every configured model (cached by the extract module)."""
-    out = {}
-    kw = extraction.kwargs()
-    wanted = None if layers == "all" else layers
-    if execution.is_ray:  # Ray Data actors fill the cache; the reads below are then hits
-        from learnerprobe.execution.ray_extract import fill_models  # heavy optional: ray
-
-        fill_models(data.records, list(models), execution=execution, layers=wanted,
-                    extraction=kw, log=log)
-    for m in models:
-        t0 = time.perf_counter()
-        out[m] = get_activations(data.records, m, layers=wanted, progress=progress, **kw)
-        hit = getattr(out[m], "cache_hit", None)
-        log(f"  activations {m}: {out[m].array.shape} cache_hit={hit} "
-            f"({time.perf_counter() - t0:.1f} s)")
-    return out
-
-
-# --------------------------------------------------------------------------- cells
-def fit_predict(X_train, y_train, X_test, probe, *, mode, n_classes, seed, width, n_jobs=1):
-    """All layers of one probe: ``{"pred": layers x m, "proba": layers x m x K | None}``.
-
-    ``learnerprobe.estimators.probes.all_layers``: tuned mode shares standardisation and closed-form ridge across
-    layers; reference mode is the plain per-layer loop of the published protocol.
-    """
-    return fit_layers(X_train, y_train, X_test, probe, mode=mode, n_classes=n_classes,
-                      seed=seed, width=width, n_jobs=n_jobs)
-
-
-def surface_fit_predict(F_train, y_train, F_test, *, mode, n_classes, seed):
-    """Surface baseline (gradient boosting on length features) as one pseudo-layer.
-
-    It keeps its defaults in both modes, so it is the same yardstick everywhere."""
-    # OpenMP threads buy nothing on a few thousand rows x 3 features and, on a busy machine,
-    # oversubscription made one fit take 50 s instead of 0.4 s.
-    with threadpool_limits(1, user_api="openmp"):
-        est = SurfaceBaseline(n_classes=n_classes, random_state=seed).fit(F_train, y_train)
-        proba = np.asarray(est.predict_proba(F_test), dtype=np.float32)
-    pred = np.argmax(proba, axis=1).astype(np.int64)
-    return {"pred": pred[None], "proba": proba[None]}
-
-
-@dataclass
-class CellResult:
-    pred: np.ndarray  # layers x m (test fold)
-    proba: np.ndarray | None  # layers x m x K
-    val_scores: np.ndarray  # layers
-    selected: int  # index into layers
-    seconds: float
-    cached: bool = False
-
-
-_CELL_ARRAYS = ("pred", "proba", "has_proba", "val_scores", "selected", "seconds")
-
-
-def _cell_path(key: str) -> Path:
-    return CellCache(cache_root() / "study-cells", shard=True).path(key)
-
-
-def load_cell(path: Path) -> CellResult | None:
-    z = read_npz(path, required=_CELL_ARRAYS)  # unreadable (e.g. half-written): None, recompute
-    if z is None:
-        return None
-    proba = z["proba"] if z["has_proba"] else None
-    return CellResult(z["pred"], proba, z["val_scores"], int(z["selected"]),
-                      float(z["seconds"]), cached=True)
-
-
-def save_cell(path: Path, r: CellResult) -> None:
-    write_npz(path, {"pred": r.pred, "proba": r.proba if r.proba is not None else np.zeros(0),
-                     "has_proba": r.proba is not None, "val_scores": r.val_scores,
-                     "selected": r.selected, "seconds": r.seconds})
-
-
-def run_cell(X: np.ndarray, y: np.ndarray, split: Split, probe: str, *, mode: str,
-             n_classes: int, seed: int, width: int, metric: str, refit: bool,
-             n_jobs: int = 1) -> CellResult:
-    """Fit all layers on the inner training part; choose the layer on validation only."""
-    t0 = time.perf_counter()
-    kw: dict[str, Any] = {"mode": mode, "seed": seed}
-    if probe == SURFACE:  # features (texts x f) as one pseudo-layer
-        XL, fit = X[None], _surface_layer
-    else:
-        XL, fit = X, fit_predict
-        kw.update(width=width, n_jobs=n_jobs)
-    sel = select_layer(XL[:, split.train], y[split.train], XL[:, split.val], y[split.val], probe,
-                       metric=metric, n_classes=n_classes, X_test=XL[:, split.test], fit=fit,
-                       **kw)
-    pred_t, proba_t = sel.test_pred, sel.test_proba
-    if refit:
-        out = fit(XL[:, split.fit_all], y[split.fit_all], XL[:, split.test], probe,
-                  n_classes=n_classes, **kw)
-        pred_t = np.asarray(out["pred"])
-        proba_t = None if out.get("proba") is None else np.asarray(out["proba"])
-    return CellResult(pred_t.astype(np.int64),
-                      None if proba_t is None else proba_t.astype(np.float32),
-                      sel.scores, sel.layer_index, time.perf_counter() - t0)
-
-
-def _surface_layer(F_train, y_train, F_test, probe, *, mode, n_classes, seed):
-    """:func:`surface_fit_predict` with the layer axis of the probes (one pseudo-layer)."""
-    return surface_fit_predict(F_train[0], y_train, F_test[0], mode=mode, n_classes=n_classes,
-                               seed=seed)
-
-
-def _compute_cell(ck: tuple, X: np.ndarray, y: np.ndarray, sp: Split, probe: str,
-                  kw: dict[str, Any], path: Path | None, threads: int) -> tuple[tuple, CellResult]:
-    """Worker: one cell with a bounded BLAS/OpenMP thread pool, saved as soon as it is done.
-
-    Cells run side by side (``n_jobs``); unbounded thread pools oversubscribe the cores (on a
-    busy 2-core machine a logistic fit went from 0.3 s to 3 s)."""
-    with threadpool_limits(threads):
-        r = run_cell(X, y, sp, probe, **kw)
-    if path is not None:
-        save_cell(path, r)
-    return ck, r
-
-
 # --------------------------------------------------------------------------- study
 @dataclass
 class RunResult:
@@ -325,13 +86,6 @@ class RunResult:
     results: pd.DataFrame
     timings: dict[str, Any]
     manifest: dict[str, Any]
-
-
-def _jsonable(x: Any) -> Any:
-    try:
-        return json.loads(json.dumps(x, default=lambda o: getattr(o, "__dict__", str(o))))
-    except (TypeError, ValueError):
-        return str(x)
 
 
 def _versions() -> dict[str, str]:
@@ -458,7 +212,7 @@ def _iid_kfold(cfg: StudyConfig) -> bool:
                                               for m in cfg.modes)
 
 
-def _evaluate_task(cfg: StudyConfig, data: StudyData, stage: Path, out_dir: Path, *,
+def _evaluate_task(cfg: StudyConfig, data: TaskData, stage: Path, out_dir: Path, *,
                    activations: dict[str, Any] | None, timer: Timer,
                    log: Callable[[str], None], progress: bool) -> _Evaluated:
     """The task's own protocol (NLI) when it has one, else the probe pipeline
@@ -480,9 +234,9 @@ def _evaluate_task(cfg: StudyConfig, data: StudyData, stage: Path, out_dir: Path
         acts = {m: adapt_activations(raw[m], data, cfg.layers) for m in cfg.models}
     pooled = _probe_stage(cfg, data, acts, timer, log, progress)
     scoring = Scoring(task=cfg.task, n_boot=cfg.n_boot, seed=cfg.seeds[0],
-                      shared_levels=cfg.shared_levels)
+                      shared_levels=cfg.shared_levels, kind=task.label_kind)
     with timer.stage("evaluate"):
-        rows, preds = _evaluate(scoring, data, pooled, log, n_jobs=cfg.n_jobs)
+        rows, preds = score_pooled(scoring, data, pooled, log, n_jobs=cfg.n_jobs)
     extra: dict[str, Any] = {}
     if cfg.transfer is not None:  # transfer methods, nested LOCO selection
         with timer.stage("transfer"):
@@ -511,146 +265,90 @@ def config_toml(cfg: StudyConfig) -> str:
     return tomli_w.dumps(cfg.model_dump(mode="json", exclude_none=True, by_alias=True))
 
 
-def _probe_stage(cfg: StudyConfig, data: StudyData, acts: dict[str, Acts], timer: Timer,
-                 log: Callable[[str], None], progress: bool) -> list[Pooled]:
-    """Compute (or load) every cell, then pool out-of-fold predictions per layer."""
-    jobs: list[tuple[str, str, int, Split, str]] = []
-    split_cache: dict[tuple, list[Split]] = {}
+def _probe_cells(cfg: StudyConfig, data: TaskData
+                 ) -> tuple[list[Cell], dict[tuple, list[Split]]]:
+    """Every (model, mode, seed, protocol, fold, probe) cell of the probe stage, and the folds
+    of each (protocol, seed, holdout)."""
+    cells: list[Cell] = []
+    folds: dict[tuple, list[Split]] = {}
     for mode in cfg.modes:
         for seed in cfg.seeds:
             for proto in cfg.protocols:
                 holdout = _holdout(cfg.reference_split, mode)
                 k = (proto, seed, holdout)
-                if k not in split_cache:
-                    split_cache[k] = make_splits(
-                        proto, data.y, data.groups, data.corpora, data.languages,
-                        folds=cfg.folds, seed=seed, val_size=cfg.selection.val_size,
-                        holdout=holdout, labels=data.labels)
-                for sp in split_cache[k]:
-                    check_disjoint(data.groups, sp.train, sp.test, f"{proto} {sp.fold}")
-                    check_disjoint(data.groups, sp.val, sp.test, f"{proto} {sp.fold}")
-                    for m in cfg.models:
-                        for p in cfg.probe_names:
-                            jobs.append((m, mode, seed, sp, p))
+                if k not in folds:
+                    folds[k] = protocol_folds(proto, data, folds=cfg.folds, seed=seed,
+                                              val_size=cfg.selection.val_size,
+                                              holdout=holdout)
+                for sp in folds[k]:
+                    cells += [Cell(m, mode, seed, proto, p, sp) for m in cfg.models
+                              for p in cfg.probe_names]
                     if cfg.with_surface:
-                        jobs.append((SURFACE, mode, seed, sp, SURFACE))
-    F = None
+                        cells.append(Cell(SURFACE, mode, seed, proto, SURFACE, sp))
+    return cells, folds
+
+
+def _probe_stage(cfg: StudyConfig, data: TaskData, acts: dict[str, Acts], timer: Timer,
+                 log: Callable[[str], None], progress: bool) -> list[Pooled]:
+    """Every probe cell through the engine's loop (cached cells loaded), then pooled
+    out-of-fold predictions per layer and for the validation-chosen layer."""
+    cells, folds = _probe_cells(cfg, data)
+    metric = get_task(cfg.task).selection_metric(cfg.selection)  # else the task's default
+    sweep = LayerSweep(acts, data, metric, cfg.selection.refit, cfg.sweep_jobs)
+    providers: dict[str, Any] = {p: sweep for p in cfg.probe_names}
     if cfg.with_surface:
         F = np.asarray(surface_features([r.text for r in data.records]), dtype=np.float32)
-    y_hash = hashlib.sha256(data.y.tobytes() + "|".join(data.ids).encode()).hexdigest()[:16]
-    metric = get_task(cfg.task).selection_metric(cfg.selection)  # else the task's default
-    results: dict[tuple, CellResult] = {}
+        providers[SURFACE] = Features(F, data, metric, cfg.selection.refit)
+    store = CellStore(cache_root() / "study-cells") if cfg.cache_cells else None
     per_mode: dict[str, float] = {}
     per_probe: dict[str, float] = {}
-    pending = []
-    for m, mode, seed, sp, p in jobs:
-        key_src = {
-            "v": CELL_VERSION, "acts": "surface" if p == SURFACE else acts[m].key,
-            "layers": [] if p == SURFACE else acts[m].layers, "probe": p, "mode": mode,
-            "seed": seed, "split": sp.digest(), "y": y_hash, "K": data.n_classes,
-            "metric": metric, "refit": cfg.selection.refit, **engine_key(p, mode),
-        }
-        key = content_key(key_src)
-        path = _cell_path(key)
-        r = load_cell(path) if cfg.cache_cells else None
-        ck = (m, mode, seed, sp.protocol, sp.fold, p)
-        if r is None:
-            X = F if p == SURFACE else acts[m].array
-            kw = dict(mode=mode, n_classes=data.n_classes, seed=seed,
-                      width=1 if p == SURFACE else acts[m].width,
-                      metric=metric, refit=cfg.selection.refit,
-                      n_jobs=cfg.sweep_jobs)
-            pending.append((ck, X, sp, p, kw, path if cfg.cache_cells else None))
-        else:
-            results[ck] = r
-    n_cached = len(results)
+    n_cached = [0]
     with timer.stage("probe"), Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         disable=not progress, transient=False,
     ) as bar:
-        task = bar.add_task("probing", total=len(jobs), completed=n_cached)
+        task = bar.add_task("probing", total=len(cells))
+
+        def on_done(c: Cell, r: CellOutput) -> None:
+            if r.cached:
+                n_cached[0] += 1
+            else:
+                per_mode[c.mode] = per_mode.get(c.mode, 0.0) + r.seconds
+                per_probe[f"{c.mode}.{c.method}"] = (per_probe.get(f"{c.mode}.{c.method}", 0.0)
+                                                     + r.seconds)
+            bar.update(task, advance=1, description=f"{c.mode} {c.protocol}:{c.fold} "
+                                                    f"{c.model} {c.method}")
+
         # local: a plain loop (n_jobs 1) or joblib processes; ray: one Ray task per cell
-        done = map_cells(_compute_cell, [(ck, X, data.y, sp, p, kw, path, cfg.threads)
-                                         for ck, X, sp, p, kw, path in pending],
-                         n_jobs=cfg.n_jobs, execution=cfg.execution)
-        for ck, r in done:
-            results[ck] = r
-            mode, p = ck[1], ck[5]
-            per_mode[mode] = per_mode.get(mode, 0.0) + r.seconds
-            per_probe[f"{mode}.{p}"] = per_probe.get(f"{mode}.{p}", 0.0) + r.seconds
-            bar.update(task, advance=1, description=f"{mode} {ck[3]}:{ck[4]} {ck[0]} {p}")
-    log(f"  cells: {len(jobs)} ({n_cached} from cache)")
+        results = run_cells(cells, providers, store=store, n_jobs=cfg.n_jobs,
+                            threads=cfg.threads, execution=cfg.execution, on_done=on_done)
+    log(f"  cells: {len(cells)} ({n_cached[0]} from cache)")
     for k, v in sorted(per_probe.items()):
         log(f"  fit time {k}: {v:.1f} s")
-    timer.extra = {"cells": len(jobs), "cells_cached": n_cached,  # type: ignore[attr-defined]
+    timer.extra = {"cells": len(cells), "cells_cached": n_cached[0],  # type: ignore[attr-defined]
                    "fit_seconds_by_mode": per_mode, "fit_seconds_by_probe": per_probe}
-    return _pool(cfg, data, acts, split_cache, results)
+    return _pool_probes(cfg, data, providers, folds, results)
 
 
-def _pool(cfg: StudyConfig, data: StudyData, acts: dict[str, Acts],
-          split_cache: dict[tuple, list[Split]], results: dict[tuple, CellResult]
-          ) -> list[Pooled]:
-    """Concatenate out-of-fold test predictions per (model, mode, seed, protocol, probe, layer)."""
+def _pool_probes(cfg: StudyConfig, data: TaskData, providers: dict[str, Any],
+                 folds: dict[tuple, list[Split]], results: dict[tuple, CellOutput]
+                 ) -> list[Pooled]:
+    """Out-of-fold test predictions per (model, mode, seed, protocol, probe, layer)."""
     pooled: list[Pooled] = []
     for mode in cfg.modes:
         for seed in cfg.seeds:
             for proto in cfg.protocols:
-                holdout = _holdout(cfg.reference_split, mode)
-                splits = split_cache[(proto, seed, holdout)]
+                splits = folds[(proto, seed, _holdout(cfg.reference_split, mode))]
                 models = [(m, p) for m in cfg.models for p in cfg.probe_names]
                 if cfg.with_surface:
                     models.append((SURFACE, SURFACE))
                 for m, p in models:
-                    cells = [results[(m, mode, seed, proto, sp.fold, p)] for sp in splits]
-                    idx = np.concatenate([sp.test for sp in splits])
-                    fold = np.concatenate([[sp.fold] * len(sp.test) for sp in splits])
-                    train_labels = np.concatenate([data.y[sp.fit_all] for sp in splits])
-                    shared = np.concatenate([
-                        np.isin(data.y[sp.test], np.unique(data.y[sp.fit_all])) for sp in splits
-                    ])
-                    priors = {sp.fold: data.y[sp.fit_all] for sp in splits}
-                    layers = [NO_LAYER] if p == SURFACE else [str(x) for x in acts[m].layers]
+                    cells = [Cell(m, mode, seed, proto, p, sp) for sp in splits]
+                    outs = [results[c.key] for c in cells]
+                    prov = providers[p]
                     base = {"model": m, "mode": mode, "seed": seed, "protocol": proto,
                             "probe": p}
-
-                    def cat(li, cells=cells):
-                        pr = np.concatenate([c.pred[li] for c in cells])
-                        pb = None
-                        if all(c.proba is not None for c in cells):
-                            pb = np.concatenate([c.proba[li] for c in cells])
-                        return pr, pb
-
-                    for li, lname in enumerate(layers):
-                        pr, pb = cat(li)
-                        pooled.append(Pooled({**base, "layer": lname}, idx, pr, pb, fold,
-                                             shared, train_labels, fold_priors=priors))
-                    if p != SURFACE:
-                        pr = np.concatenate([c.pred[c.selected] for c in cells])
-                        pb = None
-                        if all(c.proba is not None for c in cells):
-                            pb = np.concatenate([c.proba[c.selected] for c in cells])
-                        sel = [int(acts[m].layers[c.selected]) for c in cells]
-                        pooled.append(Pooled({**base, "layer": SELECTED}, idx, pr, pb, fold,
-                                             shared, train_labels, selected_layers=sel,
-                                             fold_priors=priors))
+                    sel = prov.chosen_layers(cells[0], outs) if p != SURFACE else None
+                    pooled += pool(base, splits, outs, data, prov.layer_names(cells[0]),
+                                   selected_ids=sel)
     return pooled
-
-
-def _evaluate(scoring: Scoring, data: StudyData, pooled: list[Pooled],
-              log: Callable[[str], None], *, n_jobs: int) -> tuple[list[dict], pd.DataFrame]:
-    """Bootstrap every pooled cell (in parallel over cells, ``n_jobs`` threads) and collect
-    predictions."""
-    kind = get_task(scoring.task).label_kind
-
-    def one(p: Pooled) -> list[dict]:
-        return score_rows(p, data.y, data.corpora, task=scoring.task, kind=kind,
-                          n_classes=data.n_classes, n_boot=scoring.n_boot, seed=scoring.seed,
-                          shared_levels=scoring.shared_levels)
-
-    parts = Parallel(n_jobs=n_jobs if n_jobs > 0 else -1, prefer="threads")(
-        delayed(one)(p) for p in pooled)
-    rows = [r for part in parts for r in part]
-    preds = pd.concat([prediction_frame(p, data.ids, data.corpora, data.y, scoring.task)
-                       for p in pooled], ignore_index=True) if pooled else pd.DataFrame()
-    log(f"  {len(rows)} result rows, {len(preds)} prediction rows")
-    return rows, preds

@@ -88,7 +88,7 @@ class Task:
                 corpora: Sequence[str], prep: PrepConfig, nli: NliConfig) -> TaskData:
         """Label the records, drop unlabelled ones, check the classes (the one implementation
         of "prepare task data" for the runner and ``learnerprobe train``; they pass the
-        config's sections through ``study.runner.encode``). ``corpora``: the study's corpus
+        config's sections through ``engine.data.encode``). ``corpora``: the study's corpus
         names; ``prep``/``nli``: for tasks that select by them (``l1``)."""
         by_corpus: dict[str, list[str | None]] = {}
         mapped: list[str | None] = []
