@@ -21,39 +21,35 @@ import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from learnerprobe.bundles import onnx_encoder as ox
 from learnerprobe.bundles.io import check_writable, save_bundle
 from learnerprobe.bundles.manifest import MANIFEST
 from learnerprobe.config.study import ExtractionConfig, Layers, StudyConfig
 from learnerprobe.config.transfer import TransferConfig
+from learnerprobe.engine import nested as en
+from learnerprobe.engine.cells import Cell
+from learnerprobe.engine.data import Acts, encode, load_records
+from learnerprobe.engine.folds import whole_fold
+from learnerprobe.engine.loop import run_cells
+from learnerprobe.engine.providers import LayerSweep
 from learnerprobe.errors import ConfigError
 from learnerprobe.estimators.calibration import OrdinalCalibrated
-from learnerprobe.estimators.probes.surface import surface_columns, surface_features
 from learnerprobe.evaluation.cell_cache import content_key
 from learnerprobe.evaluation.metrics import bootstrap_all, macro_f1
 from learnerprobe.evaluation.protocols import Split
-from learnerprobe.evaluation.splits import grouped_holdout
-from learnerprobe.execution.cells import map_cells
 from learnerprobe.extract import get_activations
 from learnerprobe.methods.registry import BuildContext, get_method, l1_probe_names, method_names
 from learnerprobe.models.pinning import weights_pin
 from learnerprobe.models.registry import get_model
 from learnerprobe.models.sources import check_source
-from learnerprobe.selection import nested
-from learnerprobe.selection.validation import best_index, select_layer
-from learnerprobe.study import transfer as st
+from learnerprobe.selection.validation import best_index
 from learnerprobe.study.check import load_study
 from learnerprobe.study.rundir import read_run_results
-from learnerprobe.study.runner import encode, load_records
-from learnerprobe.tasks import get_task
-
-if TYPE_CHECKING:
-    from learnerprobe.study.transfer import Fitting
+from learnerprobe.tasks import TaskData, get_task
 
 
 def _ci_dict(b: dict[str, tuple[float, float, float]]) -> dict[str, dict[str, float]]:
@@ -103,14 +99,31 @@ def _layer_activations(model: str, layers_wanted: Layers, ex: ExtractionConfig, 
     return arr.astype(np.float32), layers, entry, extraction
 
 
-def select_probe(X_tr: np.ndarray, y_tr: np.ndarray, X_va: np.ndarray, y_va: np.ndarray,
-                 probe: str, n_classes: int, seed: int, threads: int) -> tuple[str, Any]:
-    """One probe's tuned fit on every layer and its validation choice (a worker: picklable,
-    bounded BLAS/OpenMP threads)."""
-    with threadpool_limits(threads):
-        return probe, select_layer(X_tr, y_tr, X_va, y_va, probe, metric="qwk",
-                                   n_classes=n_classes, mode="tuned", seed=seed,
-                                   width=X_tr.shape[-1], n_jobs=1)
+def _acts(X: np.ndarray, layers: list[int], key: str) -> Acts:
+    return Acts(X, layers, key, int(X.shape[-1]), {})
+
+
+def choose_probe(cfg: StudyConfig, data: TaskData, X: np.ndarray, layers: list[int], *,
+                 probes: list[str], metric: str, target: str, log: Callable[[str], None],
+                 fold: Split | None = None) -> tuple[str, Any, Split]:
+    """The engine on one fold holding all the data (:func:`learnerprobe.engine.folds.
+    whole_fold`): every probe's ``"layers"`` cell (all layers fitted on the fold's training
+    part, the layer chosen on its validation part), side by side with bounded thread pools;
+    ``(probe, cell output, fold)`` of the best (ties: the first listed)."""
+    seed = cfg.seeds[0]
+    if fold is None:
+        fold = whole_fold(data, seed=seed, val_size=cfg.selection.val_size)
+    sweep = LayerSweep({"m": _acts(X, layers, "train")}, data, metric, refit=False,
+                       target=target)
+    cells = [Cell("m", "tuned", seed, "iid", p, fold) for p in probes]
+    done = run_cells(cells, {p: sweep for p in probes}, store=None, n_jobs=cfg.n_jobs,
+                     threads=cfg.threads, execution=cfg.execution)
+    outs = {c.method: done[c.key] for c in cells}  # config order: the tie rule picks the first
+    for p, o in outs.items():
+        log(f"  {p}: best validation {metric} {o.val_scores[o.selected]:.3f} at layer "
+            f"{layers[o.selected]}")
+    probe = list(outs)[best_index([o.val_scores[o.selected] for o in outs.values()])]
+    return probe, outs[probe], fold
 
 
 def train_cefr(cfg: StudyConfig, bundle: Path, *, results_dir: Path | None,
@@ -120,22 +133,14 @@ def train_cefr(cfg: StudyConfig, bundle: Path, *, results_dir: Path | None,
     X, layers, entry, extraction = _layer_activations(cfg.models[0], cfg.layers, cfg.extraction,
                                                       data.records, log)
     seed = cfg.seeds[0]
-    tr, va = grouped_holdout(data.y, data.groups, test_size=cfg.selection.val_size, seed=seed)
     K = data.n_classes
-    jobs = [(X[:, tr], data.y[tr], X[:, va], data.y[va], p, K, seed, cfg.threads)
-            for p in cfg.probe_names]
-    # the probes side by side with bounded thread pools, as the runner's cells: unbounded BLAS
-    # and torch pools oversubscribed the cores (minutes became most of an hour on a busy machine)
-    done = dict(map_cells(select_probe, jobs, n_jobs=cfg.n_jobs, execution=cfg.execution))
-    sels = {p: done[p] for p in cfg.probe_names}  # config order: the tie rule picks the first
-    for probe, sel in sels.items():
-        log(f"  {probe}: best validation QWK {sel.score:.3f} at layer {layers[sel.layer_index]}")
-    if not sels:
+    if not cfg.probe_names:
         raise ConfigError("the config lists no probe to train (surface alone cannot be bundled)")
-    probe = list(sels)[best_index([s.score for s in sels.values()])]  # ties: the first listed
-    li = sels[probe].layer_index
-    pred_va = sels[probe].val_pred[li]
-    val = bootstrap_all(data.y[va], pred_va, task="ordinal", labels=K, n_boot=n_boot, seed=seed)
+    probe, out, fold = choose_probe(cfg, data, X, layers, probes=cfg.probe_names, metric="qwk",
+                                    target="ordinal", log=log)
+    li, va = int(out.selected), fold.val
+    val = bootstrap_all(data.y[va], out.val_pred, task="ordinal", labels=K, n_boot=n_boot,
+                        seed=seed)
     est = get_method(probe, kind="probe").build(mode="tuned", n_classes=K, width=X.shape[-1],
                                                 seed=seed)
     calibration = None
@@ -197,51 +202,14 @@ def bundle_transfer_method(name: str) -> Any:
     return entry
 
 
-def _transfer_inputs(tc: TransferConfig, data: Any, X: np.ndarray, layers: list[int],
-                     seed: int) -> Any:
-    """The transfer stage's inputs over the candidate layers (``[transfer] layers``), the
-    surface columns and the corpora, built as :func:`learnerprobe.study.transfer.run_transfer`
-    builds them (the activations are keyed by their content hash)."""
-    want, pos = st.candidate_layers(tc, layers)
-    A = X[pos]
-    key = content_key({"acts": hashlib.sha256(np.ascontiguousarray(A).tobytes()).hexdigest(),
+def _transfer_inputs(tc: TransferConfig, data: TaskData, X: np.ndarray, layers: list[int],
+                     seed: int) -> en.TransferInputs:
+    """The nested provider's inputs over the candidate layers (``[transfer] layers``), the
+    surface columns and the corpora (the activations are keyed by their content hash)."""
+    want, pos = en.candidate_layers(tc, layers)
+    key = content_key({"acts": hashlib.sha256(np.ascontiguousarray(X[pos]).tobytes()).hexdigest(),
                        "layers": want})
-    S = surface_columns(surface_features([r.text for r in data.records]))
-    return st.TransferInputs(A, want, S, np.asarray(data.corpora), key, data.n_classes, seed)
-
-
-def choose_transfer(tc: TransferConfig, method: str, data: Any, inp: Any,
-                    log: Callable[[str], None], *, seed: int, val_size: float,
-                    fitting: Fitting) -> tuple[Any, Any]:
-    """``(choice, estimator)``: the method's variant and layer chosen on held-out corpora
-    (:func:`learnerprobe.selection.nested.choose` over the study's candidates and fits), then
-    refitted on every text. ``seed``, ``val_size``: the study's first seed and
-    ``[selection] val_size``; ``fitting``: a ``study.transfer.Fitting``."""
-    K = data.n_classes
-    tr, va = grouped_holdout(data.y, data.groups, test_size=val_size, seed=seed)
-    # one "outer fold" holding every text (no test part): its inner folds hold each corpus
-    # out in turn (one corpus: the grouped validation split above)
-    whole = Split("loco", "bundle", np.sort(tr), np.sort(va), np.array([], dtype=int), "none")
-    plan = nested.plan([whole], inp.domains, data.groups)[0]
-    cands = st.candidates(tc, method, inp)
-    stats: dict[str, float] = {}
-    ch = nested.choose(plan, cands, data.y, st.fitter(method, inp, stats, fitting),
-                       metric=tc.metric, n_classes=K)
-    log(f"  {method}: {len(cands)} candidates x {len(plan.inner)} validation folds "
-        f"({int(stats.get('fits', 0))} fits, {int(stats.get('cached', 0))} cached); chosen "
-        f"{st.choice_label(ch, inp.layers)}, validation {tc.metric} "
-        f"{ch.scores[ch.chosen]:.3f}")
-    mix, surf = st.method_inputs(method)
-    opts = dict(ch.choice.options)  # the study's worker adds the same two input options
-    if surf:
-        opts["n_surface"] = st.N_SURFACE
-    if mix:
-        opts["n_layers"] = len(inp.layers)
-    est = get_method(method).build(BuildContext(n_classes=K, seed=seed), opts)
-    with threadpool_limits(fitting.threads):
-        est.fit(st.design_matrix(inp, ch.choice.layer, plan.train, mix, surf), data.y[plan.train],
-                domains=inp.domains[plan.train])
-    return ch, est
+    return en.transfer_inputs(tc, data, _acts(X, layers, key), seed)
 
 
 def _validation(data: Any, ch: Any, n_boot: int, seed: int) -> tuple[dict, dict]:
@@ -263,7 +231,7 @@ def train_transfer(cfg: StudyConfig, bundle: Path, method: str, *, results_dir: 
     """A CEFR bundle of one inductive transfer method (docs/STUDY.md, transfer methods).
 
     The variant (the method's grid) and layer are chosen exactly as the study's ``[transfer]``
-    stage chooses them inside an outer fold (:func:`choose_transfer`): every configured corpus
+    stage chooses them inside an outer fold (:func:`learnerprobe.engine.nested.choose_and_refit`): every configured corpus
     is held out in turn as validation (one corpus: the grouped validation split), the best
     candidate on the pooled held-out predictions is refitted on all texts. The card keeps the
     choice, every candidate's validation score and the chosen one's validation metrics with
@@ -276,13 +244,16 @@ def train_transfer(cfg: StudyConfig, bundle: Path, method: str, *, results_dir: 
     X, layers, entry, extraction = _layer_activations(cfg.models[0], cfg.layers, cfg.extraction,
                                                       data.records, log)
     inp = _transfer_inputs(s, data, X, layers, cfg.seeds[0])
-    ch, est = choose_transfer(s, method, data, inp, log, seed=cfg.seeds[0],
-                              val_size=cfg.selection.val_size,
-                              fitting=st.Fitting(cfg.n_jobs, cfg.threads, cfg.cache_cells))
+    # the engine on one fold holding every text: its inner folds hold each corpus out in turn
+    # (one corpus: the fold's grouped validation split)
+    fold = whole_fold(data, seed=cfg.seeds[0], val_size=cfg.selection.val_size,
+                      protocol="loco")
+    ch, est = en.choose_and_refit(s, method, data, inp, fold,
+                                  en.Fitting(cfg.n_jobs, cfg.threads, cfg.cache_cells), log)
     val, by_corpus = _validation(data, ch, n_boot, cfg.seeds[0])
     want, mix = inp.layers, ch.choice.layer == "mix"
     use = want if mix else [want[int(ch.choice.layer)]]
-    _, surf = st.method_inputs(method)
+    _, surf = en.method_inputs(method)
     langs = sorted(set(data.languages.tolist()))
     inner = ("each of " + ", ".join(cfg.corpus_names) + " held out in turn"
              if ch.inner_kind == "loco" else "a grouped validation split (one corpus)")
@@ -294,7 +265,7 @@ def train_transfer(cfg: StudyConfig, bundle: Path, method: str, *, results_dir: 
         model=entry.to_dict(), weights=weights_pin(entry), layer=int(max(use)),
         layers=[int(x) for x in use] if mix else None,
         preprocessing={"features": "hidden", "mask": bool(cfg.prep.mask),
-                       "surface": st.N_SURFACE if surf else 0,
+                       "surface": en.N_SURFACE if surf else 0,
                        "language": langs[0] if len(langs) == 1 else None,
                        "label_scheme": cfg.labels.model_dump(), "extraction": extraction},
         training_data={"corpora": cfg.corpus_names, "n_texts": len(data.records),
@@ -303,14 +274,14 @@ def train_transfer(cfg: StudyConfig, bundle: Path, method: str, *, results_dir: 
                                     for i, lab in enumerate(data.labels)},
                        "prep": info},
         metrics={"validation": val, "validation_by_corpus": by_corpus,
-                 "candidates": {st.choice_label(SimpleNamespace(choice=c), want): float(v)
+                 "candidates": {en.choice_label(SimpleNamespace(choice=c), want): float(v)
                                 for c, v in zip(ch.candidates, ch.scores, strict=True)},
                  "selection_metric": s.metric,
                  "study": study_metrics(results_dir, "cefr", method, layer="nested")},
-        check_inputs=st.design_matrix(inp, ch.choice.layer, ch.val, *st.method_inputs(method)),
+        check_inputs=en.design_matrix(inp, ch.choice.layer, ch.val, *en.method_inputs(method)),
         card={"limits": _cefr_limits(cfg.corpus_names, langs, data.labels),
               "selection": f"transfer method {method} ({entry_m.description}): "
-                           f"{st.choice_label(ch, want)} chosen by {s.metric} on held-out predictions "
+                           f"{en.choice_label(ch, want)} chosen by {s.metric} on held-out predictions "
                            f"({inner}; the chosen candidate's pooled held-out predictions give "
                            "the validation metrics), then refitted on all texts",
               **decoding},
@@ -326,7 +297,9 @@ def train_l1(cfg: StudyConfig, bundle: Path, *, results_dir: Path | None,
     labels = task.labels
     y = np.array([labels.index(v) for v in task.y])
     seed = cfg.seeds[0]
-    tr, va = grouped_holdout(y, task.groups, test_size=cfg.selection.val_size, seed=seed)
+    data = task.encoded()
+    fold = whole_fold(data, seed=seed, val_size=cfg.selection.val_size)  # the engine's one fold
+    tr, va = fold.train, fold.val
     texts = np.asarray(task.texts, dtype=object)
     cw = "balanced" if s.balance == "weights" else None
     ctx = BuildContext(seed=seed, class_weight=cw)
@@ -348,13 +321,12 @@ def train_l1(cfg: StudyConfig, bundle: Path, *, results_dir: Path | None,
     if "probe" in s.methods:
         X, layers, entry, extraction = _layer_activations(cfg.models[0], cfg.layers,
                                                           cfg.extraction, task.records, log)
-        for probe in [p for p in cfg.probe_names if p in l1_probe_names()]:
-            sel = select_layer(X[:, tr], y[tr], X[:, va], y[va], probe, metric="macro_f1",
-                               target="nominal", n_classes=len(labels), mode="tuned", seed=seed,
-                               width=X.shape[-1], n_jobs=1)
-            i = sel.layer_index
-            cands.append((sel.score, probe, i, sel.val_pred[i], sel.val_proba[i]))
-            log(f"  {probe}: validation macro-F1 {sel.score:.3f} at layer {layers[i]}")
+        probes = [p for p in cfg.probe_names if p in l1_probe_names()]
+        if probes:
+            probe, out, _ = choose_probe(cfg, data, X, layers, probes=probes,
+                                         metric="macro_f1", target="nominal", log=log, fold=fold)
+            i = int(out.selected)
+            cands.append((float(out.val_scores[i]), probe, i, out.val_pred, out.val_proba))
     if not cands:
         raise ConfigError("nli.methods lists nothing that can be bundled (ngram or probe)")
     f1, method, li, pred, proba = cands[best_index([c[0] for c in cands])]

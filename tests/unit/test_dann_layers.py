@@ -9,13 +9,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from learnerprobe.engine.nested import TransferInputs, make_fit_many
 from learnerprobe.estimators.transfer.torch_probes import (
     DomainAdversarialMLP,
     fit_predict_dann_layers,
 )
 from learnerprobe.methods.registry import BuildContext, get_method
 from learnerprobe.selection import nested
-from learnerprobe.study.transfer import TransferInputs, make_fit_many
 
 PARAMS = {"n_classes": 4, "epochs": 30, "hidden": 16, "reversal": 0.5, "random_state": 3}
 

@@ -111,22 +111,22 @@ def test_a_failed_write_keeps_the_previous_entry(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["k.npz"]
 
 
-def test_runner_and_nli_caches_treat_a_truncated_entry_as_a_miss(tmp_path):
-    from learnerprobe.nli.run import load_cached, save_cached
-    from learnerprobe.study.runner import CellResult, load_cell, save_cell
+def test_the_cell_store_treats_a_truncated_entry_as_a_miss(tmp_path):
+    """One cell cache for probe and NLI cells: a half-written entry is recomputed."""
+    from learnerprobe.engine.cells import CellOutput, CellStore
 
-    cell = tmp_path / "ab" / "cell.npz"
-    save_cell(cell, CellResult(np.zeros((2, 3), np.int64), None, np.ones(2), 1, 0.5))
-    assert load_cell(cell).selected == 1
+    store = CellStore(tmp_path)
+    cell = store.path("abcdef")
+    store.save(cell, CellOutput(np.zeros((2, 3), np.int64), None, np.ones(2), 1, 0.5))
+    assert store.load(cell).selected == 1
     cell.write_bytes(cell.read_bytes()[:-40])
-    assert load_cell(cell) is None
-    res = {"proba": np.eye(3), "idx": np.arange(3), "fold": np.zeros(3, int), "layers": [4],
-           "notes": []}
-    nli = tmp_path / "metadata-seed0-abc.npz"
-    save_cached(nli, res)
-    assert load_cached(nli)["layers"] == [4]
+    assert store.load(cell) is None
+    nli = store.path("123456")
+    store.save(nli, CellOutput(np.zeros((1, 3), np.int64), np.eye(3)[None], np.zeros(0), None,
+                               0.1, layer_id=4, idx=np.arange(3)))
+    assert store.load(nli).layer_id == 4
     nli.write_bytes(nli.read_bytes()[:-40])
-    assert load_cached(nli) is None
+    assert store.load(nli) is None
 
 
 def test_the_one_atomic_writer_is_safe_across_threads(tmp_path):

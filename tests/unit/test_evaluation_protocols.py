@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
+from learnerprobe.engine.data import encode
+from learnerprobe.engine.providers import run_cell
 from learnerprobe.evaluation.protocols import LeakageError, check_disjoint, make_splits
-from learnerprobe.study.runner import encode, run_cell
 from tests.helpers.study import synthetic_records, tiny_config
 
 

@@ -30,17 +30,21 @@ def test_shipped_configs_validate():
 
 
 def test_a_corrupt_cache_file_is_recomputed(tmp_path):
-    from learnerprobe.nli.run import load_cached, save_cached
+    """An NLI cell (test rows, layer chosen inside, the ensemble's combiner) survives the cell
+    store; an unreadable entry is a miss."""
+    from learnerprobe.engine.cells import CellOutput, load_output, save_output
 
-    res = {"proba": np.eye(3), "idx": np.arange(3), "fold": np.zeros(3, int), "layers": [4],
-           "notes": [{"fold": 0, "meta_choice": "single:ngram"}]}
+    out = CellOutput(np.array([[0, 1, 2]]), np.eye(3)[None], np.zeros(0), None, 0.5,
+                     layer_id=4, notes={"fold": "0", "meta_choice": "single:ngram"},
+                     idx=np.array([3, 7, 9]))
     p = tmp_path / "m.npz"
-    save_cached(p, res)
-    back = load_cached(p)
-    assert back["layers"] == [4] and back["notes"] == res["notes"]
-    np.testing.assert_array_equal(back["proba"], res["proba"])
+    save_output(p, out)
+    back = load_output(p)
+    assert back.layer_id == 4 and back.notes == out.notes and back.selected is None
+    np.testing.assert_array_equal(back.proba, out.proba)
+    np.testing.assert_array_equal(back.idx, out.idx)
     p.write_bytes(b"not a zip")
-    assert load_cached(p) is None
+    assert load_output(p) is None
 
 
 def test_compare_probe_resolves_to_the_hidden_state_probe():

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from learnerprobe.engine.data import encode
+from learnerprobe.engine.nested import TransferInputs, make_fit_many
 from learnerprobe.evaluation.metrics import qwk
 from learnerprobe.evaluation.protocols import make_splits
 from learnerprobe.selection import nested
-from learnerprobe.study.runner import encode
-from learnerprobe.study.transfer import TransferInputs, make_fit_many
 from tests.helpers.study import synthetic_records, tiny_config
 
 
@@ -110,7 +110,7 @@ def test_transductive_methods_ignore_poisoned_target_labels(data, plans, method)
     """Real estimators through the stage's fitting: the held-out corpus's labels are replaced
     by garbage (shuffled, then out of range); the predictions do not change."""
     from learnerprobe.config.transfer import TransferConfig
-    from learnerprobe.study.transfer import method_grid
+    from learnerprobe.engine.nested import method_grid
 
     inp = _inputs(data)
     cands = [nested.Candidate(g, L) for L in (0, 1)

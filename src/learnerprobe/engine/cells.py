@@ -67,6 +67,9 @@ class CellOutput:
     chosen: str | None = None
     notes: dict[str, Any] = field(default_factory=dict)
     idx: np.ndarray | None = None  # the test texts predicted, when not all of the fold's
+    # the chosen layer's validation predictions (not cached: ``learnerprobe train``'s card)
+    val_pred: np.ndarray | None = None
+    val_proba: np.ndarray | None = None
 
     def rows(self, split: Split) -> np.ndarray:
         """Record indices of the predicted texts."""

@@ -74,7 +74,7 @@ def _surface_layer(F_train, y_train, F_test, probe, *, mode, n_classes, seed):
 
 def run_cell(X: np.ndarray, y: np.ndarray, split: Split, probe: str, *, mode: str,
              n_classes: int, seed: int, width: int, metric: str, refit: bool,
-             n_jobs: int = 1) -> CellOutput:
+             n_jobs: int = 1, target: str = "ordinal") -> CellOutput:
     """Fit all layers on the fold's ``train`` part; choose the layer on ``val`` only; predict
     ``test`` (from the ``train`` fit, or refitted on ``fit_all`` when ``refit``).
     ``probe = "surface"``: ``X`` are text features (texts x f), one pseudo-layer."""
@@ -89,16 +89,18 @@ def run_cell(X: np.ndarray, y: np.ndarray, split: Split, probe: str, *, mode: st
         kw.update(width=width, n_jobs=n_jobs)
     sel = select_layer(XL[:, split.train], y[split.train], XL[:, split.val], y[split.val], probe,
                        metric=metric, n_classes=n_classes, X_test=XL[:, split.test], fit=fit,
-                       **kw)
+                       target=target, **kw)
     pred_t, proba_t = sel.test_pred, sel.test_proba
     if refit:
         out = fit(XL[:, split.fit_all], y[split.fit_all], XL[:, split.test], probe,
                   n_classes=n_classes, **kw)
         pred_t = np.asarray(out["pred"])
         proba_t = None if out.get("proba") is None else np.asarray(out["proba"])
+    li = sel.layer_index
     return CellOutput(pred_t.astype(np.int64),
                       None if proba_t is None else proba_t.astype(np.float32),
-                      sel.scores, sel.layer_index, time.perf_counter() - t0)
+                      sel.scores, li, time.perf_counter() - t0, val_pred=sel.val_pred[li],
+                      val_proba=None if sel.val_proba is None else sel.val_proba[li])
 
 
 def fit_all_features(F: np.ndarray, y: np.ndarray, split: Split, n_classes: int,
@@ -119,6 +121,7 @@ class LayerSweep:
     metric: str
     refit: bool
     sweep_jobs: int = 1
+    target: str = "ordinal"  # how validation scores are read (nominal: L1 probes)
     kind: str = "layers"
     parallel: bool = True
 
@@ -133,7 +136,7 @@ class LayerSweep:
         a = self.acts[cell.model]
         return _sweep, (a.array, self.data.y, cell.split, cell.method, cell.mode,
                         self.data.n_classes, cell.seed, a.width, self.metric, self.refit,
-                        self.sweep_jobs)
+                        self.sweep_jobs, self.target)
 
     def compute(self, cell: Cell) -> CellOutput:
         fn, args = self.job(cell)
@@ -148,9 +151,10 @@ class LayerSweep:
         return [int(layers[o.selected]) for o in outs if o.selected is not None]
 
 
-def _sweep(X, y, split, probe, mode, n_classes, seed, width, metric, refit, n_jobs):
+def _sweep(X, y, split, probe, mode, n_classes, seed, width, metric, refit, n_jobs,
+           target="ordinal"):
     return run_cell(X, y, split, probe, mode=mode, n_classes=n_classes, seed=seed, width=width,
-                    metric=metric, refit=refit, n_jobs=n_jobs)
+                    metric=metric, refit=refit, n_jobs=n_jobs, target=target)
 
 
 @dataclass

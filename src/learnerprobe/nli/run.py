@@ -30,21 +30,19 @@ from learnerprobe import __version__
 from learnerprobe.cefr import LEVELS, base_level
 from learnerprobe.config.nli import MethodConfig, NliConfig
 from learnerprobe.config.study import ExtractionConfig, Layers
-from learnerprobe.estimators.nli._base import align_proba
+from learnerprobe.engine.cells import Cell, CellStore, pool
+from learnerprobe.engine.classifier import Classifier
+from learnerprobe.engine.folds import protocol_folds
+from learnerprobe.engine.loop import run_cells
 from learnerprobe.estimators.nli.probe_method import ActivationLookup
-from learnerprobe.evaluation.cell_cache import CellCache, read_npz, write_npz
-from learnerprobe.evaluation.metrics import bootstrap_all, paired_bootstrap_diff, score_all
-from learnerprobe.evaluation.results import HookResult, ReportSection
-from learnerprobe.evaluation.splits import (
-    balance_indices,
-    check_class_sizes,
-    grouped_stratified_kfold,
-)
+from learnerprobe.evaluation.metrics import paired_bootstrap_diff, score_all
+from learnerprobe.evaluation.results import HookResult, Pooled, ReportSection, score_rows
+from learnerprobe.evaluation.splits import check_class_sizes
 from learnerprobe.extract import get_activations
 from learnerprobe.methods.registry import BuildContext, get_method, l1_probe_names
 from learnerprobe.nli import analysis as A
 from learnerprobe.records import LearnerText
-from learnerprobe.tasks import get_task
+from learnerprobe.tasks import TaskData, get_task
 from learnerprobe.tasks.l1 import L1Data
 
 NO_LAYER = "none"
@@ -111,47 +109,10 @@ def _sample(y: np.ndarray, n: int | None, seed: int) -> np.ndarray:
     return np.sort(idx)
 
 
-def cross_validate_method(
-    make: Callable[[], Any], task: L1Data, folds: list[tuple[np.ndarray, np.ndarray]], *,
-    balance: str, seed: int, eval_idx: np.ndarray | None = None,
-) -> dict[str, Any]:
-    """Out-of-fold probabilities (columns = task.labels) of one method over the given folds.
-
-    ``eval_idx`` restricts which test texts are scored (bounded samples for slow methods);
-    training always uses the whole training fold.
-    """
-    recs = task.records
-    labels = np.asarray(task.labels, dtype=object)
-    n = len(recs)
-    proba = np.full((n, len(labels)), np.nan)
-    fold_of = np.full(n, -1)
-    layers: list[int] = []
-    notes: list[dict[str, Any]] = []
-    wanted = np.ones(n, bool) if eval_idx is None else np.isin(np.arange(n), eval_idx)
-    for f, (tr, te) in enumerate(folds):
-        te = te[wanted[te]]
-        if len(te) == 0:
-            continue
-        tr = tr[balance_indices(task.y[tr], balance, seed)]
-        est = make()
-        fit_kw = {"groups": task.groups[tr]} if _accepts(est.fit, "groups") else {}
-        est.fit([recs[i] for i in tr], task.y[tr], **fit_kw)
-        p = est.predict_proba([recs[i] for i in te])
-        proba[te] = align_proba(np.asarray(p), np.asarray(est.classes_, dtype=object), labels)
-        fold_of[te] = f
-        if hasattr(est, "layer_index_"):
-            layers.append(int(est.layer_index_))
-        if hasattr(est, "meta_choice_"):
-            notes.append({"fold": f, "meta_choice": est.meta_choice_,
-                          "meta_scores": dict(est.meta_scores_)})
-    done = fold_of >= 0
-    return {"proba": proba[done], "idx": np.flatnonzero(done), "fold": fold_of[done],
-            "layers": layers, "notes": notes}
-
-
 # --------------------------------------------------------------------------- result cache
 #: Bump when a method's code changes what it predicts, so stale cached results are not reused.
-NLI_CACHE_VERSION = 2
+#: 3: one cached cell per (method, fold) in the engine's cell store (was: one per method).
+NLI_CACHE_VERSION = 3
 METHOD_CACHE_VERSION = {"ensemble": 3}  # 3: weighted-pool combiners join the selection
 
 _METHOD_TABLES = {"ngram": ("ngram",), "sentence-sgd": ("sentence_sgd",), "probe": ("probe",),
@@ -164,13 +125,12 @@ def _plain(v: Any) -> Any:
     return v.as_kwargs() if isinstance(v, MethodConfig) else v
 
 
-def method_cache_key(s: NliConfig, method: str, kw: dict[str, Any], seed: int,
-                     folds: Sequence[tuple[np.ndarray, np.ndarray]], task: L1Data, *,
+def method_cache_key(s: NliConfig, method: str, kw: dict[str, Any], seed: int, *,
                      models: Sequence[str], probes: Sequence[str], layers: Layers,
-                     extraction: ExtractionConfig) -> str:
-    """Hash of everything that changes one method's out-of-fold predictions: its options
-    (and its bases' for the ensemble), the study's models, probes, layers and extraction, class
-    balance, the task's texts and labels, the folds and the seed."""
+                     extraction: ExtractionConfig) -> dict[str, Any]:
+    """Everything about one method that changes its predictions on a fold: its options (and
+    its bases' for the ensemble), the study's models, probes, layers and extraction, class
+    balance and the seed (the engine adds the fold, the texts and labels)."""
     methods = [method] + (list(s.ensemble_of) if method == "ensemble" else [])
     tables = {m: {t: _plain(getattr(s, t)) for t in _METHOD_TABLES.get(s.base_method(m), ())}
               for m in methods}
@@ -186,54 +146,33 @@ def method_cache_key(s: NliConfig, method: str, kw: dict[str, Any], seed: int,
     }
     if method in METHOD_CACHE_VERSION:  # only then, so other methods' keys stay put
         payload["mv"] = METHOD_CACHE_VERSION[method]
-    h = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode())
+    return json.loads(json.dumps(payload, sort_keys=True, default=str))
+
+
+def texts_digest(task: L1Data) -> str:
+    """Hash of the task's texts and labels (part of every NLI cell's key)."""
+    h = hashlib.sha256()
     for r, lab in zip(task.records, task.y, strict=True):
         h.update(f"{r.id}\x1f{lab}\x1f{r.text}\x1e".encode())
-    for tr, te in folds:
-        h.update(np.asarray(tr, np.int64).tobytes() + b"|" + np.asarray(te, np.int64).tobytes())
     return h.hexdigest()
 
 
-def load_cached(path: Path) -> dict[str, Any] | None:
-    """A method's cached out-of-fold result, or None when absent or unreadable (a miss)."""
-    z = read_npz(path, required=("proba", "idx", "fold", "layers", "notes"))
-    if z is None:
-        return None
-    try:
-        notes = json.loads(str(z["notes"]))
-    except ValueError:
-        return None
-    return {"proba": z["proba"], "idx": z["idx"], "fold": z["fold"],
-            "layers": [int(v) for v in z["layers"]], "notes": notes}
-
-
-def save_cached(path: Path, res: dict[str, Any]) -> None:
-    """Write atomically (``evaluation.cell_cache``): a crash or a concurrent run writing the same
-    entry leaves either a whole result or the previous one."""
-    write_npz(path, {"proba": res["proba"], "idx": res["idx"], "fold": res["fold"],
-                     "layers": np.asarray(res["layers"], dtype=np.int64),
-                     "notes": np.asarray(json.dumps(res.get("notes", []), default=str))})
-
-
-def score_method(
-    res: dict[str, Any], task: L1Data, *, n_boot: int, seed: int
-) -> tuple[list[dict[str, Any]], np.ndarray]:
-    """Metric rows (accuracy, macro-F1, top-k with CIs; per-L1 P/R/F1) for one method."""
-    K = len(task.labels)
-    y_codes = np.array([task.labels.index(v) for v in task.y[res["idx"]]])
-    pred = np.argmax(res["proba"], axis=1)
-    rows = []
-    ci = bootstrap_all(y_codes, pred, proba=res["proba"], task="nominal", labels=K,
-                       n_boot=n_boot, seed=seed)
-    for metric, (v, lo, hi) in ci.items():
-        rows.append({"metric": metric, "value": v, "ci_low": lo, "ci_high": hi})
-    per = score_all(y_codes, pred, task="nominal", labels=K, per_class=True)
+def score_method(p: Pooled, data: TaskData, *, n_boot: int, seed: int
+                 ) -> list[dict[str, Any]]:
+    """Metric rows of one method: accuracy, macro-F1, top-k with CIs
+    (:func:`learnerprobe.evaluation.results.score_rows`, pooled over the corpora), then
+    per-L1 precision, recall and F1."""
+    K = data.n_classes
+    one = np.full(len(data.y), "all", dtype=object)  # NLI pools its corpora: one "all" row
+    rows = score_rows(p, data.y, one, task="l1", kind="nominal", n_classes=K, n_boot=n_boot,
+                      seed=seed, shared_levels=False)
+    per = score_all(data.y[p.idx], p.pred, task="nominal", labels=K, per_class=True)
     for key, v in per.items():
         if "/" in key:
             m, lab = key.split("/", 1)
-            rows.append({"metric": f"{m}/{task.labels[int(lab)]}", "value": v,
+            rows.append({"metric": f"{m}/{data.labels[int(lab)]}", "value": v,
                          "ci_low": None, "ci_high": None})
-    return rows, pred
+    return rows
 
 
 def _fig_bytes(path: Path) -> bytes:
@@ -318,9 +257,10 @@ class _NliRun:
 
     s: NliConfig
     task: L1Data
+    data: TaskData  # the task with encoded labels, as the engine reads it
     fac: MethodFactory
     out: Path
-    cache: CellCache
+    cache: CellStore
     log: Callable[[str], None]
     n_boot: int
     base: dict[str, Any]  # columns every row of this run shares
@@ -386,92 +326,114 @@ def _eval_idx(s: NliConfig, method: str, y: np.ndarray, seed: int) -> np.ndarray
     return None
 
 
-def _cached_cv(run: _NliRun, method: str, name: str, kw: dict[str, Any], seed: int,
-               folds: list[tuple[np.ndarray, np.ndarray]]) -> tuple[dict[str, Any], float]:
-    """One method's out-of-fold result, from ``nli/cache`` or computed and cached; seconds."""
-    t0 = time.perf_counter()
-    ckey = method_cache_key(run.s, method, kw, seed, folds, run.task, **run.cache_key)
-    cpath = run.cache.path(ckey[:20], prefix=f"{name.replace('/', '_')}-seed{seed}-")
-    res = load_cached(cpath)
-    if res is not None:
-        run.log(f"  nli {name} (seed {seed}): cached result {cpath.name}")
-    else:
-        run.log(f"  nli {name} (seed {seed}) ...")
-        res = cross_validate_method(
-            lambda: run.fac.make(method, **kw), run.task, folds, balance=run.s.balance,
-            seed=seed, eval_idx=_eval_idx(run.s, method, run.task.y, seed))
-        save_cached(cpath, res)
-    dt = time.perf_counter() - t0
-    if res["notes"]:
-        choices = [n["meta_choice"] for n in res["notes"]]
-        run.log(f"  nli {name}: combiner chosen per fold on inner out-of-fold data: {choices}")
-    return res, dt
+def _provider(run: _NliRun, seed: int, runs: dict[tuple[str, str], tuple[str, dict[str, Any]]]
+              ) -> Classifier:
+    """The ``"classifier"`` provider of one seed: a cell's method name is its row name; its
+    build options and cache key come from the ``[nli]`` table."""
+    digest = texts_digest(run.task)
+    keys = {k: method_cache_key(run.s, method, kw, seed, **run.cache_key)
+            for k, (method, kw) in runs.items()}
+    samples = {name: idx for (name, _), (method, _) in runs.items()
+               if (idx := _eval_idx(run.s, method, run.task.y, seed)) is not None}
+
+    def make(cell: Cell) -> Any:
+        method, kw = runs[(cell.method, cell.model)]
+        return run.fac.make(method, **kw)
+
+    def key(cell: Cell) -> dict[str, Any]:
+        sample = samples.get(cell.method)
+        return {**keys[(cell.method, cell.model)], "texts": digest,
+                "split": cell.split.digest(),
+                "sample": None if sample is None else np.asarray(sample).tolist()}
+
+    return Classifier(run.task.records, run.task.y, run.task.groups, run.task.labels, make,
+                      run.s.balance, key=key, eval_idx=samples)
 
 
-def _method_rows(run: _NliRun, res: dict[str, Any], name: str, model: str, seed: int,
-                 dt: float) -> tuple[dict[str, Any], np.ndarray]:
-    """Score one method (rows appended, result logged): the columns its rows share, and the
-    predicted class indices."""
+def _method_rows(run: _NliRun, p: Pooled, name: str, model: str, seed: int,
+                 dt: float) -> dict[str, Any]:
+    """Score one method (rows appended, result logged): the columns its rows share."""
     task, K = run.task, len(run.task.labels)
-    layer = str(int(np.bincount(res["layers"]).argmax())) if res["layers"] else NO_LAYER
-    mrows, pred = score_method(res, task, n_boot=run.n_boot, seed=seed)
-    sel = ",".join(map(str, res["layers"])) or None
+    mrows = score_method(p, run.data, n_boot=run.n_boot, seed=seed)
+    sel = ",".join(map(str, p.selected_layers)) if p.selected_layers else None
+    layer = p.key["layer"]
     common = {**run.base, "seed": seed, "model": model, "probe": name, "layer": layer,
               "selected_layer": int(layer) if layer != NO_LAYER else None,
-              "selected_layers": sel, "n": len(res["idx"])}
-    run.rows += [{**common, **r} for r in mrows]
+              "selected_layers": sel, "n": len(p.idx)}
+    run.rows += [{**common, **{k: r[k] for k in ("metric", "value", "ci_low", "ci_high")}}
+                 for r in mrows]
     acc = next(r["value"] for r in mrows if r["metric"] == "accuracy")
     f1 = next(r["value"] for r in mrows if r["metric"] == "macro_f1")
-    run.log(f"  nli {name}: accuracy {acc:.3f}, macro-F1 {f1:.3f} (n={len(res['idx'])}, "
+    run.log(f"  nli {name}: accuracy {acc:.3f}, macro-F1 {f1:.3f} (n={len(p.idx)}, "
             f"majority {task.majority_rate:.3f}, chance {1 / K:.3f}; {dt:.0f} s)")
-    return common, pred
+    return common
 
 
-def _prediction_frame(task: L1Data, res: dict[str, Any], pred: np.ndarray, name: str,
-                      model: str, layer: str, seed: int) -> pd.DataFrame:
+def _prediction_frame(task: L1Data, p: Pooled, name: str, model: str, layer: str,
+                      seed: int) -> pd.DataFrame:
     """predictions.parquet rows of one method (plus the L1 names, true and predicted)."""
     ids = np.array([r.id for r in task.records], dtype=object)
     return pd.DataFrame({
         "task": "l1", "model": model, "mode": "tuned", "seed": seed,
-        "protocol": "iid", "fold": res["fold"].astype(str), "probe": name,
-        "layer": layer, "id": ids[res["idx"]],
-        "corpus": [task.records[i].corpus for i in res["idx"]],
-        "true": [task.labels.index(v) for v in task.y[res["idx"]]],
-        "pred": pred.astype(np.int64),
-        "proba": list(res["proba"].astype(np.float32)),
-        "true_l1": task.y[res["idx"]], "pred_l1": np.asarray(task.labels, dtype=object)[pred],
+        "protocol": "iid", "fold": np.asarray(p.fold).astype(str), "probe": name,
+        "layer": layer, "id": ids[p.idx],
+        "corpus": [task.records[i].corpus for i in p.idx],
+        "true": [task.labels.index(v) for v in task.y[p.idx]],
+        "pred": p.pred.astype(np.int64),
+        "proba": list(p.proba.astype(np.float32)),
+        "true_l1": task.y[p.idx], "pred_l1": np.asarray(task.labels, dtype=object)[p.pred],
     })
 
 
-def _analyse_method(run: _NliRun, res: dict[str, Any], pred: np.ndarray, title: str, key: str,
-                    common: dict[str, Any]) -> None:
+def _analyse_method(run: _NliRun, p: Pooled, notes: list[dict[str, Any]], title: str,
+                    key: str, common: dict[str, Any]) -> None:
     """Confusion, family and level analyses of one method: rows, analyses.json, a section."""
-    arows, figs, info = analyse(title, res, pred, run.task, run.out)
+    arows, figs, info = analyse(title, {"idx": p.idx}, p.pred, run.task, run.out)
     run.rows += [{**common, "ci_low": None, "ci_high": None, **r} for r in arows]
-    if res["notes"]:
-        info["combiner"] = res["notes"]
+    if notes:
+        info["combiner"] = notes
     run.analyses[key] = info
     run.sections.append(ReportSection(f"NLI {key}: confusion", "", figs))
 
 
 def _evaluate_seed(run: _NliRun, seed: int, n_folds: int) -> None:
-    """Every configured method on the same author-grouped folds of one seed."""
+    """Every configured method's cells on the same author-grouped folds of one seed, through
+    the engine's loop (:func:`learnerprobe.engine.loop.run_cells`), cached cell by cell."""
     run.fac.seed = seed
-    folds = grouped_stratified_kfold(run.task.y, run.task.groups, n_folds, seed)
+    splits = protocol_folds("iid", run.data, folds=n_folds, seed=seed, val_size=0.2,
+                            y=run.task.y)
     run.rows += _baseline_rows(run, seed)
+    runs = {(name, model): (method, kw) for method in run.s.methods
+            for name, model, kw in _method_runs(method, run.s, run.fac)}
+    prov = _provider(run, seed, runs)
     results: dict[str, dict[str, Any]] = {}
     for method in run.s.methods:
-        for name, model, kw in _method_runs(method, run.s, run.fac):
-            res, dt = _cached_cv(run, method, name, kw, seed, folds)
+        for name, model, _ in _method_runs(method, run.s, run.fac):
+            t0 = time.perf_counter()
+            cells = [Cell(model, "tuned", seed, "iid", name, sp) for sp in splits]
+            run.log(f"  nli {name} (seed {seed}) ...")
+            done = run_cells(cells, {name: prov}, store=run.cache)
+            outs = [done[c.key] for c in cells]
+            if all(o.cached for o in outs):
+                run.log(f"  nli {name} (seed {seed}): cached cells")
+            dt = time.perf_counter() - t0
             run.timings[f"{name}.seed{seed}"] = dt
+            ids = [o.layer_id for o in outs if o.layer_id is not None]
+            layer = str(int(np.bincount(ids).argmax())) if ids else NO_LAYER
+            base = {"model": model, "mode": "tuned", "seed": seed, "protocol": "iid",
+                    "probe": name}
+            p = pool(base, splits, outs, run.data, [layer], layer_ids=ids or None,
+                     row_order=True)[0]
+            notes = [o.notes for o in outs if o.notes]
+            if notes:
+                run.log(f"  nli {name}: combiner chosen per fold on inner out-of-fold data: "
+                        f"{[n['meta_choice'] for n in notes]}")
             key = f"{name}@{model}" if method == "probe" else name
-            results[key] = res
-            common, pred = _method_rows(run, res, name, model, seed, dt)
-            res["pred"] = pred
-            run.preds.append(_prediction_frame(run.task, res, pred, name, model,
-                                               common["layer"], seed))
+            results[key] = {"idx": p.idx, "pred": p.pred}
+            common = _method_rows(run, p, name, model, seed, dt)
+            run.preds.append(_prediction_frame(run.task, p, name, model, layer, seed))
             if run.s.analyses and seed == run.first_seed:
-                _analyse_method(run, res, pred, name if method != "probe" else key, key, common)
+                _analyse_method(run, p, notes, name if method != "probe" else key, key, common)
     run.rows += paired_comparisons(results, run.s.compare, run.task, run.base, seed, run.n_boot)
 
 
@@ -519,13 +481,13 @@ def run_nli(
     records are selected here, by the same function.
     """
     out = Path(out_dir) / "nli"
-    cache = CellCache(Path(cache_dir) if cache_dir is not None else out / "cache")
+    cache = CellStore(Path(cache_dir) if cache_dir is not None else out / "cache", shard=False)
     out.mkdir(parents=True, exist_ok=True)
     task, summary = _prepare_task(nli, masked, prepared, records, out, log)
     check_class_sizes(task.y, folds)  # before any extraction or fitting
     fac = MethodFactory(nli, task, models=models, probes=probes, featurizers=featurizers,
                         embedder=embedder)
-    run = _NliRun(nli, task, fac, out, cache, log, n_boot=n_boot, base=_base_row(task),
+    run = _NliRun(nli, task, task.encoded(), fac, out, cache, log, n_boot=n_boot, base=_base_row(task),
                   first_seed=seeds[0],
                   cache_key={"models": models, "probes": probes, "layers": layers,
                              "extraction": extraction})

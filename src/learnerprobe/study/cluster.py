@@ -15,9 +15,9 @@ from pydantic import ValidationError
 
 from learnerprobe.config.execution import ExecutionConfig
 from learnerprobe.config.study import StudyConfig
+from learnerprobe.engine.data import encode, load_records
 from learnerprobe.errors import ConfigError
 from learnerprobe.records import LearnerText
-from learnerprobe.engine.data import encode, load_records
 
 
 def with_execution(execution: ExecutionConfig, **overrides: Any) -> ExecutionConfig:

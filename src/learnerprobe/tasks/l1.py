@@ -53,6 +53,18 @@ class L1Data:
     def chance(self) -> float:
         return 1.0 / len(self.labels)
 
+    def encoded(self) -> TaskData:
+        """The task as the engine reads it: labels as indices into ``labels``."""
+        return TaskData(
+            records=list(self.records),
+            y=np.array([self.labels.index(v) for v in self.y], dtype=np.int64),
+            ids=np.array([r.id for r in self.records], dtype=object),
+            groups=self.groups,
+            corpora=np.array([r.corpus for r in self.records], dtype=object),
+            languages=np.array([r.language for r in self.records], dtype=object),
+            labels=list(self.labels),
+        )
+
     def summary(self) -> dict[str, Any]:
         """JSON-ready description for the report (counts per L1, dropped L1s, masking)."""
         return {
@@ -151,16 +163,9 @@ class L1Task(Task):
         """:meth:`select`, as the runner's task data; the selection itself travels in
         ``info["l1"]`` so the NLI protocol does not select (or mask) a second time."""
         d = self.select(records, nli, masked=prep.mask)
-        return TaskData(
-            records=list(d.records),
-            y=np.array([d.labels.index(v) for v in d.y], dtype=np.int64),
-            ids=np.array([r.id for r in d.records], dtype=object),
-            groups=d.groups,
-            corpora=np.array([r.corpus for r in d.records], dtype=object),
-            languages=np.array([r.language for r in d.records], dtype=object),
-            labels=list(d.labels),
-            info={"l1": d},
-        )
+        data = d.encoded()
+        data.info["l1"] = d
+        return data
 
     def evaluate(self, cfg: StudyConfig, data: TaskData, stage_dir: Path, out_dir: Path, *,
                  log: Callable[[str], None]) -> Any:
