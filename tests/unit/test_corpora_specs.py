@@ -5,9 +5,9 @@ import shutil
 
 import pytest
 
+from learnerprobe.engine.data import encode, load_records
 from learnerprobe.errors import ConfigError
 from learnerprobe.study.check import load_study, parse_study
-from learnerprobe.study.runner import encode, load_records
 from tests.helpers.corpus_fixtures import fixture_tree
 
 FIX = fixture_tree()

@@ -231,7 +231,7 @@ def test_hub_unreachable_or_bad_rows(monkeypatch):
 # --- the shipped config ------------------------------------------------------------------------
 
 def test_universalcefr_9_config_parses_validates_and_loads(nine, monkeypatch):
-    from learnerprobe.study.runner import encode, load_records
+    from learnerprobe.engine.data import encode, load_records
 
     cfg = load_study(ROOT / "configs" / "universalcefr-9.toml")
     assert cfg.corpus_names == list(CORPORA)

@@ -69,7 +69,7 @@ def test_the_task_prepares_l1_data_in_one_step(monkeypatch, prep_mask):
     once (settings, masking rule) and hands the selection on, so run_nli does not select again."""
     import learnerprobe.tasks.l1 as l1
     from learnerprobe.config.study import StudyConfig
-    from learnerprobe.study.runner import encode
+    from learnerprobe.engine.data import encode
 
     calls = []
     real = l1.select_l1

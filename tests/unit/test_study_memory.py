@@ -17,12 +17,14 @@ import numpy as np
 import pytest
 
 from learnerprobe.config.load import parse_config
-from learnerprobe.study import runner
+from learnerprobe.engine.data import adapt_activations, encode
+from learnerprobe.engine.nested import Fitting, take_layers
+from learnerprobe.engine.score import Scoring
 from learnerprobe.study.synthetic import (
     SyntheticShape,
     synthetic_study,
 )
-from learnerprobe.study.transfer import Fitting, Scoring, run_transfer, take_layers
+from learnerprobe.study.transfer import run_transfer
 
 MB = 1 << 20
 SHAPE = SyntheticShape(corpora=3, texts=20_000, layers=13, hidden=32)
@@ -38,8 +40,8 @@ def study(tmp_path_factory):
                          "cache_cells": False, "n_jobs": 1})
     # ten texts per author: grouped splits of 10,000 authors cost more than the fits
     cfg, recs, raw = synthetic_study(base, SHAPE, tmp / "acts", texts_per_author=10)
-    data = runner.encode(cfg, recs)
-    acts = {m: runner.adapt_activations(a, data, cfg.layers) for m, a in raw.items()}
+    data = encode(cfg, recs)
+    acts = {m: adapt_activations(a, data, cfg.layers) for m, a in raw.items()}
     yield cfg, data, acts
     mp.undo()
 
@@ -54,7 +56,7 @@ def _transfer_peak(cfg, data, acts, layers: list[int]) -> tuple[float, int]:
         start = tracemalloc.get_traced_memory()[0]
         res = run_transfer(tc, data, acts, seeds=cfg.seeds, folds=cfg.folds,
                            val_size=cfg.selection.val_size, with_surface=True,
-                           scoring=Scoring(cfg.task, cfg.n_boot, 0, cfg.shared_levels),
+                           scoring=Scoring(cfg.task, cfg.n_boot, 0, cfg.shared_levels, "ordinal"),
                            fitting=Fitting(1, 1, False), log=logs.append)
         peak = tracemalloc.get_traced_memory()[1]
     finally:

@@ -65,7 +65,7 @@ def test_builtin_tasks_and_unknown_name():
 
 
 def test_toy_task_prepares_data(length_task):
-    from learnerprobe.study.runner import encode
+    from learnerprobe.engine.data import encode
 
     cfg = _cfg()
     data = encode(cfg, _records())
@@ -79,7 +79,8 @@ def test_toy_task_prepares_data(length_task):
 
 
 def test_toy_task_runs_through_the_study_runner(length_task, tmp_path, monkeypatch):
-    from learnerprobe.study.runner import encode, run
+    from learnerprobe.engine.data import encode
+    from learnerprobe.study.runner import run
 
     monkeypatch.setenv("LEARNERPROBE_CACHE", str(tmp_path / "cache"))
     recs = _records()
