@@ -65,7 +65,8 @@ def test_method_results_are_cached_and_reused_until_their_settings_change(subset
     logs: list[str] = []
     run(_cfg(["ngram", "metadata"]), tmp_path, records=subset, log=logs.append)
     cache = sorted((tmp_path / "nli" / "cache").glob("*.npz"))
-    assert [p.name.split("-seed")[0] for p in cache] == ["metadata", "ngram"]
+    # one cached cell per method and fold (3 folds)
+    assert [p.name.split("-seed")[0] for p in cache] == ["metadata"] * 3 + ["ngram"] * 3
     first = pd.read_csv(tmp_path / "results.csv")
     logs.clear()
     run(_cfg(["ngram", "metadata"]), tmp_path, records=subset, log=logs.append)
@@ -95,7 +96,7 @@ def test_crashed_nli_run_is_refused_and_resumes_from_its_cache(subset, tmp_path,
     monkeypatch.undo()
     with pytest.raises(IncompleteRunError):
         read_run_results(tmp_path)
-    assert len(list((tmp_path / "nli" / "cache").glob("metadata-*.npz"))) == 1
+    assert len(list((tmp_path / "nli" / "cache").glob("metadata-*.npz"))) == 3  # a cell a fold
     logs: list[str] = []
     run(_cfg(["metadata"]), tmp_path, records=subset, log=logs.append, report=False)
     assert any("cached result" in m for m in logs)

@@ -52,6 +52,10 @@ class Classifier:
     def cache_key(self, cell: Cell) -> dict[str, Any] | None:
         return self.key(cell)
 
+    def cache_prefix(self, cell: Cell) -> str:
+        """``METHOD-seedS-foldF-``: which cell a file of the run's NLI cache holds."""
+        return f"{cell.method.replace('/', '_')}-seed{cell.seed}-fold{cell.fold}-"
+
     def job(self, cell: Cell) -> tuple[Callable[..., CellOutput], tuple]:
         raise TypeError("classifier cells run in this process")
 

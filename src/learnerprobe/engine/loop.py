@@ -34,6 +34,9 @@ class Provider(Protocol):
     def cache_key(self, cell: Cell) -> dict[str, Any] | None:
         """Everything that determines the cell's output (None: not cached as a cell)."""
 
+    def cache_prefix(self, cell: Cell) -> str:
+        """A readable start of the cache file's name ("" for none)."""
+
     def job(self, cell: Cell) -> tuple[Callable[..., CellOutput], tuple]:
         """``(worker, args)`` for a worker process (``parallel`` providers)."""
 
@@ -74,7 +77,8 @@ def run_cells(cells: Sequence[Cell], providers: Mapping[str, Provider], *,
     for cell in cells:
         prov = providers[cell.method]
         key = prov.cache_key(cell) if store is not None else None
-        path = store.path(content_key(key)) if store is not None and key is not None else None
+        path = (store.path(content_key(key), prefix=prov.cache_prefix(cell))
+                if store is not None and key is not None else None)
         r = store.load(path) if store is not None and path is not None else None
         if r is not None:
             results[cell.key] = r

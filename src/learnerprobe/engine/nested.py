@@ -327,6 +327,9 @@ class Nested:
     def cache_key(self, cell: Cell) -> None:
         return None  # every fit is cached on its own (transfer-cells)
 
+    def cache_prefix(self, cell: Cell) -> str:
+        return ""
+
     def job(self, cell: Cell) -> tuple[Callable[..., CellOutput], tuple]:
         raise TypeError("nested cells run in this process (their fits run side by side)")
 

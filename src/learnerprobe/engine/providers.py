@@ -132,6 +132,9 @@ class LayerSweep:
                 "y": labels_digest(self.data), "K": self.data.n_classes, "metric": self.metric,
                 "refit": self.refit, **engine_key(cell.method, cell.mode)}
 
+    def cache_prefix(self, cell: Cell) -> str:
+        return ""
+
     def job(self, cell: Cell) -> tuple[Callable[..., CellOutput], tuple]:
         a = self.acts[cell.model]
         return _sweep, (a.array, self.data.y, cell.split, cell.method, cell.mode,
@@ -180,6 +183,9 @@ class Features:
                 "mode": cell.mode, "seed": cell.seed, "split": cell.split.digest(),
                 "y": labels_digest(self.data), "K": self.data.n_classes, "metric": self.metric,
                 "refit": self.refit, **engine_key(cell.method, cell.mode)}
+
+    def cache_prefix(self, cell: Cell) -> str:
+        return ""
 
     def job(self, cell: Cell) -> tuple[Callable[..., CellOutput], tuple]:
         if self.fit_on != "train":

@@ -415,7 +415,7 @@ def _evaluate_seed(run: _NliRun, seed: int, n_folds: int) -> None:
             done = run_cells(cells, {name: prov}, store=run.cache)
             outs = [done[c.key] for c in cells]
             if all(o.cached for o in outs):
-                run.log(f"  nli {name} (seed {seed}): cached cells")
+                run.log(f"  nli {name} (seed {seed}): cached result ({len(outs)} cells)")
             dt = time.perf_counter() - t0
             run.timings[f"{name}.seed{seed}"] = dt
             ids = [o.layer_id for o in outs if o.layer_id is not None]
