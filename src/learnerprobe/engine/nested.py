@@ -132,8 +132,7 @@ def _digest(a: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()[:16]
 
 
-def make_fit_many(method: str, inp: TransferInputs, *, n_jobs: int, threads: int, cache: bool,
-                  stats: dict[str, float]) -> nested.FitMany:
+class FitStream:
     """``fit_many`` for :func:`learnerprobe.selection.nested.nested_loco`: cached, parallel, lazy.
 
     The results come one job at a time, in job order, as the caller consumes them; fits are
@@ -141,31 +140,37 @@ def make_fit_many(method: str, inp: TransferInputs, *, n_jobs: int, threads: int
     builds its own design matrices. So memory holds a few fits' inputs, not every fit's: with
     every design matrix built up front, a 7-corpus study of 7,000 texts held gigabytes of them
     (one float64 copy of the training rows per fit)."""
-    mix, surf = method_inputs(method)
-    store = CellCache(cache_root() / "transfer-cells", shard=True)
-    # the method's fixed settings (registry) are part of the key, not only the grid point
-    est = get_method(method).build(BuildContext(n_classes=inp.n_classes, seed=inp.seed))
-    params = est.get_params()
-    # all candidate layers of a variant in one training (dann), else one fit per job
-    batched = not mix and hasattr(type(est), "fit_predict_layers")
-    fixed = {"domains": _digest(np.array([str(x) for x in inp.domains]).astype("U")),
-             "surface": surf and _digest(inp.surface)}
 
-    def key(job: nested.Job) -> str:
+    def __init__(self, method: str, inp: TransferInputs, *, n_jobs: int, threads: int,
+                 cache: bool, stats: dict[str, float]) -> None:
+        self.method, self.inp, self.n_jobs, self.threads = method, inp, n_jobs, threads
+        self.cache, self.stats = cache, stats
+        self.mix, self.surf = method_inputs(method)
+        self.store = CellCache(cache_root() / "transfer-cells", shard=True)
+        # the method's fixed settings (registry) are part of the key, not only the grid point
+        est = get_method(method).build(BuildContext(n_classes=inp.n_classes, seed=inp.seed))
+        self.params = sorted((k, repr(v)) for k, v in est.get_params().items())
+        # all candidate layers of a variant in one training (dann), else one fit per job
+        self.batched = not self.mix and hasattr(type(est), "fit_predict_layers")
+        self.fixed = {"domains": _digest(np.array([str(x) for x in inp.domains]).astype("U")),
+                      "surface": self.surf and _digest(inp.surface)}
+
+    def key(self, job: nested.Job) -> str:
+        inp, mix = self.inp, self.mix
         return content_key({
-            "v": TRANSFER_VERSION, "method": method, "options": list(job.candidate.options),
-            "params": sorted((k, repr(v)) for k, v in params.items()),
+            "v": TRANSFER_VERSION, "method": self.method,
+            "options": list(job.candidate.options), "params": self.params,
             "layer": job.candidate.layer if not mix else inp.layers, "acts": inp.acts_key,
             "layer_id": None if mix else inp.layers[int(job.candidate.layer)],
             "train": _digest(job.train), "y": _digest(job.y_train.astype(np.int64)),
             "predict": _digest(job.predict), "K": inp.n_classes, "seed": inp.seed,
-            **fixed, **({"engine": LAYER_BATCHED} if batched else {}),
+            **self.fixed, **({"engine": LAYER_BATCHED} if self.batched else {}),
         })
 
-    def units(jobs: list[nested.Job], todo: list[int]) -> list[list[int]]:
+    def units(self, jobs: list[nested.Job], todo: list[int]) -> list[list[int]]:
         """Jobs fitted together: one each, or (batched) those that differ only in their
         layer; in the order of their first job."""
-        if not batched:
+        if not self.batched:
             return [[i] for i in todo]
         groups: dict[tuple, list[int]] = {}
         for i in todo:
@@ -175,53 +180,58 @@ def make_fit_many(method: str, inp: TransferInputs, *, n_jobs: int, threads: int
                               []).append(i)
         return list(groups.values())
 
-    def unit_args(jobs: list[nested.Job], unit: list[int]) -> tuple:
+    def unit_args(self, jobs: list[nested.Job], unit: list[int]) -> tuple:
         j = jobs[unit[0]]
-        return (method, dict(j.candidate.options), inp,
-                [jobs[i].candidate.layer for i in unit], j.train, j.y_train, j.predict, mix,
-                surf, batched, threads)
+        return (self.method, dict(j.candidate.options), self.inp,
+                [jobs[i].candidate.layer for i in unit], j.train, j.y_train, j.predict,
+                self.mix, self.surf, self.batched, self.threads)
 
-    def run(jobs: list[nested.Job], todo: list[list[int]]) -> Iterator[list[tuple]]:
-        args = (unit_args(jobs, u) for u in todo)
-        if n_jobs == 1 or len(todo) < 2:
+    def run(self, jobs: list[nested.Job], todo: list[list[int]]) -> Iterator[list[tuple]]:
+        args = (self.unit_args(jobs, u) for u in todo)
+        if self.n_jobs == 1 or len(todo) < 2:
             return (_fit_unit(*a) for a in args)
-        return iter(Parallel(n_jobs=n_jobs, return_as="generator")(
+        return iter(Parallel(n_jobs=self.n_jobs, return_as="generator")(
             delayed(_fit_unit)(*a) for a in args))
 
-    def fit_many(jobs: Sequence[nested.Job]) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+    def __call__(self, jobs: Sequence[nested.Job]
+                 ) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
         jobs = list(jobs)
-        keys = [key(j) for j in jobs]
-        hit = [cache and store.path(k).is_file() for k in keys]
-        todo = units(jobs, [i for i, h in enumerate(hit) if not h])
-        fitted = zip(todo, run(jobs, todo), strict=True)
+        keys = [self.key(j) for j in jobs]
+        hit = [self.cache and self.store.path(k).is_file() for k in keys]
+        todo = self.units(jobs, [i for i, h in enumerate(hit) if not h])
+        fitted = zip(todo, self.run(jobs, todo), strict=True)
         ready: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         for name in ("fits", "cached", "seconds"):
-            stats.setdefault(name, 0)
+            self.stats.setdefault(name, 0)
 
         def take(unit: list[int], results: list[tuple]) -> None:
             for u, r in zip(unit, results, strict=True):
                 ready[u] = r
-                if cache:
-                    store.save(keys[u], {"pred": r[0], "proba": r[1]})
-            stats["fits"] += len(unit)
+                if self.cache:
+                    self.store.save(keys[u], {"pred": r[0], "proba": r[1]})
+            self.stats["fits"] += len(unit)
 
         for i, k in enumerate(keys):
-            z = store.load(k, required=("pred", "proba")) if hit[i] else None
+            z = self.store.load(k, required=("pred", "proba")) if hit[i] else None
             if z is not None:
-                stats["cached"] += 1
+                self.stats["cached"] += 1
                 yield z["pred"], z["proba"]
                 continue
             t0 = time.perf_counter()
             if hit[i]:  # an unreadable entry: refit this job on its own
-                take([i], _fit_unit(*unit_args(jobs, [i])))
+                take([i], _fit_unit(*self.unit_args(jobs, [i])))
             while i not in ready:
                 take(*next(fitted))
-            stats["seconds"] += time.perf_counter() - t0
+            self.stats["seconds"] += time.perf_counter() - t0
             yield ready.pop(i)
         if next(fitted, None) is not None:  # every unit was taken; lets the workers finish
             raise RuntimeError("transfer fits outnumber their jobs")
 
-    return fit_many
+
+def make_fit_many(method: str, inp: TransferInputs, *, n_jobs: int, threads: int, cache: bool,
+                  stats: dict[str, float]) -> nested.FitMany:
+    """A :class:`FitStream` of one method over ``inp``."""
+    return FitStream(method, inp, n_jobs=n_jobs, threads=threads, cache=cache, stats=stats)
 
 
 @dataclass(frozen=True)
