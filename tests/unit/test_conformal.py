@@ -100,3 +100,29 @@ def test_trust_rows_calibrate_each_fold_on_its_own_validation_texts():
     no_cal = Pooled(pooled.key, idx, pooled.pred, pooled.proba, fold, pooled.shared, y)
     assert {r["metric"] for r in trust_rows(no_cal, y, corpora, task="cefr",
                                             kind="ordinal")} == {"ece"}
+
+
+def test_report_sections_show_coverage_gap_and_reliability():
+    from learnerprobe.evaluation.results import results_frame
+    from learnerprobe.study.report_trust import coverage_table, trust_sections
+
+    p, y = _data(1600, 4, 7)
+    ps, _ = _data(1600, 4, 8, shift=1.2)
+    corpora = np.array(["a"] * 800 + ["b"] * 800)
+    pooled, rows = [], []
+    for proto, test_p in (("iid", p), ("loco", ps)):
+        q = Pooled({"model": "m", "mode": "tuned", "seed": 0, "protocol": proto, "probe": "x",
+                    "layer": "selected"}, np.arange(800, 1600), test_p[800:].argmax(1),
+                   test_p[800:], np.repeat(["0"], 800), np.ones(800, bool), y,
+                   selected_layers=[3], cal_idx=np.arange(800), cal_proba=p[:800],
+                   cal_fold=np.repeat(["0"], 800))
+        pooled.append(q)
+        rows += trust_rows(q, y, corpora, task="cefr", kind="ordinal")
+    df = results_frame(rows)
+    tab = coverage_table(df)
+    iid = tab[(tab.protocol == "iid") & (tab.test_corpus == "all")].iloc[0]
+    loco = tab[(tab.protocol == "loco") & (tab.test_corpus == "all")].iloc[0]
+    assert abs(iid.gap_pp) < 4 and loco.gap_pp < -5
+    secs = trust_sections(df, pooled, y)
+    assert "coverage-table" in secs[0].html and "LOCO" in secs[0].html
+    assert secs[1].figures and secs[1].figures[0][1][:4] == b"\x89PNG"
