@@ -144,3 +144,47 @@ def test_hidden_bundle_flags_unfamiliar_end_to_end(tmp_path):
     assert odd["flags"]["unfamiliar"] is True
     assert odd["checks"]["distance"] > odd["checks"]["threshold"]
     assert known["set"] and set(known["set"]) <= set(pred.manifests["cefr"]["labels"])
+
+
+def test_serve_returns_sets_and_flags_and_refuses_bad_coverage(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from learnerprobe.serve.app import create_app
+
+    path, _ = make_bundle(tmp_path, applicability=True)
+    client = TestClient(create_app(Predictor.load(path), max_chars=1000, timeout_s=10))
+    r = client.post("/api/predict", json={"text": ENGLISH, "coverage": 0.8})
+    assert r.status_code == 200, r.text
+    body = r.json()["l1"]
+    assert body["coverage"] == 0.8 and body["set"] and body["flags"]["language"] is True
+    for bad in (0.0, 1.0, 1.5, -1.0, "0.9", True):
+        assert client.post("/api/predict", json={"text": GERMAN, "coverage": bad}
+                           ).status_code == 422
+    assert client.post("/api/predict", json={"text": GERMAN}).json()["l1"]["coverage"] == 0.9
+    page = client.get("/static/page.js").text
+    assert "flags" in page and "coverage" in page
+
+
+def test_cli_prints_set_and_warnings_and_refuses_bad_coverage(tmp_path, capsys):
+    from tests.helpers.cli import one_error_line, run_main
+
+    path, _ = make_bundle(tmp_path, applicability=True)
+    code, out, err = run_main(["predict", "--bundle", path, "--coverage", "0.8", ENGLISH], capsys)
+    assert code == 0, err
+    assert "set {" in out and "(80 %)" in out and "warning: language (en" in out
+    code, out, _ = run_main(["predict", "--bundle", path, "--json", GERMAN], capsys)
+    r = json.loads(out)["l1"]
+    assert r["coverage"] == 0.9 and isinstance(r["set"], list) and "flags" in r
+    for bad in ("0", "1", "1.5", "-0.2", "nan"):
+        code, out, err = run_main(["predict", "--bundle", path, "--coverage", bad, GERMAN],
+                                  capsys)
+        assert code == 2 and "--coverage" in one_error_line(out + err)
+
+
+def test_cli_set_text():
+    from learnerprobe.cli.predict import set_text
+
+    assert set_text(["A2", "B1"], True) == "A2–B1"
+    assert set_text(["B1"], True) == "B1"
+    assert set_text(["de", "it"], False) == "{de, it}"
+    assert set_text([], True) == "∅"

@@ -126,3 +126,12 @@ def test_report_sections_show_coverage_gap_and_reliability():
     secs = trust_sections(df, pooled, y)
     assert "coverage-table" in secs[0].html and "LOCO" in secs[0].html
     assert secs[1].figures and secs[1].figures[0][1][:4] == b"\x89PNG"
+
+
+def test_sets_are_never_empty_and_keep_the_top_label():
+    p = np.array([[0.1, 0.7, 0.2], [0.3, 0.3, 0.4]])
+    raw = np.zeros((2, 3), dtype=bool)
+    out = conformal.never_empty(raw, p)
+    assert out.tolist() == [[False, True, False], [False, False, True]]
+    full = np.ones((2, 3), dtype=bool)
+    assert conformal.never_empty(full, p).all()

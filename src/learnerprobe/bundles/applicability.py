@@ -147,7 +147,8 @@ class Limits:
             self.threshold = float(u["threshold"])
 
     def sets(self, proba: np.ndarray, coverage: float) -> np.ndarray:
-        return conformal.sets(self.cal, conformal.label_scores(proba, self.kind), coverage)
+        raw = conformal.sets(self.cal, conformal.label_scores(proba, self.kind), coverage)
+        return conformal.never_empty(raw, proba)
 
     def distances(self, X: np.ndarray) -> np.ndarray | None:
         if self.mean is None:

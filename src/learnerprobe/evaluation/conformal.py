@@ -68,6 +68,17 @@ def sets(cal_scores: np.ndarray, alphas: np.ndarray, coverage: float) -> np.ndar
     return p >= 1.0 - coverage
 
 
+def never_empty(pred_sets: np.ndarray, proba: np.ndarray) -> np.ndarray:
+    """The sets with the most probable label added where a set is empty (a conformal set may be
+    empty when even the top label is unusual; adding it can only raise coverage, and an
+    ordinal set stays a range: the top label has the lowest score, so a non-empty set already
+    holds it)."""
+    out = np.array(pred_sets, dtype=bool, copy=True)
+    empty = ~out.any(axis=1)
+    out[np.flatnonzero(empty), np.asarray(proba)[empty].argmax(axis=1)] = True
+    return out
+
+
 def crepes_sets(cal_scores: np.ndarray, alphas: np.ndarray, coverage: float) -> np.ndarray:
     """The same sets computed by crepes (the reference the numpy rule is tested against)."""
     from crepes import ConformalClassifier  # pandas + scipy: the study and tests only
@@ -88,6 +99,7 @@ def coverage_and_size(pred_sets: np.ndarray, y: np.ndarray) -> tuple[float, floa
 
 def split_conformal(cal_proba: np.ndarray, cal_y: np.ndarray, test_proba: np.ndarray,
                     kind: str, coverage: float) -> np.ndarray:
-    """Sets for ``test_proba`` calibrated on (``cal_proba``, ``cal_y``), via crepes."""
+    """Sets for ``test_proba`` calibrated on (``cal_proba``, ``cal_y``), via crepes, never
+    empty (:func:`never_empty`: what a bundle's ``predict`` gives)."""
     cal = true_scores(cal_proba, cal_y, kind)
-    return crepes_sets(cal, label_scores(test_proba, kind), coverage)
+    return never_empty(crepes_sets(cal, label_scores(test_proba, kind), coverage), test_proba)
