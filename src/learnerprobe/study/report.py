@@ -6,6 +6,7 @@ Task hooks add sections through :class:`~learnerprobe.evaluation.results.ReportS
 from __future__ import annotations
 
 import base64
+import re
 import html
 from collections.abc import Sequence
 from pathlib import Path
@@ -201,4 +202,25 @@ def write_report(path: Path, df: pd.DataFrame, pooled: Sequence[Pooled], data: A
         summary_html=summary_html, sections=view, lead_sections=views(lead),
         timings=timings)
     Path(path).write_text(text, encoding="utf-8")
+    write_figures(Path(path).parent / "figures", lead + all_sections)
     return Path(path)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60] or "figure"
+
+
+def write_figures(folder: Path, sections: Sequence[ReportSection]) -> list[Path]:
+    """The report's figures as PNG files too, so a paper or slide can use them without
+    unpacking the HTML: ``NN-section-title-i.png`` in report order."""
+    out: list[Path] = []
+    n = 0
+    for s in sections:
+        for i, (_caption, png) in enumerate(s.figures):
+            n += 1
+            if not out:
+                folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"{n:02d}-{_slug(s.title)}-{i + 1}.png"
+            path.write_bytes(png)
+            out.append(path)
+    return out
