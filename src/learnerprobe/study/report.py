@@ -6,8 +6,8 @@ Task hooks add sections through :class:`~learnerprobe.evaluation.results.ReportS
 from __future__ import annotations
 
 import base64
-import re
 import html
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
