@@ -188,3 +188,18 @@ def test_cli_set_text():
     assert set_text(["B1"], True) == "B1"
     assert set_text(["de", "it"], False) == "{de, it}"
     assert set_text([], True) == "∅"
+
+
+def test_bundle_verify_states_validation_ece_or_says_to_retrain(tmp_path, capsys):
+    from tests.helpers.cli import run_main
+
+    new, _ = make_bundle(tmp_path, name="new", applicability=True)
+    old, _ = make_bundle(tmp_path, name="old")
+    code, out, err = run_main(["bundle", "verify", new], capsys)
+    assert code == 0, err
+    assert "validation ECE" in out and "length (" in out and "language (trained on de, it)" in out
+    code, out, _ = run_main(["bundle", "verify", "--json", new], capsys)
+    info = json.loads(out)
+    assert info["prediction_sets"] is True and 0 <= info["validation_ece"] <= 1
+    code, out, _ = run_main(["bundle", "verify", old], capsys)
+    assert code == 0 and "retrain" in out
