@@ -308,8 +308,12 @@ def train_transfer(cfg: StudyConfig, bundle: Path, method: str, *, results_dir: 
     decoding = ({"decoding": "the level is the method's decoding (expected value or tuned "
                              "thresholds), which may differ from the most probable level"}
                 if not getattr(est, "label_is_argmax", True) else {})
+    limits = _transfer_limits(cfg, data, ch, X[layers.index(use[0])], langs)
+    if limits is not None:
+        decoding["calibration"] = ap.card_line(limits)
     return save_bundle(
         bundle, task="cefr", method=method, labels=data.labels, estimator=est,
+        applicability=limits,
         model=entry.to_dict(), weights=weights_pin(entry), layer=int(max(use)),
         layers=[int(x) for x in use] if mix else None,
         preprocessing={"features": "hidden", "mask": bool(cfg.prep.mask),
@@ -334,6 +338,20 @@ def train_transfer(cfg: StudyConfig, bundle: Path, method: str, *, results_dir: 
                            "the validation metrics), then refitted on all texts",
               **decoding},
     )
+
+
+def _transfer_limits(cfg: StudyConfig, data: Any, ch: Any, X: np.ndarray, langs: list[str]
+                     ) -> ap.Applicability | None:
+    """Sets and flags of a transfer bundle: conformal scores from the chosen candidate's pooled
+    held-out predictions (each training corpus predicted by a fit without it, so the sets are
+    calibrated out of corpus), the ``unfamiliar`` statistics on the first layer the method
+    reads (a grouped split: statistics on one part, threshold on the other)."""
+    if ch.proba is None:
+        return None
+    tr, va = grouped_holdout(data.y, data.groups, test_size=cfg.selection.val_size,
+                             seed=cfg.seeds[0])
+    return ap.fit("ordinal", ch.proba, data.y[ch.val], [r.text for r in data.records], langs,
+                  X[tr], X[va])
 
 
 def train_l1(cfg: StudyConfig, bundle: Path, *, results_dir: Path | None,
