@@ -95,6 +95,13 @@ function metricValue(v) {
   return x === null ? str(v && typeof v === 'object' ? v.value : v, '?').slice(0, 12) : x.toFixed(3);
 }
 
+function calibration(a) {
+  if (!a || typeof a !== 'object') return 'not recorded (retrain for prediction sets and warnings)';
+  const e = num(a.validation_ece);
+  return `validation ECE ${e === null ? '?' : e.toFixed(3)} on ${str(a.n_calibration, '?')} validation texts `
+    + '(the calibration set of the prediction sets)';
+}
+
 function card(task, man) {
   man = man && typeof man === 'object' ? man : {};
   const c = man.card && typeof man.card === 'object' ? man.card : {};
@@ -114,7 +121,7 @@ function card(task, man) {
     node('div', `Data: ${corpora} (${str(td.n_texts, '?')} texts). Labels: ${labels}`),
     node('div', `Validation: ${metrics || 'n/a'}`),
     node('div', `Limits: ${str(c.limits, 'see manifest')}`),
-    node('div', `Calibration: ${str(c.calibration, 'not recorded (retrain for prediction sets and warnings)')}`),
+    node('div', `Calibration: ${calibration(man.applicability)}`),
   );
   return div;
 }
