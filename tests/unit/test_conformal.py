@@ -135,3 +135,23 @@ def test_sets_are_never_empty_and_keep_the_top_label():
     assert out.tolist() == [[False, True, False], [False, False, True]]
     full = np.ones((2, 3), dtype=bool)
     assert conformal.never_empty(full, p).all()
+
+
+def test_cells_keep_validation_probabilities_through_the_cache(tmp_path):
+    """A cached cell reloads its validation probabilities; one without (refit, regressors)
+    reloads as such instead of being recomputed every run; one cached before coverage rows
+    existed is recomputed once."""
+    from learnerprobe.evaluation.cell_cache import write_npz
+    from learnerprobe.study.runner import CellResult, load_cell, save_cell
+
+    vp = np.random.default_rng(0).random((2, 5, 3)).astype(np.float32)
+    r = CellResult(np.zeros((2, 4), np.int64), np.zeros((2, 4, 3), np.float32), np.zeros(2), 1,
+                   0.5, val_proba=vp)
+    save_cell(tmp_path / "a.npz", r)
+    np.testing.assert_array_equal(load_cell(tmp_path / "a.npz").val_proba, vp)
+    save_cell(tmp_path / "b.npz", CellResult(r.pred, None, r.val_scores, 1, 0.5))
+    again = load_cell(tmp_path / "b.npz")
+    assert again is not None and again.val_proba is None
+    write_npz(tmp_path / "old.npz", {"pred": r.pred, "proba": r.proba, "has_proba": True,
+                                     "val_scores": r.val_scores, "selected": 1, "seconds": 0.5})
+    assert load_cell(tmp_path / "old.npz") is None

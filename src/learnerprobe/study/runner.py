@@ -256,17 +256,18 @@ def load_cell(path: Path) -> CellResult | None:
     if z is None:
         return None
     proba = z["proba"] if z["has_proba"] else None
-    if proba is not None and "val_proba" not in z:  # cached before coverage: recompute once
+    if "val_proba" not in z:  # cached before coverage rows existed: recompute once
         return None
+    val_proba = z["val_proba"] if z["val_proba"].size else None
     return CellResult(z["pred"], proba, z["val_scores"], int(z["selected"]),
-                      float(z["seconds"]), cached=True, val_proba=z.get("val_proba"))
+                      float(z["seconds"]), cached=True, val_proba=val_proba)
 
 
 def save_cell(path: Path, r: CellResult) -> None:
     write_npz(path, {"pred": r.pred, "proba": r.proba if r.proba is not None else np.zeros(0),
                      "has_proba": r.proba is not None, "val_scores": r.val_scores,
                      "selected": r.selected, "seconds": r.seconds,
-                     **({"val_proba": r.val_proba} if r.val_proba is not None else {})})
+                     "val_proba": r.val_proba if r.val_proba is not None else np.zeros(0)})
 
 
 def run_cell(X: np.ndarray, y: np.ndarray, split: Split, probe: str, *, mode: str,
