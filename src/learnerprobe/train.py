@@ -25,13 +25,14 @@ from typing import Any
 
 import numpy as np
 
+from learnerprobe.bundles import applicability as ap
 from learnerprobe.bundles import onnx_encoder as ox
 from learnerprobe.bundles.io import check_writable, save_bundle
 from learnerprobe.bundles.manifest import MANIFEST
 from learnerprobe.config.study import ExtractionConfig, Layers, StudyConfig
 from learnerprobe.config.transfer import TransferConfig
 from learnerprobe.engine import nested as en
-from learnerprobe.engine.cells import Cell
+from learnerprobe.engine.cells import Cell, CellOutput
 from learnerprobe.engine.data import Acts, encode, load_records
 from learnerprobe.engine.folds import whole_fold
 from learnerprobe.engine.loop import run_cells
@@ -155,8 +156,12 @@ def train_cefr(cfg: StudyConfig, bundle: Path, *, results_dir: Path | None,
         est.fit(X[li], data.y)
     langs = sorted(set(data.languages.tolist()))
     card_extra = {"probabilities": calibration} if calibration else {}
+    tr = fold.train
+    limits = ap.fit("ordinal", _validation_proba(probe, out, X[li], data, tr, va, seed),
+                    data.y[va], [r.text for r in data.records], langs, X[li][tr], X[li][va])
+    card_extra["calibration"] = ap.card_line(limits)
     return save_bundle(
-        bundle, task="cefr", method=probe, labels=data.labels, estimator=est,
+        bundle, task="cefr", method=probe, labels=data.labels, estimator=est, applicability=limits,
         model=entry.to_dict(), weights=weights_pin(entry), layer=int(layers[li]),
         preprocessing={"features": "hidden", "mask": bool(cfg.prep.mask),
                        "language": langs[0] if len(langs) == 1 else None,
@@ -171,6 +176,21 @@ def train_cefr(cfg: StudyConfig, bundle: Path, *, results_dir: Path | None,
               "selection": f"{probe} at layer {layers[li]} chosen on a grouped validation split",
               **card_extra},
     )
+
+
+def _validation_proba(probe: str, out: CellOutput, X: np.ndarray, data: TaskData,
+                      tr: np.ndarray, va: np.ndarray, seed: int) -> np.ndarray:
+    """The winner's probabilities on the validation texts from a model trained without them
+    (the conformal calibration set): the layer search's own for a classifier; a regressor is
+    fitted on the training part with its ordered-logit link (as the bundle's) first."""
+    if out.val_proba is not None:
+        return np.asarray(out.val_proba[out.selected], dtype=float)
+    K = data.n_classes
+    est = get_method(probe, kind="probe").build(mode="tuned", n_classes=K, width=X.shape[-1],
+                                                seed=seed)
+    cal = OrdinalCalibrated(est, n_classes=K, random_state=seed)
+    cal.fit(X[tr], data.y[tr], groups=np.asarray(data.groups)[tr])
+    return cal.predict_proba(X[va])
 
 
 def _limits(corpora: Sequence[str], langs: list[str], what: str) -> str:
@@ -260,8 +280,12 @@ def train_transfer(cfg: StudyConfig, bundle: Path, method: str, *, results_dir: 
     decoding = ({"decoding": "the level is the method's decoding (expected value or tuned "
                              "thresholds), which may differ from the most probable level"}
                 if not getattr(est, "label_is_argmax", True) else {})
+    limits = _transfer_limits(cfg, data, ch, X[layers.index(use[0])], langs)
+    if limits is not None:
+        decoding["calibration"] = ap.card_line(limits)
     return save_bundle(
         bundle, task="cefr", method=method, labels=data.labels, estimator=est,
+        applicability=limits,
         model=entry.to_dict(), weights=weights_pin(entry), layer=int(max(use)),
         layers=[int(x) for x in use] if mix else None,
         preprocessing={"features": "hidden", "mask": bool(cfg.prep.mask),
@@ -286,6 +310,20 @@ def train_transfer(cfg: StudyConfig, bundle: Path, method: str, *, results_dir: 
                            "the validation metrics), then refitted on all texts",
               **decoding},
     )
+
+
+def _transfer_limits(cfg: StudyConfig, data: Any, ch: Any, X: np.ndarray, langs: list[str]
+                     ) -> ap.Applicability | None:
+    """Sets and flags of a transfer bundle: conformal scores from the chosen candidate's pooled
+    held-out predictions (each training corpus predicted by a fit without it, so the sets are
+    calibrated out of corpus), the ``unfamiliar`` statistics on the first layer the method
+    reads (a grouped split: statistics on one part, threshold on the other)."""
+    if ch.proba is None:
+        return None
+    fold = whole_fold(data, seed=cfg.seeds[0], val_size=cfg.selection.val_size)
+    tr, va = fold.train, fold.val
+    return ap.fit("ordinal", ch.proba, data.y[ch.val], [r.text for r in data.records], langs,
+                  X[tr], X[va])
 
 
 def train_l1(cfg: StudyConfig, bundle: Path, *, results_dir: Path | None,
@@ -326,22 +364,28 @@ def train_l1(cfg: StudyConfig, bundle: Path, *, results_dir: Path | None,
             probe, out, _ = choose_probe(cfg, data, X, layers, probes=probes,
                                          metric="macro_f1", target="nominal", log=log, fold=fold)
             i = int(out.selected)
-            cands.append((float(out.val_scores[i]), probe, i, out.val_pred, out.val_proba))
+            cands.append((float(out.val_scores[i]), probe, i, out.val_pred,
+                          None if out.val_proba is None else out.val_proba[i]))
     if not cands:
         raise ConfigError("nli.methods lists nothing that can be bundled (ngram or probe)")
     f1, method, li, pred, proba = cands[best_index([c[0] for c in cands])]
     val = bootstrap_all(y[va], pred, proba=proba, task="nominal", labels=len(labels),
                         n_boot=n_boot, seed=seed)
     langs = sorted({r.language for r in task.records})
+    hidden = method not in text_methods
+    limits = None if proba is None else ap.fit(
+        "nominal", proba, y[va], [r.text for r in task.records], langs,
+        X[li][tr] if hidden else None, X[li][va] if hidden else None)
     common = dict(
-        task="l1", labels=labels,
+        task="l1", labels=labels, applicability=limits,
         training_data={"corpora": cfg.corpus_names, "n_texts": len(task.records), "languages": langs,
                        **task.summary(), "prep": info},
         metrics={"validation": _ci_dict(val), "majority_rate": task.majority_rate,
                  "chance": task.chance, "study": study_metrics(results_dir, "l1", method)},
         card={"limits": _limits(cfg.corpus_names, langs, f"L1s {', '.join(labels)}; any other L1 is forced "
                                 "into one of these"),
-              "selection": f"{method} chosen on a grouped validation split by macro-F1"},
+              "selection": f"{method} chosen on a grouped validation split by macro-F1",
+              **({"calibration": ap.card_line(limits)} if limits else {})},
     )
     pre = {"mask": bool(task.masked), "language": langs[0] if len(langs) == 1 else None}
     if method in text_methods:

@@ -67,9 +67,12 @@ class CellOutput:
     chosen: str | None = None
     notes: dict[str, Any] = field(default_factory=dict)
     idx: np.ndarray | None = None  # the test texts predicted, when not all of the fold's
+    # every layer's probabilities on the fold's validation texts (L x n_val x K), from the fit
+    # that predicted the test fold: the conformal calibration set (evaluation.trust_rows);
+    # None without probabilities or when the test fold was predicted by a refit
+    val_proba: np.ndarray | None = None
     # the chosen layer's validation predictions (not cached: ``learnerprobe train``'s card)
     val_pred: np.ndarray | None = None
-    val_proba: np.ndarray | None = None
 
     def rows(self, split: Split) -> np.ndarray:
         """Record indices of the predicted texts."""
@@ -104,7 +107,7 @@ class CellStore:
 
 def load_output(path: Path) -> CellOutput | None:
     z = read_npz(path, required=_ARRAYS)
-    if z is None:
+    if z is None or "val_proba" not in z:  # cached before coverage rows existed: recompute
         return None
     proba = z["proba"] if z["has_proba"] else None
     sel = int(z["selected"])
@@ -115,7 +118,8 @@ def load_output(path: Path) -> CellOutput | None:
         return None
     return CellOutput(z["pred"], proba, z["val_scores"], None if sel < 0 else sel,
                       float(z["seconds"]), cached=True, layer_id=layer_id, notes=notes,
-                      idx=z["idx"] if "idx" in z else None)
+                      idx=z["idx"] if "idx" in z else None,
+                      val_proba=z["val_proba"] if z["val_proba"].size else None)
 
 
 def save_output(path: Path, r: CellOutput) -> None:
@@ -123,7 +127,8 @@ def save_output(path: Path, r: CellOutput) -> None:
     arrays: dict[str, Any] = {
         "pred": r.pred, "proba": r.proba if r.proba is not None else np.zeros(0),
         "has_proba": r.proba is not None, "val_scores": r.val_scores,
-        "selected": -1 if r.selected is None else r.selected, "seconds": r.seconds}
+        "selected": -1 if r.selected is None else r.selected, "seconds": r.seconds,
+        "val_proba": r.val_proba if r.val_proba is not None else np.zeros(0)}
     if r.layer_id is not None:
         arrays["layer_id"] = r.layer_id
     if r.notes:
@@ -134,6 +139,17 @@ def save_output(path: Path, r: CellOutput) -> None:
 
 
 # --------------------------------------------------------------------------- pooling
+def calibration(splits: list[Split], outs: list[CellOutput], pick) -> dict[str, Any]:
+    """Each fold's validation texts and their probabilities at layer ``pick(output)``
+    (``Pooled.cal_*``), empty when an output kept none (no probabilities, refit, or a provider
+    without a validation part)."""
+    if any(c.val_proba is None for c in outs):
+        return {}
+    return {"cal_idx": np.concatenate([sp.val for sp in splits]),
+            "cal_proba": np.concatenate([c.val_proba[pick(c)] for c in outs]),
+            "cal_fold": np.concatenate([[sp.fold] * len(sp.val) for sp in splits])}
+
+
 def pool(base: dict[str, Any], splits: list[Split], outs: list[CellOutput], data: TaskData,
          layer_names: list[str], *, selected_ids: list[int] | None = None,
          layer_ids: list[int] | None = None, row_order: bool = False) -> list[Pooled]:
@@ -164,7 +180,8 @@ def pool(base: dict[str, Any], splits: list[Split], outs: list[CellOutput], data
     def one(layer: str, pick, sel: list[int] | None) -> Pooled:
         pr, pb = cat(pick)
         return Pooled({**base, "layer": layer}, idx[order], pr, pb, fold[order], shared[order],
-                      train_labels, selected_layers=sel, fold_priors=priors)
+                      train_labels, selected_layers=sel, fold_priors=priors,
+                      **calibration(splits, outs, pick))
 
     out = [one(name, lambda c, li=li: li, layer_ids) for li, name in enumerate(layer_names)]
     if selected_ids is not None:

@@ -99,8 +99,10 @@ def run_cell(X: np.ndarray, y: np.ndarray, split: Split, probe: str, *, mode: st
     li = sel.layer_index
     return CellOutput(pred_t.astype(np.int64),
                       None if proba_t is None else proba_t.astype(np.float32),
-                      sel.scores, li, time.perf_counter() - t0, val_pred=sel.val_pred[li],
-                      val_proba=None if sel.val_proba is None else sel.val_proba[li])
+                      sel.scores, li, time.perf_counter() - t0,
+                      val_proba=None if sel.val_proba is None or refit
+                      else np.asarray(sel.val_proba, dtype=np.float32),
+                      val_pred=sel.val_pred[li])
 
 
 def fit_all_features(F: np.ndarray, y: np.ndarray, split: Split, n_classes: int,

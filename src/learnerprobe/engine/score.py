@@ -17,6 +17,7 @@ from joblib import Parallel, delayed
 
 from learnerprobe.evaluation.metrics import paired_bootstrap_diff
 from learnerprobe.evaluation.results import Pooled, prediction_frame, score_rows
+from learnerprobe.evaluation.trust_rows import trust_rows
 from learnerprobe.tasks import TaskData
 
 
@@ -42,10 +43,14 @@ def score(scoring: Scoring, p: Pooled, data: TaskData) -> list[dict[str, Any]]:
 def score_pooled(scoring: Scoring, data: TaskData, pooled: list[Pooled],
                  log: Callable[[str], None], *, n_jobs: int
                  ) -> tuple[list[dict[str, Any]], pd.DataFrame]:
-    """Bootstrap every pooled cell (in parallel over cells, ``n_jobs`` threads) and collect
-    its predictions."""
+    """Bootstrap every pooled cell (in parallel over cells, ``n_jobs`` threads), with its
+    coverage and calibration rows (``evaluation.trust_rows``), and collect its predictions."""
+    def one(p: Pooled) -> list[dict[str, Any]]:
+        return score(scoring, p, data) + trust_rows(p, data.y, data.corpora, task=scoring.task,
+                                                    kind=scoring.kind or "ordinal")
+
     parts = Parallel(n_jobs=n_jobs if n_jobs > 0 else -1, prefer="threads")(
-        delayed(score)(scoring, p, data) for p in pooled)
+        delayed(one)(p) for p in pooled)
     rows = [r for part in parts for r in part]
     preds = pd.concat([prediction_frame(p, data.ids, data.corpora, data.y, scoring.task)
                        for p in pooled], ignore_index=True) if pooled else pd.DataFrame()
