@@ -141,10 +141,10 @@ def test_cells_keep_validation_probabilities_through_the_cache(tmp_path):
     """A cached cell reloads its validation probabilities; one without (refit, regressors)
     reloads as such instead of being recomputed every run; one cached before coverage rows
     existed is recomputed once."""
-    from learnerprobe.evaluation.cell_cache import write_npz
     from learnerprobe.engine.cells import CellOutput
     from learnerprobe.engine.cells import load_output as load_cell
     from learnerprobe.engine.cells import save_output as save_cell
+    from learnerprobe.evaluation.cell_cache import write_npz
 
     vp = np.random.default_rng(0).random((2, 5, 3)).astype(np.float32)
     r = CellOutput(np.zeros((2, 4), np.int64), np.zeros((2, 4, 3), np.float32), np.zeros(2), 1,
