@@ -158,6 +158,8 @@ EXPECT_DIGEST_HELP = (
 )
 VERSION_HELP = "Load a bundle trained with other library versions (results may differ)."
 MAX_CHARS_HELP = "Longest text in characters; longer ones are refused (memory grows with length)."
+VERBOSE_HELP = ("Show third-party progress bars, log lines and warnings (transformers, torch, "
+                "tokenizers), hidden by default.")
 
 
 @app.command()
@@ -174,8 +176,19 @@ def predict(
     ),
     encoder: str = typer.Option("auto", "--encoder", help=ENCODER_HELP),
     max_chars: int = typer.Option(MAX_CHARS, "--max-chars", help=MAX_CHARS_HELP),
+    verbose: bool = typer.Option(False, "--verbose", help=VERBOSE_HELP),
 ) -> None:
     """Predict CEFR level and/or L1 with the exact preprocessing used in training."""
+    from learnerprobe.models.quiet import quiet_third_party
+
+    with quiet_third_party(not verbose):
+        _predict(text, bundle, file, top_k, as_json, batch_size, expect_digest,
+                 allow_version_mismatch, encoder, max_chars)
+
+
+def _predict(text: str | None, bundle: list[Path], file: Path | None, top_k: int | None,
+             as_json: bool, batch_size: int, expect_digest: list[str] | None,
+             allow_version_mismatch: bool, encoder: str, max_chars: int) -> None:
     from rich.console import Console
     from rich.markup import escape
 
