@@ -283,6 +283,10 @@ def serve(
     allow_version_mismatch: bool = typer.Option(
         False, "--allow-version-mismatch", help=VERSION_HELP
     ),
+    max_batch: int = typer.Option(
+        64, "--max-batch", help="Texts of concurrent requests scored together (0: no batching)."
+    ),
+    verbose: bool = typer.Option(False, "--verbose", help=VERBOSE_HELP),
 ) -> None:
     """Serve the JSON API and the web page (API schema at /openapi.json; /docs with --docs)."""
     import math
@@ -293,6 +297,8 @@ def serve(
             raise LearnerprobeError(f"{name} must be a positive number of seconds (got {value})")
     if max_queue < 1:
         raise LearnerprobeError(f"--max-queue must be at least 1 (got {max_queue})")
+    if max_batch < 0:
+        raise LearnerprobeError(f"--max-batch must be 0 or more (got {max_batch})")
     if docs:
         # heavy optional: fastapi, uvicorn (serve only)
         from learnerprobe.serve.app import _swagger_assets
@@ -307,16 +313,24 @@ def serve(
 
     import uvicorn
 
+    from learnerprobe.models.quiet import quiet_third_party
+
     # heavy optional: fastapi, uvicorn (serve only)
     from learnerprobe.serve.app import JsonErrorH11Protocol, create_app
 
-    predictor = _load(bundle, expect_digest, allow_version_mismatch, max_chars=max_chars)
-    application = create_app(
-        predictor, max_chars=max_chars, timeout_s=timeout, max_queue=max_queue, docs=docs,
-        body_timeout_s=body_timeout,
-    )
-    # h11 with JSON bodies on its own 400s (a malformed request line or Content-Length)
-    uvicorn.run(application, host=host, port=port, log_level="info", http=JsonErrorH11Protocol)
+    with quiet_third_party(not verbose):
+        predictor = _load(bundle, expect_digest, allow_version_mismatch, max_chars=max_chars)
+        # Warm: every model loaded (encoders included) before uvicorn reports ready.
+        seconds = predictor.warm()
+        print(f"learnerprobe: {', '.join(predictor.tasks)} bundles loaded and warm "
+              f"({seconds:.1f} s)", file=sys.stderr)
+        application = create_app(
+            predictor, max_chars=max_chars, timeout_s=timeout, max_queue=max_queue, docs=docs,
+            body_timeout_s=body_timeout, max_batch=max_batch,
+        )
+        # h11 with JSON bodies on its own 400s (a malformed request line or Content-Length)
+        uvicorn.run(application, host=host, port=port, log_level="info",
+                    http=JsonErrorH11Protocol)
 
 
 @bench_app.command("predict")
