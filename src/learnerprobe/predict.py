@@ -154,12 +154,14 @@ class Predictor:
         self._lock = threading.Lock()
         self._encoder: Any = None
         self.encoder_mode = "auto"
+        self.torch_dtype: str | None = None  # benchmarks: the torch encoder in another dtype
         self.max_chars = MAX_CHARS  # longest text `predict` accepts (the server's limit too)
 
     @classmethod
     def load(cls, *paths: str | Path, expect_digests: Sequence[str] | None = None,
              allow_version_mismatch: bool = False, arrays: bool = True,
-             encoder: str = "auto", max_chars: int = MAX_CHARS) -> Predictor:
+             encoder: str = "auto", max_chars: int = MAX_CHARS,
+             torch_dtype: str | None = None) -> Predictor:
         """Load and verify bundles (one per task).
 
         ``arrays``: apply a bundle's estimator through its array form when it has one (numpy
@@ -174,6 +176,8 @@ class Predictor:
         accepts bundles trained with other library versions (otherwise scikit-learn minor-version
         changes are refused and torch/transformers/tokenizers changes warn). ``max_chars``: the
         longest text `predict` accepts (a TextTooLongError beyond; memory grows with length).
+        ``torch_dtype`` ("float32", "bfloat16"): run the torch encoder in this dtype instead of
+        the one the bundle was trained in -- for benchmarks of both paths; probabilities move.
         """
         expect_digests = _load_args(
             paths, expect_digests, {"allow_version_mismatch": allow_version_mismatch,
@@ -191,6 +195,7 @@ class Predictor:
             loaded[b.task] = _Loaded(bundle=b, estimator=est, featurizer=feat, folder=folder)
         out = cls(loaded)
         out.encoder_mode = encoder
+        out.torch_dtype = torch_dtype
         out.max_chars = max_chars
         out._warm_up()
         return out
@@ -350,7 +355,7 @@ class Predictor:
         ex = m.get("preprocessing", {}).get("extraction") or {}
         if lo.encoder is None:
             lo.encoder = self._shared_encoder(lo) or self._onnx_encoder(lo) or _load_encoder(
-                lo.bundle, ex.get("dtype") or "float32", lo.folder)
+                lo.bundle, self.torch_dtype or ex.get("dtype") or "float32", lo.folder)
         if not isinstance(lo.encoder, tuple):  # the ONNX graph: pooled states of the one layer
             return np.asarray(lo.encoder(texts), dtype=np.float32)
         tok, model, entry, device, dtype = lo.encoder

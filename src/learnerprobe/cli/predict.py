@@ -345,6 +345,9 @@ def bench_predict(
     arrays: bool = typer.Option(
         True, "--arrays/--skops", help="Apply estimators through their array form (numpy only) "
         "or through the skops file (scikit-learn), to compare the two."),
+    dtypes: bool = typer.Option(
+        True, "--dtypes/--no-dtypes",
+        help="Also time the fp32 and the bf16 encoder paths (batch and serve texts/s)."),
 ) -> None:
     """Cold one-text CLI wall time, p50/p95 latency for a 200-word text, texts/s in batches."""
     # start-up: numpy
@@ -355,7 +358,11 @@ def bench_predict(
         raise LearnerprobeError(f"--n and --batch must be at least 1 (got {n}, {batch})")
     _check_bundles(bundle, None)
     check_writable(out, folder=False)  # before the benchmark, not after it
-    res = run_bench(bundle, n=n, batch=batch, cold=cold, encoder=encoder, arrays=arrays)
+    # heavy optional: fastapi (the serve figures run the web API in this process)
+    from learnerprobe.serve.app import create_app
+
+    res = run_bench(bundle, n=n, batch=batch, cold=cold, encoder=encoder, arrays=arrays,
+                    dtypes=dtypes, make_app=create_app)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, json.dumps(res, indent=2))
     if as_json:
