@@ -361,8 +361,11 @@ def bench_predict(
     # heavy optional: fastapi (the serve figures run the web API in this process)
     from learnerprobe.serve.app import create_app
 
-    res = run_bench(bundle, n=n, batch=batch, cold=cold, encoder=encoder, arrays=arrays,
-                    dtypes=dtypes, make_app=create_app)
+    from learnerprobe.models.quiet import quiet_third_party
+
+    with quiet_third_party():  # the figures, not transformers' loading bars
+        res = run_bench(bundle, n=n, batch=batch, cold=cold, encoder=encoder, arrays=arrays,
+                        dtypes=dtypes, make_app=create_app)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, json.dumps(res, indent=2))
     if as_json:
