@@ -359,9 +359,8 @@ def bench_predict(
     _check_bundles(bundle, None)
     check_writable(out, folder=False)  # before the benchmark, not after it
     # heavy optional: fastapi (the serve figures run the web API in this process)
-    from learnerprobe.serve.app import create_app
-
     from learnerprobe.models.quiet import quiet_third_party
+    from learnerprobe.serve.app import create_app
 
     with quiet_third_party():  # the figures, not transformers' loading bars
         res = run_bench(bundle, n=n, batch=batch, cold=cold, encoder=encoder, arrays=arrays,
