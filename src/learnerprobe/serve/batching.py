@@ -6,7 +6,9 @@ once per text. One thread owns the predictor; whatever arrived while it was busy
 its next call, so a lone request waits for nothing (no timer) and a burst is scored in batches.
 
 A failing merged call is retried request by request, so one request's error (e.g. a
-non-finite output) never reaches another request.
+non-finite output) never reaches another request. Requests merge only with others of the same
+options (``coverage``); ``top_k`` only shortens the listed probabilities, so it is applied per
+request after a merged call.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-Predict = Callable[[list[str], "int | None"], list[dict[str, Any]]]
+Predict = Callable[..., list[dict[str, Any]]]  # (texts, top_k, **options) -> results
 
 
 class Cancelled(Exception):
@@ -30,7 +32,12 @@ class _Item:
     texts: list[str]
     top_k: int | None
     cancel: threading.Event | None = None
+    kw: dict[str, Any] = field(default_factory=dict)  # other predict options (coverage)
     future: Future = field(default_factory=Future)
+
+    @property
+    def options(self) -> tuple:
+        return tuple(sorted(self.kw.items()))
 
     def wanted(self) -> bool:
         """Still to be scored (a cancelled request's texts are skipped, never started)."""
@@ -69,10 +76,11 @@ class MicroBatcher:
         self._thread.start()
 
     def predict(self, texts: list[str], top_k: int | None = None,
-                cancel: threading.Event | None = None) -> list[dict[str, Any]]:
+                cancel: threading.Event | None = None, **options: Any) -> list[dict[str, Any]]:
         """Results for ``texts`` (blocks until they are scored; errors are re-raised here).
-        ``cancel`` set before the texts' turn: they are skipped and :class:`Cancelled` raised."""
-        item = _Item(list(texts), top_k, cancel)
+        ``cancel`` set before the texts' turn: they are skipped and :class:`Cancelled` raised.
+        ``options`` (e.g. ``coverage``) go to the predictor."""
+        item = _Item(list(texts), top_k, cancel, dict(options))
         self._q.put(item)
         return item.future.result()
 
@@ -99,7 +107,12 @@ class MicroBatcher:
             if first is None:
                 return
             items, stop = self._take(first)
-            self._run([it for it in items if it.wanted()])
+            groups: dict[tuple, list[_Item]] = {}
+            for it in items:
+                if it.wanted():
+                    groups.setdefault(it.options, []).append(it)
+            for group in groups.values():
+                self._run(group)
             if stop:
                 return
 
@@ -109,7 +122,7 @@ class MicroBatcher:
         texts = [t for it in items for t in it.texts]
         try:
             self.calls += 1
-            results = self.predict_fn(texts, None)
+            results = self.predict_fn(texts, None, **items[0].kw)
         except BaseException as e:  # noqa: BLE001 - each request gets its own outcome below
             if len(items) == 1:
                 items[0].future.set_exception(e)
@@ -126,7 +139,7 @@ class MicroBatcher:
     def _one(self, it: _Item) -> None:
         try:
             self.calls += 1
-            res = self.predict_fn(it.texts, it.top_k)
+            res = self.predict_fn(it.texts, it.top_k, **it.kw)
         except BaseException as e:  # noqa: BLE001 - handed to the request's thread
             it.future.set_exception(e)
         else:
