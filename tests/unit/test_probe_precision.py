@@ -72,3 +72,14 @@ def test_the_config_switch_is_typed():
     assert StudyConfig(**base, probe_precision="auto").probe_precision == "auto"
     with pytest.raises(ValidationError):
         StudyConfig(**base, probe_precision="fp16")
+
+
+def test_the_report_names_the_precision_of_each_probe():
+    import pandas as pd
+
+    from learnerprobe.study.report_speed import precision_sections
+
+    df = pd.DataFrame({"probe": ["mlp_clf", "ridge"], "probe_precision": ["bf16-autocast", "fp32"]})
+    (sec,) = precision_sections(df)
+    assert "mlp_clf: bf16-autocast" in sec.html and "ridge: fp32" in sec.html
+    assert precision_sections(df.drop(columns="probe_precision")) == []
