@@ -30,17 +30,20 @@ from learnerprobe import __version__
 from learnerprobe.cefr import LEVELS, base_level
 from learnerprobe.config.nli import MethodConfig, NliConfig
 from learnerprobe.config.study import ExtractionConfig, Layers
-from learnerprobe.engine.cells import Cell, CellStore, pool
+from learnerprobe.engine.cells import Cell, CellOutput, CellStore, pool
 from learnerprobe.engine.classifier import Classifier
 from learnerprobe.engine.folds import protocol_folds
 from learnerprobe.engine.loop import run_cells
 from learnerprobe.estimators.nli.probe_method import ActivationLookup
+from learnerprobe.evaluation.cell_cache import content_key
 from learnerprobe.evaluation.metrics import paired_bootstrap_diff, score_all
+from learnerprobe.evaluation.protocols import Split
 from learnerprobe.evaluation.results import HookResult, Pooled, ReportSection, score_rows
 from learnerprobe.evaluation.splits import check_class_sizes
 from learnerprobe.extract import get_activations
 from learnerprobe.methods.registry import BuildContext, get_method, l1_probe_names
 from learnerprobe.nli import analysis as A
+from learnerprobe.nli.stacking import BaseRun, stack_on_outer_folds
 from learnerprobe.records import LearnerText
 from learnerprobe.tasks import TaskData, get_task
 from learnerprobe.tasks.l1 import L1Data
@@ -113,7 +116,8 @@ def _sample(y: np.ndarray, n: int | None, seed: int) -> np.ndarray:
 #: Bump when a method's code changes what it predicts, so stale cached results are not reused.
 #: 3: one cached cell per (method, fold) in the engine's cell store (was: one per method).
 NLI_CACHE_VERSION = 3
-METHOD_CACHE_VERSION = {"ensemble": 3}  # 3: weighted-pool combiners join the selection
+# ensemble 4: outer folds as inner ones (nli.stacking); sentence-sgd 2: converged L-BFGS fit
+METHOD_CACHE_VERSION = {"ensemble": 4, "sentence-sgd": 2}
 
 _METHOD_TABLES = {"ngram": ("ngram",), "sentence-sgd": ("sentence_sgd",), "probe": ("probe",),
                   "metadata": ("metadata",), "zeroshot": ("zeroshot", "zeroshot_sample"),
@@ -140,12 +144,13 @@ def method_cache_key(s: NliConfig, method: str, kw: dict[str, Any], seed: int, *
     payload = {
         "v": NLI_CACHE_VERSION, "pkg": __version__, "method": method, "kw": kw, "seed": seed,
         "tables": tables, "balance": s.balance,
-        "ensemble": [s.ensemble_of, s.ensemble_cv] if method == "ensemble" else None,
+        "ensemble": ([s.ensemble_of, s.ensemble_cv, s.ensemble_folds] if method == "ensemble"
+                     else None),
         "models": list(models), "probes": list(probes), "layers": layers,
         "extraction": extraction.model_dump(),
     }
-    if method in METHOD_CACHE_VERSION:  # only then, so other methods' keys stay put
-        payload["mv"] = METHOD_CACHE_VERSION[method]
+    if s.base_method(method) in METHOD_CACHE_VERSION:  # only then: other keys stay put
+        payload["mv"] = METHOD_CACHE_VERSION[s.base_method(method)]
     return json.loads(json.dumps(payload, sort_keys=True, default=str))
 
 
@@ -350,6 +355,65 @@ def _provider(run: _NliRun, seed: int, runs: dict[tuple[str, str], tuple[str, di
                       run.s.balance, key=key, eval_idx=samples)
 
 
+@dataclass
+class OuterStack:
+    """The ensemble's cells when it stacks on the run's own outer folds
+    (``[nli] ensemble_folds = "outer"``, :mod:`learnerprobe.nli.stacking`): the stacking needs
+    every fold's base predictions at once, so the first cell computes all folds (from the bases'
+    cached cells and their cached pair fits) and each cell returns its fold's part. Cached like
+    the classifier's cells (same key)."""
+
+    run: _NliRun
+    seed: int
+    splits: list[Split]
+    classifier: Classifier
+    kind: str = "classifier"
+    parallel: bool = False
+    _res: dict[str, Any] | None = None
+
+    def cache_key(self, cell: Cell) -> dict[str, Any] | None:
+        return self.classifier.cache_key(cell)
+
+    def cache_prefix(self, cell: Cell) -> str:
+        return self.classifier.cache_prefix(cell)
+
+    def job(self, cell: Cell) -> tuple[Callable[..., CellOutput], tuple]:
+        raise TypeError("stacking cells run in this process")
+
+    def layer_names(self, cell: Cell) -> list[str]:
+        return [NO_LAYER]
+
+    def compute(self, cell: Cell) -> CellOutput:
+        if self._res is None:
+            self._res = self._stack()
+        f = [sp.fold for sp in self.splits].index(cell.fold)
+        mine = self._res["fold"] == f
+        proba = self._res["proba"][mine]
+        note = next((n for n in self._res["notes"] if n["fold"] == f), {})
+        return CellOutput(np.argmax(proba, axis=1)[None].astype(np.int64), proba[None],
+                          np.zeros(0), None, 0.0, notes={**note, "fold": cell.fold},
+                          idx=self._res["idx"][mine])
+
+    def _stack(self) -> dict[str, Any]:
+        run, seed = self.run, self.seed
+        folds = [(sp.fit_all, sp.test) for sp in self.splits]
+        bases = []
+        for b in run.s.ensemble_of:
+            name, model, kw = _method_runs(b, run.s, run.fac)[0]
+            cells = [Cell(model, "tuned", seed, "iid", name, sp) for sp in self.splits]
+            done = run_cells(cells, {name: self.classifier}, store=run.cache)
+            p = pool({}, self.splits, [done[c.key] for c in cells], run.data, [NO_LAYER],
+                     row_order=True)[0]
+            key = {**self.classifier.cache_key(cells[0]),
+                   "splits": [sp.digest() for sp in self.splits], "pairs": 1}
+            path = run.cache.path(content_key(key),
+                                  prefix=f"{name.replace('/', '_')}-seed{seed}-pairs-")
+            bases.append(BaseRun(b, lambda b=b, kw=kw: run.fac.make(b, **kw),
+                                 {"proba": p.proba, "idx": p.idx}, path))
+        return stack_on_outer_folds(run.fac.make("ensemble"), run.task, folds, bases,
+                                    balance=run.s.balance, seed=seed, log=run.log)
+
+
 def _method_rows(run: _NliRun, p: Pooled, name: str, model: str, seed: int,
                  dt: float) -> dict[str, Any]:
     """Score one method (rows appended, result logged): the columns its rows share."""
@@ -406,13 +470,15 @@ def _evaluate_seed(run: _NliRun, seed: int, n_folds: int) -> None:
     runs = {(name, model): (method, kw) for method in run.s.methods
             for name, model, kw in _method_runs(method, run.s, run.fac)}
     prov = _provider(run, seed, runs)
+    stack = OuterStack(run, seed, splits, prov)
     results: dict[str, dict[str, Any]] = {}
     for method in run.s.methods:
         for name, model, _ in _method_runs(method, run.s, run.fac):
             t0 = time.perf_counter()
             cells = [Cell(model, "tuned", seed, "iid", name, sp) for sp in splits]
             run.log(f"  nli {name} (seed {seed}) ...")
-            done = run_cells(cells, {name: prov}, store=run.cache)
+            outer = method == "ensemble" and run.s.ensemble_folds == "outer"
+            done = run_cells(cells, {name: stack if outer else prov}, store=run.cache)
             outs = [done[c.key] for c in cells]
             if all(o.cached for o in outs):
                 run.log(f"  nli {name} (seed {seed}): cached result ({len(outs)} cells)")
