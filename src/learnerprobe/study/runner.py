@@ -38,6 +38,7 @@ from learnerprobe.errors import ConfigError, LearnerprobeError
 from learnerprobe.estimators.probes.all_layers import engine_key
 from learnerprobe.estimators.probes.surface import SurfaceBaseline, surface_features
 from learnerprobe.evaluation.cell_cache import CellCache, content_key, read_npz, write_npz
+from learnerprobe.evaluation.per_corpus import corpus_mean_rows
 from learnerprobe.evaluation.protocols import Split, check_disjoint, make_splits
 from learnerprobe.evaluation.results import (
     NO_LAYER,
@@ -58,6 +59,7 @@ from learnerprobe.prep.mask import mask_records
 from learnerprobe.records import LearnerText
 from learnerprobe.selection.validation import fit_layers, select_layer
 from learnerprobe.study import report as study_report
+from learnerprobe.study.adapt import run_adapt
 from learnerprobe.study.check import load_study
 from learnerprobe.study.rundir import abandon, begin_run, publish
 from learnerprobe.study.transfer import Fitting, Scoring, run_transfer
@@ -482,6 +484,17 @@ def _evaluate_task(cfg: StudyConfig, data: StudyData, stage: Path, out_dir: Path
         rows, pooled, extra = rows + tr.rows, pooled + tr.pooled, tr.manifest
         preds = pd.concat([preds, tr.predictions], ignore_index=True)
         timer.stages.update({f"transfer.{k}": v for k, v in tr.timings.items()})
+    if cfg.adapt is not None:  # loco_k: adaptation from k labelled texts per held-out corpus
+        with timer.stage("adapt"):
+            ad = run_adapt(cfg.adapt, data, acts, seeds=cfg.seeds, folds=cfg.folds,
+                           val_size=cfg.selection.val_size, refit=cfg.selection.refit,
+                           metric=get_task(cfg.task).selection_metric(cfg.selection),
+                           task=cfg.task, log=log)
+        rows, extra = rows + ad.rows, {**extra, **ad.manifest}
+    if task.label_kind == "ordinal":  # mean per-corpus QWK beside the pooled one
+        rows += corpus_mean_rows(pooled, data.y, data.corpora, task=cfg.task,
+                                 n_classes=data.n_classes, n_boot=cfg.n_boot,
+                                 seed=cfg.seeds[0])
     return _Evaluated(rows, preds, [], pooled, {m: a.key for m, a in acts.items()}, extra)
 
 
