@@ -81,7 +81,7 @@ def test_strength_is_chosen_inside_the_k_texts(source):
     assert a.strength_ == b.strength_ and np.array_equal(a.coef_, b.coef_)
     # the new corpus rates one level higher: the learnt correction is about +1 level
     Xt, _ = _corpus(300, 1.0, 6)
-    gain = a.predict_score(Xt) - source.predict_score(Xt)
+    gain = a.level_score(Xt) - source.predict_score(Xt)
     assert 0.6 < float(np.mean(gain)) < 1.4
 
 

@@ -134,8 +134,9 @@ class _Adapter(ClassifierMixin, BaseEstimator):
         sc = _scaler_of(self.source)
         return np.asarray(X, dtype=np.float64) if sc is None else sc.transform(X)
 
-    def predict_score(self, X) -> np.ndarray:
-        """The adapted continuous level (before the cut points)."""
+    def level_score(self, X) -> np.ndarray:
+        """The adapted continuous level (before the cut points). Not named ``predict_score``:
+        the ``ordinal_at`` array form has none, and a bundle's two forms must agree."""
         check_is_fitted(self)
         X = validate_data(self, X, reset=False)
         s = source_score(self.source, X) + self.offset_
@@ -144,10 +145,10 @@ class _Adapter(ClassifierMixin, BaseEstimator):
         return s
 
     def predict_proba(self, X) -> np.ndarray:
-        return cumulative_proba(self.predict_score(X), self.cuts_, self.beta_)
+        return cumulative_proba(self.level_score(X), self.cuts_, self.beta_)
 
     def predict(self, X) -> np.ndarray:
-        idx = np.searchsorted(self.cuts_, self.predict_score(X), side="left")
+        idx = np.searchsorted(self.cuts_, self.level_score(X), side="left")
         return self.classes_[idx]
 
     def __sklearn_tags__(self):
@@ -296,10 +297,15 @@ def _nll_grad(theta: np.ndarray, s: np.ndarray, y: np.ndarray, K: int
 
 def _fit_cuts(s: np.ndarray, y: np.ndarray, theta0: np.ndarray, lam: float, K: int
               ) -> np.ndarray:
+    # the sharpness keeps at least a unit prior: k separable texts would otherwise drive it
+    # to infinity (hard cut points, probabilities of 0 and 1)
+    w = np.full(len(theta0), lam)
+    w[-1] = max(lam, 1.0)
+
     def obj(th: np.ndarray) -> tuple[float, np.ndarray]:
         f, g = _nll_grad(th, s, y, K)
         d = th - theta0
-        return f + lam * float(d @ d), g + 2 * lam * d
+        return f + float(w @ (d * d)), g + 2 * w * d
 
     res = minimize(obj, theta0, jac=True, method="BFGS")
     return np.asarray(res.x)
