@@ -61,7 +61,7 @@ def run(tmp_path_factory):
     data = runner.encode(cfg, recs)
     acts = {"fake": fake_activations(recs, data.y, n_layers=3)}
     res = runner.run(cfg, tmp / "out", records=recs, activations=acts, log=lambda s: None,
-                     progress=False, report=False)
+                     progress=False)
     mp.undo()
     yield res, data, fits, predicts
 
@@ -160,3 +160,10 @@ def test_results_tables_show_corpus_mean_and_learning_curves(run):
         t.columns)
     assert list(t[t.method == "shift"].k) == [0, 5, 10]
     assert "k" in comparisons(res.results).columns
+
+
+def test_report_opens_with_the_learning_curves(run):
+    res, *_ = run
+    html = (res.out / "report.html").read_text()
+    assert html.index("Adaptation from k labelled texts") < html.index("summary-table")
+    assert "adapt-table" in html and "Learning curves: QWK against k" in html
