@@ -45,7 +45,7 @@ def source(tmp_path_factory):
     return make_hidden_bundle(tmp_path_factory.mktemp("src"), name="src")
 
 
-@pytest.mark.parametrize("method", ["prior_pull", "cutpoints", "shift", "probe_k"])
+@pytest.mark.parametrize("method", ["prior_pull", "cutpoints", "pull_cuts", "shift", "probe_k"])
 def test_adapt_round_trips_through_predict_and_serve(method, source, tmp_path, capsys):
     texts, levels = _labelled(16)
     f = _csv(tmp_path / "mine.csv", texts, levels)

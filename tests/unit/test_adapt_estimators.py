@@ -9,13 +9,14 @@ import pytest
 from learnerprobe.estimators.fewshot import (
     CutPointAdapter,
     PriorPullAdapter,
+    PullCutAdapter,
     ShiftAdapter,
     _nll_grad,
 )
 from learnerprobe.estimators.probes import make_probe
 from learnerprobe.evaluation.metrics import qwk
 
-ADAPTERS = [ShiftAdapter, PriorPullAdapter, CutPointAdapter]
+ADAPTERS = [ShiftAdapter, PriorPullAdapter, CutPointAdapter, PullCutAdapter]
 
 
 def _corpus(n, shift, seed, d=8):

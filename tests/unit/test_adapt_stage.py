@@ -17,7 +17,8 @@ from learnerprobe.study.check import parse_study
 from tests.helpers.study import fake_activations, row_decode, synthetic_records, tiny_config
 
 ADAPT = {"k": [0, 5, 10], "repeats": 3, "n_boot": 20}
-SPIED = (fewshot.ShiftAdapter, fewshot.PriorPullAdapter, fewshot.CutPointAdapter, RidgeOrdinal)
+SPIED = (fewshot.ShiftAdapter, fewshot.PriorPullAdapter, fewshot.CutPointAdapter,
+         fewshot.PullCutAdapter, RidgeOrdinal)
 
 
 _SURFACE: dict[bytes, int] = {}
@@ -71,7 +72,7 @@ def test_k0_row_is_the_loco_row(run):
     df = res.results
     loco = df[(df.protocol == "loco") & (df.probe == "ridge") & (df.layer == "selected")
               & (df.metric == "qwk") & (df.levels == "all")].set_index("test_corpus").value
-    for method in ("shift", "prior_pull", "cutpoints"):
+    for method in ("shift", "prior_pull", "cutpoints", "pull_cuts"):
         k0 = df[(df.protocol == "loco_k") & (df.probe == method) & (df.k == 0)
                 & (df.metric == "qwk")].set_index("test_corpus").value
         for c in ("cz", "de", "it"):
@@ -109,7 +110,8 @@ def test_rows_bands_and_paired_differences(run):
     res, *_ = run
     df = res.results
     a = df[df.protocol == "loco_k"]
-    assert set(a.probe) == {"shift", "cutpoints", "prior_pull", "probe_k", "surface_k"}
+    assert set(a.probe) == {"shift", "cutpoints", "prior_pull", "pull_cuts", "probe_k",
+                            "surface_k"}
     assert set(a.layer) == {"adapted"}
     q = a[a.metric == "qwk"]
     assert set(q.test_corpus) == {"cz", "de", "it", CORPUS_MEAN, "all"}
@@ -117,7 +119,8 @@ def test_rows_bands_and_paired_differences(run):
     assert set(q[q.k > 0].repeats) == {3} and set(q[q.k == 0].repeats) == {1}
     assert q[q.probe == "probe_k"].k.min() == 5  # no k-only probe without texts
     d = a[a.metric == "diff_qwk_vs_probe_k"]
-    assert set(d.probe) == {"shift", "cutpoints", "prior_pull"} and set(d.k) == {5, 10}
+    assert set(d.probe) == {"shift", "cutpoints", "prior_pull", "pull_cuts"}
+    assert set(d.k) == {5, 10}
     assert len(a[a.metric == "diff_qwk_vs_surface_k"]) == len(d)
 
 

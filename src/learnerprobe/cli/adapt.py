@@ -73,7 +73,8 @@ def adapt(
                                   "columns text and level, or JSONL with those keys."),
     out: Path = typer.Option(..., "--out", help="Folder to write the adapted bundle to."),
     method: str = typer.Option("prior_pull", "--method", help="shift, cutpoints, prior_pull "
-                               "(default) or probe_k (a probe on your texts alone)."),
+                               "(default), pull_cuts, or probe_k (a probe on your texts "
+                               "alone)."),
 ) -> None:
     """Adapt a bundle to your corpus and rubric from a few labelled texts of it.
 

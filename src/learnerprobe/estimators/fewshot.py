@@ -199,6 +199,11 @@ class PriorPullAdapter(_Adapter):
 
     def fit(self, X, y):
         X, y, s = self._start(X, y)
+        self._fit_pull(X, y, s)
+        return self
+
+    def _fit_pull(self, X: np.ndarray, y: np.ndarray, s: np.ndarray) -> np.ndarray:
+        """Fit the correction; the leave-one-out adapted scores of the k texts."""
         Z = self._features(X)
         r = y - s
         k = len(r)
@@ -207,14 +212,14 @@ class PriorPullAdapter(_Adapter):
         e, U = np.linalg.eigh(Zc @ Zc.T)
         e = np.clip(e, 0.0, None)
         Ur = U.T @ rc
-        best = (np.inf, 0)
+        best = (np.inf, 0, rc)
         for i, lam in enumerate(self.strengths):
             f = np.zeros_like(e) if np.isinf(lam) else e / (e + lam)
-            fitted = U @ (f * Ur)
             hat = (U * U) @ f + 1.0 / k
-            loo = np.mean(((rc - fitted) / np.maximum(1.0 - hat, 1e-9)) ** 2)
+            loo_resid = (rc - U @ (f * Ur)) / np.maximum(1.0 - hat, 1e-9)
+            loo = float(np.mean(loo_resid ** 2))
             if loo < best[0] - 1e-12:
-                best = (loo, i)
+                best = (loo, i, loo_resid)
         lam = float(self.strengths[best[1]])
         self.strength_ = lam
         if not np.isinf(lam):
@@ -222,6 +227,33 @@ class PriorPullAdapter(_Adapter):
             self.coef_ = Zc.T @ alpha
         self.offset_ = float(rm - zm @ self.coef_)
         self.beta_ = _sharpness(r - Z @ self.coef_ - self.offset_)
+        return y - best[2]  # y minus the leave-one-out residual: the held-out adapted score
+
+
+class PullCutAdapter(PriorPullAdapter):
+    """:class:`PriorPullAdapter`, then the cut points of its adapted score re-estimated as
+    :class:`CutPointAdapter` does, on the texts' *leave-one-out* adapted scores (in-sample ones
+    would be overfitted to their own labels)."""
+
+    _bundleable = {"types": (), "arrays": export_ordinal_at}
+    min_texts = 4
+
+    def __init__(self, source: Any = None, strengths: tuple[float, ...] = PULL_STRENGTHS,
+                 cut_strengths: tuple[float, ...] = CUT_STRENGTHS, cv: int = 5,
+                 n_classes: int | None = None, random_state: int = 0):
+        self.source = source
+        self.strengths = strengths
+        self.cut_strengths = cut_strengths
+        self.cv = cv
+        self.n_classes = n_classes
+        self.random_state = random_state
+
+    def fit(self, X, y):
+        X, y, s = self._start(X, y)
+        loo = self._fit_pull(X, y, s)
+        self.cuts_, self.beta_, self.cut_strength_ = fit_cut_model(
+            loo, y.astype(int), len(self.classes_), self.cut_strengths, self.cv,
+            self.random_state)
         return self
 
 
@@ -244,24 +276,29 @@ class CutPointAdapter(_Adapter):
 
     def fit(self, X, y):
         X, y, s = self._start(X, y)
-        yi = y.astype(int)
-        K = len(self.classes_)
-        theta0 = np.concatenate([[0.5], np.zeros(K - 2), [np.log(_sharpness(y - s))]])
-        rng = np.random.default_rng(self.random_state)
-        folds = np.array_split(rng.permutation(len(yi)), min(self.cv, len(yi)))
-        losses = []
-        for lam in self.strengths:
-            loss = 0.0
-            for te in folds:
-                tr = np.setdiff1d(np.arange(len(yi)), te)
-                th = _fit_cuts(s[tr], yi[tr], theta0, lam, K)
-                loss += _nll(th, s[te], yi[te], K)
-            losses.append(loss)
-        lam = float(self.strengths[int(np.argmin(losses))])
-        th = _fit_cuts(s, yi, theta0, lam, K)
-        self.strength_ = lam
-        self.cuts_, self.beta_ = _unpack(th, K)
+        self.cuts_, self.beta_, self.strength_ = fit_cut_model(
+            s, y.astype(int), len(self.classes_), self.strengths, self.cv, self.random_state)
         return self
+
+
+def fit_cut_model(s: np.ndarray, yi: np.ndarray, K: int, strengths: tuple[float, ...],
+                  cv: int, seed: int) -> tuple[np.ndarray, float, float]:
+    """(cut points, sharpness, chosen prior precision) of a cumulative-logit model of the
+    levels ``yi`` on the score ``s``, the prior centred on the rounding cut points, its
+    precision by ``cv``-fold held-out log-loss."""
+    theta0 = np.concatenate([[0.5], np.zeros(K - 2), [np.log(_sharpness(yi - s))]])
+    rng = np.random.default_rng(seed)
+    folds = np.array_split(rng.permutation(len(yi)), min(cv, len(yi)))
+    losses = []
+    for lam in strengths:
+        loss = 0.0
+        for te in folds:
+            tr = np.setdiff1d(np.arange(len(yi)), te)
+            loss += _nll(_fit_cuts(s[tr], yi[tr], theta0, lam, K), s[te], yi[te], K)
+        losses.append(loss)
+    lam = float(strengths[int(np.argmin(losses))])
+    cuts, beta = _unpack(_fit_cuts(s, yi, theta0, lam, K), K)
+    return cuts, beta, lam
 
 
 def _unpack(theta: np.ndarray, K: int) -> tuple[np.ndarray, float]:

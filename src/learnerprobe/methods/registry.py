@@ -363,6 +363,8 @@ def _adapt() -> list[MethodEntry]:
          "source score kept, cut points re-estimated (cumulative logit pulled to the source's)"),
         ("prior_pull", _FS + "PriorPullAdapter", _ACT, True,
          "ridge refit on the k texts pulled to the source's weights (pull by leave-one-out)"),
+        ("pull_cuts", _FS + "PullCutAdapter", _ACT, True,
+         "prior_pull, then its cut points re-estimated on its leave-one-out scores"),
         ("probe_k", None, _ACT, True, "baseline: tuned ridge probe on the k texts alone"),
         ("surface_k", _FS + "PriorPullAdapter", ("text",), False,
          "baseline: prior-pull refit of a surface-feature ridge (3 length features)"),
