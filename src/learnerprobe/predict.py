@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from learnerprobe.bundles import applicability as ap
 from learnerprobe.bundles.io import Bundle, load_bundle
 from learnerprobe.errors import (
     ArgumentTypeError,
@@ -33,13 +34,29 @@ from learnerprobe.errors import (
     LearnerprobeError,
     NonFiniteOutputError,
 )
+from learnerprobe.evaluation.conformal import check_coverage
 from learnerprobe.extract import extract
 from learnerprobe.models.device import resolve_device
 from learnerprobe.models.entry import ModelEntry
 from learnerprobe.models.loading import load_model
 from learnerprobe.models.pinning import verify_pin
 from learnerprobe.prep.mask import mask_text
-from learnerprobe.textinput import MAX_CHARS, check_max_chars, check_texts, check_top_k
+from learnerprobe.textinput import (
+    MAX_CHARS,
+    InputError,
+    check_max_chars,
+    check_texts,
+    check_top_k,
+)
+
+DEFAULT_COVERAGE = 0.9
+
+
+def _coverage(value: object) -> float:
+    try:
+        return check_coverage(value)
+    except ValueError as e:
+        raise InputError(str(e)) from None
 
 
 @dataclass
@@ -50,6 +67,7 @@ class _Loaded:
     encoder: Any = None  # (tokenizer, model, entry, device, dtype), loaded once on first use
     folder: Path | None = None  # the checked model folder (hidden states; None: tiny models)
     warm: list[threading.Thread] = field(default_factory=list)  # see Predictor._warm_up
+    limits: ap.Limits | None = None  # conformal scores and applicability statistics
 
 
 def _entry(model: dict[str, Any]) -> Any:
@@ -184,7 +202,8 @@ class Predictor:
             feat = b.manifest["preprocessing"]["features"]
             est = (b.load_array_estimator() if arrays else None) or b.load_estimator()
             folder = _check_weights(b) if feat == "hidden" else None
-            loaded[b.task] = _Loaded(bundle=b, estimator=est, featurizer=feat, folder=folder)
+            loaded[b.task] = _Loaded(bundle=b, estimator=est, featurizer=feat, folder=folder,
+                                     limits=b.load_limits())
         out = cls(loaded)
         out.encoder_mode = encoder
         out.max_chars = max_chars
@@ -201,6 +220,8 @@ class Predictor:
             jobs: list[Any] = []
             if pre.get("mask"):
                 jobs.append(lambda lang=pre.get("language") or "en": mask_text("Warm-up.", lang))
+            if lo.limits is not None:
+                jobs.append(ap.detector)
             if lo.featurizer == "hidden" and self.encoder_mode != "torch":
                 def onnx(lo: _Loaded = lo) -> None:
                     lo.encoder = self._onnx_encoder(lo, export=False)
@@ -333,8 +354,13 @@ class Predictor:
             X = np.hstack([X, S])
         return X
 
-    def predict_task(self, task: str, texts: Sequence[str], top_k: int | None = None) -> list[dict]:
+    def predict_task(self, task: str, texts: Sequence[str], top_k: int | None = None,
+                     coverage: float = DEFAULT_COVERAGE,
+                     languages: Sequence[str | None] | None = None) -> list[dict]:
+        """One task's results (see :meth:`predict`); ``languages``: each text's detected
+        language when the caller has already detected it."""
         top_k = check_top_k(top_k)
+        coverage = _coverage(coverage)
         lo = self._loaded[task]
         labels = lo.bundle.labels
         prepared = self._prepare(lo, texts)
@@ -359,7 +385,7 @@ class Predictor:
                 if score is not None:
                     r["score"] = round(float(score[i]), 6)
                 res.append(r)
-            return res
+            return self._limits(lo, res, texts, X, None, classes, coverage, languages)
         for i, row in enumerate(proba):
             order = np.argsort(-row, kind="stable")
             if top_k:
@@ -370,6 +396,31 @@ class Predictor:
             if score is not None:
                 r["score"] = round(float(score[i]), 6)  # level index on a continuous scale
             res.append(r)
+        return self._limits(lo, res, texts, X, proba, classes, coverage, languages)
+
+    def _limits(self, lo: _Loaded, res: list[dict[str, Any]], texts: Sequence[str], X: Any,
+                proba: np.ndarray | None, classes: list[str], coverage: float,
+                languages: Sequence[str | None] | None) -> list[dict[str, Any]]:
+        """Add the prediction ``set`` at ``coverage`` and the ``flags`` (with ``checks``: the
+        numbers behind them) to each result; a bundle without the statistics says so in
+        ``note`` instead."""
+        lim = lo.limits
+        if lim is None:
+            for r in res:
+                r["note"] = ap.OLD_BUNDLE_NOTE
+            return res
+        sets = lim.sets(proba, coverage) if proba is not None else None
+        dist = lim.distances(X) if lo.featurizer == "hidden" else None
+        if languages is None:
+            languages = [ap.detect_language(t) for t in texts]
+        for i, r in enumerate(res):
+            if sets is not None:
+                r["set"] = [c for c, on in zip(classes, sets[i], strict=True) if on]
+                r["coverage"] = coverage
+            flags, info = lim.flags(texts[i], languages[i],
+                                    None if dist is None else float(dist[i]))
+            r["flags"] = flags
+            r["checks"] = info
         return res
 
     def adapt(self, texts: Sequence[str], levels: Sequence[str], *, method: str = "prior_pull",
@@ -405,18 +456,36 @@ class Predictor:
                                 labelled_sha256=labelled_sha256)
         return Predictor.load(path, encoder=self.encoder_mode, max_chars=self.max_chars)
 
-    def predict(self, texts: Sequence[str], top_k: int | None = None) -> list[dict[str, Any]]:
+    def predict(self, texts: Sequence[str], top_k: int | None = None,
+                coverage: float = DEFAULT_COVERAGE) -> list[dict[str, Any]]:
         """Predict every loaded task for each text; refuses empty, invisible-only, binary,
         non-Unicode or over-long (`max_chars`) texts with a TextInputError, a `top_k` other
-        than None or a whole number >= 1 with an InputError (both LearnerprobeErrors), and texts
-        that are not a sequence (a generator, a set) with an ArgumentTypeError."""
+        than None or a whole number >= 1 or a ``coverage`` outside (0, 1) with an InputError
+        (both LearnerprobeErrors), and texts that are not a sequence (a generator, a set) with
+        an ArgumentTypeError.
+
+        Each task's result also has ``set`` (the labels that hold the true one with probability
+        ``coverage``, split-conformal on the bundle's validation texts; a contiguous range of
+        levels for CEFR) and ``coverage``, and ``flags``: ``language`` (the detected language is
+        not one the bundle was trained on), ``length`` (word count outside the central 98 % of
+        its training texts), ``unfamiliar`` (the text's state at the bundle's layer is farther
+        from the training texts than 95 % of its validation texts); each True, False, or None
+        when the bundle cannot tell; ``checks`` holds the numbers behind them. A bundle trained
+        before these existed predicts without them and says so in ``note``."""
         if not isinstance(texts, Sequence) and not hasattr(texts, "__array__"):
             raise ArgumentTypeError(f"texts must be a list of strings, not "
                                     f"{type(texts).__name__} (pass list(texts))")
         check_top_k(top_k)
+        coverage = _coverage(coverage)
         texts = check_texts(texts, max_chars=self.max_chars)
         out: list[dict[str, Any]] = [{} for _ in texts]
+        langs = None
+        if any(lo.limits is not None for lo in self._loaded.values()):
+            for lo in self._loaded.values():
+                self._join(lo)
+            langs = [ap.detect_language(t) for t in texts]  # once for every task
         for task in self._loaded:
-            for i, r in enumerate(self.predict_task(task, texts, top_k=top_k)):
+            for i, r in enumerate(self.predict_task(task, texts, top_k=top_k, coverage=coverage,
+                                                    languages=langs)):
                 out[i][task] = r
         return out

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from learnerprobe.bundles import applicability as ap
 from learnerprobe.bundles import onnx_encoder as ox
 from learnerprobe.bundles.io import check_writable, save_bundle
 from learnerprobe.bundles.manifest import MANIFEST
@@ -150,8 +151,11 @@ def train_cefr(cfg: StudyConfig, bundle: Path, *, results_dir: Path | None,
         est.fit(X[li], data.y)
     langs = sorted(set(data.languages.tolist()))
     card_extra = {"probabilities": calibration} if calibration else {}
+    limits = ap.fit("ordinal", _validation_proba(probe, sels[probe], X[li], data, tr, va, seed),
+                    data.y[va], [r.text for r in data.records], langs, X[li][tr], X[li][va])
+    card_extra["calibration"] = ap.card_line(limits)
     return save_bundle(
-        bundle, task="cefr", method=probe, labels=data.labels, estimator=est,
+        bundle, task="cefr", method=probe, labels=data.labels, estimator=est, applicability=limits,
         model=entry.to_dict(), weights=weights_pin(entry), layer=int(layers[li]),
         preprocessing={"features": "hidden", "mask": bool(cfg.prep.mask),
                        "language": langs[0] if len(langs) == 1 else None,
@@ -166,6 +170,21 @@ def train_cefr(cfg: StudyConfig, bundle: Path, *, results_dir: Path | None,
               "selection": f"{probe} at layer {layers[li]} chosen on a grouped validation split",
               **card_extra},
     )
+
+
+def _validation_proba(probe: str, sel: Any, X: np.ndarray, data: Any, tr: np.ndarray,
+                      va: np.ndarray, seed: int) -> np.ndarray:
+    """The winner's probabilities on the validation texts from a model trained without them
+    (the conformal calibration set): the layer search's own for a classifier; a regressor is
+    fitted on the training part with its ordered-logit link (as the bundle's) first."""
+    if sel.val_proba is not None:
+        return np.asarray(sel.val_proba[sel.layer_index], dtype=float)
+    K = data.n_classes
+    est = get_method(probe, kind="probe").build(mode="tuned", n_classes=K, width=X.shape[-1],
+                                                seed=seed)
+    cal = OrdinalCalibrated(est, n_classes=K, random_state=seed)
+    cal.fit(X[tr], data.y[tr], groups=np.asarray(data.groups)[tr])
+    return cal.predict_proba(X[va])
 
 
 def _limits(corpora: Sequence[str], langs: list[str], what: str) -> str:
@@ -289,8 +308,12 @@ def train_transfer(cfg: StudyConfig, bundle: Path, method: str, *, results_dir: 
     decoding = ({"decoding": "the level is the method's decoding (expected value or tuned "
                              "thresholds), which may differ from the most probable level"}
                 if not getattr(est, "label_is_argmax", True) else {})
+    limits = _transfer_limits(cfg, data, ch, X[layers.index(use[0])], langs)
+    if limits is not None:
+        decoding["calibration"] = ap.card_line(limits)
     return save_bundle(
         bundle, task="cefr", method=method, labels=data.labels, estimator=est,
+        applicability=limits,
         model=entry.to_dict(), weights=weights_pin(entry), layer=int(max(use)),
         layers=[int(x) for x in use] if mix else None,
         preprocessing={"features": "hidden", "mask": bool(cfg.prep.mask),
@@ -315,6 +338,20 @@ def train_transfer(cfg: StudyConfig, bundle: Path, method: str, *, results_dir: 
                            "the validation metrics), then refitted on all texts",
               **decoding},
     )
+
+
+def _transfer_limits(cfg: StudyConfig, data: Any, ch: Any, X: np.ndarray, langs: list[str]
+                     ) -> ap.Applicability | None:
+    """Sets and flags of a transfer bundle: conformal scores from the chosen candidate's pooled
+    held-out predictions (each training corpus predicted by a fit without it, so the sets are
+    calibrated out of corpus), the ``unfamiliar`` statistics on the first layer the method
+    reads (a grouped split: statistics on one part, threshold on the other)."""
+    if ch.proba is None:
+        return None
+    tr, va = grouped_holdout(data.y, data.groups, test_size=cfg.selection.val_size,
+                             seed=cfg.seeds[0])
+    return ap.fit("ordinal", ch.proba, data.y[ch.val], [r.text for r in data.records], langs,
+                  X[tr], X[va])
 
 
 def train_l1(cfg: StudyConfig, bundle: Path, *, results_dir: Path | None,
@@ -361,15 +398,20 @@ def train_l1(cfg: StudyConfig, bundle: Path, *, results_dir: Path | None,
     val = bootstrap_all(y[va], pred, proba=proba, task="nominal", labels=len(labels),
                         n_boot=n_boot, seed=seed)
     langs = sorted({r.language for r in task.records})
+    hidden = method not in text_methods
+    limits = None if proba is None else ap.fit(
+        "nominal", proba, y[va], [r.text for r in task.records], langs,
+        X[li][tr] if hidden else None, X[li][va] if hidden else None)
     common = dict(
-        task="l1", labels=labels,
+        task="l1", labels=labels, applicability=limits,
         training_data={"corpora": cfg.corpus_names, "n_texts": len(task.records), "languages": langs,
                        **task.summary(), "prep": info},
         metrics={"validation": _ci_dict(val), "majority_rate": task.majority_rate,
                  "chance": task.chance, "study": study_metrics(results_dir, "l1", method)},
         card={"limits": _limits(cfg.corpus_names, langs, f"L1s {', '.join(labels)}; any other L1 is forced "
                                 "into one of these"),
-              "selection": f"{method} chosen on a grouped validation split by macro-F1"},
+              "selection": f"{method} chosen on a grouped validation split by macro-F1",
+              **({"calibration": ap.card_line(limits)} if limits else {})},
     )
     pre = {"mask": bool(task.masked), "language": langs[0] if len(langs) == 1 else None}
     if method in text_methods:

@@ -18,14 +18,26 @@ TEXTS = [
 LABELS = ["de", "de", "de", "de", "it", "it", "it", "it"] * 3
 
 
-def make_bundle(tmp_path, task="l1", name="b", preprocessing=None):
+def make_bundle(tmp_path, task="l1", name="b", preprocessing=None, applicability=False):
+    """A toy text bundle; ``applicability``: with conformal scores and flag statistics
+    (validation probabilities from a model fitted on the other half of the toy texts)."""
     est = make_pipeline(TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 3)),
                         LogisticRegression(max_iter=500)).fit(TEXTS, LABELS)
     pre = preprocessing or {"features": "text", "mask": False}
+    limits = None
+    if applicability:
+        from sklearn.base import clone
+
+        from learnerprobe.bundles import applicability as ap
+
+        half = clone(est).fit(TEXTS[:16], LABELS[:16])
+        y_va = np.array([list(est.classes_).index(v) for v in LABELS[16:]])
+        kind = "ordinal" if task == "cefr" else "nominal"
+        limits = ap.fit(kind, half.predict_proba(TEXTS[16:]), y_va, TEXTS, ["de", "it"])
     return save_bundle(tmp_path / name, task=task, method="ngram", labels=list(est.classes_),
                        estimator=est, preprocessing=pre,
                        training_data={"corpora": ["toy"], "n_texts": len(TEXTS)},
-                       card={"limits": "toy data"}), est
+                       card={"limits": "toy data"}, applicability=limits), est
 
 
 CEFR5 = ["A1", "A2", "B1", "B2", "C1+C2"]
@@ -40,7 +52,7 @@ def toy_levels(n=150, d=32, seed=0):
     return X.astype(np.float32), y
 
 
-def make_hidden_bundle(root, name="h", entry=None, probe="ridge"):
+def make_hidden_bundle(root, name="h", entry=None, probe="ridge", applicability=None):
     """A hidden-state CEFR bundle on the seeded tiny BERT (or `entry`): a calibrated ridge probe
     fitted on toy 32-dimensional features (the tiny model's width), weights pinned."""
     from learnerprobe.estimators.calibration import OrdinalCalibrated
@@ -59,4 +71,4 @@ def make_hidden_bundle(root, name="h", entry=None, probe="ridge"):
                        preprocessing={"features": "hidden", "mask": False, "language": "de",
                                       "extraction": {"dtype": "float32", "max_length": 128,
                                                      "chunking": "truncate"}},
-                       card={"limits": "toy"})
+                       card={"limits": "toy"}, applicability=applicability)

@@ -257,6 +257,37 @@ def test_browser_page(server, browser):
     assert browser.external == []
 
 
+@pytest.fixture(scope="module")
+def trust_server(tmp_path_factory):
+    path, _ = make_bundle(tmp_path_factory.mktemp("trust"), applicability=True)
+    url, proc = _start_server(path)
+    yield url, proc
+    _stop(proc)
+
+
+def test_browser_page_shows_set_and_warnings(trust_server, browser):
+    """The page shows the prediction set with its coverage and the flags that fired (an
+    English text to a bundle trained on German and Italian: the language warning)."""
+    url, _ = trust_server
+    page = browser.page
+    page.goto(url + "/")
+    page.fill("#text", "I would like to ask a question about the flat please")
+    page.click("#submit")
+    page.wait_for_selector("#l1-flags li", timeout=20_000)
+    assert page.inner_text("#l1-set").startswith("Set at 90 % coverage: {")
+    warnings = page.locator("#l1-flags li").all_inner_texts()
+    assert any(w.startswith("Language: the text looks like en") for w in warnings), warnings
+    assert "Calibration: validation ECE" in page.inner_text("#cards")
+    page.fill("#text", "Ich habe eine Frage zu der Wohnung bitte")
+    page.click("#submit")
+    for _ in range(100):  # the page's CSP forbids wait_for_function's eval: poll instead
+        if page.locator("#l1-flags li").count() == 0:
+            break
+        page.wait_for_timeout(200)
+    assert page.locator("#l1-flags li").count() == 0
+    assert browser.errors == [], browser.errors
+
+
 XSS = [
     '<img src=x onerror="window.__xss=1;document.title=\'pwned\'">',
     "<script>window.__xss=2;document.title='pwned'</script>",

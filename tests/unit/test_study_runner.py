@@ -94,6 +94,12 @@ def test_report_is_self_contained_with_summary(full):
     assert 'id="summary-table"' in html and "surface" in html and "selected" not in html[:200]
     assert "leave-one-corpus-out: cz" in html
     assert "http://" not in html and "https://" not in html  # nothing fetched from outside
+    # the same figures as PNG files, listed in the completion marker
+    pngs = sorted((full.out / "figures").glob("*.png"))
+    assert len(pngs) == html.count('<img src="data:image/png;base64,')
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+    files = json.loads((full.out / "manifest.json").read_text())["files"]
+    assert {f"figures/{p.name}" for p in pngs} <= set(files)
 
 
 def test_resume_after_crash_recomputes_only_missing_cells(study, monkeypatch):

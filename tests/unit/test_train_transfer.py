@@ -132,6 +132,10 @@ def test_transfer_bundle_round_trip(study, tmp_path, monkeypatch, method):
                                       for lab, x in zip(m["labels"], p, strict=True)}
         assert c["label"] == m["labels"][int(lev)]  # the method's decoding, not the argmax
         assert isinstance(c["score"], float)
+        # sets calibrated on the held-out-corpus predictions, flags on the layer's states
+        assert c["set"] and set(c["set"]) <= set(m["labels"]) and c["coverage"] == 0.9
+        assert isinstance(c["flags"]["unfamiliar"], bool)
+    assert m["applicability"]["n_calibration"] > 0 and "validation ECE" in m["card"]["calibration"]
     # serve answers with the same prediction
     from fastapi.testclient import TestClient
 

@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from learnerprobe import outputs
+from learnerprobe.bundles import applicability as _applicability
 from learnerprobe.bundles import arrays as _arrays
 from learnerprobe.bundles import checks
 from learnerprobe.bundles.integrity import (
@@ -156,6 +157,18 @@ class Bundle:
         checks.check_outputs(self.path, est, X, name)
         return est
 
+    def load_limits(self) -> _applicability.Limits | None:
+        """The bundle's conformal scores and applicability statistics, checked
+        (:mod:`learnerprobe.bundles.applicability`); None for a bundle trained without them."""
+        ref = self.manifest.get("applicability")
+        if ref is None:
+            return None
+        path, data = self._read_hashed(ref["file"])
+        if ref["kind"] != ("ordinal" if self.task == "cefr" else "nominal"):
+            raise BundleError(f"{path}: a {self.task} bundle cannot hold {ref['kind']} sets")
+        width = self.spec.weights.hidden_size if self.spec and self.spec.weights else None
+        return _applicability.load(ref, data, str(path), width)
+
 
 # ---------------------------------------------------------------------------------------------
 # Writing
@@ -210,6 +223,7 @@ def save_bundle(
     card: dict[str, Any] | None = None,
     check_inputs: Any = None,
     array_form: bool = True,
+    applicability: _applicability.Applicability | None = None,
 ) -> Path:
     """Write a bundle atomically (a temp folder renamed into place; an existing bundle there is
     replaced only once the new one is complete). Permissions follow the umask. The manifest is
@@ -236,6 +250,8 @@ def save_bundle(
     }
     if layers is not None:  # only multi-layer bundles carry the key
         manifest["layers"] = list(layers)
+    if applicability is not None:
+        manifest["applicability"] = applicability.spec
     tmp: Path | None = None
     old: Path | None = None
     try:
@@ -249,6 +265,8 @@ def save_bundle(
                 shutil.copytree(src, dst, symlinks=False)
             else:
                 shutil.copyfile(src, dst)
+        if applicability is not None:
+            (tmp / _applicability.FILE).write_bytes(_applicability.dumps(applicability))
         manifest["files"] = {rel: sha256_file(tmp / rel) for rel in scan(tmp)}
         # What is written is what is read back: round-trip through JSON before sealing.
         manifest = json.loads(json.dumps(manifest, ensure_ascii=False, default=str))

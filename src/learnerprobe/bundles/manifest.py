@@ -193,6 +193,44 @@ class ArraysRef(_Strict):
     spec: dict[str, Any]
 
 
+Prob = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+WordCount = Annotated[int, Field(ge=0, le=10_000_000)]
+
+
+class LengthRange(_Strict):
+    low: WordCount
+    high: WordCount
+    quantiles: Annotated[list[Prob], Field(min_length=2, max_length=2)]
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LengthRange:
+        if self.low > self.high:
+            raise ValueError("length.low is above length.high")
+        return self
+
+
+class Unfamiliar(_Strict):
+    metric: Literal["mahalanobis-ledoit-wolf"]
+    threshold: Annotated[float, Field(gt=0.0, le=1e12, allow_inf_nan=False)]
+    quantile: Prob
+    width: Count
+
+
+class ApplicabilityRef(_Strict):
+    """Prediction sets and applicability flags (:mod:`learnerprobe.bundles.applicability`):
+    the manifest's numbers; the tensors are in ``file`` (listed in ``files``)."""
+
+    format: Literal["learnerprobe-applicability/1"]
+    file: Literal["applicability.safetensors"]
+    kind: Literal["ordinal", "nominal"]
+    n_calibration: Annotated[int, Field(ge=1, le=1_000_000)]
+    languages: Annotated[list[Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}$")]],
+                         Field(min_length=1, max_length=200)]
+    length: LengthRange
+    validation_ece: Prob
+    unfamiliar: Unfamiliar | None = None
+
+
 class Manifest(_Strict):
     """The strict schema of manifest.json (format 2)."""
 
@@ -216,6 +254,7 @@ class Manifest(_Strict):
     created: Annotated[str, StringConstraints(max_length=100)]
     files: Annotated[dict[RelPath, Hex64], Field(min_length=1, max_length=MAX_FILES)]
     arrays: ArraysRef | None = None
+    applicability: ApplicabilityRef | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Manifest:
@@ -225,6 +264,8 @@ class Manifest(_Strict):
             raise ValueError(f"files must list {ESTIMATOR}")
         if self.arrays is not None and self.arrays.file not in self.files:
             raise ValueError(f"files must list the array form {self.arrays.file}")
+        if self.applicability is not None and self.applicability.file not in self.files:
+            raise ValueError(f"files must list {self.applicability.file}")
         pre = self.preprocessing
         if self.method not in bundle_methods():
             raise ValueError(f"method {self.method!r} is not a bundle method; known: "

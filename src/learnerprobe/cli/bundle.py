@@ -36,6 +36,7 @@ def verify(
     b = load_bundle(path, expect_digest, allow_version_mismatch=allow_version_mismatch)
     est = b.load_estimator()
     arrays = b.load_array_estimator()
+    limits = b.load_limits()  # checked like the estimator (shapes, ranges, finite values)
     hidden = b.manifest["preprocessing"]["features"] == "hidden"
     checked_weights = False
     if hidden and weights:
@@ -53,6 +54,8 @@ def verify(
         "weights_sha256": (m.get("weights") or {}).get("sha256"),
         "weights_checked": checked_weights, "files": len(m["files"]) + 1,
         "digest_pinned": expect_digest is not None,
+        "prediction_sets": limits is not None,
+        "validation_ece": (m.get("applicability") or {}).get("validation_ece"),
     }
     if as_json:
         typer.echo(json.dumps(info))
@@ -62,4 +65,19 @@ def verify(
         + (f", {info['model']} layer {m['layer']}" if hidden else "") + ")"))
     if hidden and not checked_weights:
         typer.echo("model weights not checked (--no-weights)")
+    typer.echo(escape_controls(_limits_line(m)))
     typer.echo(f"digest: {b.digest}")
+
+
+def _limits_line(m: dict) -> str:
+    """The card's calibration and applicability statement."""
+    a = m.get("applicability")
+    if a is None:
+        return ("no prediction sets or applicability flags (trained before them; retrain to "
+                "get them)")
+    u = a.get("unfamiliar")
+    return (f"calibration: validation ECE {a['validation_ece']:.3f} on {a['n_calibration']} "
+            f"validation texts (the conformal calibration set); flags: language (trained on "
+            f"{', '.join(a['languages'])}), length ({a['length']['low']}–{a['length']['high']} "
+            "words), unfamiliar ("
+            + (f"Mahalanobis > {u['threshold']:.2f})" if u else "not available: text features)"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 # start-up time: heavy imports (numpy, torch, sklearn, the pipeline modules) stay inside the commands
 import json
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -73,6 +74,7 @@ def extract_cmd(
     records = load_corpus(corpus)
     if limit is not None:
         records = records[:limit]
+    t0, job = time.perf_counter(), None
     with converting_write_errors(cache):  # disk full / read-only while caching: one line
         if execution.is_ray:
             # start-up: numpy; the ray backend only
@@ -83,6 +85,7 @@ def extract_cmd(
                                   max_length=max_length, chunking=chunking, cache_dir=cache_dir)
             if cache_uri:  # read back through the local cache folder
                 sync_cache(cache_uri, res.key, cache)
+            job = res.summary()
         acts = extract(
             records,
             model,
@@ -96,18 +99,37 @@ def extract_cmd(
             progress=not as_json,
             limit=limit,
         )
-    summary = {"corpus": corpus, **acts.summary()}
+    summary = run_summary(corpus, acts.summary(), job, time.perf_counter() - t0)
     if as_json:
         typer.echo(json.dumps(summary))
         return
     from rich.console import Console
 
+    done = "cache hit" if summary["cache_hit"] else f"{summary['texts_computed']} computed"
     Console().print(
         f"{summary['n_texts']} texts x {summary['n_layers']} layers x {summary['hidden_size']} "
-        f"({'cache hit' if acts.cache_hit else f'{acts.texts_computed} computed'}, "
-        f"{acts.n_truncated} truncated, {acts.seconds:.1f}s, {acts.dtype} on {acts.device})\n"
-        f"cache: {acts.cache_path}"
+        f"({done}, {acts.n_truncated} truncated, {summary['seconds']:.1f}s, {summary['dtype']} "
+        f"on {summary['where']})\ncache: {acts.cache_path}"
     )
+
+
+def run_summary(corpus: str, read: dict, job: dict | None, seconds: float) -> dict:
+    """What the command did, whichever backend did the work: with ``--backend ray`` the texts
+    computed, the time and the device are the Ray job's (``job``: its ``ClusterResult``
+    summary), not those of the cache read that follows it (kept under ``read``); ``seconds``:
+    the whole command's wall time."""
+    out = {"corpus": corpus, **read, "backend": "local", "where": read.get("device")}
+    if job is None:
+        return out
+    out.update(backend="ray", cache_hit=job["texts_computed"] == 0,
+               texts_computed=job["texts_computed"], tokens_computed=job["tokens_computed"],
+               seconds=round(seconds, 3), dtype=job["dtype"], device=job["device"],
+               where=f"ray: {job['workers']} worker(s) on {job['device']}",
+               job={k: job[k] for k in ("texts_computed", "tokens_computed", "shards_written",
+                                        "items", "workers", "device", "dtype", "busy_seconds")}
+               | {"seconds": round(job["seconds"], 3)},
+               read={k: read[k] for k in ("cache_hit", "seconds", "texts_computed")})
+    return out
 
 
 def _execution(backend: str, **kw: object) -> ExecutionConfig:

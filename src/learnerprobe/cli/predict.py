@@ -160,6 +160,44 @@ VERSION_HELP = "Load a bundle trained with other library versions (results may d
 MAX_CHARS_HELP = "Longest text in characters; longer ones are refused (memory grows with length)."
 
 
+COVERAGE_HELP = ("Probability that the printed set holds the true label (split-conformal on the "
+                 "bundle's validation texts), strictly between 0 and 1.")
+
+
+def _check_coverage(coverage: float) -> None:
+    if not 0.0 < coverage < 1.0:  # NaN fails too
+        raise LearnerprobeError(f"--coverage must be strictly between 0 and 1 (got {coverage})")
+
+
+def limits_text(v: dict, ordinal: bool) -> list[str]:
+    """The set and the warnings of one task's result as short phrases, e.g.
+    ``set A2–B1 (90 %)`` and ``warning: length (12 words; training texts 45–380)``."""
+    out = []
+    if v.get("set") is not None:
+        out.append(f"set {set_text(v['set'], ordinal)} ({round(100 * v['coverage'], 1):g} %)")
+    if v.get("note"):
+        out.append(f"note: {v['note']}")
+    c = v.get("checks") or {}
+    why = {"language": f"language ({c.get('language')}; trained on "
+                       f"{', '.join(c.get('training_languages') or [])})",
+           "length": "length ({} words; training texts {}–{})".format(
+               c.get("words"), *(c.get("training_words") or ["?", "?"])),
+           "unfamiliar": f"unfamiliar (distance {c.get('distance')} > {c.get('threshold')})"}
+    fired = [why[k] for k, on in (v.get("flags") or {}).items() if on and k in why]
+    if fired:
+        out.append("warning: " + "; ".join(fired))
+    return out
+
+
+def set_text(members: list, ordinal: bool) -> str:
+    """``A2–B1`` for a range of levels, ``{de, it}`` for a set of languages, ``∅`` if empty."""
+    if not members:
+        return "∅"
+    if ordinal:
+        return members[0] if len(members) == 1 else f"{members[0]}–{members[-1]}"
+    return "{" + ", ".join(map(str, members)) + "}"
+
+
 @app.command()
 def predict(
     text: str = typer.Argument(None, help="A text, or '-' to read one text from stdin."),
@@ -174,12 +212,14 @@ def predict(
     ),
     encoder: str = typer.Option("auto", "--encoder", help=ENCODER_HELP),
     max_chars: int = typer.Option(MAX_CHARS, "--max-chars", help=MAX_CHARS_HELP),
+    coverage: float = typer.Option(0.9, "--coverage", help=COVERAGE_HELP),
 ) -> None:
     """Predict CEFR level and/or L1 with the exact preprocessing used in training."""
     from rich.console import Console
     from rich.markup import escape
 
     # Everything is checked before a model is loaded (loading can take a minute).
+    _check_coverage(coverage)
     _check_encoder(encoder)
     check_top_k(top_k, "--top-k")
     check_max_chars(max_chars, "--max-chars")
@@ -202,14 +242,15 @@ def predict(
     predictor = _load(bundle, expect_digest, allow_version_mismatch, encoder, max_chars)
     results: list[dict] = []
     if len(texts) <= batch_size:  # one batch: no progress bar (rich.progress is not imported)
-        results = predictor.predict(texts, top_k=top_k)
+        results = predictor.predict(texts, top_k=top_k, coverage=coverage)
     else:
         from rich.progress import Progress
 
         with Progress(console=Console(stderr=True), transient=True) as prog:
             task = prog.add_task("predicting", total=len(texts))
             for i in range(0, len(texts), batch_size):
-                results.extend(predictor.predict(texts[i : i + batch_size], top_k=top_k))
+                results.extend(predictor.predict(texts[i : i + batch_size], top_k=top_k,
+                                                 coverage=coverage))
                 prog.advance(task, min(batch_size, len(texts) - i))
     console = Console(highlight=False)
 
@@ -225,7 +266,8 @@ def predict(
             probs = ", ".join(
                 f"{shown(k)} {p:.2f}" for k, p in list(v["probabilities"].items())[: top_k or 5]
             )
-            parts.append(f"[bold]{shown(t)}[/]: {shown(v['label'])} ({probs})")
+            parts.append(f"[bold]{shown(t)}[/]: {shown(v['label'])} ({probs})"
+                         + "".join(f"  {shown(x)}" for x in limits_text(v, t == "cefr")))
         console.print("  ".join(parts))
 
 

@@ -63,6 +63,11 @@ class Pooled:
     train_labels: np.ndarray  # training labels pooled over folds (for priors)
     selected_layers: list[int] | None = None
     fold_priors: dict[str, np.ndarray] = field(default_factory=dict)  # fold -> train labels
+    # each fold's inner validation texts (training side) and their probabilities from the
+    # model that predicted the fold: the calibration set of conformal coverage (trust_rows)
+    cal_idx: np.ndarray | None = None
+    cal_proba: np.ndarray | None = None
+    cal_fold: np.ndarray | None = None
 
 
 def score_rows(

@@ -44,7 +44,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -95,18 +95,21 @@ class PredictorLike(Protocol):
     @property
     def manifests(self) -> dict[str, dict[str, Any]]: ...
 
-    def predict(self, texts: list[str], top_k: int | None = None) -> list[dict[str, Any]]: ...
+    def predict(self, texts: list[str], top_k: int | None = None,
+                **kw: Any) -> list[dict[str, Any]]: ...
 
     def mask(self, text: str) -> dict[str, Any]: ...
 
 
 class PredictIn(BaseModel):
-    """One text (`text`) or several (`texts`); `top_k` limits the listed probabilities."""
+    """One text (`text`) or several (`texts`); `top_k` limits the listed probabilities;
+    `coverage` (default 0.9, strictly between 0 and 1): of each prediction set."""
 
     model_config = ConfigDict(extra="forbid")
     text: StrictStr | None = None
     texts: list[StrictStr] | None = Field(default=None, max_length=256)
     top_k: StrictInt | None = Field(default=None, ge=1, le=100)
+    coverage: StrictFloat | None = Field(default=None, gt=0.0, lt=1.0, allow_inf_nan=False)
 
 
 class _Cancelled(Exception):
@@ -429,7 +432,8 @@ def _prediction_work(predictor: PredictorLike, req: PredictIn, texts: list[str],
         for i in range(0, len(texts), chunk_size):
             if cancel.is_set():
                 raise _Cancelled
-            results.extend(predictor.predict(texts[i : i + chunk_size], req.top_k))
+            kw = {} if req.coverage is None else {"coverage": req.coverage}
+            results.extend(predictor.predict(texts[i : i + chunk_size], req.top_k, **kw))
         if cancel.is_set():
             raise _Cancelled
         masked = None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from learnerprobe.evaluation.residuals import residual_analysis
 from learnerprobe.evaluation.results import NO_LAYER, SELECTED, Pooled, ReportSection
 from learnerprobe.study import plots
 from learnerprobe.study.report_adapt import adapt_sections
+from learnerprobe.study.report_trust import trust_sections
 from learnerprobe.study.summary import transfer_table
 from learnerprobe.tasks import get_task
 
@@ -187,6 +189,7 @@ def write_report(path: Path, df: pd.DataFrame, pooled: Sequence[Pooled], data: A
     elif len(df):  # other tasks: generic table of pooled scores
         d = df[(df.test_corpus == "all") & (df.levels == "all")]
         summary_html = d.to_html(index=False, float_format=lambda v: f"{v:.3f}", border=0)
+    all_sections.extend(trust_sections(df, pooled, data.y) if len(df) and data is not None else [])
     all_sections.extend(sections)
     env = Environment(loader=PackageLoader("learnerprobe.study", "templates"),
                       autoescape=select_autoescape(["html"]))
@@ -201,4 +204,25 @@ def write_report(path: Path, df: pd.DataFrame, pooled: Sequence[Pooled], data: A
         summary_html=summary_html, sections=view, lead_sections=views(lead),
         timings=timings)
     Path(path).write_text(text, encoding="utf-8")
+    write_figures(Path(path).parent / "figures", lead + all_sections)
     return Path(path)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60] or "figure"
+
+
+def write_figures(folder: Path, sections: Sequence[ReportSection]) -> list[Path]:
+    """The report's figures as PNG files too, so a paper or slide can use them without
+    unpacking the HTML: ``NN-section-title-i.png`` in report order."""
+    out: list[Path] = []
+    n = 0
+    for s in sections:
+        for i, (_caption, png) in enumerate(s.figures):
+            n += 1
+            if not out:
+                folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"{n:02d}-{_slug(s.title)}-{i + 1}.png"
+            path.write_bytes(png)
+            out.append(path)
+    return out

@@ -37,7 +37,7 @@ STAGING_PREFIX = ".staging-"
 PUBLISHED = ("results.csv", "results.parquet", "predictions.parquet", "report.html",
              "residuals.csv", "timings.json", "config.toml")
 #: Sub-folders whose files a run publishes (their ``cache`` sub-folders are kept as they are).
-PUBLISHED_DIRS = ("nli",)
+PUBLISHED_DIRS = ("nli", "figures")
 KEEP = ("cache",)
 MARKER_FORMAT = 1
 

@@ -50,6 +50,7 @@ from learnerprobe.evaluation.results import (
     score_rows,
 )
 from learnerprobe.evaluation.splits import check_class_sizes
+from learnerprobe.evaluation.trust_rows import trust_rows
 from learnerprobe.execution.cells import map_cells
 from learnerprobe.extract import get_activations
 from learnerprobe.outputs import converting_write_errors
@@ -242,6 +243,7 @@ class CellResult:
     selected: int  # index into layers
     seconds: float
     cached: bool = False
+    val_proba: np.ndarray | None = None  # layers x n_val x K: conformal calibration (trust_rows)
 
 
 _CELL_ARRAYS = ("pred", "proba", "has_proba", "val_scores", "selected", "seconds")
@@ -256,14 +258,18 @@ def load_cell(path: Path) -> CellResult | None:
     if z is None:
         return None
     proba = z["proba"] if z["has_proba"] else None
+    if "val_proba" not in z:  # cached before coverage rows existed: recompute once
+        return None
+    val_proba = z["val_proba"] if z["val_proba"].size else None
     return CellResult(z["pred"], proba, z["val_scores"], int(z["selected"]),
-                      float(z["seconds"]), cached=True)
+                      float(z["seconds"]), cached=True, val_proba=val_proba)
 
 
 def save_cell(path: Path, r: CellResult) -> None:
     write_npz(path, {"pred": r.pred, "proba": r.proba if r.proba is not None else np.zeros(0),
                      "has_proba": r.proba is not None, "val_scores": r.val_scores,
-                     "selected": r.selected, "seconds": r.seconds})
+                     "selected": r.selected, "seconds": r.seconds,
+                     "val_proba": r.val_proba if r.val_proba is not None else np.zeros(0)})
 
 
 def run_cell(X: np.ndarray, y: np.ndarray, split: Split, probe: str, *, mode: str,
@@ -288,7 +294,9 @@ def run_cell(X: np.ndarray, y: np.ndarray, split: Split, probe: str, *, mode: st
         proba_t = None if out.get("proba") is None else np.asarray(out["proba"])
     return CellResult(pred_t.astype(np.int64),
                       None if proba_t is None else proba_t.astype(np.float32),
-                      sel.scores, sel.layer_index, time.perf_counter() - t0)
+                      sel.scores, sel.layer_index, time.perf_counter() - t0,
+                      val_proba=None if sel.val_proba is None or refit
+                      else np.asarray(sel.val_proba, dtype=np.float32))
 
 
 def _surface_layer(F_train, y_train, F_test, probe, *, mode, n_classes, seed):
@@ -625,17 +633,30 @@ def _pool(cfg: StudyConfig, data: StudyData, acts: dict[str, Acts],
                     for li, lname in enumerate(layers):
                         pr, pb = cat(li)
                         pooled.append(Pooled({**base, "layer": lname}, idx, pr, pb, fold,
-                                             shared, train_labels, fold_priors=priors))
+                                             shared, train_labels, fold_priors=priors,
+                                             **_calibration(cells, splits, [li] * len(cells))))
                     if p != SURFACE:
                         pr = np.concatenate([c.pred[c.selected] for c in cells])
                         pb = None
                         if all(c.proba is not None for c in cells):
                             pb = np.concatenate([c.proba[c.selected] for c in cells])
                         sel = [int(acts[m].layers[c.selected]) for c in cells]
+                        cal = _calibration(cells, splits, [c.selected for c in cells])
                         pooled.append(Pooled({**base, "layer": SELECTED}, idx, pr, pb, fold,
                                              shared, train_labels, selected_layers=sel,
-                                             fold_priors=priors))
+                                             fold_priors=priors, **cal))
     return pooled
+
+
+def _calibration(cells: list[CellResult], splits: list[Split], layer: list[int]
+                 ) -> dict[str, Any]:
+    """Each fold's validation texts and their probabilities at ``layer[i]`` (Pooled.cal_*),
+    empty when a cell kept none (no probabilities, refit, or cached without them)."""
+    if any(c.val_proba is None for c in cells):
+        return {}
+    return {"cal_idx": np.concatenate([sp.val for sp in splits]),
+            "cal_proba": np.concatenate([c.val_proba[li] for c, li in zip(cells, layer, strict=True)]),
+            "cal_fold": np.concatenate([[sp.fold] * len(sp.val) for sp in splits])}
 
 
 def _evaluate(scoring: Scoring, data: StudyData, pooled: list[Pooled],
@@ -647,7 +668,8 @@ def _evaluate(scoring: Scoring, data: StudyData, pooled: list[Pooled],
     def one(p: Pooled) -> list[dict]:
         return score_rows(p, data.y, data.corpora, task=scoring.task, kind=kind,
                           n_classes=data.n_classes, n_boot=scoring.n_boot, seed=scoring.seed,
-                          shared_levels=scoring.shared_levels)
+                          shared_levels=scoring.shared_levels) + trust_rows(
+            p, data.y, data.corpora, task=scoring.task, kind=kind)
 
     parts = Parallel(n_jobs=n_jobs if n_jobs > 0 else -1, prefer="threads")(
         delayed(one)(p) for p in pooled)

@@ -54,9 +54,52 @@ function highlight(el, original, masked) {
   el.append(document.createTextNode(cps.slice(pos).join('')));
 }
 
+function setText(members, ordinal) {
+  const m = Array.isArray(members) ? members.map((x) => str(x)) : [];
+  if (!m.length) return '∅';
+  if (ordinal) return m.length === 1 ? m[0] : `${m[0]}–${m[m.length - 1]}`;
+  return `{${m.join(', ')}}`;
+}
+
+const FLAG_TEXT = {
+  language: (c) => `Language: the text looks like ${str(c.language, '?')}; this model was trained on `
+    + `${Array.isArray(c.training_languages) ? c.training_languages.map((x) => str(x)).join(', ') : '?'} only.`,
+  length: (c) => `Length: ${str(c.words, '?')} words; the model's training texts had `
+    + `${Array.isArray(c.training_words) ? c.training_words.map((x) => str(x)).join('–') : '?'} words (central 98 %).`,
+  unfamiliar: (c) => `Unfamiliar: the text is farther from the training texts than 95 % of the validation texts `
+    + `(distance ${str(c.distance, '?')} > ${str(c.threshold, '?')}).`,
+};
+
+function limits(task, res) {
+  // The prediction set and the applicability warnings of one task's result.
+  const set = document.getElementById(`${task}-set`);
+  const flags = document.getElementById(`${task}-flags`);
+  set.textContent = '';
+  flags.replaceChildren();
+  const cov = num(res.coverage);
+  if (Array.isArray(res.set) && cov !== null) {
+    set.textContent = `${task === 'cefr' ? 'Range' : 'Set'} at ${(100 * cov).toFixed(0)} % coverage: `
+      + setText(res.set, task === 'cefr');
+  } else if (res.note) {
+    set.textContent = str(res.note);
+  }
+  const checks = res.checks && typeof res.checks === 'object' ? res.checks : {};
+  const f = res.flags && typeof res.flags === 'object' ? res.flags : {};
+  for (const k of Object.keys(FLAG_TEXT)) {
+    if (f[k] === true) flags.appendChild(node('li', FLAG_TEXT[k](checks), 'warning'));
+  }
+}
+
 function metricValue(v) {
   const x = num(v && typeof v === 'object' ? v.value : v);
   return x === null ? str(v && typeof v === 'object' ? v.value : v, '?').slice(0, 12) : x.toFixed(3);
+}
+
+function calibration(a) {
+  if (!a || typeof a !== 'object') return 'not recorded (retrain for prediction sets and warnings)';
+  const e = num(a.validation_ece);
+  return `validation ECE ${e === null ? '?' : e.toFixed(3)} on ${str(a.n_calibration, '?')} validation texts `
+    + '(the calibration set of the prediction sets)';
 }
 
 function card(task, man) {
@@ -78,6 +121,7 @@ function card(task, man) {
     node('div', `Data: ${corpora} (${str(td.n_texts, '?')} texts). Labels: ${labels}`),
     node('div', `Validation: ${metrics || 'n/a'}`),
     node('div', `Limits: ${str(c.limits, 'see manifest')}`),
+    node('div', `Calibration: ${calibration(man.applicability)}`),
   );
   return div;
 }
@@ -124,6 +168,7 @@ async function submit(ev) {
       document.getElementById('cefr-level').textContent = str(res.label)
         + (score !== null ? ` (score ${score.toFixed(2)})` : '');
     }
+    limits(task, res);
     chart(document.getElementById(`${task}-chart`), res.probabilities);
   }
   const masked = data.masked && typeof data.masked === 'object' ? data.masked : {};
