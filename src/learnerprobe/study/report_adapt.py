@@ -55,6 +55,9 @@ def learning_curves(df: pd.DataFrame, source: str = "ridge", metric: str = "qwk"
         if iid is not None:
             ax.axhline(iid, color="black", lw=0.8, ls=":", label=f"IID ({source})")
         ax.set_xscale("symlog", linthresh=5)
+        ks = sorted(int(k) for k in g.k.unique())
+        ax.set_xticks(ks, [str(k) for k in ks])
+        ax.set_ylim(bottom=max(0.3, float(g.ci_low.min()) - 0.02))  # probe_k at k=5 can reach 0
         ax.set_xlabel("k labelled texts of the held-out corpus")
         ax.set_title("mean over held-out corpora" if corpus == CORPUS_MEAN
                      else f"held out: {corpus}")
