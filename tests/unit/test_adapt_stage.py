@@ -170,3 +170,19 @@ def test_report_opens_with_the_learning_curves(run):
     html = (res.out / "report.html").read_text()
     assert html.index("Adaptation from k labelled texts") < html.index("summary-table")
     assert "adapt-table" in html and "Learning curves: QWK against k" in html
+
+
+def test_stability_table_spreads_over_seeds():
+    import pandas as pd
+
+    from learnerprobe.study.summary import stability_table
+
+    rows = [{"mode": "tuned", "protocol": "loco", "probe": "ridge", "layer": "selected",
+             "test_corpus": tc, "levels": "all", "metric": "qwk", "seed": s, "value": v,
+             "ci_low": v - 0.02, "ci_high": v + 0.03}
+            for s, v in ((0, 0.62), (1, 0.60), (2, 0.65)) for tc in ("all", CORPUS_MEAN)]
+    t = stability_table(pd.DataFrame(rows))
+    assert list(t.score) == ["pooled", "mean per corpus"]
+    r = t.iloc[0]
+    assert (r.seeds, r.range, r.spread, r["widest CI"]) == (3, "0.600–0.650", "0.050", "0.050")
+    assert stability_table(pd.DataFrame(rows[:2])).empty  # one seed: nothing to say

@@ -133,6 +133,30 @@ def transfer_table(df: pd.DataFrame, metric: str = "qwk", digits: int = 3) -> pd
     return pd.DataFrame(rows).fillna("")
 
 
+def stability_table(df: pd.DataFrame, metric: str = "qwk", digits: int = 3) -> pd.DataFrame:
+    """How much the headline cells move between re-runs with other seeds (splits, inner
+    validation, probe seeds): per mode x protocol x probe, the pooled and the mean per-corpus
+    score's mean over seeds, range and the widest single-seed CI for scale. Empty with one seed.
+    A difference between two systems smaller than this range is a re-run difference."""
+    if "seed" not in df or df.seed.nunique() < 2:
+        return pd.DataFrame()
+    d = df[(df.metric == metric) & df.layer.astype(str).isin(["selected", "none", "nested"])
+           & df.test_corpus.astype(str).isin(["all", CORPUS_MEAN])]
+    if "levels" in d:
+        d = d[d.levels.astype(str) == "all"]
+    rows = []
+    for (mode, proto, probe, corpus), g in d.groupby(["mode", "protocol", "probe", "test_corpus"],
+                                                     sort=False):
+        v = g.value.astype(float)
+        rows.append({"mode": mode, "protocol": proto, "probe": probe,
+                     "score": "pooled" if corpus == "all" else "mean per corpus",
+                     "seeds": int(g.seed.nunique()), "mean": f"{v.mean():.{digits}f}",
+                     "range": f"{v.min():.{digits}f}–{v.max():.{digits}f}",
+                     "spread": f"{v.max() - v.min():.{digits}f}",
+                     "widest CI": f"{(g.ci_high - g.ci_low).max():.{digits}f}"})
+    return pd.DataFrame(rows)
+
+
 def adapt_table(df: pd.DataFrame, metric: str = "qwk", digits: int = 3) -> pd.DataFrame:
     """The loco_k learning curves as a table: one row per adapt method and k, one column per
     held-out corpus, the mean per corpus and pooled ("median [95 % band over repeats]"), and
