@@ -71,8 +71,63 @@ def cold_predict(bundles: list[Path], text: str, *, timeout: float = 600.0,
     }
 
 
+def serve_throughput(pred: Predictor, make_app: Any, n_texts: int = 96, concurrency: int = 16,
+                     max_batch: int = 64) -> dict[str, Any]:
+    """Texts/s of the web API over ``n_texts`` single-text requests, ``concurrency`` at a time
+    (what a page with many users sends), through the app in this process (no sockets): wall
+    and CPU seconds, and how many predictor calls the batching made of them. ``make_app``:
+    ``learnerprobe.serve.app.create_app`` (the caller's: the server sits beside this module)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fastapi.testclient import TestClient
+
+    app = make_app(pred, max_batch=max_batch, max_queue=max(32, concurrency), timeout_s=600)
+    texts = [sample_text(150 + (i % 100)) for i in range(n_texts)]
+    with TestClient(app) as client:
+        client.post("/api/predict", json={"text": texts[0]})  # first request: app start-up
+        calls0 = app.state.batcher.calls if app.state.batcher else 0
+        c0, t0 = time.process_time(), time.perf_counter()
+        with ThreadPoolExecutor(concurrency) as ex:
+            codes = list(ex.map(lambda t: client.post("/api/predict", json={"text": t})
+                                .status_code, texts))
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    if set(codes) != {200}:
+        raise RuntimeError(f"serve benchmark: HTTP statuses {sorted(set(codes))}")
+    calls = (app.state.batcher.calls - calls0) if app.state.batcher else n_texts
+    return {"serve_texts_per_s": round(n_texts / wall, 1),
+            "serve_cpu_seconds_per_text": round(cpu / n_texts, 4),
+            "serve_requests": n_texts, "serve_concurrency": concurrency,
+            "serve_predictor_calls": calls}
+
+
+def dtype_rows(bundles: list[Path], make_app: Any, *, batch: int = 64, serve_n: int = 64,
+               concurrency: int = 16) -> dict[str, dict[str, Any]]:
+    """Throughput of both precisions: ``fp32`` = the bundles' fast path (the fp32 ONNX graph
+    where it applies), ``bf16`` = the torch encoder in bfloat16 (what a bf16-trained bundle runs
+    without an accepted fp32 check). Only a CPU with native bf16 (AMX / AVX512-BF16) or a GPU
+    runs the bf16 row at speed; elsewhere torch emulates it."""
+    from learnerprobe.extract.engine import cpu_has_native_bf16
+
+    out: dict[str, dict[str, Any]] = {}
+    for name, kw in (("fp32", {"encoder": "auto"}),
+                     ("bf16", {"encoder": "torch", "torch_dtype": "bfloat16"})):
+        pred = Predictor.load(*bundles, **kw)
+        pred.warm()
+        texts = [sample_text(150 + (i % 100)) for i in range(batch)]
+        c0, t0 = time.process_time(), time.perf_counter()
+        for i in range(0, batch, 32):
+            pred.predict(texts[i : i + 32])
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        out[name] = {"engines": pred.engines, "batch_texts_per_s": round(batch / wall, 1),
+                     "batch_cpu_seconds_per_text": round(cpu / batch, 4),
+                     **serve_throughput(pred, make_app, serve_n, concurrency)}
+    out["native_bf16"] = {"cpu": cpu_has_native_bf16()}
+    return out
+
+
 def run_bench(bundles: list[Path], *, n: int = 50, batch: int = 200, cold: bool = True,
-              encoder: str = "auto", arrays: bool = True) -> dict:
+              encoder: str = "auto", arrays: bool = True, dtypes: bool = True,
+              make_app: Any = None) -> dict:
     """Cold one-text CLI run (optional), then in this process: load, p50/p95 latency of a
     200-word text, texts/s over ``batch`` texts of 150-249 words in batches of 32.
     ``encoder``/``arrays``: as :meth:`learnerprobe.predict.Predictor.load` (the cold run takes
@@ -98,6 +153,7 @@ def run_bench(bundles: list[Path], *, n: int = 50, batch: int = 200, cold: bool 
     for i in range(0, batch, 32):
         pred.predict(texts[i : i + 32])
     batch_s = time.perf_counter() - t
+    serve = serve_throughput(pred, make_app, n_texts=min(batch, 96)) if make_app else {}
     return {
         "bench": "predict",
         "bundles": [str(b) for b in bundles],
@@ -110,6 +166,9 @@ def run_bench(bundles: list[Path], *, n: int = 50, batch: int = 200, cold: bool 
         "latency_p50_ms": round(1000 * float(np.percentile(lat, 50)), 2),
         "latency_p95_ms": round(1000 * float(np.percentile(lat, 95)), 2),
         "batch_texts_per_s": round(batch / batch_s, 1),
+        **serve,
+        "dtypes": dtype_rows(bundles, make_app, batch=min(batch, 64)) if dtypes and make_app
+        else None,
         "n_single": n,
         "n_batch": batch,
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),

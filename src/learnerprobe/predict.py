@@ -17,6 +17,7 @@ number is never returned (:class:`~learnerprobe.errors.NonFiniteOutputError`).
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections.abc import Sequence
@@ -57,6 +58,9 @@ def _coverage(value: object) -> float:
         return check_coverage(value)
     except ValueError as e:
         raise InputError(str(e)) from None
+
+#: What :meth:`Predictor.warm` scores (any text loads the same models).
+WARM_TEXT = "Ich wohne seit zwei Jahren in Wien und arbeite in einer kleinen Firma."
 
 
 @dataclass
@@ -168,12 +172,14 @@ class Predictor:
         self._lock = threading.Lock()
         self._encoder: Any = None
         self.encoder_mode = "auto"
+        self.torch_dtype: str | None = None  # benchmarks: the torch encoder in another dtype
         self.max_chars = MAX_CHARS  # longest text `predict` accepts (the server's limit too)
 
     @classmethod
     def load(cls, *paths: str | Path, expect_digests: Sequence[str] | None = None,
              allow_version_mismatch: bool = False, arrays: bool = True,
-             encoder: str = "auto", max_chars: int = MAX_CHARS) -> Predictor:
+             encoder: str = "auto", max_chars: int = MAX_CHARS,
+             torch_dtype: str | None = None) -> Predictor:
         """Load and verify bundles (one per task).
 
         ``arrays``: apply a bundle's estimator through its array form when it has one (numpy
@@ -188,6 +194,8 @@ class Predictor:
         accepts bundles trained with other library versions (otherwise scikit-learn minor-version
         changes are refused and torch/transformers/tokenizers changes warn). ``max_chars``: the
         longest text `predict` accepts (a TextTooLongError beyond; memory grows with length).
+        ``torch_dtype`` ("float32", "bfloat16"): run the torch encoder in this dtype instead of
+        the one the bundle was trained in -- for benchmarks of both paths; probabilities move.
         """
         expect_digests = _load_args(
             paths, expect_digests, {"allow_version_mismatch": allow_version_mismatch,
@@ -206,6 +214,7 @@ class Predictor:
                                      limits=b.load_limits())
         out = cls(loaded)
         out.encoder_mode = encoder
+        out.torch_dtype = torch_dtype
         out.max_chars = max_chars
         out._warm_up()
         return out
@@ -317,17 +326,59 @@ class Predictor:
                 raise BundleError(f"{lo.bundle.path}: the ONNX encoder does not apply: {e}") from None
             return None
 
-    def _features(self, lo: _Loaded, texts: list[str]) -> Any:
+    def warm(self, text: str = WARM_TEXT) -> float:
+        """Load now what a first prediction would load (every bundle's encoder, the masking
+        lexicon, lazily built graphs) by scoring one text; the seconds it took. A server calls
+        this before it reports ready, so its first request waits for no model."""
+        import time
+
+        t0 = time.perf_counter()
+        for lo in self._loaded.values():
+            self._join(lo)
+        self.predict([text])
+        return time.perf_counter() - t0
+
+    @staticmethod
+    def _encoder_key(lo: _Loaded) -> tuple[str, ...]:
+        """Bundles with equal keys run the same encoder on the same inputs: one forward pass
+        (and one loaded model) serves them all."""
+        m = lo.bundle.manifest
+        pre = m.get("preprocessing", {})
+        return (str((m.get("weights") or {}).get("sha256")), json.dumps(m.get("model"), sort_keys=True),
+                json.dumps(pre.get("extraction") or {}, sort_keys=True),
+                ",".join(str(x) for x in (m.get("layers") or [m["layer"]])))
+
+    def _shared_encoder(self, lo: _Loaded) -> Any:
+        """The encoder of another loaded bundle with the same model, layers and extraction."""
+        key = self._encoder_key(lo)
+        for other in self._loaded.values():
+            if (other is not lo and other.encoder is not None and other.featurizer == "hidden"
+                    and self._encoder_key(other) == key):
+                return other.encoder
+        return None
+
+    def _features(self, lo: _Loaded, texts: list[str],
+                  shared: dict[tuple, np.ndarray] | None = None) -> Any:
         if lo.featurizer == "text":
             return np.asarray(texts, dtype=object)
+        key = (*self._encoder_key(lo), *texts)
+        if shared is not None and key in shared:  # another bundle ran this forward already
+            return self._surface(lo, shared[key], texts)
+        X = self._states(lo, texts)
+        if shared is not None:
+            shared[key] = X
+        return self._surface(lo, X, texts)
+
+    def _states(self, lo: _Loaded, texts: list[str]) -> np.ndarray:
+        """Pooled hidden states of the bundle's layer(s) (texts x width)."""
         self._join(lo)
         m = lo.bundle.manifest
         ex = m.get("preprocessing", {}).get("extraction") or {}
         if lo.encoder is None:
-            lo.encoder = self._onnx_encoder(lo) or _load_encoder(
-                lo.bundle, ex.get("dtype") or "float32", lo.folder)
+            lo.encoder = self._shared_encoder(lo) or self._onnx_encoder(lo) or _load_encoder(
+                lo.bundle, self.torch_dtype or ex.get("dtype") or "float32", lo.folder)
         if not isinstance(lo.encoder, tuple):  # the ONNX graph: pooled states of the one layer
-            return self._surface(lo, lo.encoder(texts), texts)
+            return np.asarray(lo.encoder(texts), dtype=np.float32)
         tok, model, entry, device, dtype = lo.encoder
         want = [int(x) for x in (m.get("layers") or [m["layer"]])]  # several: scalar_mix
         acts = extract(
@@ -336,10 +387,9 @@ class Predictor:
             cache=False, progress=False, fingerprint="predict", durable=False,
         )
         if len(want) == 1:
-            X = np.array(acts.array[0], dtype=np.float32)
-        else:  # side by side, in the manifest's order (as in training)
-            X = np.concatenate([np.asarray(acts.layer(i), dtype=np.float32) for i in want], 1)
-        return self._surface(lo, X, texts)
+            return np.array(acts.array[0], dtype=np.float32)
+        # side by side, in the manifest's order (as in training)
+        return np.concatenate([np.asarray(acts.layer(i), dtype=np.float32) for i in want], 1)
 
     def _surface(self, lo: _Loaded, X: np.ndarray, texts: list[str]) -> np.ndarray:
         k = int(lo.bundle.manifest.get("preprocessing", {}).get("surface") or 0)
@@ -356,7 +406,8 @@ class Predictor:
 
     def predict_task(self, task: str, texts: Sequence[str], top_k: int | None = None,
                      coverage: float = DEFAULT_COVERAGE,
-                     languages: Sequence[str | None] | None = None) -> list[dict]:
+                     languages: Sequence[str | None] | None = None,
+                     *, _shared: dict[tuple, np.ndarray] | None = None) -> list[dict]:
         """One task's results (see :meth:`predict`); ``languages``: each text's detected
         language when the caller has already detected it."""
         top_k = check_top_k(top_k)
@@ -366,7 +417,7 @@ class Predictor:
         prepared = self._prepare(lo, texts)
         score = proba = pred = None
         with self._lock, np.errstate(all="ignore"):  # shared objects: serialise; checked below
-            X = self._features(lo, prepared)
+            X = self._features(lo, prepared, _shared)
             est = lo.estimator
             if getattr(est, "predict_score", None) is not None:  # None: array form without
                 score = np.asarray(est.predict_score(X), dtype=float)
@@ -484,8 +535,9 @@ class Predictor:
             for lo in self._loaded.values():
                 self._join(lo)
             langs = [ap.detect_language(t) for t in texts]  # once for every task
+        shared: dict[tuple, np.ndarray] = {}  # one forward for bundles on the same encoder
         for task in self._loaded:
             for i, r in enumerate(self.predict_task(task, texts, top_k=top_k, coverage=coverage,
-                                                    languages=langs)):
+                                                    languages=langs, _shared=shared)):
                 out[i][task] = r
         return out

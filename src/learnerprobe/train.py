@@ -166,6 +166,7 @@ def train_cefr(cfg: StudyConfig, bundle: Path, *, results_dir: Path | None,
                        "prep": info},
         metrics={"validation": _ci_dict(val), "study": study_metrics(results_dir, "cefr", probe)},
         check_inputs=X[li][va],  # the array form must match on real validation features
+        check_texts=[data.records[i].text for i in va],  # bf16 bundles: may fp32 serve them
         card={"limits": _cefr_limits(cfg.corpus_names, langs, data.labels),
               "selection": f"{probe} at layer {layers[li]} chosen on a grouped validation split",
               **card_extra},
@@ -424,7 +425,8 @@ def train_l1(cfg: StudyConfig, bundle: Path, *, results_dir: Path | None,
     return save_bundle(bundle, method=method, estimator=est, model=entry.to_dict(),
                        weights=weights_pin(entry), layer=int(layers[li]),
                        preprocessing={**pre, "features": "hidden", "extraction": extraction},
-                       check_inputs=X[li][va], **common)
+                       check_inputs=X[li][va], check_texts=[task.records[i].text for i in va],
+                       **common)
 
 
 def train_bundle(config: StudyConfig | str | Path, bundle: str | Path, *,

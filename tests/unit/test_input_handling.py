@@ -234,7 +234,7 @@ class _HostilePredictor:
     """Labels as a tampered estimator could return them (the manifest check does not see the
     estimator's classes); printing must not pass them to the terminal raw."""
 
-    def predict(self, texts, top_k=None):
+    def predict(self, texts, top_k=None, coverage=None):
         probs = {"de\x1b]0;pwned\x07": 0.75, "it\x9b2J\u202e": 0.25}
         return [{"l1\x1b[8m": {"label": "de\x1b]0;pwned\x07", "probabilities": probs}}
                 for _ in texts]

@@ -47,6 +47,7 @@ import os
 import shutil
 import tempfile
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -223,6 +224,7 @@ def save_bundle(
     card: dict[str, Any] | None = None,
     check_inputs: Any = None,
     array_form: bool = True,
+    check_texts: Sequence[str] | None = None,
     applicability: _applicability.Applicability | None = None,
 ) -> Path:
     """Write a bundle atomically (a temp folder renamed into place; an existing bundle there is
@@ -233,7 +235,11 @@ def save_bundle(
     ``array_form``: also write the estimator's array form when its kind has one and it gives
     the estimator's probabilities on ``check_inputs`` (validation features or texts; synthetic
     ones from the estimator's own statistics when None) -- see
-    :func:`learnerprobe.bundles.export.array_form`."""
+    :func:`learnerprobe.bundles.export.array_form`.
+
+    ``check_texts``: the texts of ``check_inputs``; a hidden-state bundle trained in bf16/fp16
+    is then checked against fp32 states of them, and the manifest records whether the fp32
+    ONNX graph may serve it (:mod:`learnerprobe.bundles.fp32_check`)."""
     import skops.io as sio
 
     # scikit-learn: only saving exports; a cold predict loads bundles without it
@@ -241,6 +247,13 @@ def save_bundle(
 
     out = Path(out_dir)
     check_writable(out)
+    ex = (preprocessing or {}).get("extraction")
+    if check_texts is not None and ex and model and weights and layer is not None and not layers:
+        from learnerprobe.bundles.fp32_check import with_fp32_check
+
+        ex = with_fp32_check(ex, estimator, model=model, weights=weights, layer=layer,
+                             texts=check_texts, states=check_inputs)
+        preprocessing = {**(preprocessing or {}), "extraction": ex}
     manifest: dict[str, Any] = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "task": task, "method": method,
         "labels": list(labels), "model": model, "weights": weights, "layer": layer,

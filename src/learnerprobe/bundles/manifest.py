@@ -166,10 +166,21 @@ class WeightsPin(_Strict):
     max_positions: Count | None = None
 
 
+class Fp32Graph(_Strict):
+    """A low-precision bundle's fp32 check (:mod:`learnerprobe.bundles.fp32_check`)."""
+
+    n_texts: Annotated[int, Field(ge=0)]
+    max_abs_diff: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+    label_changes: Annotated[int, Field(ge=0)]
+    tolerance: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+    accepted: bool
+
+
 class Extraction(_Strict):
     dtype: Literal[DTYPES]  # type: ignore[valid-type]
     max_length: Length | None = None
     chunking: Literal["truncate", "chunks"] = "truncate"
+    fp32_graph: Fp32Graph | None = None  # low-precision bundles: may predict use the fp32 graph
 
 
 class Preprocessing(_Strict):

@@ -69,10 +69,12 @@ def supported(model: dict[str, Any], extraction: dict[str, Any], layers: list[in
               *, allow_dtype_change: bool = False) -> str | None:
     """None when a bundle's encoder can run through ONNX, else the reason it cannot.
 
-    Bundles trained on bf16/fp16 activations are not run in fp32 by default: measured on 50
-    MERLIN texts (e5-small layer 5), bf16 and fp32 states agree to cosine 0.99998 and gave the
-    same 50 labels, but probabilities moved by up to 0.0044 -- more than this path otherwise
-    changes (3e-6). ``allow_dtype_change`` (``--encoder onnx``) accepts that.
+    Bundles trained on bf16/fp16 activations run in fp32 only when their manifest records an
+    accepted fp32 check (``extraction.fp32_graph``, made at training time on the validation
+    texts: :mod:`learnerprobe.bundles.fp32_check`): measured on 50 MERLIN texts (e5-small layer
+    5), bf16 and fp32 states agree to cosine 0.99998 and gave the same 50 labels, but
+    probabilities moved by up to 0.0044 -- more than this path otherwise changes (3e-6).
+    ``allow_dtype_change`` (``--encoder onnx``) accepts any low-precision bundle.
     """
     if model.get("source", "").startswith("tiny:"):
         return "tiny test models are built in torch"
@@ -81,9 +83,12 @@ def supported(model: dict[str, Any], extraction: dict[str, Any], layers: list[in
     if len(layers) != 1:
         return "several layers"
     fp32 = (extraction.get("dtype") or "float32") in ("float32", "fp32", "float", "auto")
-    if not fp32 and not allow_dtype_change:
+    # accepted at training time: the probe's validation labels and probabilities checked on
+    # fp32 states (learnerprobe.bundles.fp32_check), recorded in the manifest
+    checked = (extraction.get("fp32_graph") or {}).get("accepted") is True
+    if not fp32 and not allow_dtype_change and not checked:
         return (f"activations in {extraction.get('dtype')}: the fp32 graph is not the one the "
-                "probe was trained on")
+                "probe was trained on (and the bundle records no accepted fp32 check)")
     if extraction.get("chunking", "truncate") != "truncate":
         return "chunked texts"
     try:

@@ -185,6 +185,17 @@ def bench_extract_cmd(
     c.print(t)
     c.print(f"speed-up vs naive fp32: {res['speedup_vs_naive']}x; "
             f"RSS growth at {scale}n: {res['rss_growth_scale_n']}x; saved {out}")
+    prof = res.get("profile")
+    if prof:
+        p = Table(title=f"forward profile (n={prof['n']}, {prof['dtype']}, attention: "
+                        f"{prof['attn_implementation']}; Python/framework overhead "
+                        f"{prof['python_overhead_share']:.0%} of wall)")
+        for col in ("op", "self CPU s", "share"):
+            p.add_column(col)
+        for o in prof["top_ops"]:
+            p.add_row(o["op"], f"{o['self_cpu_s']:.3f}", f"{o['share']:.1%}")
+        c.print(p)
+        c.print("by group: " + ", ".join(f"{k} {v:.0%}" for k, v in prof["groups"].items()))
 
 
 @bench_app.command("scale")

@@ -158,6 +158,8 @@ EXPECT_DIGEST_HELP = (
 )
 VERSION_HELP = "Load a bundle trained with other library versions (results may differ)."
 MAX_CHARS_HELP = "Longest text in characters; longer ones are refused (memory grows with length)."
+VERBOSE_HELP = ("Show third-party progress bars, log lines and warnings (transformers, torch, "
+                "tokenizers), hidden by default.")
 
 
 COVERAGE_HELP = ("Probability that the printed set holds the true label (split-conformal on the "
@@ -213,8 +215,20 @@ def predict(
     encoder: str = typer.Option("auto", "--encoder", help=ENCODER_HELP),
     max_chars: int = typer.Option(MAX_CHARS, "--max-chars", help=MAX_CHARS_HELP),
     coverage: float = typer.Option(0.9, "--coverage", help=COVERAGE_HELP),
+    verbose: bool = typer.Option(False, "--verbose", help=VERBOSE_HELP),
 ) -> None:
     """Predict CEFR level and/or L1 with the exact preprocessing used in training."""
+    from learnerprobe.models.quiet import quiet_third_party
+
+    with quiet_third_party(not verbose):
+        _predict(text, bundle, file, top_k, as_json, batch_size, expect_digest,
+                 allow_version_mismatch, encoder, max_chars, coverage)
+
+
+def _predict(text: str | None, bundle: list[Path], file: Path | None, top_k: int | None,
+             as_json: bool, batch_size: int, expect_digest: list[str] | None,
+             allow_version_mismatch: bool, encoder: str, max_chars: int,
+             coverage: float) -> None:
     from rich.console import Console
     from rich.markup import escape
 
@@ -312,6 +326,10 @@ def serve(
     allow_version_mismatch: bool = typer.Option(
         False, "--allow-version-mismatch", help=VERSION_HELP
     ),
+    max_batch: int = typer.Option(
+        64, "--max-batch", help="Texts of concurrent requests scored together (0: no batching)."
+    ),
+    verbose: bool = typer.Option(False, "--verbose", help=VERBOSE_HELP),
 ) -> None:
     """Serve the JSON API and the web page (API schema at /openapi.json; /docs with --docs)."""
     import math
@@ -322,6 +340,8 @@ def serve(
             raise LearnerprobeError(f"{name} must be a positive number of seconds (got {value})")
     if max_queue < 1:
         raise LearnerprobeError(f"--max-queue must be at least 1 (got {max_queue})")
+    if max_batch < 0:
+        raise LearnerprobeError(f"--max-batch must be 0 or more (got {max_batch})")
     if docs:
         # heavy optional: fastapi, uvicorn (serve only)
         from learnerprobe.serve.app import _swagger_assets
@@ -336,16 +356,24 @@ def serve(
 
     import uvicorn
 
+    from learnerprobe.models.quiet import quiet_third_party
+
     # heavy optional: fastapi, uvicorn (serve only)
     from learnerprobe.serve.app import JsonErrorH11Protocol, create_app
 
-    predictor = _load(bundle, expect_digest, allow_version_mismatch, max_chars=max_chars)
-    application = create_app(
-        predictor, max_chars=max_chars, timeout_s=timeout, max_queue=max_queue, docs=docs,
-        body_timeout_s=body_timeout,
-    )
-    # h11 with JSON bodies on its own 400s (a malformed request line or Content-Length)
-    uvicorn.run(application, host=host, port=port, log_level="info", http=JsonErrorH11Protocol)
+    with quiet_third_party(not verbose):
+        predictor = _load(bundle, expect_digest, allow_version_mismatch, max_chars=max_chars)
+        # Warm: every model loaded (encoders included) before uvicorn reports ready.
+        seconds = predictor.warm()
+        print(f"learnerprobe: {', '.join(predictor.tasks)} bundles loaded and warm "
+              f"({seconds:.1f} s)", file=sys.stderr)
+        application = create_app(
+            predictor, max_chars=max_chars, timeout_s=timeout, max_queue=max_queue, docs=docs,
+            body_timeout_s=body_timeout, max_batch=max_batch,
+        )
+        # h11 with JSON bodies on its own 400s (a malformed request line or Content-Length)
+        uvicorn.run(application, host=host, port=port, log_level="info",
+                    http=JsonErrorH11Protocol)
 
 
 @bench_app.command("predict")
@@ -360,6 +388,9 @@ def bench_predict(
     arrays: bool = typer.Option(
         True, "--arrays/--skops", help="Apply estimators through their array form (numpy only) "
         "or through the skops file (scikit-learn), to compare the two."),
+    dtypes: bool = typer.Option(
+        True, "--dtypes/--no-dtypes",
+        help="Also time the fp32 and the bf16 encoder paths (batch and serve texts/s)."),
 ) -> None:
     """Cold one-text CLI wall time, p50/p95 latency for a 200-word text, texts/s in batches."""
     # start-up: numpy
@@ -370,7 +401,13 @@ def bench_predict(
         raise LearnerprobeError(f"--n and --batch must be at least 1 (got {n}, {batch})")
     _check_bundles(bundle, None)
     check_writable(out, folder=False)  # before the benchmark, not after it
-    res = run_bench(bundle, n=n, batch=batch, cold=cold, encoder=encoder, arrays=arrays)
+    # heavy optional: fastapi (the serve figures run the web API in this process)
+    from learnerprobe.models.quiet import quiet_third_party
+    from learnerprobe.serve.app import create_app
+
+    with quiet_third_party():  # the figures, not transformers' loading bars
+        res = run_bench(bundle, n=n, batch=batch, cold=cold, encoder=encoder, arrays=arrays,
+                        dtypes=dtypes, make_app=create_app)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, json.dumps(res, indent=2))
     if as_json:

@@ -123,6 +123,8 @@ class SentenceSGDConfig(MethodConfig):
     max_iter: PositiveInt = 200
     standardize: bool = True
     seed: Seed = 0
+    # lbfgs: SGD's objective minimised to convergence (seconds); sgd: the reference's fit
+    solver: Literal["lbfgs", "sgd"] = "lbfgs"
 
 
 class ProbeConfig(MethodConfig):
@@ -215,6 +217,11 @@ class NliConfig(BaseModel):
     exclude_l1: list[str] = Field(default_factory=list)
     ensemble_of: list[str] = Field(default_factory=lambda: ["ngram", "sentence-sgd", "probe"])
     ensemble_cv: int = Field(5, ge=2, le=MAX_FOLDS)
+    # Where the stacker's training features come from (learnerprobe.nli.stacking). "outer": the
+    # run's other outer folds -- each base fitted once per pair of folds and cached, its
+    # test-fold probabilities the base method's own cached out-of-fold ones (no refits);
+    # "inner": a fresh inner grouped CV of ensemble_cv folds inside every training fold.
+    ensemble_folds: Literal["outer", "inner"] = "outer"
     ensemble_meta_class_weight: Literal["balanced"] | None = None  # bases carry the balance
     compare: list[str] = Field(default_factory=lambda: ["ensemble", "ngram"])  # paired bootstrap
     zeroshot_sample: Count | None = 120  # texts scored by zeroshot (None: all)

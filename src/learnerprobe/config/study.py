@@ -130,6 +130,10 @@ class StudyConfig(StrictModel):
     n_jobs: Jobs = 1  # cells fitted side by side (processes); -1 = one per core
     threads: Threads = 1  # BLAS/OpenMP threads per cell
     sweep_jobs: Jobs = 1  # layers fitted side by side inside a cell (probes.sweep n_jobs)
+    # MLP probes (reference and tuned): fp32, or bf16 autocast with fp32 master weights; auto =
+    # bf16 only on a CPU with native bf16 (learnerprobe.estimators.probes.precision). fp32 by
+    # default until a bf16 machine shows the headline cells inside their CIs.
+    probe_precision: Literal["fp32", "bf16", "auto"] = "fp32"
     extraction: ExtractionConfig = ExtractionConfig()
     prep: PrepConfig = PrepConfig()
     selection: SelectionConfig = SelectionConfig()

@@ -120,11 +120,69 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
+#: torch profiler op names -> what a reader of the profile asks about (first match wins).
+PROFILE_GROUPS = (
+    ("attention", ("scaled_dot_product", "sdpa", "_flash_attention", "softmax", "bmm", "baddbmm")),
+    ("linear (GEMM)", ("addmm", "aten::mm", "aten::linear", "matmul")),
+    ("layer norm", ("layer_norm",)),
+    ("GELU", ("gelu",)),
+    ("embeddings", ("embedding",)),
+    ("pooling and copies", ("aten::sum", "aten::div", "aten::mul", "aten::copy_", "aten::to",
+                            "aten::cat", "aten::index", "aten::masked_fill", "aten::contiguous")),
+)
+
+
+def _group(op: str) -> str:
+    for name, keys in PROFILE_GROUPS:
+        if any(k in op for k in keys):
+            return name
+    return "other ops"
+
+
+def profile_forward(model_spec: str, texts: list[str], dtype: str, device: str,
+                    top: int = 15) -> dict[str, Any]:
+    """The engine's forward on ``texts`` under torch's profiler: top ops by self CPU time,
+    shares by group (attention, GEMMs, layer norm, GELU, embeddings, pooling/copies), and
+    Python/framework overhead = wall time not spent inside any op. One extract() call (model
+    load excluded: loaded and run once before profiling)."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    sp = _resolve_model(model_spec, None, None)
+    tok, model = _load(sp, device, dtype.replace("-autocast", ""))
+    kw = dict(layers=None, device=device, dtype=dtype, cache=False, progress=False,
+              fingerprint="profile", durable=False)
+    extract(texts[:4], (tok, model, sp.entry), **kw)  # warm: lazy init is not the forward
+    t0 = time.perf_counter()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        extract(texts, (tok, model, sp.entry), **kw)
+    wall = time.perf_counter() - t0
+    events = [e for e in prof.key_averages() if e.key.startswith("aten::")]
+    self_us = {e.key: e.self_cpu_time_total for e in events}
+    total = sum(self_us.values()) or 1.0
+    groups: dict[str, float] = {}
+    for k, v in self_us.items():
+        groups[_group(k)] = groups.get(_group(k), 0.0) + v
+    in_ops = total / 1e6 / max(1, torch.get_num_threads())  # self times add up over threads
+    return {
+        "n": len(texts), "dtype": dtype, "wall_seconds": round(wall, 3),
+        "attn_implementation": getattr(model.config, "_attn_implementation", None),
+        "top_ops": [{"op": k, "self_cpu_s": round(v / 1e6, 4), "share": round(v / total, 4)}
+                    for k, v in sorted(self_us.items(), key=lambda kv: -kv[1])[:top]],
+        "groups": {k: round(v / total, 4) for k, v in sorted(groups.items(), key=lambda kv: -kv[1])},
+        "python_overhead_share": round(max(0.0, 1 - in_ops / wall), 4) if wall else None,
+    }
+
+
 def _worker(spec: dict[str, Any]) -> dict[str, Any]:
-    """One measurement inside a fresh process: ``engine`` or ``naive``."""
+    """One measurement inside a fresh process: ``engine``, ``naive``, ``roofline`` or
+    ``profile``."""
     import torch
 
     device = resolve_device(spec.get("device", "auto"))
+    if spec["mode"] == "profile":
+        texts = json.loads(Path(spec["texts"]).read_text())
+        return profile_forward(spec["model"], texts, spec["dtype"], device)
     sp = _resolve_model(spec["model"], None, None)
     if spec["mode"] == "roofline":
         dt = spec["dtype"].replace("-autocast", "")
@@ -247,6 +305,10 @@ def run_bench(
                  "batch_size": naive_batch_size},
                 timeout,
             )
+        path = Path(d) / "texts-profile.json"
+        path.write_text(json.dumps(merlin_texts(min(n, 64))))
+        profiled = _spawn({"mode": "profile", "model": model, "texts": str(path), "dtype": dt,
+                           "device": dev}, timeout)
     roofs: dict[str, dict[str, Any]] = {}
     if dev == "cpu":  # in the dtype each run actually used (fp32 where the CPU lacks bf16)
         for d in sorted({r["dtype"].replace("-autocast", "") for r in runs.values()}):
@@ -282,6 +344,7 @@ def run_bench(
         "matmul_flops": roof,
         "rooflines": roofs,
         "native_bf16": cpu_has_native_bf16() if dev == "cpu" else None,
+        "profile": profiled,
     }
 
 

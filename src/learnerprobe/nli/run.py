@@ -43,6 +43,7 @@ from learnerprobe.evaluation.splits import (
 from learnerprobe.extract import get_activations
 from learnerprobe.methods.registry import BuildContext, get_method, l1_probe_names
 from learnerprobe.nli import analysis as A
+from learnerprobe.nli.stacking import BaseRun, stack_on_outer_folds
 from learnerprobe.records import LearnerText
 from learnerprobe.tasks import get_task
 from learnerprobe.tasks.l1 import L1Data
@@ -152,7 +153,8 @@ def cross_validate_method(
 # --------------------------------------------------------------------------- result cache
 #: Bump when a method's code changes what it predicts, so stale cached results are not reused.
 NLI_CACHE_VERSION = 2
-METHOD_CACHE_VERSION = {"ensemble": 3}  # 3: weighted-pool combiners join the selection
+# ensemble 4: outer folds as inner ones (nli.stacking); sentence-sgd 2: converged L-BFGS fit
+METHOD_CACHE_VERSION = {"ensemble": 4, "sentence-sgd": 2}
 
 _METHOD_TABLES = {"ngram": ("ngram",), "sentence-sgd": ("sentence_sgd",), "probe": ("probe",),
                   "metadata": ("metadata",), "zeroshot": ("zeroshot", "zeroshot_sample"),
@@ -180,12 +182,13 @@ def method_cache_key(s: NliConfig, method: str, kw: dict[str, Any], seed: int,
     payload = {
         "v": NLI_CACHE_VERSION, "pkg": __version__, "method": method, "kw": kw, "seed": seed,
         "tables": tables, "balance": s.balance,
-        "ensemble": [s.ensemble_of, s.ensemble_cv] if method == "ensemble" else None,
+        "ensemble": ([s.ensemble_of, s.ensemble_cv, s.ensemble_folds] if method == "ensemble"
+                     else None),
         "models": list(models), "probes": list(probes), "layers": layers,
         "extraction": extraction.model_dump(),
     }
-    if method in METHOD_CACHE_VERSION:  # only then, so other methods' keys stay put
-        payload["mv"] = METHOD_CACHE_VERSION[method]
+    if s.base_method(method) in METHOD_CACHE_VERSION:  # only then: other keys stay put
+        payload["mv"] = METHOD_CACHE_VERSION[s.base_method(method)]
     h = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode())
     for r, lab in zip(task.records, task.y, strict=True):
         h.update(f"{r.id}\x1f{lab}\x1f{r.text}\x1e".encode())
@@ -397,15 +400,32 @@ def _cached_cv(run: _NliRun, method: str, name: str, kw: dict[str, Any], seed: i
         run.log(f"  nli {name} (seed {seed}): cached result {cpath.name}")
     else:
         run.log(f"  nli {name} (seed {seed}) ...")
-        res = cross_validate_method(
-            lambda: run.fac.make(method, **kw), run.task, folds, balance=run.s.balance,
-            seed=seed, eval_idx=_eval_idx(run.s, method, run.task.y, seed))
+        if method == "ensemble" and run.s.ensemble_folds == "outer":
+            res = _outer_stacking(run, seed, folds)
+        else:
+            res = cross_validate_method(
+                lambda: run.fac.make(method, **kw), run.task, folds, balance=run.s.balance,
+                seed=seed, eval_idx=_eval_idx(run.s, method, run.task.y, seed))
         save_cached(cpath, res)
     dt = time.perf_counter() - t0
     if res["notes"]:
         choices = [n["meta_choice"] for n in res["notes"]]
         run.log(f"  nli {name}: combiner chosen per fold on inner out-of-fold data: {choices}")
     return res, dt
+
+
+def _outer_stacking(run: _NliRun, seed: int, folds: list[tuple[np.ndarray, np.ndarray]]
+                    ) -> dict[str, Any]:
+    """The ensemble from its bases' cached out-of-fold results (:mod:`learnerprobe.nli.stacking`)."""
+    bases = []
+    for b in run.s.ensemble_of:
+        name, _, kw = _method_runs(b, run.s, run.fac)[0]
+        outer, _ = _cached_cv(run, b, name, kw, seed, folds)
+        key = method_cache_key(run.s, b, kw, seed, folds, run.task, **run.cache_key)
+        path = run.cache.path(key[:20], prefix=f"{name.replace('/', '_')}-seed{seed}-pairs-")
+        bases.append(BaseRun(b, lambda b=b, kw=kw: run.fac.make(b, **kw), outer, path))
+    return stack_on_outer_folds(run.fac.make("ensemble"), run.task, folds, bases,
+                                balance=run.s.balance, seed=seed, log=run.log)
 
 
 def _method_rows(run: _NliRun, res: dict[str, Any], name: str, model: str, seed: int,

@@ -50,6 +50,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from learnerprobe.errors import LearnerprobeError, NonFiniteOutputError
 from learnerprobe.serve import BODY_TIMEOUT_S
+from learnerprobe.serve.batching import Cancelled, MicroBatcher
 from learnerprobe.textinput import (
     MAX_CHARS,
     TextInputError,
@@ -290,6 +291,7 @@ def create_app(
     max_body_bytes: int | None = None,
     docs: bool = False,
     body_timeout_s: float = BODY_TIMEOUT_S,
+    max_batch: int = 64,
 ) -> FastAPI:
     """The app over one loaded predictor.
 
@@ -298,10 +300,14 @@ def create_app(
     limit fits however JSON escapes it); `timeout_s`: seconds before 504; `body_timeout_s`:
     seconds to receive the whole body before 408; `max_queue`: predictions queued or running
     before 503; `chunk_size`: texts scored between two cancellation checks; `docs`: serve
-    Swagger UI at /docs from the locally installed `fastapi-offline` package.
+    Swagger UI at /docs from the locally installed `fastapi-offline` package; `max_batch`:
+    texts of concurrent requests scored in one predictor call (:mod:`learnerprobe.serve.batching`;
+    0: each request on its own). With batching, `workers` request threads wait on the one
+    thread that owns the predictor, so up to `max(workers, max_queue)` requests can merge.
     """
-    if max_chars < 1 or max_queue < 1 or chunk_size < 1 or workers < 1:
-        raise ValueError("max_chars, max_queue, chunk_size and workers must be >= 1")
+    if max_chars < 1 or max_queue < 1 or chunk_size < 1 or workers < 1 or max_batch < 0:
+        raise ValueError("max_chars, max_queue, chunk_size and workers must be >= 1, "
+                         "max_batch >= 0")
     for t in (timeout_s, body_timeout_s):
         if not (t > 0 and math.isfinite(t)):
             raise ValueError("timeout_s and body_timeout_s must be positive numbers")
@@ -311,12 +317,16 @@ def create_app(
             "--docs needs the fastapi-offline package for local Swagger UI files "
             "(pip install fastapi-offline); the docs are never loaded from a CDN"
         )
-    executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="learnerprobe-predict")
+    batcher = MicroBatcher(predictor.predict, max_texts=max_batch) if max_batch else None
+    threads = max(workers, max_queue) if batcher is not None and workers > 1 else workers
+    executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="learnerprobe-predict")
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
         yield
         executor.shutdown(wait=False, cancel_futures=True)
+        if batcher is not None:
+            batcher.close()
 
     app = FastAPI(
         title="learnerprobe", version="1", description="CEFR level and L1 of learner texts",
@@ -327,13 +337,14 @@ def create_app(
     app.state.predictor = predictor
     app.state.executor = executor
     app.state.in_flight = queue.in_flight
+    app.state.batcher = batcher
     app.add_middleware(
         _Hardening, max_body=max_body_bytes or max_chars * BYTES_PER_CHAR + 4096,
         docs_prefixes=("/docs",) if swagger else (), body_timeout=body_timeout_s,
     )
     _add_error_handlers(app)
     _add_api_routes(app, predictor, queue, max_chars=max_chars, timeout_s=timeout_s,
-                    chunk_size=chunk_size)
+                    chunk_size=chunk_size, batcher=batcher)
     _add_page_routes(app)
     if swagger is not None:
         _add_docs_routes(app, swagger)
@@ -424,16 +435,27 @@ def _request_texts(req: PredictIn, max_chars: int) -> list[str] | JSONResponse:
 
 
 def _prediction_work(predictor: PredictorLike, req: PredictIn, texts: list[str],
-                     chunk_size: int, cancel: threading.Event) -> Callable[[], Any]:
-    """The work of one request, in chunks, stopping at the first check after `cancel` is set."""
+                     chunk_size: int, cancel: threading.Event,
+                     batcher: MicroBatcher | None = None) -> Callable[[], Any]:
+    """The work of one request, in chunks, stopping at the first check after `cancel` is set
+    (through the batcher, merged with other requests' chunks, when there is one)."""
+
+    kw = {} if req.coverage is None else {"coverage": req.coverage}
+
+    def score(chunk: list[str]) -> list[dict[str, Any]]:
+        if batcher is None:
+            return predictor.predict(chunk, req.top_k, **kw)
+        try:
+            return batcher.predict(chunk, req.top_k, cancel, **kw)
+        except Cancelled:
+            raise _Cancelled from None
 
     def work() -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
         results: list[dict[str, Any]] = []
         for i in range(0, len(texts), chunk_size):
             if cancel.is_set():
                 raise _Cancelled
-            kw = {} if req.coverage is None else {"coverage": req.coverage}
-            results.extend(predictor.predict(texts[i : i + chunk_size], req.top_k, **kw))
+            results.extend(score(texts[i : i + chunk_size]))
         if cancel.is_set():
             raise _Cancelled
         masked = None
@@ -448,7 +470,8 @@ def _prediction_work(predictor: PredictorLike, req: PredictIn, texts: list[str],
 
 
 def _add_api_routes(app: FastAPI, predictor: PredictorLike, queue: _Queue, *, max_chars: int,
-                    timeout_s: float, chunk_size: int) -> None:
+                    timeout_s: float, chunk_size: int, batcher: MicroBatcher | None = None
+                    ) -> None:
     """`GET /api/bundles` and `POST /api/predict` (bounded queue, timeout that stops the work)."""
 
     @app.get("/api/bundles")
@@ -470,7 +493,8 @@ def _add_api_routes(app: FastAPI, predictor: PredictorLike, queue: _Queue, *, ma
             return texts
         cancel = threading.Event()
         try:
-            fut = queue.submit(_prediction_work(predictor, req, texts, chunk_size, cancel))
+            fut = queue.submit(_prediction_work(predictor, req, texts, chunk_size, cancel,
+                                                batcher))
         except RuntimeError:  # shutting down
             return _json_error(503, "server is shutting down", {"Retry-After": "5"})
         if fut is None:

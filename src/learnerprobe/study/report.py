@@ -20,6 +20,7 @@ from learnerprobe.evaluation.residuals import residual_analysis
 from learnerprobe.evaluation.results import NO_LAYER, SELECTED, Pooled, ReportSection
 from learnerprobe.study import plots
 from learnerprobe.study.report_adapt import adapt_sections
+from learnerprobe.study.report_speed import precision_sections
 from learnerprobe.study.report_trust import trust_sections
 from learnerprobe.study.summary import transfer_table
 from learnerprobe.tasks import get_task
@@ -191,6 +192,7 @@ def write_report(path: Path, df: pd.DataFrame, pooled: Sequence[Pooled], data: A
         summary_html = d.to_html(index=False, float_format=lambda v: f"{v:.3f}", border=0)
     all_sections.extend(trust_sections(df, pooled, data.y) if len(df) and data is not None else [])
     all_sections.extend(sections)
+    all_sections.extend(precision_sections(df))
     env = Environment(loader=PackageLoader("learnerprobe.study", "templates"),
                       autoescape=select_autoescape(["html"]))
     def views(secs: Sequence[ReportSection]) -> list[dict[str, Any]]:

@@ -36,6 +36,7 @@ from learnerprobe.config.study import ExtractionConfig, Layers, PrepConfig, Stud
 from learnerprobe.corpora.registry import load_corpus_config
 from learnerprobe.errors import ConfigError, LearnerprobeError
 from learnerprobe.estimators.probes.all_layers import engine_key
+from learnerprobe.estimators.probes.precision import probe_precision, with_precision_column
 from learnerprobe.estimators.probes.surface import SurfaceBaseline, surface_features
 from learnerprobe.evaluation.cell_cache import CellCache, content_key, read_npz, write_npz
 from learnerprobe.evaluation.per_corpus import corpus_mean_rows
@@ -375,8 +376,10 @@ def run(
     # staging folder and are published together, manifest.json (the completion marker) last.
     stage = begin_run(out_dir)
     try:
-        return _run_staged(cfg, src_path, out_dir, stage, records=records,
-                           activations=activations, log=log, progress=progress, report=report)
+        with probe_precision(cfg.probe_precision):  # MLP cells: fp32 or bf16 autocast
+            return _run_staged(cfg, src_path, out_dir, stage, records=records,
+                               activations=activations, log=log, progress=progress,
+                               report=report)
     except BaseException:
         abandon(stage)
         raise
@@ -403,7 +406,7 @@ def _run_staged(cfg: StudyConfig, src_path: Path | None, out_dir: Path, stage: P
     rows, preds, sections, pooled = ev.rows, ev.predictions, ev.sections, ev.pooled
     acts_keys, extra_manifest = ev.acts_keys, ev.manifest
 
-    df = results_frame(rows)
+    df = with_precision_column(results_frame(rows))  # which precision fitted each cell
     manifest = {
         "name": cfg.name, "task": cfg.task, "date": _dt.datetime.now(_dt.UTC).isoformat(),
         "config_digest": cfg.digest(), "n_boot": cfg.n_boot, "seeds": cfg.seeds,

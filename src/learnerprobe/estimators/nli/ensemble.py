@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from threadpoolctl import threadpool_limits
 
 from learnerprobe.estimators.nli._base import align_proba
 from learnerprobe.evaluation.splits import group_keys, grouped_stratified_kfold
@@ -164,7 +165,7 @@ class StackingL1Classifier(ClassifierMixin, BaseEstimator):
         return best, scores
 
     def fit(self, X: Sequence[Any], y: Sequence[Any]) -> StackingL1Classifier:
-        if self.select_by not in SELECT_BY:
+        if self.select_by not in SELECT_BY:  # before any base is fitted
             raise ValueError(f"select_by must be one of {SELECT_BY}, not {self.select_by!r}")
         X = list(X)
         y = np.asarray(y)
@@ -176,8 +177,31 @@ class StackingL1Classifier(ClassifierMixin, BaseEstimator):
             for k, (_, est) in enumerate(self.estimators):
                 m = clone(est).fit(X_tr, y[tr])
                 oof[k][va] = align_proba(m.predict_proba(X_va), m.classes_, self.classes_)
+        self.fit_meta(oof, y, groups)
+        keep = self.kept_base()
+        self.estimators_ = [(name, clone(est).fit(X, y)) for name, est in self.estimators
+                            if keep in (None, name)]
+        return self
+
+    def fit_meta(self, oof: Sequence[np.ndarray], y: Sequence[Any], groups: np.ndarray,
+                 classes: Sequence[Any] | None = None) -> StackingL1Classifier:
+        """Choose and fit the combiner on out-of-fold base probabilities (one array per base,
+        in ``estimators`` order, columns ``classes`` -- default the sorted labels of ``y``),
+        however they were produced: :meth:`fit` makes them by an inner CV, the NLI run can
+        hand in ones it already has (:mod:`learnerprobe.nli.stacking`)."""
+        if self.select_by not in SELECT_BY:
+            raise ValueError(f"select_by must be one of {SELECT_BY}, not {self.select_by!r}")
+        y = np.asarray(y)
+        self.classes_ = np.unique(y) if classes is None else np.asarray(classes)
+        oof = [np.asarray(p, dtype=np.float64) for p in oof]
         self.oof_proba_ = {name: p for (name, _), p in zip(self.estimators, oof, strict=True)}
         F = self._meta_features(oof)
+        with threadpool_limits(1, user_api="blas"):  # small problems: BLAS threads only cost
+            self._fit_combiner(F, oof, y, np.asarray(groups))
+        return self
+
+    def _fit_combiner(self, F: np.ndarray, oof: list[np.ndarray], y: np.ndarray,
+                      groups: np.ndarray) -> None:
         if self.final_estimator is not None:
             self.meta_choice_, self.meta_scores_ = "final_estimator", {}
             self.final_estimator_ = clone(self.final_estimator).fit(F, y)
@@ -185,11 +209,21 @@ class StackingL1Classifier(ClassifierMixin, BaseEstimator):
             self.meta_choice_, self.meta_scores_ = self._select(F, oof, y, groups)
             self.final_estimator_ = (None if self.meta_choice_.startswith("single:")
                                      else self._combiners()[self.meta_choice_]().fit(F, y))
-        keep = (self.meta_choice_.split(":", 1)[1] if self.meta_choice_.startswith("single:")
-                else None)
-        self.estimators_ = [(name, clone(est).fit(X, y)) for name, est in self.estimators
-                            if keep in (None, name)]
-        return self
+
+    def kept_base(self) -> str | None:
+        """The one base the combiner needs when a single base won the selection, else None."""
+        if self.meta_choice_.startswith("single:"):
+            return self.meta_choice_.split(":", 1)[1]
+        return None
+
+    def combine(self, probas: dict[str, np.ndarray]) -> np.ndarray:
+        """The ensemble's probabilities from its bases' (name -> texts x ``classes_``)."""
+        if self.final_estimator_ is None:  # a single base won the selection
+            return probas[self.meta_choice_.split(":", 1)[1]]
+        names = [name for name, _ in self.estimators]
+        p = self.final_estimator_.predict_proba(
+            self._meta_features([probas[n] for n in names]))
+        return align_proba(p, self.final_estimator_.classes_, self.classes_)
 
     def base_proba(self, X: Sequence[Any]) -> dict[str, np.ndarray]:
         """Each fitted base's probabilities on X (columns in ``classes_`` order)."""
@@ -198,11 +232,7 @@ class StackingL1Classifier(ClassifierMixin, BaseEstimator):
                 for name, m in self.estimators_}
 
     def predict_proba(self, X: Sequence[Any]) -> np.ndarray:
-        probas = self.base_proba(X)
-        if self.final_estimator_ is None:  # a single base won the selection
-            return probas[self.meta_choice_.split(":", 1)[1]]
-        p = self.final_estimator_.predict_proba(self._meta_features(list(probas.values())))
-        return align_proba(p, self.final_estimator_.classes_, self.classes_)
+        return self.combine(self.base_proba(X))
 
     def predict(self, X: Sequence[Any]) -> np.ndarray:
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]

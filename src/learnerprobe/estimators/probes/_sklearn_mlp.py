@@ -35,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from learnerprobe.estimators.probes.precision import current
+
 
 @contextmanager
 def torch_threads(n: int = 1):
@@ -87,6 +89,24 @@ class _State:
         self.layers = self.layers[rows]
 
 
+def _products(dtype: Any) -> tuple[Any, Any]:
+    """(bmm, baddbmm): torch's own in fp32 (the fp32 path is unchanged), or, under bf16
+    precision, bf16 inputs with results in ``dtype`` (the weights, Adam moments and loss stay
+    in fp32: master weights)."""
+    import torch
+
+    if current() != "bf16":
+        return torch.bmm, torch.baddbmm
+
+    def bmm(a: Any, b: Any) -> Any:
+        return torch.bmm(a.bfloat16(), b.bfloat16()).to(dtype)
+
+    def baddbmm(c: Any, a: Any, b: Any, beta: float = 1.0) -> Any:
+        return c * beta + bmm(a, b)
+
+    return bmm, baddbmm
+
+
 def _step(st: _State, xb, yb, *, task: str, binary: bool, alpha: float, lr: float,
           beta1: float, beta2: float, eps: float):
     """One minibatch for every active layer: loss (per layer) and an in-place update with
@@ -95,8 +115,9 @@ def _step(st: _State, xb, yb, *, task: str, binary: bool, alpha: float, lr: floa
 
     W1, b1, W2, b2 = st.params
     B = xb.shape[1]
-    hid = torch.baddbmm(b1, xb, W1).clamp_min_(0)
-    out = torch.baddbmm(b2, hid, W2)
+    bmm, baddbmm = _products(xb.dtype)
+    hid = baddbmm(b1, xb, W1).clamp_min_(0)
+    out = baddbmm(b2, hid, W2)
     if task == "reg":
         delta = out - yb
         loss = 0.5 * (delta * delta).mean(dim=(1, 2))
@@ -111,11 +132,11 @@ def _step(st: _State, xb, yb, *, task: str, binary: bool, alpha: float, lr: floa
         delta = prob - yb
     sq = torch.linalg.vector_norm(W1, dim=(1, 2)) ** 2 + torch.linalg.vector_norm(W2, dim=(1, 2)) ** 2
     loss = loss + (0.5 * alpha) * sq / B
-    d_hid = torch.ops.aten.threshold_backward(torch.bmm(delta, W2.transpose(1, 2)), hid, 0)
+    d_hid = torch.ops.aten.threshold_backward(bmm(delta, W2.transpose(1, 2)), hid, 0)
     grads = [
-        torch.baddbmm(W1, xb.transpose(1, 2), d_hid, beta=alpha).div_(B),
+        baddbmm(W1, xb.transpose(1, 2), d_hid, beta=alpha).div_(B),
         d_hid.sum(1, keepdim=True).div_(B),
-        torch.baddbmm(W2, hid.transpose(1, 2), delta, beta=alpha).div_(B),
+        baddbmm(W2, hid.transpose(1, 2), delta, beta=alpha).div_(B),
         delta.sum(1, keepdim=True).div_(B),
     ]
     for p, g, m, v in zip(st.params, grads, st.m, st.v, strict=True):

@@ -14,6 +14,8 @@ import math
 
 import numpy as np
 
+from learnerprobe.estimators.probes.precision import autocast
+
 
 def _val_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     from sklearn.model_selection import train_test_split
@@ -96,12 +98,16 @@ def train_mlp(
         for start in range(0, perm.numel(), batch_size):
             b = perm[start:start + batch_size]
             opt.zero_grad(set_to_none=True)
-            loss_per_layer(forward(xt[:, b]), yt[b]).sum().backward()
+            with autocast():  # bf16 matrix products under bf16 precision; weights stay fp32
+                out = forward(xt[:, b])
+            loss_per_layer(out.float(), yt[b]).sum().backward()
             opt.step()
         if va.size == 0:
             continue
         with torch.no_grad():
-            vl = loss_per_layer(forward(xt[:, va_t]), yt[va_t])
+            with autocast():
+                out_va = forward(xt[:, va_t])
+            vl = loss_per_layer(out_va.float(), yt[va_t])
             improved = active & (vl < best_loss - 1e-3 * best_loss.abs().clamp(max=1e30))
             improved |= active & torch.isinf(best_loss)
             if improved.any():

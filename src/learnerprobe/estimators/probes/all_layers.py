@@ -32,6 +32,7 @@ from learnerprobe.estimators.probes._sklearn_mlp import (
     train_sklearn_mlp,
 )
 from learnerprobe.estimators.probes._torch_mlp import mlp_forward, train_mlp
+from learnerprobe.estimators.probes.precision import cell_precision
 
 _PROBA = {"ridge": False, "logistic": True, "ordinal": True, "mlp_reg": False, "mlp_clf": True}
 #: Fitting engines whose predictions changed since a cell cache was first keyed; their name goes
@@ -41,9 +42,13 @@ _ENGINES = {("mlp_reg", "reference"): "sklearn_torch-1", ("mlp_clf", "reference"
 
 
 def engine_key(probe: str, mode: str) -> dict[str, str]:
-    """Cell-key material naming the engine of ``probe`` in ``mode`` (empty when unchanged)."""
+    """Cell-key material naming the engine of ``probe`` in ``mode`` (empty when unchanged),
+    and the precision when it is not fp32 (bf16 MLP cells never reuse fp32 ones)."""
     engine = _ENGINES.get((probe, mode))
-    return {"engine": engine} if engine else {}
+    out = {"engine": engine} if engine else {}
+    if cell_precision(probe) != "fp32":
+        out["precision"] = cell_precision(probe)
+    return out
 
 
 
