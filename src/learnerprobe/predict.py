@@ -474,6 +474,39 @@ class Predictor:
             r["checks"] = info
         return res
 
+    def adapt(self, texts: Sequence[str], levels: Sequence[str], *, method: str = "prior_pull",
+              out: str | Path | None = None, labelled_sha256: str | None = None
+              ) -> Predictor:
+        """This predictor's CEFR bundle adapted to a new corpus from labelled texts of it,
+        written as an ordinary bundle (``out``; None: a new temporary folder) and loaded.
+
+        ``method``: an adapt method (``methods.registry``, task ``adapt``, bundleable:
+        shift, cutpoints, prior_pull, pull_cuts, or the baseline probe_k). The bundle's estimator is the
+        source: read, never refitted; the method is fitted on these texts only. Its manifest
+        records the method, k, ``labelled_sha256`` (the labelled file's digest; default: of the
+        texts and levels) and the leave-one-out validation on the k texts (each text predicted
+        by the method refitted on the others, strength chosen again inside them) beside the
+        source's own scores on them. Refuses (LearnerprobeError, one line) a bundle that is
+        not a hidden-state CEFR one, an unknown method, a level outside the bundle's scheme and
+        fewer texts than the method needs."""
+        # start-up: the adapt methods (scikit-learn, scipy) load only when adapting
+        from learnerprobe.bundles.adapted import adapt_bundle
+
+        if "cefr" not in self._loaded:
+            raise LearnerprobeError(f"adapt needs a CEFR bundle (loaded: {', '.join(self.tasks)})")
+        lo = self._loaded["cefr"]
+        if lo.featurizer != "hidden":
+            raise LearnerprobeError(f"{lo.bundle.path}: adapt works on hidden-state CEFR bundles "
+                                    "(this one reads the text itself)")
+        if isinstance(texts, str) or isinstance(levels, str):
+            raise ArgumentTypeError("texts and levels must be lists of strings")
+        texts = check_texts(list(texts), max_chars=self.max_chars)
+        with self._lock, np.errstate(all="ignore"):
+            path = adapt_bundle(lo.bundle, lambda t: self._features(lo, self._prepare(lo, t)),
+                                texts, [str(v) for v in levels], method=method, out=out,
+                                labelled_sha256=labelled_sha256)
+        return Predictor.load(path, encoder=self.encoder_mode, max_chars=self.max_chars)
+
     def predict(self, texts: Sequence[str], top_k: int | None = None,
                 coverage: float = DEFAULT_COVERAGE) -> list[dict[str, Any]]:
         """Predict every loaded task for each text; refuses empty, invisible-only, binary,

@@ -402,6 +402,7 @@ def test_trust_list_covers_every_bundled_estimator():
 
     import skops.io as sio
 
+    from learnerprobe.estimators import fewshot
     from learnerprobe.estimators.calibration import OrdinalCalibrated
     from learnerprobe.estimators.nli.ngram import NgramClassifier
     from learnerprobe.estimators.probes import PROBES, make_probe
@@ -412,6 +413,10 @@ def test_trust_list_covers_every_bundled_estimator():
     ests = [make_probe(p, mode="tuned", n_classes=4, width=6, seed=0) for p in PROBES]
     ests += [OrdinalCalibrated(make_probe(p, n_classes=4, width=6), n_classes=4)
              for p in ("ridge", "mlp_reg")]
+    src = make_probe("ridge", n_classes=4).fit(X, y)  # adapted bundles (estimators.fewshot)
+    ests += [cls(source=src, n_classes=4) for cls in (
+        fewshot.ShiftAdapter, fewshot.CutPointAdapter, fewshot.PriorPullAdapter,
+        fewshot.PullCutAdapter)]
     texts = ["ich bin gut und wohne hier", "io sono contento di qui", "hello my friend"] * 8
     yl = np.arange(24) % 3
     found: set[str] = set()

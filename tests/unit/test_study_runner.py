@@ -65,7 +65,7 @@ def test_results_schema_rows_and_files(full):
         else:
             assert (p.n == 108).all()  # k-fold / leave-one-out: every text scored once
     per_corpus = df[(df.metric == "qwk") & (df.protocol == "loco") & (df.levels == "all")]
-    assert set(per_corpus.test_corpus) == {"all", "cz", "de", "it"}
+    assert set(per_corpus.test_corpus) == {"all", "cz", "de", "it", "corpus_mean"}  # + mean
     assert set(df.metric) >= {"qwk", "accuracy", "adjacent_accuracy", "macro_f1", "mae",
                               "spearman"}
     assert not (df.ci_low > df.ci_high + 1e-9).any()

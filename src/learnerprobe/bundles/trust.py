@@ -43,6 +43,7 @@ ATTRIBUTE = "_bundleable"
 ESTIMATOR_MODULES = (
     "learnerprobe.estimators.probes.level_probes",
     "learnerprobe.estimators.calibration",
+    "learnerprobe.estimators.fewshot",
     "learnerprobe.estimators.nli.ngram",
     "learnerprobe.estimators.transfer.probe",
     "learnerprobe.estimators.transfer.torch_probes",

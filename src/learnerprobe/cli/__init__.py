@@ -16,7 +16,7 @@ from learnerprobe.outputs import WRITE_ERRNOS, write_error_message
 # The top-level commands: each area's module is imported only when its command runs (or for the
 # full ``--help``). Order = the order ``--help`` lists them in.
 _COMMANDS = {"nli-task": "nli", "extract": "extract", "predict": "predict", "serve": "predict",
-             "mask": "prep", "run": "study", "results": "study", "train": "train",
+             "mask": "prep", "run": "study", "results": "study", "train": "train", "adapt": "adapt",
              "bundle": "bundle", "corpus": "corpus", "models": "models", "bench": "bench"}
 
 

@@ -109,11 +109,22 @@ def results_cmd(
     from rich.table import Table
 
     # start-up: pandas
-    from learnerprobe.study.summary import comparisons, headline, to_markdown
+    from learnerprobe.study.summary import (
+        adapt_table,
+        comparisons,
+        headline,
+        stability_table,
+        to_markdown,
+    )
 
     df = read_run_results(run_dir)  # refuses a crashed / unfinished run's folder
     try:
-        tabs = [("headline", headline(df, task, metric)), ("paired differences", comparisons(df))]
+        tabs = [("headline", headline(df, task, metric)),
+                ("learning curves (loco_k: k labelled texts of the held-out corpus)",
+                 adapt_table(df)),
+                ("paired differences", comparisons(df)),
+                ("stability over seeds (re-run spread of the headline cells)",
+                 stability_table(df))]
     except ValueError as e:
         raise LearnerprobeError(str(e)) from None
     console = Console()

@@ -18,6 +18,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from learnerprobe.cefr import SCHEMES, CefrScheme, get_scheme
+from learnerprobe.config.adapt import AdaptConfig
 from learnerprobe.config.base import StrictModel
 from learnerprobe.config.corpus import CorpusConfig, as_corpus_config
 from learnerprobe.config.execution import ExecutionConfig
@@ -142,6 +143,9 @@ class StudyConfig(StrictModel):
     # The [transfer] table (learnerprobe.config.transfer): transfer methods under nested
     # leave-one-corpus-out selection, run after the probe stage. Absent (None) unless given.
     transfer: TransferConfig | None = None
+    # The [adapt] table (learnerprobe.config.adapt): the loco_k protocol (adaptation to each
+    # held-out corpus from k labelled texts of it), run after the probe stage. Absent unless given.
+    adapt: AdaptConfig | None = None
     # Where the work runs (learnerprobe.execution): local (default) or ray. Changes no result.
     execution: ExecutionConfig = ExecutionConfig()
 

@@ -296,12 +296,26 @@ def _resampled(
     return out
 
 
+def resampled_metric(y_true, y_pred, metric: str, *, n_classes: int, idx: np.ndarray
+                     ) -> np.ndarray:
+    """``metric`` on each resample (rows of ``idx``, e.g. from :func:`bootstrap_indices`): the
+    raw draws, for statistics over several test sets (a mean over corpora or over repeated
+    draws) that one bootstrap call cannot give."""
+    it, ip, labs = _encode(y_true, y_pred, int(n_classes))
+    return _resampled(it, ip, len(labs), [metric], np.asarray(idx), None)[metric]
+
+
 def _interval(values: np.ndarray, alpha: float) -> tuple[float, float]:
     v = values[np.isfinite(values)]
     if v.size == 0:
         return float("nan"), float("nan")
     lo, hi = np.quantile(v, [alpha / 2, 1 - alpha / 2])
     return float(lo), float(hi)
+
+
+def interval(values: np.ndarray, alpha: float = 0.05) -> tuple[float, float]:
+    """The percentile interval of bootstrap (or repeat) draws, NaN draws ignored."""
+    return _interval(np.asarray(values, dtype=float), alpha)
 
 
 def bootstrap_all(

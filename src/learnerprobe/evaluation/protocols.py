@@ -113,3 +113,76 @@ def make_splits(
         check_disjoint(groups, itr, iva, f"{protocol} fold {fold} (inner)")
         splits.append(Split(protocol, fold, itr, iva, np.sort(te), tc))
     return splits
+
+
+# --------------------------------------------------------------------------- loco_k
+@dataclass(frozen=True)
+class AdaptSplit:
+    """One ``loco_k`` draw: a LOCO split whose held-out corpus lends ``k`` labelled texts.
+
+    ``loco`` is the leave-one-corpus-out split (its ``train``/``val`` hold the training corpora
+    only); ``adapt`` are the k labelled texts of the held-out corpus an adaptation method may
+    read, and ``test`` the rest of that corpus *minus every text by an author of the k*
+    (nothing the adaptation saw, nor its authors, is scored). ``k = 0``: ``adapt`` empty and
+    ``test`` the LOCO test fold, so a k = 0 cell is a LOCO cell."""
+
+    loco: Split
+    k: int
+    repeat: int
+    adapt: np.ndarray
+    test: np.ndarray
+
+    @property
+    def test_corpus(self) -> str:
+        return self.loco.test_corpus
+
+
+def draw_labelled(y: np.ndarray, groups: np.ndarray, within: np.ndarray, k: int,
+                  seed: int) -> np.ndarray:
+    """``k`` texts of ``within`` (record indices), at most one per author, stratified by level:
+    each level gets its largest-remainder share of ``k`` (levels with fewer authors than their
+    share give the rest to the others), texts drawn at random inside a level. A ConfigError when
+    ``within`` has fewer than ``k`` authors."""
+    rng = np.random.default_rng(seed)
+    within = np.asarray(within)
+    order = rng.permutation(len(within))  # one text per author: the first in a random order
+    _, first = np.unique(groups[within[order]].astype(str), return_index=True)
+    cand = within[order[np.sort(first)]]
+    if len(cand) < k:
+        raise LearnerprobeError(f"loco_k: k = {k} but the held-out corpus has only "
+                                f"{len(cand)} authors")
+    levels, counts = np.unique(y[cand], return_counts=True)
+    share = counts / counts.sum() * k
+    take = np.minimum(np.floor(share).astype(int), counts)
+    rest = share - take
+    while take.sum() < k:  # largest remainder first, ties at random, capped by availability
+        open_ = np.flatnonzero(take < counts)
+        pick = open_[np.lexsort((rng.random(len(open_)), -rest[open_]))[0]]
+        take[pick] += 1
+        rest[pick] = -np.inf if take[pick] >= counts[pick] else rest[pick] - 1
+    out = [cand[y[cand] == lv][:t] for lv, t in zip(levels, take, strict=True)]
+    return np.sort(np.concatenate(out)) if out else np.zeros(0, dtype=np.int64)
+
+
+def make_adapt_splits(loco: list[Split], y: np.ndarray, groups: np.ndarray, *,
+                      ks: list[int], repeats: int, seed: int) -> list[AdaptSplit]:
+    """The ``loco_k`` protocol: for every LOCO split, k in ``ks`` and repeat ``0..repeats-1``,
+    k labelled texts of the held-out corpus (:func:`draw_labelled`, seeded by seed, corpus,
+    k and repeat) and the score set that excludes them and their authors. k = 0 has one repeat
+    (nothing is drawn). Raises LeakageError if a drawn author reaches the score set."""
+    y = np.asarray(y)
+    groups = np.asarray(groups)
+    out = []
+    for sp in loco:
+        for k in ks:
+            for r in range(1 if k == 0 else repeats):
+                if k == 0:
+                    adapt, test = np.zeros(0, dtype=np.int64), sp.test
+                else:
+                    h = hashlib.sha256(f"{seed}|{sp.fold}|{k}|{r}".encode()).digest()
+                    adapt = draw_labelled(y, groups, sp.test, k, int.from_bytes(h[:8], "little"))
+                    test = sp.test[~np.isin(groups[sp.test], groups[adapt])]
+                check_disjoint(groups, adapt, test, f"loco_k {sp.fold} k={k} repeat {r}")
+                check_disjoint(groups, sp.fit_all, adapt, f"loco_k {sp.fold} (training)")
+                out.append(AdaptSplit(sp, k, r, adapt, np.sort(test)))
+    return out

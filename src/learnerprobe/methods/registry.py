@@ -30,8 +30,9 @@ from learnerprobe.errors import ConfigError
 Kind = Literal["probe", "text", "lm", "ensemble"]
 KINDS: tuple[str, ...] = ("probe", "text", "lm", "ensemble")
 NEEDS: tuple[str, ...] = ("activations", "text", "model")
-#: The engine's cell providers (learnerprobe.engine.providers); "adapt" is next (loco_k).
-PROVIDERS: tuple[str, ...] = ("layers", "features", "nested", "classifier")
+#: The engine's cell providers (learnerprobe.engine.providers); "adapt": loco_k's adaptation
+#: methods (run by study.adapt today, not yet through the engine's loop).
+PROVIDERS: tuple[str, ...] = ("layers", "features", "nested", "classifier", "adapt")
 
 
 @dataclass
@@ -50,6 +51,7 @@ class BuildContext:
     embedder: Callable | None = None
     settings: NliConfig | None = None  # the [nli] table (the ensemble's bases and options)
     build: Callable[[str], Any] | None = None  # builds another method by name (ensemble bases)
+    source: Any = None  # adapt methods: the fitted source estimator they adapt (read only)
 
 
 Factory = Callable[[BuildContext, dict[str, Any]], Any]
@@ -110,9 +112,12 @@ class MethodEntry:
         """How the evaluation engine runs this method on a fold: ``"layers"`` (a probe over
         the layer axis, layer chosen on validation), ``"features"`` (a baseline on text
         features), ``"nested"`` (a transfer method: variant and layer chosen by inner
-        leave-one-corpus-out), ``"classifier"`` (an NLI method over texts or records)."""
+        leave-one-corpus-out), ``"classifier"`` (an NLI method over texts or records),
+        ``"adapt"`` (fitted on a protocol's few labelled target texts: ``loco_k``)."""
         if self.provider:
             return self.provider
+        if "adapt" in self.tasks:
+            return "adapt"
         if "transfer" in self.tasks:
             return "nested"
         if "l1" in self.tasks:
@@ -356,5 +361,49 @@ def _transfer() -> list[MethodEntry]:
             for n, cls, fixed, grid, tr, d in rows]
 
 
-for _entry in [*_builtins(), *_transfer()]:
+# --------------------------------------------------------------------------- adapt methods
+_FS = "learnerprobe.estimators.fewshot:"
+
+
+def adapt_factory(cls_ref: str | None) -> Factory:
+    """An adaptation estimator over ``ctx.source`` (``cls_ref``); None: the baseline that
+    ignores the source, a tuned ridge probe trained on the k texts alone."""
+    def build(ctx: BuildContext, options: dict[str, Any]) -> Any:
+        if cls_ref is None:
+            return resolve(_MAKE_PROBE)("ridge", mode="tuned", n_classes=ctx.n_classes,
+                                        seed=ctx.seed, **options)
+        cls = resolve(cls_ref)
+        kw = {"source": ctx.source, "n_classes": ctx.n_classes}
+        if _accepts(cls, "random_state"):
+            kw["random_state"] = ctx.seed
+        return cls(**{**kw, **options})
+    return build
+
+
+def _adapt() -> list[MethodEntry]:
+    """Adaptation to a new corpus from k labelled texts (``loco_k``, ``learnerprobe adapt``):
+    fitted on the k texts only, the source probe (trained on other corpora) read, not refitted.
+    ``probe_k`` and ``surface_k`` are the same-k baselines: a probe on the k texts alone, and
+    the prior-pull refit on the 3 surface columns from a ridge on them over the training
+    corpora (needs text: the study stage gives it surface columns and that source)."""
+    rows = [  # name, estimator (None: k texts alone), needs, bundle, description
+        ("shift", _FS + "ShiftAdapter", _ACT, True,
+         "source score + one offset (level-prior shift), shrinkage by leave-one-out"),
+        ("cutpoints", _FS + "CutPointAdapter", _ACT, True,
+         "source score kept, cut points re-estimated (cumulative logit pulled to the source's)"),
+        ("prior_pull", _FS + "PriorPullAdapter", _ACT, True,
+         "ridge refit on the k texts pulled to the source's weights (pull by leave-one-out)"),
+        ("pull_cuts", _FS + "PullCutAdapter", _ACT, True,
+         "prior_pull, then its cut points re-estimated on its leave-one-out scores"),
+        ("probe_k", None, _ACT, True, "baseline: tuned ridge probe on the k texts alone"),
+        ("surface_k", _FS + "PriorPullAdapter", ("text",), False,
+         "baseline: prior-pull refit of a surface-feature ridge (3 length features)"),
+    ]
+    return [MethodEntry(n, "probe" if needs == _ACT else "text", adapt_factory(cls),
+                        ("adapt",), needs, cls is not None, "ordinal", bundle=b,
+                        description=d)
+            for n, cls, needs, b, d in rows]
+
+
+for _entry in [*_builtins(), *_transfer(), *_adapt()]:
     register(_entry)

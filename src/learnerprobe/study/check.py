@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from learnerprobe.config.adapt import AdaptConfig
 from learnerprobe.config.load import load_config, parse_config
 from learnerprobe.config.study import StudyConfig
 from learnerprobe.config.transfer import TransferConfig
@@ -63,6 +64,11 @@ def check_config(cfg: StudyConfig, source: str = "config") -> StudyConfig:
     task.check_config(cfg)  # the task's own settings (l1: nli.check.check_l1_config)
     if cfg.transfer is not None:
         check_transfer(cfg.transfer, source)
+    if cfg.adapt is not None:
+        if not (task.uses_probes and task.label_kind == "ordinal"):
+            raise ConfigError(f"{source}: adapt: loco_k adapts ordinal level probes; task "
+                              f"{cfg.task!r} is not one")
+        check_adapt(cfg.adapt, len(cfg.corpus_names), source)
     return cfg
 
 
@@ -98,6 +104,26 @@ def _check_names(cfg: StudyConfig, source: str) -> None:
                 f"{source}: unknown {kind} {', '.join(map(repr, bad))}; "
                 f"valid: {', '.join(sorted(valid))}"
             )
+
+
+def check_adapt(ac: AdaptConfig, n_corpora: int, source: str = "config") -> None:
+    """``[adapt]``: its methods and baselines are registered adapt methods, its source a
+    probe; loco_k holds out one corpus at a time, so it needs two. ``methods`` not given is
+    filled in with every registered adapt method (what the stage runs)."""
+    known = method_names(task="adapt")
+    bad = [m for m in [*(ac.methods or []), *ac.baselines] if m not in known]
+    if bad:
+        raise ConfigError(f"{source}: adapt: unknown method {', '.join(map(repr, bad))}; "
+                          f"known: {', '.join(known)}")
+    probes = method_names(kind="probe", task="cefr")
+    if ac.source not in probes:
+        raise ConfigError(f"{source}: adapt.source: unknown probe {ac.source!r}; "
+                          f"known: {', '.join(probes)}")
+    if n_corpora < 2:
+        raise ConfigError(f"{source}: adapt: loco_k holds out one corpus at a time and needs "
+                          "at least two corpora")
+    if ac.methods is None:
+        ac.methods = [m for m in known if m not in ac.baselines]
 
 
 def check_transfer(tc: TransferConfig, source: str = "config") -> None:

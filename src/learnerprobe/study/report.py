@@ -19,6 +19,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from learnerprobe.evaluation.residuals import residual_analysis
 from learnerprobe.evaluation.results import NO_LAYER, SELECTED, Pooled, ReportSection
 from learnerprobe.study import plots
+from learnerprobe.study.report_adapt import adapt_sections
 from learnerprobe.study.report_speed import precision_sections
 from learnerprobe.study.report_trust import trust_sections
 from learnerprobe.study.summary import transfer_table
@@ -167,6 +168,7 @@ def write_report(path: Path, df: pd.DataFrame, pooled: Sequence[Pooled], data: A
                 "Transfer to a held-out corpus: predicted vs true level distributions",
                 figures=plots.transfer_distributions(pooled, data.y, data.labels)))
             lead.append(ReportSection("Transfer methods: paired comparisons", html=t_html))
+        lead += adapt_sections(df)  # loco_k learning curves (study.report_adapt), if any
         all_sections.append(ReportSection("Layer curves", figures=plots.layer_curves(df)))
         all_sections.append(ReportSection(
             "Transfer between corpora", figures=plots.transfer_matrix(df)))

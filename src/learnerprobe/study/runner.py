@@ -40,6 +40,7 @@ from learnerprobe.engine.providers import SURFACE, Features, LayerSweep
 from learnerprobe.engine.score import Scoring, score_pooled
 from learnerprobe.estimators.probes.precision import probe_precision, with_precision_column
 from learnerprobe.estimators.probes.surface import surface_features
+from learnerprobe.evaluation.per_corpus import corpus_mean_rows
 from learnerprobe.evaluation.protocols import Split
 from learnerprobe.evaluation.results import HookResult, Pooled, results_frame
 from learnerprobe.evaluation.splits import check_class_sizes
@@ -47,6 +48,7 @@ from learnerprobe.outputs import converting_write_errors
 from learnerprobe.paths import cache_root
 from learnerprobe.records import LearnerText
 from learnerprobe.study import report as study_report
+from learnerprobe.study.adapt import run_adapt
 from learnerprobe.study.check import load_study
 from learnerprobe.study.memory import PeakRSS
 from learnerprobe.study.rundir import abandon, begin_run, publish
@@ -250,6 +252,17 @@ def _evaluate_task(cfg: StudyConfig, data: TaskData, stage: Path, out_dir: Path,
         rows, pooled, extra = rows + tr.rows, pooled + tr.pooled, tr.manifest
         preds = pd.concat([preds, tr.predictions], ignore_index=True)
         timer.stages.update({f"transfer.{k}": v for k, v in tr.timings.items()})
+    if cfg.adapt is not None:  # loco_k: adaptation from k labelled texts per held-out corpus
+        with timer.stage("adapt"):
+            ad = run_adapt(cfg.adapt, data, acts, seeds=cfg.seeds, folds=cfg.folds,
+                           val_size=cfg.selection.val_size, refit=cfg.selection.refit,
+                           metric=get_task(cfg.task).selection_metric(cfg.selection),
+                           task=cfg.task, log=log)
+        rows, extra = rows + ad.rows, {**extra, **ad.manifest}
+    if task.label_kind == "ordinal":  # mean per-corpus QWK beside the pooled one
+        rows += corpus_mean_rows(pooled, data.y, data.corpora, task=cfg.task,
+                                 n_classes=data.n_classes, n_boot=cfg.n_boot,
+                                 seed=cfg.seeds[0])
     return _Evaluated(rows, preds, [], pooled, {m: a.key for m, a in acts.items()}, extra)
 
 

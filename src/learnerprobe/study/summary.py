@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from learnerprobe.evaluation.per_corpus import CORPUS_MEAN
+
 DEFAULT_METRICS = {"cefr": ("qwk",), "l1": ("accuracy", "macro_f1", "top3")}
 
 
@@ -37,7 +39,9 @@ def headline(df: pd.DataFrame, task: str | None = None, metrics: Sequence[str] |
     keep = d.metric.isin(metrics)
     if task != "l1":  # L1 rows are already one per method, at the validation-chosen layer
         keep &= d.layer.astype(str).isin(["selected", "none", "nested"])  # nested: transfer
+    means = d.iloc[:0]
     if "test_corpus" in d:
+        means = d[keep & d.test_corpus.astype(str).eq(CORPUS_MEAN)]
         keep &= d.test_corpus.astype(str).eq("all")
     sel = d[keep]
     if sel.empty:
@@ -49,6 +53,12 @@ def headline(df: pd.DataFrame, task: str | None = None, metrics: Sequence[str] |
     tab = sel.pivot_table(index=index, columns="metric", values="cell", aggfunc="first")
     tab = tab[[m for m in metrics if m in tab.columns]]
     metrics = list(tab.columns)
+    if len(means) and task != "l1":  # mean per-corpus score beside the pooled one
+        means = means.assign(cell=means.apply(lambda r: _cell(r, digits), axis=1))
+        mt = means.pivot_table(index=index, columns="metric", values="cell", aggfunc="first")
+        for m in metrics:
+            if m in mt.columns:
+                tab[f"{m} (mean per corpus)"] = mt[m].reindex(tab.index)
     if task == "l1":
         chosen = (sel.drop_duplicates(index).set_index(index)["selected_layer"]
                   if "selected_layer" in sel else None)
@@ -77,6 +87,8 @@ def comparisons(df: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     out = pd.DataFrame({"probe": d.probe.values, "metric": d.metric.values,
                         "difference": [_cell(r, digits) for _, r in d.iterrows()],
                         "n": d.n.values})
+    if "k" in d and d.k.notna().any():  # loco_k rows: k labelled texts of the held-out corpus
+        out.insert(1, "k", d.k.map(lambda v: "" if pd.isna(v) else str(int(v))).values)
     if "test_corpus" in d:
         out.insert(1, "test_corpus", d.test_corpus.astype(str).values)
     if "transductive" in d and d.transductive.notna().any():
@@ -119,6 +131,64 @@ def transfer_table(df: pd.DataFrame, metric: str = "qwk", digits: int = 3) -> pd
             row["chosen (per held-out corpus)"] = str(g.chosen.dropna().iloc[0])
         rows.append(row)
     return pd.DataFrame(rows).fillna("")
+
+
+def stability_table(df: pd.DataFrame, metric: str = "qwk", digits: int = 3) -> pd.DataFrame:
+    """How much the headline cells move between re-runs with other seeds (splits, inner
+    validation, probe seeds): per mode x protocol x probe, the pooled and the mean per-corpus
+    score's mean over seeds, range and the widest single-seed CI for scale. Empty with one seed.
+    A difference between two systems smaller than this range is a re-run difference."""
+    if "seed" not in df or df.seed.nunique() < 2:
+        return pd.DataFrame()
+    d = df[(df.metric == metric) & df.layer.astype(str).isin(["selected", "none", "nested"])
+           & df.test_corpus.astype(str).isin(["all", CORPUS_MEAN])]
+    if "levels" in d:
+        d = d[d.levels.astype(str) == "all"]
+    rows = []
+    for (mode, proto, probe, corpus), g in d.groupby(["mode", "protocol", "probe", "test_corpus"],
+                                                     sort=False):
+        v = g.value.astype(float)
+        rows.append({"mode": mode, "protocol": proto, "probe": probe,
+                     "score": "pooled" if corpus == "all" else "mean per corpus",
+                     "seeds": int(g.seed.nunique()), "mean": f"{v.mean():.{digits}f}",
+                     "range": f"{v.min():.{digits}f}–{v.max():.{digits}f}",
+                     "spread": f"{v.max() - v.min():.{digits}f}",
+                     "widest CI": f"{(g.ci_high - g.ci_low).max():.{digits}f}"})
+    return pd.DataFrame(rows)
+
+
+def adapt_table(df: pd.DataFrame, metric: str = "qwk", digits: int = 3) -> pd.DataFrame:
+    """The loco_k learning curves as a table: one row per adapt method and k, one column per
+    held-out corpus, the mean per corpus and pooled ("median [95 % band over repeats]"), and
+    the paired difference of the mean per corpus to each same-k baseline ("mean [CI]").
+    Empty when the run has no [adapt] stage."""
+    if "k" not in df or "protocol" not in df:
+        return pd.DataFrame()
+    d = df[(df.protocol == "loco_k") & df.k.notna()]
+    if d.empty:
+        return pd.DataFrame()
+    q = d[d.metric == metric]
+    corpora = [c for c in dict.fromkeys(q.test_corpus.astype(str)) if c not in (CORPUS_MEAN,
+                                                                                 "all")]
+    cols = [*corpora, CORPUS_MEAN, "all"]
+    names = {CORPUS_MEAN: "mean per corpus", "all": "pooled"}
+    diffs = sorted(m for m in d.metric.unique() if str(m).startswith(f"diff_{metric}_vs_"))
+    rows = []
+    for (probe, k), g in q.groupby(["probe", "k"], sort=False):
+        row = {"method": probe, "k": int(k)}
+        for c in cols:
+            hit = g[g.test_corpus.astype(str) == c]
+            row[names.get(c, c)] = _cell(hit.iloc[0], digits) if len(hit) else ""
+        for m in diffs:
+            hit = d[(d.probe == probe) & (d.k == k) & (d.metric == m)
+                    & (d.test_corpus.astype(str) == CORPUS_MEAN)]
+            row["Δ " + m.removeprefix(f"diff_{metric}_vs_")] = (
+                _cell(hit.iloc[0], digits) if len(hit) else "")
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    order = list(dict.fromkeys(q.probe))
+    return out.sort_values(["method", "k"], key=lambda s: s.map(order.index) if s.name ==
+                           "method" else s).reset_index(drop=True)
 
 
 def to_markdown(tab: pd.DataFrame) -> str:
