@@ -87,6 +87,10 @@ def test_results_schema_rows_and_files(full):
     assert {"load", "extract", "probe", "evaluate", "report"} <= set(timings["stages"])
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["activation_cache_keys"]["fake"].startswith("array-")
+    # every number says which dtype extracted its activations (none for the surface baseline)
+    assert manifest["extraction_dtypes"] == {"fake": "fp32"}
+    assert set(df[df.model == "fake"].extraction_dtype) == {"fp32"}
+    assert set(df[df.probe == "surface"].extraction_dtype) == {"none"}
 
 
 def test_report_is_self_contained_with_summary(full):

@@ -127,8 +127,9 @@ def adapt_activations(a: Any, data: TaskData, cfg_layers: Layers) -> Acts:
     rows = [avail.index(x) for x in want]
     if rows != list(range(arr.shape[0])):
         arr = arr[rows]
-    meta = {k: getattr(a, k) for k in ("cache_hit", "n_truncated", "cache_path")
-            if getattr(a, k, None) is not None}
+    meta = {k: getattr(a, k) for k in ("cache_hit", "n_truncated", "cache_path", "dtype",
+                                       "device")
+            if getattr(a, k, None) not in (None, "")}
     return Acts(np.asarray(arr, dtype=np.float32), want, acts_key(a),
                 int(getattr(a, "hidden_size", arr.shape[-1])), jsonable(meta))
 

@@ -19,4 +19,8 @@ def precision_sections(df: pd.DataFrame) -> list[ReportSection]:
     items = "".join(f"<li>{html.escape(str(p))}: {html.escape(v)}</li>" for p, v in per.items())
     note = ("<p>Precision that fitted each probe's cells (bf16-autocast: bf16 matrix products "
             "with fp32 master weights; config key <code>probe_precision</code>).</p>")
+    if "extraction_dtype" in df.columns:
+        dt = df.groupby("model")["extraction_dtype"].agg(lambda s: ", ".join(sorted(set(s))))
+        items += "".join(f"<li>activations of {html.escape(str(m))}: {html.escape(v)}</li>"
+                         for m, v in dt.items() if v != "none")
     return [ReportSection("Probe precision", html=note + f"<ul>{items}</ul>")]

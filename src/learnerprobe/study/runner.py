@@ -38,7 +38,11 @@ from learnerprobe.engine.loop import run_cells
 from learnerprobe.engine.nested import Fitting
 from learnerprobe.engine.providers import SURFACE, Features, LayerSweep
 from learnerprobe.engine.score import Scoring, score_pooled
-from learnerprobe.estimators.probes.precision import probe_precision, with_precision_column
+from learnerprobe.estimators.probes.precision import (
+    probe_precision,
+    with_dtype_column,
+    with_precision_column,
+)
 from learnerprobe.estimators.probes.surface import surface_features
 from learnerprobe.evaluation.per_corpus import corpus_mean_rows
 from learnerprobe.evaluation.protocols import Split
@@ -163,11 +167,13 @@ def _run_staged(cfg: StudyConfig, src_path: Path | None, out_dir: Path, stage: P
     acts_keys, extra_manifest = ev.acts_keys, ev.manifest
 
     df = with_precision_column(results_frame(rows))  # which precision fitted each cell
+    df = with_dtype_column(df, ev.dtypes)  # and which dtype extracted its activations
     manifest = {
         "name": cfg.name, "task": cfg.task, "date": _dt.datetime.now(_dt.UTC).isoformat(),
         "config_digest": cfg.digest(), "n_boot": cfg.n_boot, "seeds": cfg.seeds,
         "versions": _versions(), "git": _git_rev(),
-        "activation_cache_keys": acts_keys, "n_texts": int(len(data.y)),
+        "activation_cache_keys": acts_keys, "extraction_dtypes": ev.dtypes,
+        "n_texts": int(len(data.y)),
         "labels": data.labels, "texts_per_corpus": counts.sum(axis=1).astype(int).to_dict(),
         "prep": prep_info, **extra_manifest,
     }
@@ -204,6 +210,7 @@ class _Evaluated:
     pooled: list[Pooled]
     acts_keys: dict[str, str]
     manifest: dict[str, Any]
+    dtypes: dict[str, str] = field(default_factory=dict)  # model -> extraction dtype
 
 
 def _holdout(reference_split: str, mode: str) -> bool:
@@ -263,7 +270,8 @@ def _evaluate_task(cfg: StudyConfig, data: TaskData, stage: Path, out_dir: Path,
         rows += corpus_mean_rows(pooled, data.y, data.corpora, task=cfg.task,
                                  n_classes=data.n_classes, n_boot=cfg.n_boot,
                                  seed=cfg.seeds[0])
-    return _Evaluated(rows, preds, [], pooled, {m: a.key for m, a in acts.items()}, extra)
+    return _Evaluated(rows, preds, [], pooled, {m: a.key for m, a in acts.items()}, extra,
+                      {m: str(a.meta.get("dtype") or "unknown") for m, a in acts.items()})
 
 
 def _git_rev() -> str | None:

@@ -74,3 +74,13 @@ def with_precision_column(df: Any) -> Any:
     if "probe" not in getattr(df, "columns", ()):
         return df
     return df.assign(probe_precision=[cell_precision(str(p)) for p in df["probe"]])
+
+
+def with_dtype_column(df: Any, dtypes: dict[str, str]) -> Any:
+    """results.csv rows with the dtype that extracted each model's activations (column
+    ``extraction_dtype``): ``dtype = "auto"`` is bf16 on CPUs with native bf16 and fp32
+    elsewhere, and LOCO cells moved by up to 0.03 between the two, so every number says which.
+    Rows of methods without activations (the surface baseline, text methods) get ``"none"``."""
+    if "model" not in getattr(df, "columns", ()):
+        return df
+    return df.assign(extraction_dtype=[dtypes.get(str(m), "none") for m in df["model"]])
