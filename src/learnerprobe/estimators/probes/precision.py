@@ -80,7 +80,12 @@ def with_dtype_column(df: Any, dtypes: dict[str, str]) -> Any:
     """results.csv rows with the dtype that extracted each model's activations (column
     ``extraction_dtype``): ``dtype = "auto"`` is bf16 on CPUs with native bf16 and fp32
     elsewhere, and LOCO cells moved by up to 0.03 between the two, so every number says which.
-    Rows of methods without activations (the surface baseline, text methods) get ``"none"``."""
+    The surface baseline's rows get ``"none"``; rows of a model the run did not extract itself
+    (the NLI protocol extracts inside its methods) get ``"unrecorded"`` rather than a guess."""
     if "model" not in getattr(df, "columns", ()):
         return df
-    return df.assign(extraction_dtype=[dtypes.get(str(m), "none") for m in df["model"]])
+
+    def one(model: str) -> str:
+        return dtypes.get(model, "none" if model in ("surface", "none", "") else "unrecorded")
+
+    return df.assign(extraction_dtype=[one(str(m)) for m in df["model"]])
