@@ -4,7 +4,8 @@ A :class:`Cell` names the work (model, mode, seed, protocol, fold, method); its 
 (:mod:`learnerprobe.engine.providers`) turns it into a :class:`CellOutput`: predictions of the
 fold's test texts on every layer the method has (one pseudo-layer for methods without a layer
 axis), the inner-validation scores and the chosen layer where the method chooses one, and for a
-nested provider the chosen variant. :func:`pool` concatenates a method's outputs over the folds
+nested provider the chosen variant; an adapt cell (:mod:`learnerprobe.engine.adapt`) carries
+its draws' predictions instead (:class:`Draws`). :func:`pool` concatenates a method's outputs over the folds
 of a protocol into :class:`learnerprobe.evaluation.results.Pooled` cells, which are scored by
 :func:`learnerprobe.evaluation.results.score_rows`.
 
@@ -48,6 +49,38 @@ class Cell:
         return (self.model, self.mode, self.seed, self.protocol, self.split.fold, self.method)
 
 
+@dataclass(frozen=True)
+class Draws:
+    """Predictions of several draws of one cell (an adapt cell: one per k and repeat), the test
+    indices and predictions of draw ``i`` at ``offsets[i]:offsets[i + 1]``."""
+
+    k: np.ndarray  # n_draws
+    repeat: np.ndarray  # n_draws
+    offsets: np.ndarray  # n_draws + 1
+    test: np.ndarray  # record indices, all draws concatenated
+    pred: np.ndarray  # predictions, aligned with ``test``
+
+    @classmethod
+    def of(cls, items: list[tuple[int, int, np.ndarray, np.ndarray]]) -> Draws:
+        """From ``(k, repeat, test, pred)`` per draw."""
+        sizes = [len(t) for _, _, t, _ in items]
+        cat = (lambda xs: np.concatenate(xs).astype(np.int64)) if items else (
+            lambda xs: np.zeros(0, dtype=np.int64))
+        return cls(np.asarray([i[0] for i in items], dtype=np.int64),
+                   np.asarray([i[1] for i in items], dtype=np.int64),
+                   np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)]).astype(np.int64),
+                   cat([i[2] for i in items]), cat([i[3] for i in items]))
+
+    def __iter__(self):
+        """``(k, repeat, test, pred)`` per draw."""
+        for i in range(len(self.k)):
+            a, b = self.offsets[i], self.offsets[i + 1]
+            yield int(self.k[i]), int(self.repeat[i]), self.test[a:b], self.pred[a:b]
+
+
+_DRAWS = ("k", "repeat", "offsets", "test", "pred")
+
+
 @dataclass
 class CellOutput:
     """What a provider gives for one cell (``L``: the method's layers, 1 without a layer axis).
@@ -73,6 +106,7 @@ class CellOutput:
     val_proba: np.ndarray | None = None
     # the chosen layer's validation predictions (not cached: ``learnerprobe train``'s card)
     val_pred: np.ndarray | None = None
+    draws: Draws | None = None  # an adapt cell's predictions per draw (``pred`` then empty)
 
     def rows(self, split: Split) -> np.ndarray:
         """Record indices of the predicted texts."""
@@ -116,10 +150,12 @@ def load_output(path: Path) -> CellOutput | None:
         notes = json.loads(str(z["notes"])) if "notes" in z else {}
     except ValueError:
         return None
+    draws = (Draws(*(z[f"draws_{f}"] for f in _DRAWS))
+             if all(f"draws_{f}" in z for f in _DRAWS) else None)
     return CellOutput(z["pred"], proba, z["val_scores"], None if sel < 0 else sel,
                       float(z["seconds"]), cached=True, layer_id=layer_id, notes=notes,
                       idx=z["idx"] if "idx" in z else None,
-                      val_proba=z["val_proba"] if z["val_proba"].size else None)
+                      val_proba=z["val_proba"] if z["val_proba"].size else None, draws=draws)
 
 
 def save_output(path: Path, r: CellOutput) -> None:
@@ -135,6 +171,9 @@ def save_output(path: Path, r: CellOutput) -> None:
         arrays["notes"] = np.asarray(json.dumps(r.notes, default=str))
     if r.idx is not None:
         arrays["idx"] = np.asarray(r.idx, dtype=np.int64)
+    if r.draws is not None:
+        arrays.update({f"draws_{f}": np.asarray(getattr(r.draws, f), dtype=np.int64)
+                       for f in _DRAWS})
     write_npz(path, arrays)
 
 

@@ -1,5 +1,10 @@
 """The adaptation stage: the ``loco_k`` protocol for the ``[adapt]`` table.
 
+The work runs through the engine's loop (:func:`learnerprobe.engine.loop.run_cells`): one
+cell per adapt method, model, seed and held-out corpus, computed by the ``"adapt"`` provider
+(:mod:`learnerprobe.engine.adapt`) and cached; this module builds the cells and scores the
+draws they return.
+
 For each model, seed and held-out corpus (a leave-one-corpus-out split), the *source* probe
 (``[adapt] source``, tuned) chooses its layer on the split's inner validation part and is
 fitted on the training corpora ONCE, as the probe stage fits its LOCO cell (so k = 0 is the
@@ -18,16 +23,17 @@ resampled, and the test texts of each repeat resampled, the same draws for both 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from learnerprobe.config.adapt import AdaptConfig
-from learnerprobe.estimators.probes import make_probe
+from learnerprobe.engine.adapt import ADAPTED, PROTOCOL, SOURCE_MODE, Adapt, uses_text
+from learnerprobe.engine.cells import Cell, CellOutput, CellStore
+from learnerprobe.engine.data import Acts
+from learnerprobe.engine.loop import run_cells
 from learnerprobe.estimators.probes.surface import surface_columns, surface_features
 from learnerprobe.evaluation.metrics import (
     bootstrap_indices,
@@ -36,14 +42,13 @@ from learnerprobe.evaluation.metrics import (
     score_all,
 )
 from learnerprobe.evaluation.per_corpus import CORPUS_MEAN
-from learnerprobe.evaluation.protocols import AdaptSplit, Split, make_adapt_splits, make_splits
-from learnerprobe.methods.registry import BuildContext, get_method, method_names
-from learnerprobe.selection.validation import select_layer
+from learnerprobe.evaluation.protocols import make_splits
+from learnerprobe.methods.registry import method_names
 from learnerprobe.tasks import TaskData
 
-PROTOCOL = "loco_k"
-ADAPTED = "adapted"  # value of `layer` for loco_k rows (the source's layer is in selected_*)
 METRICS = ("qwk", "accuracy", "adjacent_accuracy", "mae")
+__all__ = ["ADAPTED", "PROTOCOL", "AdaptResult", "Draw", "adapt_methods", "paired_rows",
+           "run_adapt", "summary_rows"]
 
 
 @dataclass
@@ -71,89 +76,52 @@ def adapt_methods(ac: AdaptConfig) -> list[str]:
     return list(dict.fromkeys([*names, *ac.baselines]))
 
 
-def _uses_text(name: str) -> bool:
-    return "activations" not in get_method(name).needs
+def adapt_cells(names: list[str], models: Sequence[str], data: TaskData, *,
+                seeds: Sequence[int], folds: int, val_size: float) -> list[Cell]:
+    """One cell per model, seed, LOCO fold (held-out corpus) and adapt method."""
+    cells = []
+    for m in models:
+        for seed in seeds:
+            loco = make_splits("loco", data.y, data.groups, data.corpora, data.languages,
+                               folds=folds, seed=seed, val_size=val_size)
+            cells += [Cell(m, SOURCE_MODE, seed, PROTOCOL, n, sp) for sp in loco for n in names]
+    return cells
 
 
-@dataclass
-class Source:
-    """The source probes of one held-out corpus: over the chosen layer, and over the surface
-    columns (for text methods)."""
-
-    hidden: Any
-    layer: int  # hidden-state index
-    surface: Any
+def _draws(cell: Cell, out: CellOutput) -> list[Draw]:
+    assert out.draws is not None, "an adapt cell without draws"
+    return [Draw(cell.fold, k, r, test, pred) for k, r, test, pred in out.draws]
 
 
-def fit_source(ac: AdaptConfig, X: np.ndarray, layers: list[int], S: np.ndarray,
-               y: np.ndarray, sp: Split, *, n_classes: int, seed: int, metric: str,
-               refit: bool) -> Source:
-    """The source probe on the training corpora only: the layer chosen on the inner validation
-    part, then fitted on the inner training part (``refit``: the whole training fold), as the
-    probe stage's LOCO cell is."""
-    sel = select_layer(X[:, sp.train], y[sp.train], X[:, sp.val], y[sp.val], ac.source,
-                       metric=metric, n_classes=n_classes, mode="tuned", seed=seed)
-    rows = sp.fit_all if refit else sp.train
-    hidden = make_probe(ac.source, n_classes=n_classes, seed=seed).fit(
-        X[sel.layer_index][rows], y[rows])
-    surface = make_probe("ridge", n_classes=n_classes, seed=seed).fit(S[rows], y[rows])
-    return Source(hidden, layers[sel.layer_index], surface)
-
-
-def predict_draw(name: str, d: AdaptSplit, X: np.ndarray, y: np.ndarray, source: Any, *,
-                 n_classes: int, seed: int) -> np.ndarray | None:
-    """One method on one draw: fitted on the k texts only (``X[d.adapt]``, ``y[d.adapt]``),
-    predicting the score set; k = 0: the source itself. None when k is below what the method
-    needs (a method without a source has nothing to predict with at k = 0)."""
-    est = get_method(name, task="adapt").build(BuildContext(n_classes=n_classes, seed=seed,
-                                                            source=source))
-    if d.k == 0:
-        return None if getattr(est, "source", None) is None else source.predict(X[d.test])
-    if d.k < getattr(est, "min_texts", 3):
-        return None
-    est.fit(X[d.adapt], y[d.adapt])
-    return np.asarray(est.predict(X[d.test]), dtype=np.int64)
-
-
-def run_adapt(ac: AdaptConfig, data: TaskData, acts: dict[str, Any], *, seeds: Sequence[int],
+def run_adapt(ac: AdaptConfig, data: TaskData, acts: dict[str, Acts], *, seeds: Sequence[int],
               folds: int, val_size: float, refit: bool, metric: str, task: str,
-              log: Callable[[str], None] = print) -> AdaptResult:
-    """Every adapt method x model x seed under ``loco_k``; result rows (module docstring).
-    ``acts``: model -> object with ``.array`` (layers x texts x hidden) and ``.layers``."""
+              store: CellStore | None = None, log: Callable[[str], None] = print
+              ) -> AdaptResult:
+    """Every adapt method x model x seed under ``loco_k`` through the engine's loop (cached
+    cells loaded from ``store``); result rows (module docstring)."""
     S = surface_columns(np.asarray(surface_features([r.text for r in data.records]),
                                    dtype=np.float64))
     names = adapt_methods(ac)
+    provider = Adapt(ac, acts, data, S, metric, refit)
+    cells = adapt_cells(names, list(acts), data, seeds=seeds, folds=folds, val_size=val_size)
+    outs = run_cells(cells, dict.fromkeys(names, provider), store=store)
     rows: list[dict[str, Any]] = []
     timings: dict[str, float] = {}
     layers_chosen: dict[str, dict[str, int]] = {}
     K = data.n_classes
-    for m, a in acts.items():
+    for m in acts:
         for seed in seeds:
-            t0 = time.process_time()
-            loco = make_splits("loco", data.y, data.groups, data.corpora, data.languages,
-                               folds=folds, seed=seed, val_size=val_size)
+            mine = [c for c in cells if c.model == m and c.seed == seed]
+            run = f"{m}.seed{seed}"
+            chosen = layers_chosen.setdefault(run, {})
             draws: dict[str, list[Draw]] = {n: [] for n in names}
-            for sp in loco:
-                with threadpool_limits(1):
-                    src = fit_source(ac, a.array, list(a.layers), S, data.y, sp, n_classes=K,
-                                     seed=seed, metric=metric, refit=refit)
-                layers_chosen.setdefault(f"{m}.seed{seed}", {})[sp.fold] = src.layer
-                Xh = a.array[list(a.layers).index(src.layer)]
-                for d in make_adapt_splits([sp], data.y, data.groups, ks=ac.k,
-                                           repeats=ac.repeats, seed=seed):
-                    for n in names:
-                        text = _uses_text(n)
-                        with threadpool_limits(1):
-                            pred = predict_draw(n, d, S if text else Xh, data.y,
-                                                src.surface if text else src.hidden,
-                                                n_classes=K, seed=seed)
-                        if pred is not None:
-                            draws[n].append(Draw(sp.fold, d.k, d.repeat, d.test, pred))
-            key = {"task": task, "model": m, "mode": "tuned", "seed": seed,
+            for c in mine:
+                chosen.setdefault(c.fold, int(outs[c.key].layer_id))
+                draws[c.method] += _draws(c, outs[c.key])
+            key = {"task": task, "model": m, "mode": SOURCE_MODE, "seed": seed,
                    "protocol": PROTOCOL, "layer": ADAPTED}
-            chosen = layers_chosen[f"{m}.seed{seed}"]
             for n in names:
-                sel = None if _uses_text(n) else list(chosen.values())
+                sel = None if uses_text(n) else list(chosen.values())
                 rows += summary_rows({**key, "probe": n}, draws[n], data.y, K, sel)
             for n in names:
                 if n in ac.baselines:
@@ -161,9 +129,12 @@ def run_adapt(ac: AdaptConfig, data: TaskData, acts: dict[str, Any], *, seeds: S
                 for b in ac.baselines:
                     rows += paired_rows({**key, "probe": n}, draws[n], draws[b], b, data.y,
                                         K, n_boot=ac.n_boot, seed=seed)
-            timings[f"{m}.seed{seed}"] = time.process_time() - t0
+            outs_run = [outs[c.key] for c in mine]
+            timings[run] = sum((o.seconds for o in outs_run if not o.cached), 0.0)
+            n_cached = sum(o.cached for o in outs_run)
             log(f"  adapt {m} seed {seed}: {len(names)} methods x k {ac.k} x {ac.repeats} "
-                f"repeats, source layers {chosen}, {timings[f'{m}.seed{seed}']:.1f} s CPU")
+                f"repeats, source layers {chosen}, {timings[run]:.1f} s"
+                + (f", {n_cached}/{len(outs_run)} cells cached" if n_cached else ""))
     return AdaptResult(rows, timings, {"adapt_source_layers": layers_chosen})
 
 

@@ -264,7 +264,9 @@ def _evaluate_task(cfg: StudyConfig, data: TaskData, stage: Path, out_dir: Path,
             ad = run_adapt(cfg.adapt, data, acts, seeds=cfg.seeds, folds=cfg.folds,
                            val_size=cfg.selection.val_size, refit=cfg.selection.refit,
                            metric=get_task(cfg.task).selection_metric(cfg.selection),
-                           task=cfg.task, log=log)
+                           task=cfg.task, log=log,
+                           store=CellStore(cache_root() / "adapt-cells")
+                           if cfg.cache_cells else None)
         rows, extra = rows + ad.rows, {**extra, **ad.manifest}
     if task.label_kind == "ordinal":  # mean per-corpus QWK beside the pooled one
         rows += corpus_mean_rows(pooled, data.y, data.corpora, task=cfg.task,
