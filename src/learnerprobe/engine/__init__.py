@@ -10,11 +10,13 @@ Modules (bottom to top):
   predictions;
 - ``providers``: cell providers of probes (``"layers"``) and text baselines (``"features"``);
   ``nested``: transfer methods (``"nested"``); ``classifier``: NLI methods (``"classifier"``);
+  ``adapt``: adaptation methods on ``loco_k`` folds (``"adapt"``: the fold's source probe shared
+  by its methods, every k x repeat draw predicted and carried in ``CellOutput.draws``);
   each method names its provider in the method registry (``MethodEntry.cell_provider``);
 - ``loop``: the one loop (``run_cells``), cached, side by side where a provider allows;
 - ``score``: scores of pooled cells (``evaluation.results.score_rows``) and paired
   comparisons.
 
-``study`` (the probe and transfer stages), ``nli`` (the NLI protocol) and ``train`` (one fold
+``study`` (the probe, transfer and adapt stages), ``nli`` (the NLI protocol) and ``train`` (one fold
 holding all data, plus a refit) sit on top.
 """

@@ -2,8 +2,8 @@
 
 Every study stage and every task goes through :func:`run_cells`: the probe stage (probes and
 the surface baseline over every protocol's folds), the transfer stage (nested providers over
-the LOCO folds), the NLI protocol (text classifiers over grouped folds), and ``learnerprobe
-train`` (the same providers on one fold holding all the data). A provider says whether its
+the LOCO folds), the adapt stage (adapt providers over the ``loco_k`` folds), the NLI
+protocol (text classifiers over grouped folds), and ``learnerprobe train`` (the same providers on one fold holding all the data). A provider says whether its
 cells run side by side in worker processes (``parallel``: a plain function and picklable
 arguments, big arrays first so that the Ray backend shares them) or one after the other in this
 process (a nested provider parallelises its own fits; an NLI classifier may be a whole language

@@ -12,7 +12,8 @@ provider kind (``MethodEntry.cell_provider``):
   inside the fold's training part (:class:`learnerprobe.engine.nested.Nested`);
 - ``"classifier"``: an NLI method over texts or records (:class:`learnerprobe.engine.
   classifier.Classifier`);
-- (next) ``"adapt"``: an adaptation method reading a protocol's extra ``adapt`` index set.
+- ``"adapt"``: an adaptation method on a ``loco_k`` fold, fitted on each draw's k labelled
+  texts (:class:`learnerprobe.engine.adapt.Adapt`).
 
 :func:`provider_kind` is the dispatch; the stages build one provider object per family and map
 every method name to it.
