@@ -6,8 +6,8 @@ fold's test texts on every layer the method has (one pseudo-layer for methods wi
 axis), the inner-validation scores and the chosen layer where the method chooses one, and for a
 nested provider the chosen variant; an adapt cell (:mod:`learnerprobe.engine.adapt`)
 carries its draws' predictions instead (:class:`Draws`). :func:`pool` concatenates a
-method's outputs over the folds of a protocol into :class:`learnerprobe.evaluation.results.Pooled` cells, which are scored by
-:func:`learnerprobe.evaluation.results.score_rows`.
+method's outputs over the folds of a protocol into :class:`learnerprobe.evaluation.results.
+Pooled` cells, which are scored by :func:`learnerprobe.evaluation.results.score_rows`.
 
 Finished cells are cached as ``.npz`` (no pickle) in one :class:`CellStore` per run kind,
 keyed by a hash of everything that determines them.
