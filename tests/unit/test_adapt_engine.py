@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from learnerprobe.config.adapt import AdaptConfig
-from learnerprobe.engine import adapt as engine_adapt
+from learnerprobe.engine import loco_k as engine_adapt
 from learnerprobe.engine.cells import Cell, CellStore, Draws, load_output
 from learnerprobe.engine.data import adapt_activations
 from learnerprobe.estimators.probes.surface import surface_columns, surface_features

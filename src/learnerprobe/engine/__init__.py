@@ -10,7 +10,7 @@ Modules (bottom to top):
   predictions;
 - ``providers``: cell providers of probes (``"layers"``) and text baselines (``"features"``);
   ``nested``: transfer methods (``"nested"``); ``classifier``: NLI methods (``"classifier"``);
-  ``adapt``: adaptation methods on ``loco_k`` folds (``"adapt"``: the fold's source probe shared
+  ``loco_k``: adaptation methods on ``loco_k`` folds (``"adapt"``: the fold's source probe shared
   by its methods, every k x repeat draw predicted and carried in ``CellOutput.draws``);
   each method names its provider in the method registry (``MethodEntry.cell_provider``);
 - ``loop``: the one loop (``run_cells``), cached, side by side where a provider allows;

@@ -4,7 +4,7 @@ A :class:`Cell` names the work (model, mode, seed, protocol, fold, method); its 
 (:mod:`learnerprobe.engine.providers`) turns it into a :class:`CellOutput`: predictions of the
 fold's test texts on every layer the method has (one pseudo-layer for methods without a layer
 axis), the inner-validation scores and the chosen layer where the method chooses one, and for a
-nested provider the chosen variant; an adapt cell (:mod:`learnerprobe.engine.adapt`)
+nested provider the chosen variant; an adapt cell (:mod:`learnerprobe.engine.loco_k`)
 carries its draws' predictions instead (:class:`Draws`). :func:`pool` concatenates a
 method's outputs over the folds of a protocol into :class:`learnerprobe.evaluation.results.
 Pooled` cells, which are scored by :func:`learnerprobe.evaluation.results.score_rows`.

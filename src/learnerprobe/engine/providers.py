@@ -13,7 +13,7 @@ provider kind (``MethodEntry.cell_provider``):
 - ``"classifier"``: an NLI method over texts or records (:class:`learnerprobe.engine.
   classifier.Classifier`);
 - ``"adapt"``: an adaptation method on a ``loco_k`` fold, fitted on each draw's k labelled
-  texts (:class:`learnerprobe.engine.adapt.Adapt`).
+  texts (:class:`learnerprobe.engine.loco_k.Adapt`).
 
 :func:`provider_kind` is the dispatch; the stages build one provider object per family and map
 every method name to it.

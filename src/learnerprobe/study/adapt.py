@@ -2,7 +2,7 @@
 
 The work runs through the engine's loop (:func:`learnerprobe.engine.loop.run_cells`): one
 cell per adapt method, model, seed and held-out corpus, computed by the ``"adapt"`` provider
-(:mod:`learnerprobe.engine.adapt`) and cached; this module builds the cells and scores the
+(:mod:`learnerprobe.engine.loco_k`) and cached; this module builds the cells and scores the
 draws they return.
 
 For each model, seed and held-out corpus (a leave-one-corpus-out split), the *source* probe
@@ -30,9 +30,9 @@ from typing import Any
 import numpy as np
 
 from learnerprobe.config.adapt import AdaptConfig
-from learnerprobe.engine.adapt import ADAPTED, PROTOCOL, SOURCE_MODE, Adapt, uses_text
 from learnerprobe.engine.cells import Cell, CellOutput, CellStore
 from learnerprobe.engine.data import Acts
+from learnerprobe.engine.loco_k import ADAPTED, PROTOCOL, SOURCE_MODE, Adapt, uses_text
 from learnerprobe.engine.loop import run_cells
 from learnerprobe.estimators.probes.surface import surface_columns, surface_features
 from learnerprobe.evaluation.metrics import (
