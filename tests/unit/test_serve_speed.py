@@ -36,12 +36,19 @@ def _noisy_load_model(real):
 
 @pytest.mark.parametrize("verbose", [False, True])
 def test_predict_hides_third_party_chatter_unless_verbose(tmp_path, monkeypatch, capfd, verbose):
+    from transformers.utils import logging as tl
+
     path = make_hidden_bundle(tmp_path)
     monkeypatch.setattr(predict_mod, "load_model", _noisy_load_model(predict_mod.load_model))
     args = ["predict", "--bundle", path, "--encoder", "torch", "Ich wohne in Berlin."]
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        code, out, err = run_main(args + (["--verbose"] if verbose else []), capfd)
+    before = tl.get_verbosity()  # other tests in the process may have lowered it
+    tl.set_verbosity_warning()  # transformers' default: the chatter is on unless we hide it
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            code, out, err = run_main(args + (["--verbose"] if verbose else []), capfd)
+    finally:
+        tl.set_verbosity(before)
     assert code == 0 and "cefr:" in out
     err += "".join(str(w.message) for w in caught)  # pytest records warnings instead of printing
     chatter = ("Loading weights", "Some weights were not used", "torch says something")
@@ -194,3 +201,24 @@ def test_batcher_isolates_errors_and_skips_cancelled_requests():
     assert res["good"][0]["l1"]["label"] == "b"  # merged with "bad", yet answered
     assert res["bad"] == "ValueError" and res["gone"] == "Cancelled"
     assert ["c"] not in seen and not any("c" in s for s in seen)
+
+
+def test_quiet_restores_transformers_first_imported_inside(monkeypatch):
+    """A caller whose first transformers import happens inside the quiet block (a notebook
+    calling predict first) gets transformers' own defaults back, not our silence."""
+    import subprocess
+    import sys
+
+    code = (
+        "from learnerprobe.models.quiet import quiet_third_party\n"
+        "with quiet_third_party():\n"
+        "    from transformers.utils import logging as tl\n"
+        "    assert tl.get_verbosity() >= 40\n"
+        "print(tl.get_verbosity(), tl.is_progress_bar_enabled())\n"
+    )
+    env = {k: v for k, v in __import__("os").environ.items()
+           if k not in ("TRANSFORMERS_VERBOSITY", "HF_HUB_DISABLE_PROGRESS_BARS")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["30", "True"]  # WARNING, bars on

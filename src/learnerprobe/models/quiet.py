@@ -53,6 +53,16 @@ def _transformers_restore(before: tuple[bool, int] | None) -> None:
     tl.set_verbosity(before[1])
 
 
+def _imported_defaults(env_before: dict[str, str | None]) -> tuple[bool, int] | None:
+    """What transformers would have had, imported outside: bars on unless the caller's
+    environment turned them off, its default verbosity (warning) unless the caller set one."""
+    if "transformers" not in sys.modules:
+        return None
+    level = (env_before.get("TRANSFORMERS_VERBOSITY") or "warning").upper()
+    bars = env_before.get("HF_HUB_DISABLE_PROGRESS_BARS") is None
+    return bars, int(getattr(logging, level, logging.WARNING))
+
+
 @contextmanager
 def quiet_third_party(enabled: bool = True) -> Iterator[None]:
     """While inside: no third-party progress bars, log lines below ERROR or warnings raised in
@@ -73,6 +83,8 @@ def quiet_third_party(enabled: bool = True) -> Iterator[None]:
         try:
             yield
         finally:
+            if tf_before is None:  # imported inside: it read our ENV, so give it the caller's
+                tf_before = _imported_defaults(env_before)
             _transformers_restore(tf_before)
             for name, level in levels.items():
                 logging.getLogger(name).setLevel(level)
