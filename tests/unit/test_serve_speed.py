@@ -1,6 +1,7 @@
 """Quiet predict/serve, a warm server, one encoder forward shared by bundles, and batching of
 concurrent requests (issue 20, parts 5, 7, 8)."""
 
+import logging
 import threading
 import time
 import warnings
@@ -43,14 +44,22 @@ def test_predict_hides_third_party_chatter_unless_verbose(tmp_path, monkeypatch,
     args = ["predict", "--bundle", path, "--encoder", "torch", "Ich wohne in Berlin."]
     before = tl.get_verbosity()  # other tests in the process may have lowered it
     tl.set_verbosity_warning()  # transformers' default: the chatter is on unless we hide it
+    # transformers' own stderr handler may hold a stream of an earlier test's capture, so its
+    # log lines are collected here as records (a record exists only if the level lets it out)
+    logged: list[str] = []
+    collect = logging.Handler()
+    collect.emit = lambda record: logged.append(record.getMessage())
+    logging.getLogger("transformers").addHandler(collect)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             code, out, err = run_main(args + (["--verbose"] if verbose else []), capfd)
     finally:
         tl.set_verbosity(before)
+        logging.getLogger("transformers").removeHandler(collect)
     assert code == 0 and "cefr:" in out
     err += "".join(str(w.message) for w in caught)  # pytest records warnings instead of printing
+    err += "".join(logged)
     chatter = ("Loading weights", "Some weights were not used", "torch says something")
     if verbose:  # the test can fail: the chatter is there to be hidden
         assert all(c in err for c in chatter), err
