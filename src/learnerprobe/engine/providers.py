@@ -48,6 +48,16 @@ def provider_kind(method: str) -> str:
     return get_method(method).cell_provider
 
 
+def probe_cell_key(cell: Cell, acts: str, layers: list[int], data: TaskData, metric: str,
+                   refit: bool) -> dict[str, Any]:
+    """Everything that determines a probe or surface cell (the study's cell cache key; the
+    surface baseline's is ``acts = "surface"`` with no layers)."""
+    return {"v": CELL_VERSION, "acts": acts, "layers": layers, "probe": cell.method,
+            "mode": cell.mode, "seed": cell.seed, "split": cell.split.digest(),
+            "y": labels_digest(data), "K": data.n_classes, "metric": metric,
+            "refit": refit, **engine_key(cell.method, cell.mode)}
+
+
 def labels_digest(data: TaskData) -> str:
     """Hash of the labels and text ids (part of every probe cell's key)."""
     return hashlib.sha256(data.y.tobytes() + "|".join(data.ids).encode()).hexdigest()[:16]
@@ -130,10 +140,7 @@ class LayerSweep:
 
     def cache_key(self, cell: Cell) -> dict[str, Any]:
         a = self.acts[cell.model]
-        return {"v": CELL_VERSION, "acts": a.key, "layers": a.layers, "probe": cell.method,
-                "mode": cell.mode, "seed": cell.seed, "split": cell.split.digest(),
-                "y": labels_digest(self.data), "K": self.data.n_classes, "metric": self.metric,
-                "refit": self.refit, **engine_key(cell.method, cell.mode)}
+        return probe_cell_key(cell, a.key, a.layers, self.data, self.metric, self.refit)
 
     def cache_prefix(self, cell: Cell) -> str:
         return ""
@@ -182,10 +189,7 @@ class Features:
     def cache_key(self, cell: Cell) -> dict[str, Any] | None:
         if self.fit_on != "train":
             return None
-        return {"v": CELL_VERSION, "acts": SURFACE, "layers": [], "probe": cell.method,
-                "mode": cell.mode, "seed": cell.seed, "split": cell.split.digest(),
-                "y": labels_digest(self.data), "K": self.data.n_classes, "metric": self.metric,
-                "refit": self.refit, **engine_key(cell.method, cell.mode)}
+        return probe_cell_key(cell, SURFACE, [], self.data, self.metric, self.refit)
 
     def cache_prefix(self, cell: Cell) -> str:
         return ""
