@@ -37,7 +37,7 @@ class FakeActs:
     layers: list[int]
     hidden_size: int
     cache_hit: bool = True
-    dtype: str = "fp32"  # the dtype an extraction resolved "auto" to
+    dtype: str = "float32"  # the dtype an extraction resolved "auto" to
 
 
 def fake_activations(records, y, n_layers: int = 3, dim: int = 6, seed: int = 0) -> FakeActs:

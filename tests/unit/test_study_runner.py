@@ -88,8 +88,8 @@ def test_results_schema_rows_and_files(full):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["activation_cache_keys"]["fake"].startswith("array-")
     # every number says which dtype extracted its activations (none for the surface baseline)
-    assert manifest["extraction_dtypes"] == {"fake": "fp32"}
-    assert set(df[df.model == "fake"].extraction_dtype) == {"fp32"}
+    assert manifest["extraction_dtypes"] == {"fake": "float32"}
+    assert set(df[df.model == "fake"].extraction_dtype) == {"float32"}
     assert set(df[df.probe == "surface"].extraction_dtype) == {"none"}
 
 
