@@ -84,7 +84,7 @@ def test_the_task_prepares_l1_data_in_one_step(monkeypatch, prep_mask):
                       nli={"methods": ["ngram"], "min_texts_per_l1": 5})
     data = encode(cfg, _recs())
     assert calls == [not prep_mask]  # selected once; never masked twice
-    sel = data.info["l1"]
+    sel = data.selection
     assert [r.id for r in data.records] == [r.id for r in sel.records]
     assert data.labels == sel.labels == ["Polish", "Russian"]
     assert [data.labels[i] for i in data.y] == list(sel.y)

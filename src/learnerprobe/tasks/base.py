@@ -12,7 +12,7 @@ so ``tasks`` imports neither ``nli`` nor ``study`` (imports run one way).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -38,7 +38,9 @@ class TaskData:
     corpora: np.ndarray
     languages: np.ndarray
     labels: list[str]
-    info: dict[str, Any] = field(default_factory=dict)
+    #: the task's own selection of these texts (L1: ``tasks.l1.L1Data``), handed to its
+    #: protocol so that it does not select (or mask) a second time; None for probe tasks
+    selection: Any = None
 
     @property
     def n_classes(self) -> int:

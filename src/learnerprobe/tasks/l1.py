@@ -161,10 +161,10 @@ class L1Task(Task):
     def prepare(self, records: Sequence[LearnerText], *, labels: LabelConfig,
                 corpora: Sequence[str], prep: PrepConfig, nli: NliConfig) -> TaskData:
         """:meth:`select`, as the runner's task data; the selection itself travels in
-        ``info["l1"]`` so the NLI protocol does not select (or mask) a second time."""
+        ``selection`` so the NLI protocol does not select (or mask) a second time."""
         d = self.select(records, nli, masked=prep.mask)
         data = d.encoded()
-        data.info["l1"] = d
+        data.selection = d
         return data
 
     def evaluate(self, cfg: StudyConfig, data: TaskData, stage_dir: Path, out_dir: Path, *,
@@ -176,4 +176,4 @@ class L1Task(Task):
             cfg.nli_config, data.records, stage_dir, models=cfg.models, probes=cfg.probe_names,
             layers=cfg.layers, extraction=cfg.extraction, folds=cfg.folds, seeds=cfg.seeds,
             n_boot=cfg.n_boot, masked=cfg.prep.mask, log=log,
-            cache_dir=out_dir / self.stage / "cache", prepared=data.info.get("l1"))
+            cache_dir=out_dir / self.stage / "cache", prepared=data.selection)
